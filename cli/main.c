@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* The batchring command: dispatches to one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include <batchring.h>
+
+#include "cli.h"
+
+struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+    {"demo", br_cli_demo,
+     "run a multi-process generator on a synthetic dataset, verifying every byte"},
+};
+
+static void usage(FILE *to)
+{
+    fprintf(to, "usage: batchring <command> [options]   (batchring <command> --help)\n\n"
+                "commands:\n");
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(to, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(to, "\nbatchring %s\n", br_version_string());
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("batchring %s\n", br_version_string());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (!strcmp(argv[1], subcommands[i].name))
+            return subcommands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "batchring: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

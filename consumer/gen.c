@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The generator: br_open, br_next, br_close.
+ *
+ * br_next is the hot path. When the next slot is already READY it costs one
+ * acquire load, one store to give the previous slot back (plus a wake only
+ * if a worker sleeps on it) and no syscall. Only when the batch is not ready
+ * does it spin briefly, then sleep in slices, reaping dead workers and
+ * checking for failures between slices.
+ *
+ * Handles: a br_gen * is not a pointer but an index into a table plus a
+ * generation number, so that a call on a closed generator finds nothing and
+ * returns BR_ESTOPPED instead of touching freed memory, and br_close is
+ * idempotent.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <batchring.h>
+
+#include "producer/schedule.h"
+#include "producer/worker.h"
+#include "ring/error.h"
+#include "ring/ring.h"
+
+/* How long the consumer spins on a slot before it sleeps: about one futex
+ * round trip, so a batch that is nearly ready costs no syscall. */
+#define BR_SPIN_NS 20000u
+/* Longest single sleep, so dead workers are noticed promptly. */
+#define BR_CONSUMER_SLICE_MS 10
+#define BR_MAX_GENERATORS 4096u
+
+enum gen_state { GEN_RUNNING, GEN_EOF, GEN_STOPPED };
+
+struct br_gen {
+    uint64_t handle;
+    struct br_ring ring;
+    struct br_loader_ctx ctx;
+    struct br_supervisor sup;
+    uint64_t *ids;         /* our copy */
+    int32_t *labels;       /* our copy, or NULL */
+    uint64_t cursor;       /* next seq to return */
+    uint64_t held;         /* seq of the batch the caller holds */
+    bool holding;
+    enum gen_state state;
+    uint32_t nworkers;
+    int timeout_ms;
+    uint64_t opened_ns;
+    uint64_t inline_loaded; /* workers = 0: batches loaded in br_next */
+    uint64_t inline_load_ns;
+    char msg[BR_MSG_CAP];   /* br_last_error */
+    char first_error[BR_MSG_CAP];
+};
+
+static _Thread_local char open_error[BR_MSG_CAP];
+
+/* The table: slot i holds a struct br_gen * (as an integer, so that it can
+ * be loaded atomically) whose handle is (generation << 16) | (i + 1). */
+static _Atomic uint64_t gen_table[BR_MAX_GENERATORS];
+static uint32_t gen_generation;
+static pthread_mutex_t gen_table_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct br_gen *gen_lookup(const br_gen *handle)
+{
+    uint64_t h = (uint64_t)(uintptr_t)handle;
+    uint64_t index = (h & 0xffffu) - 1;
+    struct br_gen *g;
+    if (!handle || index >= BR_MAX_GENERATORS)
+        return NULL;
+    /* Pairs with the release store in gen_register: a handle we find is
+     * fully built. */
+    g = (struct br_gen *)(uintptr_t)br__load_acquire_u64(&gen_table[index]);
+    return g && g->handle == h ? g : NULL;
+}
+
+static int gen_register(struct br_gen *g, char *msg)
+{
+    int rc = br__fail(msg, -EMFILE, "too many open generators (at most %u)", BR_MAX_GENERATORS);
+    pthread_mutex_lock(&gen_table_lock);
+    for (uint32_t i = 0; i < BR_MAX_GENERATORS; i++) {
+        if (br__load_relaxed_u64(&gen_table[i]))
+            continue;
+        if (++gen_generation == 0)
+            gen_generation = 1;
+        g->handle = ((uint64_t)gen_generation << 16) | (i + 1);
+        br__store_release_u64(&gen_table[i], (uint64_t)(uintptr_t)g);
+        rc = 0;
+        break;
+    }
+    pthread_mutex_unlock(&gen_table_lock);
+    return rc;
+}
+
+/* Removes g's handle; false if it was not (or no longer) registered. */
+static bool gen_unregister(const br_gen *handle, struct br_gen **out)
+{
+    bool found = false;
+    pthread_mutex_lock(&gen_table_lock);
+    *out = gen_lookup(handle);
+    if (*out) {
+        br__store_relaxed_u64(&gen_table[((*out)->handle & 0xffffu) - 1], 0);
+        found = true;
+    }
+    pthread_mutex_unlock(&gen_table_lock);
+    return found;
+}
+
+BR_API int br_options_init(br_options *opt)
+{
+    if (!opt)
+        return -EINVAL;
+    memset(opt, 0, sizeof *opt);
+    opt->batch_size = 32;
+    opt->workers = 1;
+    opt->slots = BR_SLOTS_AUTO;
+    opt->slot_bytes = 0;
+    opt->epochs = 0;
+    opt->drop_last = false;
+    opt->timeout_ms = -1;
+    opt->max_restarts = 3;
+    return 0;
+}
+
+/* Checks the arguments of br_open; the message names the first bad one. */
+static int check_open_args(br_gen **out, br_loader_fn load, const uint64_t *ids, size_t n_ids,
+                           const br_options *opt, char *msg)
+{
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_gen *");
+    if (!load)
+        return br__fail(msg, -EINVAL, "load is NULL: pass a loader function");
+    if (!opt)
+        return br__fail(msg, -EINVAL, "opt is NULL: initialise options with br_options_init");
+    if (n_ids == 0)
+        return br__fail(msg, -EINVAL, "n_ids is 0: a generator needs at least one sample");
+    if (!ids)
+        return br__fail(msg, -EINVAL, "ids is NULL but n_ids is %zu", n_ids);
+    if (opt->batch_size == 0)
+        return br__fail(msg, -EINVAL, "batch_size is 0: it must be at least 1");
+    if (opt->batch_size > BR_MAX_BATCH_SIZE)
+        return br__fail(msg, -EINVAL, "batch_size %u is larger than the limit %u",
+                        opt->batch_size, BR_MAX_BATCH_SIZE);
+    if (opt->batch_size > n_ids)
+        return br__fail(msg, -EINVAL, "batch_size %u is larger than n_ids %zu", opt->batch_size,
+                        n_ids);
+    if (opt->slot_bytes == 0)
+        return br__fail(msg, -EINVAL,
+                        "slot_bytes is 0: set it to the largest batch the loader writes");
+    if (opt->slots == 0)
+        return br__fail(msg, -EINVAL,
+                        "slots is 0: the ring needs at least 1 slot (BR_SLOTS_AUTO for 2 x "
+                        "max(workers, 1))");
+    if (opt->slots != BR_SLOTS_AUTO && opt->slots > BR_MAX_SLOTS)
+        return br__fail(msg, -EINVAL, "slots %u is larger than the limit %u", opt->slots,
+                        BR_MAX_SLOTS);
+    if (opt->workers > BR_MAX_WORKERS)
+        return br__fail(msg, -EINVAL, "workers %u is larger than the limit %u", opt->workers,
+                        BR_MAX_WORKERS);
+    if (opt->timeout_ms < -1)
+        return br__fail(msg, -EINVAL, "timeout_ms %d is invalid: use -1 (forever) or >= 0",
+                        opt->timeout_ms);
+    return 0;
+}
+
+static void gen_free(struct br_gen *g)
+{
+    br__sup_stop(&g->sup);
+    br__sup_free(&g->sup);
+    br__ring_unmap(&g->ring);
+    free(g->ids);
+    free(g->labels);
+    free(g);
+}
+
+BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *ids,
+                   const int32_t *labels, size_t n_ids, const br_options *opt)
+{
+    char *msg = open_error;
+    struct br_ring_geometry geo;
+    struct br_gen *g;
+    uint32_t workers;
+    int rc;
+
+    msg[0] = '\0';
+    rc = check_open_args(out, load, ids, n_ids, opt, msg);
+    if (rc)
+        return rc;
+    *out = NULL;
+
+    g = calloc(1, sizeof *g);
+    if (!g)
+        return br__fail(msg, -ENOMEM, "out of memory for the generator");
+
+    /* As the R DataGenerator does: more workers than batches in flight
+     * could ever use is lowered, not refused. */
+    workers = opt->workers;
+    if (workers && (uint64_t)opt->batch_size * workers > n_ids) {
+        workers = (uint32_t)(n_ids / opt->batch_size);
+        snprintf(g->msg, sizeof g->msg,
+                 "workers lowered from %u to %u: batch_size %u x workers %u is more than "
+                 "n_ids %zu",
+                 opt->workers, workers, opt->batch_size, opt->workers, n_ids);
+    }
+    g->nworkers = workers;
+    g->timeout_ms = opt->timeout_ms;
+
+    rc = br__schedule_init(&g->ctx.sched, n_ids, opt->batch_size, opt->drop_last, opt->epochs,
+                           msg);
+    if (rc)
+        goto fail;
+
+    /* Our own copies: replacement workers are forked later, from whatever
+     * the caller's arrays hold by then. */
+    if (n_ids > SIZE_MAX / sizeof *g->ids) {
+        rc = br__fail(msg, -EOVERFLOW, "n_ids %zu is too large to copy", n_ids);
+        goto fail;
+    }
+    g->ids = malloc(n_ids * sizeof *g->ids);
+    g->labels = labels ? malloc(n_ids * sizeof *g->labels) : NULL;
+    if (!g->ids || (labels && !g->labels)) {
+        char size[32];
+        rc = br__fail(msg, -ENOMEM, "out of memory copying %zu ids and labels (%s)", n_ids,
+                      br__format_bytes(size, n_ids * (sizeof *g->ids + sizeof *g->labels)));
+        goto fail;
+    }
+    memcpy(g->ids, ids, n_ids * sizeof *g->ids);
+    if (labels)
+        memcpy(g->labels, labels, n_ids * sizeof *g->labels);
+    g->ctx.load = load;
+    g->ctx.user = user;
+    g->ctx.ids = g->ids;
+    g->ctx.labels = g->labels;
+
+    memset(&geo, 0, sizeof geo);
+    geo.nslots = opt->slots == BR_SLOTS_AUTO ? 2 * (workers ? workers : 1) : opt->slots;
+    geo.nworkers = workers;
+    geo.batch_size = opt->batch_size;
+    geo.flags = (labels ? BR_RING_LABELS : 0) | (opt->drop_last ? BR_RING_DROP_LAST : 0);
+    geo.slot_bytes = opt->slot_bytes;
+    geo.n_ids = n_ids;
+    geo.epochs = opt->epochs;
+    geo.batches_per_epoch = g->ctx.sched.batches_per_epoch;
+    geo.end_seq = g->ctx.sched.end_seq;
+    rc = br__ring_create_anon(&g->ring, &geo, msg);
+    if (rc)
+        goto fail;
+
+    rc = gen_register(g, msg);
+    if (rc)
+        goto fail;
+    g->opened_ns = br__now_ns();
+    rc = br__sup_start(&g->sup, &g->ring, &g->ctx, opt->max_restarts, msg);
+    if (rc) {
+        struct br_gen *same;
+        gen_unregister((br_gen *)(uintptr_t)g->handle, &same);
+        goto fail;
+    }
+    *out = (br_gen *)(uintptr_t)g->handle;
+    return 0;
+fail:
+    gen_free(g);
+    return rc;
+}
+
+/* Stops the generator for good after a failure; message stays in g->msg. */
+static int gen_stop(struct br_gen *g, int code)
+{
+    g->state = GEN_STOPPED;
+    snprintf(g->first_error, sizeof g->first_error, "%s", g->msg);
+    br__sup_stop(&g->sup);
+    return code;
+}
+
+static int loader_failure(struct br_gen *g, uint64_t seq)
+{
+    const struct br_slot_desc *d = br__slot_desc(&g->ring, seq);
+    const uint64_t *ids = br__slot_ids(&g->ring, seq);
+    const char *text = br__slot_err(&g->ring, seq);
+    br__fail(g->msg, 0, "loader failed on batch %llu (epoch %llu, %u samples, ids %llu..%llu): %s [%s]",
+             (unsigned long long)seq, (unsigned long long)d->epoch, d->count,
+             (unsigned long long)ids[0], (unsigned long long)ids[d->count - 1],
+             text[0] ? text : br_strerror(d->error), br_err_name(d->error));
+    return gen_stop(g, BR_ELOADER);
+}
+
+/* Loads `seq` inside br_next (workers = 0): the same slot protocol, with
+ * the consumer as its only worker. The slot is FREE: we released it. */
+static void load_inline(struct br_gen *g, uint64_t seq)
+{
+    struct br_slot_desc *d = br__slot_desc(&g->ring, seq);
+    uint64_t t0 = br__now_ns();
+    br__store_relaxed_u64(&g->ring.hdr->claim, seq + 1);
+    br__store_relaxed_u32(&d->word, br__slot_word(br__slot_lap(&g->ring, seq), BR_LOADING));
+    br__fill_slot(&g->ring, &g->ctx, seq, 0, NULL);
+    g->inline_loaded++;
+    g->inline_load_ns += br__now_ns() - t0;
+    /* Loading inline is time the trainer waits for data: it is stall. */
+    br__add_relaxed_u64(&g->ring.hdr->consumer_stall_ns, br__now_ns() - t0);
+}
+
+/* Waits until the slot of seq is READY or FAILED on its lap. Returns 0, or
+ * -ETIMEDOUT, or a failure the supervisor recorded for this seq. */
+static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
+{
+    struct br_ring_header *h = g->ring.hdr;
+    struct br_slot_desc *d = br__slot_desc(&g->ring, seq);
+    const uint64_t lap = br__slot_lap(&g->ring, seq);
+    const uint32_t ready = br__slot_word(lap, BR_READY);
+    const uint32_t failed = br__slot_word(lap, BR_FAILED);
+    uint64_t t0, now, deadline;
+    uint32_t w;
+    int rc = 0;
+
+    /* Acquire pairs with the loader's publish (br__slot_publish): the
+     * batch's data and descriptor are visible once we see READY. */
+    w = br__load_acquire_u32(&d->word);
+    if (w == ready || w == failed) {
+        *word = w;
+        return 0;
+    }
+    t0 = br__now_ns();
+    deadline = g->timeout_ms < 0 ? UINT64_MAX : t0 + (uint64_t)g->timeout_ms * 1000000u;
+    for (unsigned spins = 1; g->timeout_ms != 0; spins++) {
+        br__cpu_relax();
+        w = br__load_acquire_u32(&d->word);
+        if (w == ready || w == failed)
+            goto out;
+        if (spins % 64 == 0 && br__now_ns() - t0 > BR_SPIN_NS)
+            break;
+    }
+    for (;;) {
+        uint64_t left;
+        br__sup_poll(&g->sup);
+        w = br__load_acquire_u32(&d->word);
+        if (w == ready || w == failed)
+            break;
+        /* Acquire pairs with record_failure's release: code and text are
+         * written before fail_seq. */
+        if (br__load_acquire_u64(&h->fail_seq) <= seq) {
+            snprintf(g->msg, sizeof g->msg, "%s", h->fail_msg);
+            rc = h->fail_code;
+            break;
+        }
+        now = br__now_ns();
+        if (now >= deadline) {
+            br__fail(g->msg, 0, "no batch within timeout_ms = %d (waiting for batch %llu)",
+                     g->timeout_ms, (unsigned long long)seq);
+            rc = -ETIMEDOUT;
+            break;
+        }
+        left = (deadline - now + 999999u) / 1000000u;
+        br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
+    }
+out:
+    br__add_relaxed_u64(&h->consumer_stall_ns, br__now_ns() - t0);
+    *word = w;
+    return rc;
+}
+
+static void release_held(struct br_gen *g)
+{
+    if (!g->holding)
+        return;
+    g->holding = false;
+    br__slot_publish(br__slot_desc(&g->ring, g->held),
+                     br__slot_word(br__slot_lap(&g->ring, g->held) + 1, BR_FREE));
+}
+
+BR_API int br_next(br_gen *handle, br_batch *out)
+{
+    struct br_gen *g = gen_lookup(handle);
+    struct br_ring_header *h;
+    const struct br_slot_desc *d;
+    uint64_t seq;
+    uint32_t word;
+    int rc;
+
+    if (!g)
+        return handle ? BR_ESTOPPED : -EINVAL;
+    if (!out)
+        return br__fail(g->msg, -EINVAL, "out is NULL: pass a br_batch to fill");
+    if (g->state == GEN_STOPPED)
+        return br__fail(g->msg, BR_ESTOPPED, "the generator is stopped after an earlier error: %s",
+                        g->first_error);
+    if (g->state == GEN_EOF)
+        return BR_EOF;
+
+    h = g->ring.hdr;
+    release_held(g);
+    seq = g->cursor;
+    if (seq >= h->end_seq) {
+        g->state = GEN_EOF;
+        return br__fail(g->msg, BR_EOF, "end of data: %llu epochs of %llu batches delivered",
+                        (unsigned long long)h->epochs, (unsigned long long)h->batches_per_epoch);
+    }
+    if (g->nworkers == 0)
+        load_inline(g, seq);
+    rc = wait_ready(g, seq, &word);
+    if (rc == -ETIMEDOUT)
+        return rc;
+    if (rc)
+        return gen_stop(g, rc);
+    if ((word & 3u) == BR_FAILED)
+        return loader_failure(g, seq);
+
+    d = br__slot_desc(&g->ring, seq);
+    out->seq = seq;
+    out->epoch = d->epoch;
+    out->batch = d->batch;
+    out->count = d->count;
+    out->ids = br__slot_ids(&g->ring, seq);
+    out->labels = br__slot_labels(&g->ring, seq);
+    out->data = br__slot_data(&g->ring, seq);
+    out->size = (size_t)d->size;
+    g->holding = true;
+    g->held = seq;
+    g->cursor = seq + 1;
+    /* Release: the supervisor (seq_done) and observers read the cursor. */
+    br__store_release_u64(&h->cursor, g->cursor);
+    br__add_relaxed_u64(&h->consumer_batches, 1);
+    br__add_relaxed_u64(&h->consumer_bytes, d->size);
+    return 0;
+}
+
+BR_API int br_close(br_gen *handle)
+{
+    struct br_gen *g;
+    if (!gen_unregister(handle, &g))
+        return 0;
+    gen_free(g);
+    return 0;
+}
+
+BR_API const char *br_last_error(const br_gen *handle)
+{
+    const struct br_gen *g;
+    if (!handle)
+        return open_error;
+    g = gen_lookup(handle);
+    return g ? g->msg : "the generator is closed";
+}
+
+BR_API int br_stats_get(const br_gen *handle, br_stats *out)
+{
+    const struct br_gen *g = gen_lookup(handle);
+    const struct br_ring_header *h;
+    if (!g || !out)
+        return -EINVAL;
+    h = g->ring.hdr;
+    memset(out, 0, sizeof *out);
+    out->batches = br__load_relaxed_u64(&h->consumer_batches);
+    out->bytes = br__load_relaxed_u64(&h->consumer_bytes);
+    out->stall_ns = br__load_relaxed_u64(&h->consumer_stall_ns);
+    out->elapsed_ns = br__now_ns() - g->opened_ns;
+    out->workers = g->nworkers;
+    out->restarts = br__load_relaxed_u32(&h->restarts);
+    out->loaded = g->inline_loaded;
+    out->load_ns = g->inline_load_ns;
+    for (uint32_t i = 0; i < g->nworkers; i++) {
+        const struct br_worker_rec *rec = &g->ring.workers[i];
+        out->loaded += br__load_relaxed_u64(&rec->batches);
+        out->load_ns += br__load_relaxed_u64(&rec->load_ns);
+        out->slot_wait_ns += br__load_relaxed_u64(&rec->slot_wait_ns);
+    }
+    return 0;
+}
+
+BR_API int br_worker_stats_get(const br_gen *handle, uint32_t i, br_worker_stats *out)
+{
+    const struct br_gen *g = gen_lookup(handle);
+    const struct br_worker_rec *rec;
+    if (!g || !out || i >= g->nworkers)
+        return -EINVAL;
+    rec = &g->ring.workers[i];
+    out->pid = br__load_relaxed_i32(&rec->pid);
+    out->restarts = br__load_relaxed_u32(&rec->restarts);
+    out->batches = br__load_relaxed_u64(&rec->batches);
+    out->bytes = br__load_relaxed_u64(&rec->bytes);
+    out->load_ns = br__load_relaxed_u64(&rec->load_ns);
+    out->slot_wait_ns = br__load_relaxed_u64(&rec->slot_wait_ns);
+    return 0;
+}

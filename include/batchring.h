@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * batchring: a loader, run in persistent worker processes, writes each batch
+ * straight into a slot of a shared-memory ring; the trainer's generator hands
+ * out a pointer to the next ready slot and recycles it on the next call.
+ *
+ * This header is the reference. Every function that can fail returns 0 or a
+ * negative error code: -errno values (-EINVAL, -ENOMEM, -ETIMEDOUT, ...) or
+ * one of the BR_E* codes below, which sit in a reserved range
+ * [BR_ERRNO_FIRST, BR_ERRNO_LAST] far from any errno. A failing call also
+ * leaves a human message, read with br_last_error().
+ *
+ * Threads: a br_gen is not thread-safe; use it from one thread at a time.
+ * Different generators are independent. br_strerror(), br_err_name() and
+ * br_version() may be called from any thread.
+ *
+ * Processes: br_open() forks the worker processes from the calling thread.
+ * They die with that thread (PR_SET_PDEATHSIG), so open the generator from a
+ * thread that outlives it (normally the main thread). A loader runs in a
+ * child of a fork: it must not rely on other threads of the trainer.
+ */
+#ifndef BATCHRING_H
+#define BATCHRING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batchring/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(BR_BUILDING) && defined(__GNUC__)
+#define BR_API __attribute__((visibility("default")))
+#else
+#define BR_API
+#endif
+
+/*
+ * Our own error codes: name, value, description. One list generates the
+ * enum, br_strerror() and br_err_name().
+ */
+#define BR_ERRNO_MAP(XX)                                                       \
+    XX(EOF, -30001, "end of data: the last epoch has been delivered")          \
+    XX(ELOADER, -30002, "the loader failed")                                   \
+    XX(EWORKER, -30003, "a worker process died too often")                     \
+    XX(ESTOPPED, -30004, "the generator is stopped")                           \
+    XX(EBADRING, -30005, "the shared-memory ring is malformed")                \
+    XX(EPRODUCER, -30006, "the producer of the ring is gone")                  \
+    XX(EVERSION, -30007, "the ring has an unsupported layout version")
+
+enum br_errno {
+#define BR_ERRNO_ENUM_(name, value, text) BR_##name = (value),
+    BR_ERRNO_MAP(BR_ERRNO_ENUM_)
+#undef BR_ERRNO_ENUM_
+    BR_ERRNO_FIRST = -30099, /* lowest value of the reserved range */
+    BR_ERRNO_LAST = -30001   /* highest value of the reserved range */
+};
+
+/* Passing this as br_options.slots asks for 2 x max(workers, 1) slots. */
+#define BR_SLOTS_AUTO UINT32_MAX
+
+/* Upper bounds checked by br_open(). */
+#define BR_MAX_WORKERS 1024u
+#define BR_MAX_SLOTS 65536u
+#define BR_MAX_BATCH_SIZE (1u << 24)
+#define BR_ERR_CAP 512u /* bytes of a loader's error message, with the NUL */
+
+/*
+ * One job for a loader: fill the batch of `count` samples `ids` into `out`.
+ * The loader writes at most `cap` bytes to `out` and sets `size` to the
+ * number written. `out` is the ring slot itself, in shared memory, aligned
+ * to a page: nothing copies it afterwards.
+ *
+ * On failure the loader returns a negative code (a -errno value, or any
+ * negative number) and may write a message into `err` (a buffer of
+ * `err_cap` bytes, NUL-terminated, empty on entry); the consumer then gets
+ * BR_ELOADER and that message with the batch number and its ids.
+ */
+typedef struct br_job {
+    const uint64_t *ids;   /* sample ids of this batch, in order */
+    const int32_t *labels; /* their labels, or NULL when opened without */
+    uint32_t count;        /* number of ids (batch_size, or fewer at the end) */
+    uint64_t seq;          /* global batch number: 0, 1, 2, ... */
+    uint64_t epoch;        /* seq's epoch, from 0 */
+    uint64_t batch;        /* seq's batch number within its epoch */
+    uint32_t worker;       /* index of the worker running it (0 inline) */
+    void *out;             /* where the batch goes (the slot) */
+    size_t cap;            /* bytes available at out (slot_bytes) */
+    size_t size;           /* set by the loader: bytes written, <= cap */
+    char *err;             /* where a failing loader writes its message */
+    size_t err_cap;        /* size of err, BR_ERR_CAP */
+} br_job;
+
+/* Fills one batch. Returns 0, or a negative code with a message in job->err. */
+typedef int (*br_loader_fn)(br_job *job, void *user);
+
+/*
+ * One batch as the consumer sees it. Every pointer points into the ring
+ * and stays valid until the next br_next() or br_close() on the generator.
+ */
+typedef struct br_batch {
+    uint64_t seq;           /* global batch number, consecutive */
+    uint64_t epoch;         /* epoch of this batch, from 0 */
+    uint64_t batch;         /* batch number within the epoch */
+    uint32_t count;         /* number of samples */
+    const uint64_t *ids;    /* count sample ids */
+    const int32_t *labels;  /* count labels, or NULL when opened without */
+    const void *data;       /* what the loader wrote (page-aligned) */
+    size_t size;            /* bytes at data */
+} br_batch;
+
+/* Options of br_open(). Always start from br_options_init(). */
+typedef struct br_options {
+    uint32_t batch_size;   /* samples per batch (default 32) */
+    uint32_t workers;      /* 0: load inside br_next; n: n worker processes
+                              (default 1) */
+    uint32_t slots;        /* ring depth, the prefetch budget
+                              (default BR_SLOTS_AUTO = 2 x max(workers, 1)) */
+    size_t slot_bytes;     /* capacity of one slot: the largest batch the
+                              loader writes (no default: must be set) */
+    uint64_t epochs;       /* stop after this many epochs; 0 = forever
+                              (default 0) */
+    bool drop_last;        /* drop the short last batch of each epoch
+                              (default false) */
+    int timeout_ms;        /* br_next waits at most this long for a batch;
+                              -1 = forever (default -1) */
+    uint32_t max_restarts; /* worker deaths survived over the generator's
+                              life before br_next fails (default 3) */
+} br_options;
+
+/* Aggregate counters of a generator, read with br_stats(). */
+typedef struct br_stats {
+    uint64_t batches;       /* batches returned by br_next */
+    uint64_t bytes;         /* their bytes */
+    uint64_t stall_ns;      /* time br_next spent waiting for a batch */
+    uint64_t elapsed_ns;    /* time since br_open */
+    uint64_t loaded;        /* batches loaded by all workers (or inline) */
+    uint64_t load_ns;       /* time spent in the loader, summed */
+    uint64_t slot_wait_ns;  /* time workers waited for a free slot, summed */
+    uint32_t workers;       /* worker processes (after any lowering) */
+    uint32_t restarts;      /* workers replaced after a death */
+} br_stats;
+
+/* Per-worker counters, read with br_worker_stats(). */
+typedef struct br_worker_stats {
+    int32_t pid;            /* current process id, 0 when not running */
+    uint32_t restarts;      /* times this worker was replaced */
+    uint64_t batches;       /* batches it loaded */
+    uint64_t bytes;         /* bytes it wrote */
+    uint64_t load_ns;       /* time in the loader */
+    uint64_t slot_wait_ns;  /* time waiting for a free slot */
+} br_worker_stats;
+
+typedef struct br_gen br_gen;
+
+/*
+ * Sets *opt to the defaults documented in struct br_options.
+ * Returns 0, or -EINVAL when opt is NULL.
+ */
+BR_API int br_options_init(br_options *opt);
+
+/*
+ * Creates a generator over n_ids samples `ids` (labels optional, NULL or
+ * n_ids values) and starts opt->workers worker processes that run `load`.
+ * Batch k of an epoch holds ids[k*B .. min((k+1)*B, n_ids)).
+ *
+ * The ring (slots x slot_bytes plus metadata) is reserved and faulted in
+ * here, so lack of memory fails now rather than as a SIGBUS later.
+ *
+ * If batch_size x workers > n_ids, workers is lowered to
+ * n_ids / batch_size and br_last_error(*out) says so; the call succeeds.
+ *
+ * Returns 0 and sets *out, or a negative code with *out = NULL and the
+ * message in br_last_error(NULL) (per thread):
+ *   -EINVAL     a bad argument; the message names it (see docs/errors.md)
+ *   -ENOMEM     the ring does not fit in memory; the message gives sizes
+ *   -EOVERFLOW  the sizes overflow
+ *   other -errno from memfd_create, mmap, fork.
+ */
+BR_API int br_open(br_gen **out, br_loader_fn load, void *user,
+                   const uint64_t *ids, const int32_t *labels, size_t n_ids,
+                   const br_options *opt);
+
+/*
+ * Gives the slot of the previous batch back to the workers, then waits for
+ * the next batch in sequence order and describes it in *out.
+ * Returns:
+ *   0            *out holds the batch
+ *   BR_EOF       the last epoch is done (again on every later call)
+ *   -ETIMEDOUT   timeout_ms passed; the generator stays usable and the
+ *                next call waits for the same batch
+ *   BR_ELOADER   the loader failed on this batch; message has its text
+ *   BR_EWORKER   a worker died and max_restarts was used up
+ *   BR_ESTOPPED  the generator is stopped (after an error or close)
+ *   -EINVAL      g or out is NULL
+ * After BR_ELOADER or BR_EWORKER the generator is stopped.
+ */
+BR_API int br_next(br_gen *g, br_batch *out);
+
+/*
+ * Stops and reaps the workers, unmaps the ring, frees g. NULL is fine.
+ * Returns 0.
+ */
+BR_API int br_close(br_gen *g);
+
+/*
+ * The message of the last failing call on g, or of the last failed
+ * br_open() of the calling thread when g is NULL. Never NULL ("" if none).
+ * Valid until the next call on g (or the next br_open of the thread).
+ */
+BR_API const char *br_last_error(const br_gen *g);
+
+/* Description of any code we return (ours or -errno). Never NULL. */
+BR_API const char *br_strerror(int code);
+
+/* Symbolic name of a code ("BR_EOF", "EINVAL", ...). Never NULL. */
+BR_API const char *br_err_name(int code);
+
+/*
+ * Fills *out with the generator's counters (cheap: reads shared memory).
+ * Returns 0, or -EINVAL for NULL arguments.
+ */
+BR_API int br_stats_get(const br_gen *g, br_stats *out);
+
+/*
+ * Fills *out with worker i's counters, 0 <= i < workers.
+ * Returns 0, or -EINVAL (NULL arguments, or i out of range).
+ */
+BR_API int br_worker_stats_get(const br_gen *g, uint32_t i,
+                               br_worker_stats *out);
+
+/* BR_VERSION_NUMBER of the library actually linked. */
+BR_API unsigned br_version(void);
+
+/* "MAJOR.MINOR.PATCH" of the library actually linked. */
+BR_API const char *br_version_string(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BATCHRING_H */

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The supervisor: starts the workers, notices deaths, and makes sure that
+ * every batch is still delivered exactly once.
+ *
+ * When a worker dies, the batch it held (its record's job) is either done
+ * (READY or FAILED on its lap, or already consumed), held by a live worker
+ * (a replacement from an earlier death), or orphaned. An orphan goes to the
+ * dead worker's replacement, which loads it first and takes over its slot
+ * even if the dead worker left it in LOADING.
+ *
+ * The one delicate window is between a worker's PENDING(c) record and its
+ * CAS on the claim counter. If the worker dies there: claim <= c means its
+ * CAS cannot have happened; otherwise c was taken by it or by a live worker
+ * that raced for the same c. Such a rival resolves its own PENDING(c) within
+ * a few instructions, so the supervisor waits for that, and then c is an
+ * orphan exactly when no live worker holds it and it is not done.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "producer/worker.h"
+#include "ring/error.h"
+
+/* Forks worker `index`, starting with `first_job` (BR_JOB_IDLE: claim). */
+static int spawn(struct br_supervisor *s, uint32_t index, uint64_t first_job)
+{
+    struct br_worker_rec *rec = &s->ring->workers[index];
+    pid_t pid;
+
+    /* Recorded before the fork, so that the supervisor never sees the new
+     * worker without its job. */
+    br__store_release_u64(&rec->job, first_job);
+    /* Flushed here, so that a worker's stdio buffers start empty and what
+     * it prints is not the parent's text again. */
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0)
+        br__worker_main(s->ring, s->ctx, index, first_job, s->parent);
+    s->pids[index] = pid;
+    br__store_relaxed_i32(&rec->pid, (int32_t)pid);
+    s->live++;
+    return 0;
+}
+
+int br__sup_start(struct br_supervisor *s, struct br_ring *ring, const struct br_loader_ctx *ctx,
+                  uint32_t max_restarts, char *msg)
+{
+    memset(s, 0, sizeof *s);
+    s->ring = ring;
+    s->ctx = ctx;
+    s->nworkers = ring->hdr->nworkers;
+    s->max_restarts = max_restarts;
+    s->parent = getpid();
+    if (s->nworkers == 0)
+        return 0;
+    s->pids = calloc(s->nworkers, sizeof *s->pids);
+    if (!s->pids)
+        return br__fail(msg, -ENOMEM, "out of memory for %u worker pids", s->nworkers);
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        int rc = spawn(s, i, BR_JOB_IDLE);
+        if (rc) {
+            br__sup_stop(s);
+            return br__fail(msg, rc, "cannot fork worker %u of %u: %s", i, s->nworkers,
+                            strerror(-rc));
+        }
+    }
+    return 0;
+}
+
+static bool seq_done(const struct br_ring *r, uint64_t seq)
+{
+    const uint64_t lap = br__slot_lap(r, seq);
+    uint32_t w;
+    if (seq < br__load_acquire_u64(&r->hdr->cursor))
+        return true;
+    w = br__load_acquire_u32(&br__slot_desc(r, seq)->word);
+    return w == br__slot_word(lap, BR_READY) || w == br__slot_word(lap, BR_FAILED);
+}
+
+/* Is `seq` held by a running worker other than `dead`? First lets any live
+ * rival that is still in its PENDING(seq) window finish its CAS. */
+static bool held_by_live(struct br_supervisor *s, uint32_t dead, uint64_t seq)
+{
+    for (uint32_t j = 0; j < s->nworkers; j++) {
+        struct br_worker_rec *rec = &s->ring->workers[j];
+        if (j == dead || s->pids[j] <= 0)
+            continue;
+        while (br__load_acquire_u64(&rec->job) == (seq | BR_JOB_PENDING)) {
+            /* A rival that is itself dead never resolves; it is reaped on
+             * its own turn. */
+            siginfo_t info = {0};
+            if (waitid(P_PID, (id_t)s->pids[j], &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+                info.si_pid != 0)
+                break;
+            sched_yield();
+        }
+        if (br__load_acquire_u64(&rec->job) == seq)
+            return true;
+    }
+    return false;
+}
+
+/* The batch that dead worker `i` leaves behind, if any. */
+static bool find_orphan(struct br_supervisor *s, uint32_t i, uint64_t *orphan)
+{
+    const struct br_ring *r = s->ring;
+    uint64_t job = br__load_acquire_u64(&r->workers[i].job);
+    uint64_t seq = job & ~BR_JOB_PENDING;
+
+    if (job == BR_JOB_IDLE)
+        return false;
+    /* Acquire pairs with the workers' release CAS on claim. */
+    if ((job & BR_JOB_PENDING) && br__load_acquire_u64(&r->hdr->claim) <= seq)
+        return false;
+    if (held_by_live(s, i, seq) || seq_done(r, seq))
+        return false;
+    *orphan = seq;
+    return true;
+}
+
+/* Records the failure that the consumer will meet at `seq`. The first one
+ * stands; the consumer reads fail_seq with acquire, then code and text. */
+static void record_failure(struct br_supervisor *s, uint64_t seq, int code, const char *text)
+{
+    struct br_ring_header *h = s->ring->hdr;
+    if (br__load_relaxed_u64(&h->fail_seq) != BR_NO_FAILURE)
+        return;
+    h->fail_code = code;
+    snprintf(h->fail_msg, sizeof h->fail_msg, "%s", text);
+    br__store_release_u64(&h->fail_seq, seq);
+}
+
+static void describe_status(char *buf, size_t cap, int status)
+{
+    if (status < 0)
+        snprintf(buf, cap, "disappeared (its exit status was collected elsewhere; is SIGCHLD "
+                           "ignored?)");
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "was killed by signal %d (SIG%s: %s)", WTERMSIG(status),
+                 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?",
+                 sigdescr_np(WTERMSIG(status)) ? sigdescr_np(WTERMSIG(status)) : "unknown");
+    else
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
+}
+
+/* Worker i (pid) ended with `status` (-1: unknown). */
+static void handle_exit(struct br_supervisor *s, uint32_t i, pid_t pid, int status)
+{
+    struct br_ring_header *h = s->ring->hdr;
+    struct br_worker_rec *rec = &s->ring->workers[i];
+    char how[160], what[200], text[BR_ERR_CAP];
+    uint64_t orphan = 0, claim;
+    bool has_orphan;
+    uint32_t deaths;
+    int rc;
+
+    s->pids[i] = 0;
+    s->live--;
+    br__store_relaxed_i32(&rec->pid, 0);
+    has_orphan = find_orphan(s, i, &orphan);
+    claim = br__load_acquire_u64(&h->claim);
+    /* A worker that ran out of work, or was told to stop, exits with 0. */
+    if (status == 0 && !has_orphan &&
+        (claim >= h->end_seq || br__load_relaxed_u32(&h->state) != BR_RUN_RUNNING))
+        return;
+
+    describe_status(how, sizeof how, status);
+    if (has_orphan) {
+        char batch[160];
+        br__describe_batch(batch, sizeof batch, s->ctx, orphan);
+        snprintf(what, sizeof what, "while loading %s", batch);
+    } else {
+        snprintf(what, sizeof what, "between batches");
+    }
+    deaths = br__load_relaxed_u32(&h->restarts) + 1;
+    if (deaths > s->max_restarts) {
+        snprintf(text, sizeof text,
+                 "worker %u (pid %d) %s %s; that is worker death %u and max_restarts is %u",
+                 i, (int)pid, how, what, deaths, s->max_restarts);
+        if (has_orphan)
+            record_failure(s, orphan, BR_EWORKER, text);
+        else if (s->live == 0 && claim < h->end_seq)
+            record_failure(s, claim, BR_EWORKER, text);
+        return;
+    }
+    br__store_relaxed_u32(&h->restarts, deaths);
+    br__add_relaxed_u32(&rec->restarts, 1);
+    rc = spawn(s, i, has_orphan ? orphan : BR_JOB_IDLE);
+    if (rc) {
+        snprintf(text, sizeof text, "worker %u (pid %d) %s %s, and its replacement cannot be "
+                 "forked: %s", i, (int)pid, how, what, strerror(-rc));
+        record_failure(s, has_orphan ? orphan : claim, rc, text);
+    }
+}
+
+void br__sup_poll(struct br_supervisor *s)
+{
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        pid_t pid = s->pids[i];
+        int status = 0;
+        pid_t r;
+        if (pid <= 0)
+            continue;
+        r = waitpid(pid, &status, WNOHANG);
+        if (r == 0)
+            continue;
+        if (r < 0) {
+            /* ECHILD: someone else reaped it (or SIGCHLD is ignored). */
+            if (errno != ECHILD || kill(pid, 0) == 0)
+                continue;
+            status = -1;
+        }
+        handle_exit(s, i, pid, status);
+    }
+}
+
+void br__sup_stop(struct br_supervisor *s)
+{
+    if (s->stopped || !s->ring)
+        return;
+    s->stopped = true;
+    br__store_relaxed_u32(&s->ring->hdr->state, BR_RUN_STOPPING);
+    for (uint32_t i = 0; i < s->nworkers; i++)
+        if (s->pids && s->pids[i] > 0)
+            kill(s->pids[i], SIGKILL);
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        if (!s->pids || s->pids[i] <= 0)
+            continue;
+        while (waitpid(s->pids[i], NULL, 0) < 0 && errno == EINTR)
+            ;
+        br__store_relaxed_i32(&s->ring->workers[i].pid, 0);
+        s->pids[i] = 0;
+    }
+    s->live = 0;
+}
+
+void br__sup_free(struct br_supervisor *s)
+{
+    free(s->pids);
+    s->pids = NULL;
+}

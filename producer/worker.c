@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker loop: claim a seq, wait for its slot to be free, run the
+ * loader into it, publish. Workers never spin: a worker waiting for a free
+ * slot sleeps at once (spinning on a core the consumer needs costs it a
+ * whole time slice), in bounded slices so that it notices a dead parent.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "producer/worker.h"
+#include "ring/error.h"
+
+/* How long a worker sleeps between checks that its parent still lives. */
+#define BR_WORKER_SLICE_MS 100
+
+void br__describe_batch(char *buf, size_t cap, const struct br_loader_ctx *ctx, uint64_t seq)
+{
+    struct br_batch_place p = br__schedule_place(&ctx->sched, seq);
+    snprintf(buf, cap, "batch %llu (epoch %llu, %u samples, ids %llu..%llu)",
+             (unsigned long long)seq, (unsigned long long)p.epoch, p.count,
+             (unsigned long long)ctx->ids[p.first],
+             (unsigned long long)ctx->ids[p.first + p.count - 1]);
+}
+
+int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx, uint64_t seq,
+                  uint32_t worker, struct br_worker_rec *rec)
+{
+    struct br_slot_desc *d = br__slot_desc(r, seq);
+    struct br_batch_place p = br__schedule_place(&ctx->sched, seq);
+    uint64_t *ids = br__slot_ids(r, seq);
+    int32_t *labels = br__slot_labels(r, seq);
+    char *err = br__slot_err(r, seq);
+    uint64_t t0, t1;
+    int rc;
+
+    br__schedule_fill(&ctx->sched, &p, ctx->ids, ctx->labels, ids, labels);
+    err[0] = '\0';
+    br_job job = {
+        .ids = ids,
+        .labels = labels,
+        .count = p.count,
+        .seq = seq,
+        .epoch = p.epoch,
+        .batch = p.batch,
+        .worker = worker,
+        .out = br__slot_data(r, seq),
+        .cap = (size_t)r->slot_bytes,
+        .size = 0,
+        .err = err,
+        .err_cap = BR_ERR_CAP,
+    };
+    t0 = br__now_ns();
+    rc = ctx->load(&job, ctx->user);
+    t1 = br__now_ns();
+    err[BR_ERR_CAP - 1] = '\0';
+    if (rc > 0) {
+        snprintf(err, BR_ERR_CAP, "loader returned %d; a loader returns 0 or a negative code",
+                 rc);
+        rc = BR_ELOADER;
+    } else if (rc == 0 && job.size > r->slot_bytes) {
+        snprintf(err, BR_ERR_CAP,
+                 "loader set size = %zu but the slot holds only %llu bytes; raise slot_bytes",
+                 job.size, (unsigned long long)r->slot_bytes);
+        rc = BR_ELOADER;
+    }
+
+    d->error = rc;
+    d->count = p.count;
+    d->seq = seq;
+    d->epoch = p.epoch;
+    d->batch = p.batch;
+    d->size = rc ? 0 : job.size;
+    d->worker = worker;
+    if (rec) {
+        br__add_relaxed_u64(&rec->batches, 1);
+        br__add_relaxed_u64(&rec->bytes, d->size);
+        br__add_relaxed_u64(&rec->load_ns, t1 - t0);
+    }
+    br__slot_publish(d, br__slot_word(br__slot_lap(r, seq), rc ? BR_FAILED : BR_READY));
+    return rc;
+}
+
+static _Noreturn void worker_exit(void)
+{
+    /* What the loader printed; the parent flushed its own buffers before
+     * the fork, so nothing is written twice. _exit: the trainer's atexit
+     * handlers are not ours to run. */
+    fflush(NULL);
+    _exit(0);
+}
+
+static void check_alive(const struct br_ring *r, pid_t parent)
+{
+    if (getppid() != parent || br__load_relaxed_u32(&r->hdr->state) != BR_RUN_RUNNING)
+        worker_exit();
+}
+
+/* Takes the next seq from the claim counter. The record says PENDING(c)
+ * before the CAS and c after it, so that if this worker dies in between,
+ * the supervisor can tell whether c may have been taken (see
+ * supervisor.c). Returns false when the run is over. */
+static bool claim_next(const struct br_ring *r, struct br_worker_rec *rec, uint64_t *seq)
+{
+    struct br_ring_header *h = r->hdr;
+    uint64_t c = br__load_relaxed_u64(&h->claim);
+    for (;;) {
+        if (c >= h->end_seq)
+            return false;
+        br__store_relaxed_u64(&rec->job, c | BR_JOB_PENDING);
+        /* Release: the PENDING record is visible to whoever acquires the
+         * new claim value (the supervisor's acquire load of claim). */
+        if (br__cas_acq_rel_u64(&h->claim, &c, c + 1))
+            break;
+    }
+    br__store_release_u64(&rec->job, c);
+    *seq = c;
+    return true;
+}
+
+/* Waits until the slot of seq is (lap, FREE) and moves it to LOADING. A
+ * replacement taking over a dead worker's batch also accepts LOADING. */
+static void take_slot(const struct br_ring *r, uint64_t seq, bool takeover,
+                      struct br_worker_rec *rec, pid_t parent)
+{
+    struct br_slot_desc *d = br__slot_desc(r, seq);
+    const uint64_t lap = br__slot_lap(r, seq);
+    const uint32_t free_word = br__slot_word(lap, BR_FREE);
+    const uint32_t loading = br__slot_word(lap, BR_LOADING);
+    uint64_t t0 = 0;
+
+    for (;;) {
+        /* Acquire pairs with the consumer's publish of (lap, FREE): it has
+         * stopped reading the slot before we overwrite it. */
+        uint32_t w = br__load_acquire_u32(&d->word);
+        if (w == free_word && br__cas_acq_rel_u32(&d->word, &w, loading))
+            break;
+        if (takeover && w == loading)
+            break;
+        if (w == free_word)
+            continue;
+        if (!t0)
+            t0 = br__now_ns();
+        br__slot_sleep(d, w, BR_WORKER_SLICE_MS);
+        check_alive(r, parent);
+    }
+    if (t0)
+        br__add_relaxed_u64(&rec->slot_wait_ns, br__now_ns() - t0);
+}
+
+_Noreturn void br__worker_main(const struct br_ring *r, const struct br_loader_ctx *ctx,
+                               uint32_t index, uint64_t first_job, pid_t parent)
+{
+    struct br_worker_rec *rec = &r->workers[index];
+    char msg[BR_MSG_CAP];
+    bool takeover = first_job != BR_JOB_IDLE;
+    uint64_t seq = first_job;
+
+    /* Die with the parent; and if it died before prctl took effect, go. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        worker_exit();
+    /* Ctrl-C is the trainer's to handle: a worker dies with it anyway. */
+    signal(SIGINT, SIG_IGN);
+    /* fork does not copy the page tables of shared mappings: fault them in
+     * now, not one page at a time inside the loader. */
+    if (br__ring_populate(r, msg) < 0) {
+        fprintf(stderr, "batchring worker %u: %s\n", index, msg);
+        fflush(NULL);
+        _exit(1);
+    }
+    br__store_relaxed_i32(&rec->pid, (int32_t)getpid());
+
+    for (;;) {
+        check_alive(r, parent);
+        if (!takeover && !claim_next(r, rec, &seq))
+            worker_exit();
+        take_slot(r, seq, takeover, rec, parent);
+        takeover = false;
+        br__fill_slot(r, ctx, seq, index, rec);
+    }
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The only place that includes <stdatomic.h>. Every cross-process word in
+ * the ring is an _Atomic field of ring/layout.h and is touched only through
+ * these wrappers, so the ordering of each access is named at its call site
+ * (and the comment there names the access it pairs with).
+ */
+#ifndef BR_RING_ATOMICS_H
+#define BR_RING_ATOMICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define BR_ATOMIC_OPS_(suffix, type)                                              \
+    static inline type br__load_relaxed_##suffix(const _Atomic type *p)           \
+    {                                                                             \
+        return atomic_load_explicit((_Atomic type *)p, memory_order_relaxed);     \
+    }                                                                             \
+    static inline type br__load_acquire_##suffix(const _Atomic type *p)           \
+    {                                                                             \
+        return atomic_load_explicit((_Atomic type *)p, memory_order_acquire);     \
+    }                                                                             \
+    static inline type br__load_seq_cst_##suffix(const _Atomic type *p)           \
+    {                                                                             \
+        return atomic_load_explicit((_Atomic type *)p, memory_order_seq_cst);     \
+    }                                                                             \
+    static inline void br__store_relaxed_##suffix(_Atomic type *p, type v)        \
+    {                                                                             \
+        atomic_store_explicit(p, v, memory_order_relaxed);                        \
+    }                                                                             \
+    static inline void br__store_release_##suffix(_Atomic type *p, type v)        \
+    {                                                                             \
+        atomic_store_explicit(p, v, memory_order_release);                        \
+    }                                                                             \
+    static inline void br__store_seq_cst_##suffix(_Atomic type *p, type v)        \
+    {                                                                             \
+        atomic_store_explicit(p, v, memory_order_seq_cst);                        \
+    }                                                                             \
+    static inline type br__add_relaxed_##suffix(_Atomic type *p, type v)          \
+    {                                                                             \
+        return atomic_fetch_add_explicit(p, v, memory_order_relaxed);             \
+    }                                                                             \
+    static inline type br__add_seq_cst_##suffix(_Atomic type *p, type v)          \
+    {                                                                             \
+        return atomic_fetch_add_explicit(p, v, memory_order_seq_cst);             \
+    }                                                                             \
+    static inline type br__sub_seq_cst_##suffix(_Atomic type *p, type v)          \
+    {                                                                             \
+        return atomic_fetch_sub_explicit(p, v, memory_order_seq_cst);             \
+    }                                                                             \
+    /* Acquire-release on success (it both takes ownership and publishes     \
+     * the claim), acquire on failure (the caller retries with what it saw). */   \
+    static inline int br__cas_acq_rel_##suffix(_Atomic type *p, type *expected,   \
+                                               type desired)                      \
+    {                                                                             \
+        return atomic_compare_exchange_strong_explicit(                           \
+            p, expected, desired, memory_order_acq_rel, memory_order_acquire);    \
+    }
+
+BR_ATOMIC_OPS_(u32, uint32_t)
+BR_ATOMIC_OPS_(u64, uint64_t)
+BR_ATOMIC_OPS_(i32, int32_t)
+
+#undef BR_ATOMIC_OPS_
+
+/* A pause for spin loops: tells the core we are spinning (x86 PAUSE). */
+static inline void br__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+#endif /* BR_RING_ATOMICS_H */

@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ring protocol, in one place.
+ *
+ * Batch `seq` lives in slot seq % nslots, on lap seq / nslots. Each slot has
+ * one 32-bit futex word, (lap << 2) | phase:
+ *
+ *   worker   claims seq (CAS on header.claim), waits for (lap, FREE),
+ *            CASes it to (lap, LOADING), writes ids, labels, data and the
+ *            descriptor, then publishes (lap, READY) or (lap, FAILED).
+ *   consumer waits for (lap, READY|FAILED) with acquire, hands the batch
+ *            out, and on its next call publishes (lap + 1, FREE).
+ *
+ * Only the owner of a phase writes the slot's other fields: the loading
+ * worker between LOADING and READY, nobody while READY (the consumer only
+ * reads). Publishing is a seq_cst store, so (a) everything the publisher
+ * wrote before is visible to whoever acquires the new word, and (b) the
+ * store is ordered before the publisher's load of `waiters`; a sleeper
+ * increments `waiters` (seq_cst) before it checks the word. Of the two, at
+ * least one sees the other: no wake-up is lost. Sleeps are bounded anyway,
+ * so that a dead peer is noticed.
+ *
+ * The header's claim counter hands out seqs; the consumer's cursor says what
+ * is consumed. Worker records say which seq each worker holds, so that the
+ * supervisor can give a dead worker's batch to its replacement.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ring/error.h"
+#include "ring/ring.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+uint64_t br__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t page_size(void)
+{
+    return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Rounds v up to a multiple of align (a power of two); false on overflow. */
+static bool round_up(uint64_t v, uint64_t align, uint64_t *out)
+{
+    uint64_t r;
+    if (__builtin_add_overflow(v, align - 1, &r))
+        return false;
+    *out = r & ~(align - 1);
+    return true;
+}
+
+int br__ring_layout(const struct br_ring_geometry *g, struct br_ring_header *h, char *msg)
+{
+    const uint64_t page = page_size();
+    bool labels = g->flags & BR_RING_LABELS;
+    uint64_t desc_bytes, worker_bytes, meta_end, slots_bytes;
+
+    h->header_bytes = sizeof(struct br_ring_header);
+    h->nslots = g->nslots;
+    h->nworkers = g->nworkers;
+    h->batch_size = g->batch_size;
+    h->flags = g->flags;
+    h->slot_bytes = g->slot_bytes;
+    h->n_ids = g->n_ids;
+    h->epochs = g->epochs;
+    h->batches_per_epoch = g->batches_per_epoch;
+    h->end_seq = g->end_seq;
+    h->page_size = (uint32_t)page;
+
+    desc_bytes = (uint64_t)g->nslots * sizeof(struct br_slot_desc);
+    worker_bytes = (uint64_t)g->nworkers * sizeof(struct br_worker_rec);
+    h->desc_offset = sizeof(struct br_ring_header);
+    h->worker_offset = h->desc_offset + desc_bytes;
+    h->meta_offset = h->worker_offset + worker_bytes;
+    if (!round_up(br__meta_err_offset(g->batch_size, labels) + BR_ERR_CAP, BR_CACHE_LINE,
+                  &h->meta_stride))
+        goto overflow;
+    if (__builtin_mul_overflow(h->meta_stride, (uint64_t)g->nslots, &meta_end) ||
+        __builtin_add_overflow(meta_end, h->meta_offset, &meta_end) ||
+        !round_up(meta_end, page, &h->data_offset))
+        goto overflow;
+    if (g->slot_bytes == 0 || !round_up(g->slot_bytes, page, &h->slot_stride) ||
+        __builtin_mul_overflow(h->slot_stride, (uint64_t)g->nslots, &slots_bytes) ||
+        __builtin_add_overflow(slots_bytes, h->data_offset, &h->total_bytes) ||
+        h->total_bytes > (uint64_t)SSIZE_MAX)
+        goto overflow;
+    return 0;
+overflow:
+    return br__fail(msg, -EOVERFLOW,
+                    "ring size overflows: %u slots x slot_bytes %llu (plus metadata for "
+                    "batch_size %u) does not fit in 64 bits",
+                    g->nslots, (unsigned long long)g->slot_bytes, g->batch_size);
+}
+
+/* MemAvailable from /proc/meminfo, in bytes; 0 when unknown. */
+static uint64_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    char line[256];
+    unsigned long long kib = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return (uint64_t)kib * 1024u;
+}
+
+static int ring_size_error(char *msg, int code, const struct br_ring_header *h, const char *what)
+{
+    char total[32], slot[32], avail[32];
+    return br__fail(msg, code,
+                    "cannot reserve the ring: it needs %s (%u slots x %s of slot_bytes, plus "
+                    "%llu bytes of header and metadata) but %s; lower slots or slot_bytes",
+                    br__format_bytes(total, h->total_bytes), h->nslots,
+                    br__format_bytes(slot, h->slot_stride),
+                    (unsigned long long)h->data_offset,
+                    what ? what : br__format_bytes(avail, mem_available()));
+}
+
+int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, char *msg)
+{
+    struct br_ring_header h;
+    uint64_t avail;
+    void *base;
+    int fd, rc;
+
+    memset(r, 0, sizeof *r);
+    memset(&h, 0, sizeof h);
+    rc = br__ring_layout(g, &h, msg);
+    if (rc)
+        return rc;
+
+    avail = mem_available();
+    if (avail && h.total_bytes > avail) {
+        char have[64], a[32];
+        snprintf(have, sizeof have, "only %s of memory is available", br__format_bytes(a, avail));
+        return ring_size_error(msg, -ENOMEM, &h, have);
+    }
+
+    fd = memfd_create("batchring", MFD_CLOEXEC);
+    if (fd < 0)
+        return br__fail(msg, -errno, "memfd_create: %s", strerror(errno));
+    /* fallocate charges the memory now: running out is an error here, not
+     * a SIGBUS in a worker halfway through an epoch. */
+    if (ftruncate(fd, (off_t)h.total_bytes) < 0 ||
+        fallocate(fd, 0, 0, (off_t)h.total_bytes) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == ENOSPC || e == ENOMEM || e == EFBIG)
+            return ring_size_error(msg, -ENOMEM, &h, strerror(e));
+        return br__fail(msg, -e, "reserving %llu bytes for the ring: %s",
+                        (unsigned long long)h.total_bytes, strerror(e));
+    }
+    base = mmap(NULL, h.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    rc = -errno;
+    close(fd); /* the mapping keeps the memory; forked workers inherit it */
+    if (base == MAP_FAILED)
+        return br__fail(msg, rc, "mmap of %llu bytes: %s", (unsigned long long)h.total_bytes,
+                        strerror(-rc));
+
+    /* The object is fresh and zero: every slot word is (lap 0, FREE), every
+     * counter 0. Fill in what is not zero, magic last. */
+    struct br_ring_header *hdr = base;
+    memcpy((char *)hdr + sizeof hdr->magic, (char *)&h + sizeof h.magic,
+           offsetof(struct br_ring_header, claim) - sizeof h.magic);
+    hdr->layout_major = BR_LAYOUT_MAJOR;
+    hdr->layout_minor = BR_LAYOUT_MINOR;
+    hdr->owner_pid = (int32_t)getpid();
+    hdr->owner_uid = (uint32_t)getuid();
+    br__store_relaxed_u32(&hdr->state, BR_RUN_RUNNING);
+    br__store_relaxed_u64(&hdr->fail_seq, BR_NO_FAILURE);
+    br__ring_bind(r, base, h.total_bytes);
+    for (uint32_t i = 0; i < g->nworkers; i++)
+        br__store_relaxed_u64(&r->workers[i].job, BR_JOB_IDLE);
+
+    rc = br__ring_populate(r, msg);
+    if (rc) {
+        br__ring_unmap(r);
+        return rc;
+    }
+    /* Pairs with the acquire load of magic in br__ring_validate: whoever
+     * sees the magic sees the whole header. */
+    br__store_release_u32(&hdr->magic, BR_RING_MAGIC);
+    return 0;
+}
+
+int br__ring_populate(const struct br_ring *r, char *msg)
+{
+    if (madvise(r->base, r->bytes, MADV_POPULATE_WRITE) == 0)
+        return 0;
+    if (errno == EINVAL) {
+        /* Kernel before 5.14: touch every page by hand. The pages exist
+         * (fallocate), so this maps them without allocating. */
+        const uint64_t page = page_size();
+        for (uint64_t off = 0; off < r->bytes; off += page)
+            ((volatile uint8_t *)r->base)[off] = ((volatile uint8_t *)r->base)[off];
+        return 0;
+    }
+    {
+        char size[32];
+        return br__fail(msg, errno == ENOMEM || errno == EFAULT ? -ENOMEM : -errno,
+                        "faulting in the ring (%s): %s", br__format_bytes(size, r->bytes),
+                        strerror(errno));
+    }
+}
+
+void br__ring_bind(struct br_ring *r, void *base, size_t bytes)
+{
+    struct br_ring_header *h = base;
+    r->base = base;
+    r->bytes = bytes;
+    r->hdr = h;
+    r->desc = (struct br_slot_desc *)((uint8_t *)base + h->desc_offset);
+    r->workers = (struct br_worker_rec *)((uint8_t *)base + h->worker_offset);
+    r->meta = (uint8_t *)base + h->meta_offset;
+    r->data = (uint8_t *)base + h->data_offset;
+    r->meta_stride = h->meta_stride;
+    r->slot_stride = h->slot_stride;
+    r->slot_bytes = h->slot_bytes;
+    r->nslots = h->nslots;
+    r->batch_size = h->batch_size;
+    r->labels = h->flags & BR_RING_LABELS;
+}
+
+void br__ring_unmap(struct br_ring *r)
+{
+    if (r->base)
+        munmap(r->base, r->bytes);
+    memset(r, 0, sizeof *r);
+}
+
+#define BR_CHECK_(cond, code, ...)                 \
+    do {                                           \
+        if (!(cond))                               \
+            return br__fail(msg, code, __VA_ARGS__); \
+    } while (0)
+
+int br__ring_validate(const void *base, size_t bytes, char *msg)
+{
+    const struct br_ring_header *h = base;
+    struct br_ring_header want;
+    struct br_ring_geometry g;
+    uint32_t magic;
+
+    BR_CHECK_(bytes >= sizeof *h, BR_EBADRING,
+              "bad ring: the object has %zu bytes, less than the %zu-byte header", bytes,
+              sizeof *h);
+    /* Pairs with the creator's release store of magic. */
+    magic = br__load_acquire_u32(&h->magic);
+    BR_CHECK_(magic == BR_RING_MAGIC, BR_EBADRING,
+              "bad ring: magic is 0x%08x, expected 0x%08x (not a batchring ring, or not "
+              "yet initialised)",
+              magic, BR_RING_MAGIC);
+    BR_CHECK_(h->layout_major == BR_LAYOUT_MAJOR, BR_EVERSION,
+              "ring layout version %u.%u is not supported (this library reads %u.x)",
+              h->layout_major, h->layout_minor, BR_LAYOUT_MAJOR);
+    BR_CHECK_(h->header_bytes == sizeof *h, BR_EBADRING,
+              "bad ring: header_bytes is %u, expected %zu", h->header_bytes, sizeof *h);
+    BR_CHECK_(h->total_bytes == bytes, BR_EBADRING,
+              "bad ring: total_bytes is %llu but the object has %zu bytes",
+              (unsigned long long)h->total_bytes, bytes);
+    BR_CHECK_(h->page_size == page_size(), BR_EBADRING,
+              "bad ring: page_size is %u, this machine's is %llu", h->page_size,
+              (unsigned long long)page_size());
+    BR_CHECK_(h->nslots >= 1 && h->nslots <= BR_MAX_SLOTS, BR_EBADRING,
+              "bad ring: nslots is %u, expected 1..%u", h->nslots, BR_MAX_SLOTS);
+    BR_CHECK_(h->nworkers <= BR_MAX_WORKERS, BR_EBADRING,
+              "bad ring: nworkers is %u, expected at most %u", h->nworkers, BR_MAX_WORKERS);
+    BR_CHECK_(h->batch_size >= 1 && h->batch_size <= BR_MAX_BATCH_SIZE, BR_EBADRING,
+              "bad ring: batch_size is %u, expected 1..%u", h->batch_size, BR_MAX_BATCH_SIZE);
+    BR_CHECK_((h->flags & ~BR_RING_KNOWN_FLAGS) == 0, BR_EBADRING,
+              "bad ring: unknown flags 0x%x", h->flags & ~BR_RING_KNOWN_FLAGS);
+    for (size_t i = 0; i < sizeof h->reserved / sizeof h->reserved[0]; i++)
+        BR_CHECK_(h->reserved[i] == 0, BR_EBADRING, "bad ring: reserved word %zu is not zero",
+                  i);
+    BR_CHECK_(h->slot_bytes >= 1, BR_EBADRING, "bad ring: slot_bytes is 0");
+    BR_CHECK_(h->n_ids >= h->batch_size, BR_EBADRING,
+              "bad ring: n_ids %llu is smaller than batch_size %u",
+              (unsigned long long)h->n_ids, h->batch_size);
+
+    /* Every offset and stride must be exactly what this geometry implies:
+     * then all of them lie inside the object and are aligned. */
+    memset(&g, 0, sizeof g);
+    g.nslots = h->nslots;
+    g.nworkers = h->nworkers;
+    g.batch_size = h->batch_size;
+    g.flags = h->flags;
+    g.slot_bytes = h->slot_bytes;
+    memset(&want, 0, sizeof want);
+    if (br__ring_layout(&g, &want, msg))
+        return br__fail(msg, BR_EBADRING, "bad ring: its geometry overflows (slot_bytes %llu)",
+                        (unsigned long long)h->slot_bytes);
+#define BR_CHECK_FIELD_(field)                                                              \
+    BR_CHECK_(h->field == want.field, BR_EBADRING,                                         \
+              "bad ring: " #field " is %llu, expected %llu for this geometry",              \
+              (unsigned long long)h->field, (unsigned long long)want.field)
+    BR_CHECK_FIELD_(desc_offset);
+    BR_CHECK_FIELD_(worker_offset);
+    BR_CHECK_FIELD_(meta_offset);
+    BR_CHECK_FIELD_(meta_stride);
+    BR_CHECK_FIELD_(data_offset);
+    BR_CHECK_FIELD_(slot_stride);
+    BR_CHECK_FIELD_(total_bytes);
+#undef BR_CHECK_FIELD_
+    return 0;
+}
+
+#undef BR_CHECK_
+
+static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+{
+    /* Not FUTEX_PRIVATE_FLAG: the word is shared between processes. */
+    return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
+}
+
+int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms)
+{
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    int rc = 0;
+
+    /* seq_cst increment, then seq_cst load of the word: pairs with the
+     * seq_cst store + load of waiters in br__slot_publish. */
+    br__add_seq_cst_u32(&d->waiters, 1);
+    if (br__load_seq_cst_u32(&d->word) == seen &&
+        futex(&d->word, FUTEX_WAIT, seen, timeout_ms < 0 ? NULL : &ts) < 0)
+        rc = errno == EAGAIN ? 0 : -errno;
+    br__sub_seq_cst_u32(&d->waiters, 1);
+    return rc;
+}
+
+void br__slot_publish(struct br_slot_desc *d, uint32_t word)
+{
+    /* seq_cst: release for the slot's contents (pairs with the reader's
+     * acquire load of the word) and ordered before the load of waiters
+     * (pairs with br__slot_sleep). */
+    br__store_seq_cst_u32(&d->word, word);
+    if (br__load_seq_cst_u32(&d->waiters))
+        futex(&d->word, FUTEX_WAKE, INT_MAX, NULL);
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared-memory object: geometry, create/validate/map, and the slot
+ * state machine's primitives (publish, sleep). Knows nothing of loaders.
+ */
+#ifndef BR_RING_RING_H
+#define BR_RING_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ring/atomics.h"
+#include "ring/layout.h"
+
+/* What a ring is made for: the inputs of its layout. */
+struct br_ring_geometry {
+    uint32_t nslots;
+    uint32_t nworkers;
+    uint32_t batch_size;
+    uint32_t flags;            /* BR_RING_* */
+    uint64_t slot_bytes;
+    uint64_t n_ids;
+    uint64_t epochs;
+    uint64_t batches_per_epoch;
+    uint64_t end_seq;
+};
+
+/* One process's view of a mapped ring: pointers derived from a header
+ * that has been created by us or validated. */
+struct br_ring {
+    void *base;
+    size_t bytes;
+    struct br_ring_header *hdr;
+    struct br_slot_desc *desc;
+    struct br_worker_rec *workers;
+    uint8_t *meta;
+    uint8_t *data;
+    uint64_t meta_stride;
+    uint64_t slot_stride;
+    uint64_t slot_bytes;
+    uint32_t nslots;
+    uint32_t batch_size;
+    bool labels;
+};
+
+/* Fills the geometry fields of *hdr (offsets, strides, total size) from g.
+ * Returns 0, or -EOVERFLOW / -EINVAL with a message. */
+int br__ring_layout(const struct br_ring_geometry *g, struct br_ring_header *hdr, char *msg);
+
+/* Creates an anonymous ring (memfd): checks memory, reserves it with
+ * fallocate, maps and prefaults it, writes the header and publishes magic.
+ * Returns 0, or a negative code with a message naming the sizes. */
+int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, char *msg);
+
+/* Faults every page of the mapping into this process's page tables, so the
+ * hot path never takes a fault. Every process that maps the ring calls it
+ * (page tables of shared mappings are not copied by fork). */
+int br__ring_populate(const struct br_ring *r, char *msg);
+
+/* Checks every field of a header found in `bytes` bytes at base, in order,
+ * before any offset is used. Returns 0, BR_EBADRING or BR_EVERSION with a
+ * message naming the field. */
+int br__ring_validate(const void *base, size_t bytes, char *msg);
+
+/* Derives the view pointers of r from a validated (or created) header. */
+void br__ring_bind(struct br_ring *r, void *base, size_t bytes);
+
+/* Unmaps; safe on a zeroed or already unmapped ring. */
+void br__ring_unmap(struct br_ring *r);
+
+/* Sleeps on d->word while it still equals `seen`, for at most timeout_ms
+ * (-1 forever). Registers in d->waiters so publishers know to wake.
+ * Returns 0 (woken or value changed), -ETIMEDOUT or -EINTR. */
+int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
+
+/* Stores `word` into the slot (making everything written before it visible
+ * to whoever acquires the new word) and wakes sleepers if there are any. */
+void br__slot_publish(struct br_slot_desc *d, uint32_t word);
+
+static inline uint32_t br__slot_index(const struct br_ring *r, uint64_t seq)
+{
+    return (uint32_t)(seq % r->nslots);
+}
+
+static inline uint64_t br__slot_lap(const struct br_ring *r, uint64_t seq)
+{
+    return seq / r->nslots;
+}
+
+static inline struct br_slot_desc *br__slot_desc(const struct br_ring *r, uint64_t seq)
+{
+    return &r->desc[br__slot_index(r, seq)];
+}
+
+static inline uint8_t *br__slot_meta(const struct br_ring *r, uint64_t seq)
+{
+    return r->meta + (uint64_t)br__slot_index(r, seq) * r->meta_stride;
+}
+
+static inline uint64_t *br__slot_ids(const struct br_ring *r, uint64_t seq)
+{
+    return (uint64_t *)(br__slot_meta(r, seq) + br__meta_ids_offset());
+}
+
+static inline int32_t *br__slot_labels(const struct br_ring *r, uint64_t seq)
+{
+    return r->labels ? (int32_t *)(br__slot_meta(r, seq) + br__meta_labels_offset(r->batch_size))
+                     : NULL;
+}
+
+static inline char *br__slot_err(const struct br_ring *r, uint64_t seq)
+{
+    return (char *)(br__slot_meta(r, seq) + br__meta_err_offset(r->batch_size, r->labels));
+}
+
+static inline void *br__slot_data(const struct br_ring *r, uint64_t seq)
+{
+    return r->data + (uint64_t)br__slot_index(r, seq) * r->slot_stride;
+}
+
+/* Monotonic nanoseconds (vDSO, no syscall). */
+uint64_t br__now_ns(void);
+
+#endif /* BR_RING_RING_H */
