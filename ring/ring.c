@@ -269,8 +269,8 @@ int br__ring_validate(const void *base, size_t bytes, char *msg)
               "yet initialised)",
               magic, BR_RING_MAGIC);
     BR_CHECK_(h->layout_major == BR_LAYOUT_MAJOR, BR_EVERSION,
-              "ring layout version %u.%u is not supported (this library reads %u.x)",
-              h->layout_major, h->layout_minor, BR_LAYOUT_MAJOR);
+              "ring layout version %u.%u (layout_major %u) is not supported: this library reads %u.x",
+              h->layout_major, h->layout_minor, h->layout_major, BR_LAYOUT_MAJOR);
     BR_CHECK_(h->header_bytes == sizeof *h, BR_EBADRING,
               "bad ring: header_bytes is %u, expected %zu", h->header_bytes, sizeof *h);
     BR_CHECK_(h->total_bytes == bytes, BR_EBADRING,

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared-memory object on its own: geometry, header validation (every
+ * field of a corrupted header is refused, by name, without a crash), the
+ * prefault guarantee, and the slot sleep/publish handshake across real
+ * processes.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ring/error.h"
+#include "ring/ring.h"
+#include "test_util.h"
+
+static struct br_ring_geometry small_geometry(void)
+{
+    struct br_ring_geometry g = {
+        .nslots = 4,
+        .nworkers = 2,
+        .batch_size = 8,
+        .flags = BR_RING_LABELS,
+        .slot_bytes = 10000,
+        .n_ids = 100,
+        .epochs = 0,
+        .batches_per_epoch = 13,
+        .end_seq = UINT64_MAX,
+    };
+    return g;
+}
+
+static void test_ring_layout_is_aligned(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring_header h;
+    char msg[BR_MSG_CAP];
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+    memset(&h, 0, sizeof h);
+    assert_int_equal(br__ring_layout(&g, &h, msg), 0);
+    assert_int_equal(h.desc_offset % BR_CACHE_LINE, 0);
+    assert_int_equal(h.worker_offset, h.desc_offset + 4 * sizeof(struct br_slot_desc));
+    assert_int_equal(h.meta_offset, h.worker_offset + 2 * sizeof(struct br_worker_rec));
+    assert_int_equal(h.meta_stride % BR_CACHE_LINE, 0);
+    /* ids (8 x 8) + labels (8 x 4) + message must fit in one slot's meta. */
+    assert_true(h.meta_stride >= 8 * 12 + BR_ERR_CAP);
+    assert_int_equal(h.data_offset % page, 0);
+    assert_true(h.data_offset >= h.meta_offset + 4 * h.meta_stride);
+    assert_int_equal(h.slot_stride % page, 0);
+    assert_true(h.slot_stride >= g.slot_bytes);
+    assert_int_equal(h.total_bytes, h.data_offset + 4 * h.slot_stride);
+}
+
+static void test_ring_layout_overflow_is_refused(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring_header h;
+    char msg[BR_MSG_CAP];
+
+    g.slot_bytes = UINT64_MAX / 2;
+    memset(&h, 0, sizeof h);
+    assert_int_equal(br__ring_layout(&g, &h, msg), -EOVERFLOW);
+    tu_assert_contains(msg, "overflows");
+}
+
+static void test_ring_too_big_for_memory_names_sizes(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring r;
+    char msg[BR_MSG_CAP];
+
+    g.slot_bytes = UINT64_C(1) << 42; /* 4 TiB x 4 slots */
+    assert_int_equal(br__ring_create_anon(&r, &g, msg), -ENOMEM);
+    tu_assert_contains(msg, "16.00 TiB");
+    tu_assert_contains(msg, "4 slots");
+    tu_assert_contains(msg, "available");
+    assert_null(r.base);
+}
+
+static void test_ring_created_header_validates(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring r;
+    char msg[BR_MSG_CAP];
+
+    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    assert_int_equal(br__ring_validate(r.base, r.bytes, msg), 0);
+    assert_int_equal(r.hdr->owner_pid, getpid());
+    assert_int_equal(r.hdr->nslots, 4);
+    assert_int_equal(br__load_relaxed_u64(&r.hdr->fail_seq), BR_NO_FAILURE);
+    for (uint32_t i = 0; i < r.nslots; i++)
+        assert_int_equal(br__load_relaxed_u32(&r.desc[i].word), br__slot_word(0, BR_FREE));
+    for (uint32_t i = 0; i < 2; i++)
+        assert_int_equal(br__load_relaxed_u64(&r.workers[i].job), BR_JOB_IDLE);
+    /* A truncated object is refused before any offset is read. */
+    assert_int_equal(br__ring_validate(r.base, 100, msg), BR_EBADRING);
+    tu_assert_contains(msg, "less than the");
+    assert_int_equal(br__ring_validate(r.base, r.bytes - 4096, msg), BR_EBADRING);
+    tu_assert_contains(msg, "total_bytes");
+    br__ring_unmap(&r);
+}
+
+/* One corruption of a header field and what the refusal must name. */
+struct corruption {
+    const char *field;
+    size_t offset;
+    size_t width;
+    uint64_t value;
+    int code;
+};
+
+#define CORRUPT(f, v, c) {#f, offsetof(struct br_ring_header, f), \
+                          sizeof(((struct br_ring_header *)0)->f), (v), (c)}
+
+static void test_ring_corrupted_header_is_refused_by_field(void **state)
+{
+    (void)state;
+    static const struct corruption cases[] = {
+        {"magic", offsetof(struct br_ring_header, magic), 4, 0x12345678, BR_EBADRING},
+        CORRUPT(layout_major, 2, BR_EVERSION),
+        CORRUPT(header_bytes, 64, BR_EBADRING),
+        CORRUPT(total_bytes, 1, BR_EBADRING),
+        CORRUPT(page_size, 512, BR_EBADRING),
+        CORRUPT(nslots, 0, BR_EBADRING),
+        CORRUPT(nworkers, 100000, BR_EBADRING),
+        CORRUPT(batch_size, 0, BR_EBADRING),
+        CORRUPT(flags, 0x80, BR_EBADRING),
+        CORRUPT(reserved, 7, BR_EBADRING),
+        CORRUPT(slot_bytes, 0, BR_EBADRING),
+        CORRUPT(n_ids, 1, BR_EBADRING),
+        CORRUPT(desc_offset, 1 << 30, BR_EBADRING),
+        CORRUPT(worker_offset, 8, BR_EBADRING),
+        CORRUPT(meta_offset, UINT64_MAX, BR_EBADRING),
+        CORRUPT(meta_stride, 64, BR_EBADRING),
+        CORRUPT(data_offset, 4095, BR_EBADRING),
+        CORRUPT(slot_stride, 8192, BR_EBADRING),
+    };
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring r;
+    char msg[BR_MSG_CAP];
+
+    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* A private copy, so each case corrupts exactly one field. */
+        uint8_t *copy = malloc(r.bytes);
+        assert_non_null(copy);
+        memcpy(copy, r.base, r.bytes);
+        memcpy(copy + cases[i].offset, &cases[i].value, cases[i].width);
+        int rc = br__ring_validate(copy, r.bytes, msg);
+        if (rc != cases[i].code)
+            fail_msg("corrupting %s gave %d (%s), expected %d", cases[i].field, rc, msg,
+                     cases[i].code);
+        tu_assert_contains(msg, cases[i].field);
+        free(copy);
+    }
+    br__ring_unmap(&r);
+}
+
+/* Minor faults taken while writing every byte of the ring's data. */
+static long faults_touching(const struct br_ring *r)
+{
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    memset(r->data, 0x5a, r->slot_stride * r->nslots);
+    getrusage(RUSAGE_SELF, &after);
+    return (after.ru_minflt - before.ru_minflt) + (after.ru_majflt - before.ru_majflt);
+}
+
+static void test_ring_is_prefaulted_in_creator_and_child(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring r;
+    char msg[BR_MSG_CAP];
+    int status;
+    pid_t pid;
+
+    g.slot_bytes = 8u << 20; /* 4 x 8 MiB: 8192 pages */
+    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    /* Writing 8192 pages would take 8192 faults if they were lazy. */
+    assert_true(faults_touching(&r) < 64);
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* fork does not copy page tables of shared mappings: the child
+         * populates its own, as every worker does. */
+        if (br__ring_populate(&r, msg) != 0)
+            _exit(2);
+        _exit(faults_touching(&r) < 64 ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    br__ring_unmap(&r);
+}
+
+static void test_ring_publish_wakes_sleeper_in_other_process(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring r;
+    char msg[BR_MSG_CAP];
+    struct br_slot_desc *d;
+    int status;
+    pid_t pid;
+
+    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    d = &r.desc[1];
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Sleeps (forever: no timeout) until the word changes. */
+        while (br__load_acquire_u32(&d->word) == br__slot_word(0, BR_FREE))
+            br__slot_sleep(d, br__slot_word(0, BR_FREE), -1);
+        _exit(br__load_acquire_u32(&d->word) == br__slot_word(0, BR_READY) ? 0 : 1);
+    }
+    /* Wait until the child is registered as a sleeper, then publish. */
+    tu_watchdog_arm(20, "child never went to sleep on the slot");
+    while (br__load_seq_cst_u32(&d->waiters) == 0)
+        sched_yield();
+    tu_watchdog_disarm();
+    br__slot_publish(d, br__slot_word(0, BR_READY));
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(br__load_seq_cst_u32(&d->waiters), 0);
+    br__ring_unmap(&r);
+}
+
+static void test_ring_sleep_times_out_when_nothing_changes(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring r;
+    char msg[BR_MSG_CAP];
+
+    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    assert_int_equal(br__slot_sleep(&r.desc[0], br__slot_word(0, BR_FREE), 5), -ETIMEDOUT);
+    /* A stale `seen` value returns at once instead of sleeping. */
+    assert_int_equal(br__slot_sleep(&r.desc[0], br__slot_word(3, BR_READY), -1), 0);
+    assert_int_equal(br__load_relaxed_u32(&r.desc[0].waiters), 0);
+    br__ring_unmap(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ring_layout_is_aligned),
+        cmocka_unit_test(test_ring_layout_overflow_is_refused),
+        cmocka_unit_test(test_ring_too_big_for_memory_names_sizes),
+        cmocka_unit_test(test_ring_created_header_validates),
+        cmocka_unit_test(test_ring_corrupted_header_is_refused_by_field),
+        cmocka_unit_test(test_ring_is_prefaulted_in_creator_and_child),
+        cmocka_unit_test(test_ring_publish_wakes_sleeper_in_other_process),
+        cmocka_unit_test(test_ring_sleep_times_out_when_nothing_changes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
