@@ -14,6 +14,7 @@
  * idempotent.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,8 @@ struct br_gen {
     uint32_t nworkers;
     int timeout_ms;
     uint64_t opened_ns;
+    uint32_t kick_every;    /* releases between wake-ups of sleeping workers */
+    uint32_t released;      /* releases since the last wake-up */
     uint64_t inline_loaded; /* workers = 0: batches loaded in br_next */
     uint64_t inline_load_ns;
     char msg[BR_MSG_CAP];   /* br_last_error */
@@ -252,6 +255,7 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     rc = gen_register(g, msg);
     if (rc)
         goto fail;
+    g->kick_every = geo.nslots / 2 ? geo.nslots / 2 : 1;
     g->opened_ns = br__now_ns();
     rc = br__sup_start(&g->sup, &g->ring, &g->ctx, opt->max_restarts, msg);
     if (rc) {
@@ -322,6 +326,8 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
         *word = w;
         return 0;
     }
+    /* About to wait: any worker still asleep must start now. */
+    br__kick_workers(&g->ring, INT_MAX);
     t0 = br__now_ns();
     deadline = g->timeout_ms < 0 ? UINT64_MAX : t0 + (uint64_t)g->timeout_ms * 1000000u;
     for (unsigned spins = 1; g->timeout_ms != 0; spins++) {
@@ -335,6 +341,7 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
     for (;;) {
         uint64_t left;
         br__sup_poll(&g->sup);
+        br__kick_workers(&g->ring, INT_MAX);
         w = br__load_acquire_u32(&d->word);
         if (w == ready || w == failed)
             break;
@@ -368,6 +375,12 @@ static void release_held(struct br_gen *g)
     g->holding = false;
     br__slot_publish(br__slot_desc(&g->ring, g->held),
                      br__slot_word(br__slot_lap(&g->ring, g->held) + 1, BR_FREE));
+    /* Hysteresis: wake sleeping workers once per half ring, so that a
+     * release is a plain store and not a syscall per batch. */
+    if (++g->released >= g->kick_every) {
+        g->released = 0;
+        br__kick_workers(&g->ring, (int)g->kick_every);
+    }
 }
 
 BR_API int br_next(br_gen *handle, br_batch *out)
@@ -421,8 +434,10 @@ BR_API int br_next(br_gen *handle, br_batch *out)
     g->cursor = seq + 1;
     /* Release: the supervisor (seq_done) and observers read the cursor. */
     br__store_release_u64(&h->cursor, g->cursor);
-    br__add_relaxed_u64(&h->consumer_batches, 1);
-    br__add_relaxed_u64(&h->consumer_bytes, d->size);
+    /* Only this process writes these: a plain load and store, no locked
+     * instruction on the hot path. */
+    br__store_relaxed_u64(&h->consumer_batches, br__load_relaxed_u64(&h->consumer_batches) + 1);
+    br__store_relaxed_u64(&h->consumer_bytes, br__load_relaxed_u64(&h->consumer_bytes) + d->size);
     return 0;
 }
 

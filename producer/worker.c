@@ -3,7 +3,8 @@
  * The worker loop: claim a seq, wait for its slot to be free, run the
  * loader into it, publish. Workers never spin: a worker waiting for a free
  * slot sleeps at once (spinning on a core the consumer needs costs it a
- * whole time slice), in bounded slices so that it notices a dead parent.
+ * whole time slice), until the consumer kicks it (ring.c, "Waking
+ * workers"), in bounded slices so that it notices a dead parent.
  */
 #include <errno.h>
 #include <signal.h>
@@ -145,7 +146,7 @@ static void take_slot(const struct br_ring *r, uint64_t seq, bool takeover,
             continue;
         if (!t0)
             t0 = br__now_ns();
-        br__slot_sleep(d, w, BR_WORKER_SLICE_MS);
+        br__worker_sleep((struct br_ring *)r, d, w, BR_WORKER_SLICE_MS);
         check_alive(r, parent);
     }
     if (t0)

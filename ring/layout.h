@@ -79,9 +79,11 @@ struct br_ring_header {
     uint32_t page_size;
     uint64_t reserved[6];    /* must be zero */
 
-    /* Line 3: the claim counter, written by every worker (CAS). */
+    /* Line 3: written by every worker: the claim counter (CAS) and the
+     * number of workers asleep waiting for a free slot. */
     _Alignas(64) _Atomic uint64_t claim;
-    uint8_t pad_claim[56];
+    _Atomic uint32_t slot_sleepers;
+    uint8_t pad_claim[52];
 
     /* Line 4: written by the consumer only. */
     _Alignas(64) _Atomic uint64_t cursor; /* next seq br_next returns */
@@ -89,7 +91,9 @@ struct br_ring_header {
     _Atomic uint64_t consumer_bytes;
     _Atomic uint64_t consumer_stall_ns;
     _Atomic int32_t consumer_pid;
-    uint32_t pad_consumer;
+    /* Futex word that sleeping workers wait on; the consumer bumps it to
+     * wake them (see "Waking workers" in ring.c). */
+    _Atomic uint32_t kick;
     uint8_t pad_consumer_line[24];
 
     /* Line 5 and on: written by the supervisor. The first failure that no

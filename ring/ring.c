@@ -20,6 +20,18 @@
  * least one sees the other: no wake-up is lost. Sleeps are bounded anyway,
  * so that a dead peer is noticed.
  *
+ * Waking workers. A worker whose slot is not yet free does not sleep on
+ * the slot's word: it sleeps on the header's `kick` word, counted in
+ * `slot_sleepers`. The consumer bumps `kick` and wakes them only every
+ * max(1, nslots / 2) releases, or at once when it is about to wait itself.
+ * So when workers run ahead of the trainer (the ring full, workers asleep),
+ * a release costs the consumer a plain store, not a futex syscall per batch;
+ * a woken worker finds half the ring free and fills it in one go. The
+ * ordering argument is the same Dekker pair as above: the consumer's
+ * seq_cst release store, then its seq_cst load of slot_sleepers; the
+ * worker's seq_cst increment of slot_sleepers, its load of kick, then its
+ * load of the slot word.
+ *
  * The header's claim counter hands out seqs; the consumer's cursor says what
  * is consumed. Worker records say which seq each worker holds, so that the
  * supervisor can give a dead worker's batch to its replacement.
@@ -343,6 +355,34 @@ int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms)
         rc = errno == EAGAIN ? 0 : -errno;
     br__sub_seq_cst_u32(&d->waiters, 1);
     return rc;
+}
+
+int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, int timeout_ms)
+{
+    struct br_ring_header *h = r->hdr;
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    uint32_t kick;
+    int rc = 0;
+
+    /* Pairs with the seq_cst load of slot_sleepers in br__kick_workers. */
+    br__add_seq_cst_u32(&h->slot_sleepers, 1);
+    kick = br__load_seq_cst_u32(&h->kick);
+    if (br__load_seq_cst_u32(&d->word) == seen &&
+        futex(&h->kick, FUTEX_WAIT, kick, timeout_ms < 0 ? NULL : &ts) < 0)
+        rc = errno == EAGAIN ? 0 : -errno;
+    br__sub_seq_cst_u32(&h->slot_sleepers, 1);
+    return rc;
+}
+
+bool br__kick_workers(struct br_ring *r, int how_many)
+{
+    struct br_ring_header *h = r->hdr;
+    /* seq_cst: ordered after the caller's seq_cst release of a slot. */
+    if (!br__load_seq_cst_u32(&h->slot_sleepers))
+        return false;
+    br__add_seq_cst_u32(&h->kick, 1);
+    futex(&h->kick, FUTEX_WAKE, (uint32_t)how_many, NULL);
+    return true;
 }
 
 void br__slot_publish(struct br_slot_desc *d, uint32_t word)

@@ -74,6 +74,15 @@ void br__ring_unmap(struct br_ring *r);
  * Returns 0 (woken or value changed), -ETIMEDOUT or -EINTR. */
 int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
 
+/* A worker's sleep while the slot it needs still holds `seen`: on the
+ * header's kick word, for at most timeout_ms. Returns 0, -ETIMEDOUT or
+ * -EINTR; the caller rechecks its slot either way. */
+int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, int timeout_ms);
+
+/* Wakes up to how_many workers asleep in br__worker_sleep, if any sleeps.
+ * Call after releasing slots. Returns whether there was anyone to wake. */
+bool br__kick_workers(struct br_ring *r, int how_many);
+
 /* Stores `word` into the slot (making everything written before it visible
  * to whoever acquires the new word) and wakes sleepers if there are any. */
 void br__slot_publish(struct br_slot_desc *d, uint32_t word);
