@@ -189,10 +189,11 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     int rc;
 
     msg[0] = '\0';
+    if (out)
+        *out = NULL;
     rc = check_open_args(out, load, ids, n_ids, opt, msg);
     if (rc)
         return rc;
-    *out = NULL;
 
     g = calloc(1, sizeof *g);
     if (!g)
