@@ -5,8 +5,8 @@
  * br_next is the hot path. When the next slot is already READY it costs one
  * acquire load, one store to give the previous slot back (plus a wake only
  * if a worker sleeps on it) and no syscall. Only when the batch is not ready
- * does it spin briefly, then sleep in slices, reaping dead workers and
- * checking for failures between slices.
+ * does it spin briefly, then sleep in slices, checking between slices for
+ * failures the supervisor recorded and that the supervisor still lives.
  *
  * Handles: a br_gen * is not a pointer but an index into a table plus a
  * generation number, so that a call on a closed generator finds nothing and
@@ -53,8 +53,10 @@ struct br_gen {
     uint64_t opened_ns;
     uint32_t kick_every;    /* releases between wake-ups of sleeping workers */
     uint32_t released;      /* releases since the last wake-up */
-    uint64_t inline_loaded; /* workers = 0: batches loaded in br_next */
-    uint64_t inline_load_ns;
+    /* workers = 0: the trainer loads, with its own reader and counters. */
+    struct br_worker_env inline_env;
+    struct br_worker_rec inline_rec;
+    bool inline_ready;
     char msg[BR_MSG_CAP];   /* br_last_error */
     char first_error[BR_MSG_CAP];
 };
@@ -171,8 +173,9 @@ static int check_open_args(br_gen **out, br_loader_fn load, const uint64_t *ids,
 
 static void gen_free(struct br_gen *g)
 {
+    if (g->inline_ready)
+        br__worker_env_fini(&g->inline_env, &g->ctx);
     br__sup_stop(&g->sup);
-    br__sup_free(&g->sup);
     br__ring_unmap(&g->ring);
     free(g->ids);
     free(g->labels);
@@ -235,6 +238,8 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     if (labels)
         memcpy(g->labels, labels, n_ids * sizeof *g->labels);
     g->ctx.load = load;
+    g->ctx.worker_init = opt->worker_init;
+    g->ctx.worker_fini = opt->worker_fini;
     g->ctx.user = user;
     g->ctx.ids = g->ids;
     g->ctx.labels = g->labels;
@@ -253,6 +258,14 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     if (rc)
         goto fail;
 
+    if (workers == 0) {
+        /* Not single-issuer: the trainer may call br_next from another
+         * thread than br_open's. */
+        rc = br__worker_env_init(&g->inline_env, &g->ring, &g->ctx, 0, &g->inline_rec, false, msg);
+        if (rc)
+            goto fail;
+        g->inline_ready = true;
+    }
     rc = gen_register(g, msg);
     if (rc)
         goto fail;
@@ -300,9 +313,7 @@ static void load_inline(struct br_gen *g, uint64_t seq)
     uint64_t t0 = br__now_ns();
     br__store_relaxed_u64(&g->ring.hdr->claim, seq + 1);
     br__store_relaxed_u32(&d->word, br__slot_word(br__slot_lap(&g->ring, seq), BR_LOADING));
-    br__fill_slot(&g->ring, &g->ctx, seq, 0, NULL);
-    g->inline_loaded++;
-    g->inline_load_ns += br__now_ns() - t0;
+    br__fill_slot(&g->ring, &g->ctx, &g->inline_env, seq);
     /* Loading inline is time the trainer waits for data: it is stall. */
     br__add_relaxed_u64(&g->ring.hdr->consumer_stall_ns, br__now_ns() - t0);
 }
@@ -341,10 +352,12 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
     }
     for (;;) {
         uint64_t left;
-        br__sup_poll(&g->sup);
         br__kick_workers(&g->ring, INT_MAX);
         w = br__load_acquire_u32(&d->word);
         if (w == ready || w == failed)
+            break;
+        rc = br__sup_check(&g->sup, g->msg);
+        if (rc)
             break;
         /* Acquire pairs with record_failure's release: code and text are
          * written before fail_seq. */
@@ -430,6 +443,7 @@ BR_API int br_next(br_gen *handle, br_batch *out)
     out->labels = br__slot_labels(&g->ring, seq);
     out->data = br__slot_data(&g->ring, seq);
     out->size = (size_t)d->size;
+    out->offsets = d->has_offsets ? br__slot_offsets(&g->ring, seq) : NULL;
     g->holding = true;
     g->held = seq;
     g->cursor = seq + 1;
@@ -474,8 +488,8 @@ BR_API int br_stats_get(const br_gen *handle, br_stats *out)
     out->elapsed_ns = br__now_ns() - g->opened_ns;
     out->workers = g->nworkers;
     out->restarts = br__load_relaxed_u32(&h->restarts);
-    out->loaded = g->inline_loaded;
-    out->load_ns = g->inline_load_ns;
+    out->loaded = br__load_relaxed_u64(&g->inline_rec.batches);
+    out->load_ns = br__load_relaxed_u64(&g->inline_rec.load_ns);
     for (uint32_t i = 0; i < g->nworkers; i++) {
         const struct br_worker_rec *rec = &g->ring.workers[i];
         out->loaded += br__load_relaxed_u64(&rec->batches);
@@ -498,5 +512,8 @@ BR_API int br_worker_stats_get(const br_gen *handle, uint32_t i, br_worker_stats
     out->bytes = br__load_relaxed_u64(&rec->bytes);
     out->load_ns = br__load_relaxed_u64(&rec->load_ns);
     out->slot_wait_ns = br__load_relaxed_u64(&rec->slot_wait_ns);
+    out->io_backend = br__load_relaxed_u32(&rec->io_backend);
+    out->io_reads = br__load_relaxed_u64(&rec->io_reads);
+    out->io_bytes = br__load_relaxed_u64(&rec->io_bytes);
     return 0;
 }

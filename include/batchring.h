@@ -69,6 +69,17 @@ enum br_errno {
 #define BR_ERR_CAP 512u /* bytes of a loader's error message, with the NUL */
 
 /*
+ * A worker's file reader: io_uring when the kernel allows it, pread
+ * otherwise (or when BR_IO=pread is set in the environment), with the same
+ * results. Each worker process has its own (created after the fork); with
+ * workers = 0 the trainer has one. Loaders reach it as job->io.
+ */
+typedef struct br_io br_io;
+
+/* Which path a reader uses, as reported in br_worker_stats.io_backend. */
+enum br_io_backend { BR_IO_NONE = 0, BR_IO_URING = 1, BR_IO_PREAD = 2 };
+
+/*
  * One job for a loader: fill the batch of `count` samples `ids` into `out`.
  * The loader writes at most `cap` bytes to `out` and sets `size` to the
  * number written. `out` is the ring slot itself, in shared memory, aligned
@@ -92,10 +103,28 @@ typedef struct br_job {
     size_t size;           /* set by the loader: bytes written, <= cap */
     char *err;             /* where a failing loader writes its message */
     size_t err_cap;        /* size of err, BR_ERR_CAP */
+    br_io *io;             /* this worker's file reader */
+    void *state;           /* what opt.worker_init made for this worker */
+    uint64_t *offsets;     /* count + 1 entries in shared memory: a loader
+                              with variable-size samples writes sample i at
+                              out + offsets[i] .. out + offsets[i + 1] */
+    bool has_offsets;      /* set to true when offsets were filled */
 } br_job;
 
 /* Fills one batch. Returns 0, or a negative code with a message in job->err. */
 typedef int (*br_loader_fn)(br_job *job, void *user);
+
+/*
+ * Optional per-worker hooks. worker_init runs once in each worker process
+ * (and in the trainer for workers = 0) before its first batch: open files
+ * there, allocate scratch memory, and store it in *state; every job of that
+ * worker gets it as job->state. It returns 0, or a negative code with a
+ * message in err (err_cap bytes): the generator then fails with
+ * BR_ELOADER. worker_fini(state, user) runs when the worker ends normally.
+ */
+typedef int (*br_worker_init_fn)(br_io *io, uint32_t worker, void *user, void **state,
+                                 char *err, size_t err_cap);
+typedef void (*br_worker_fini_fn)(void *state, void *user);
 
 /*
  * One batch as the consumer sees it. Every pointer points into the ring
@@ -110,6 +139,8 @@ typedef struct br_batch {
     const int32_t *labels;  /* count labels, or NULL when opened without */
     const void *data;       /* what the loader wrote (page-aligned) */
     size_t size;            /* bytes at data */
+    const uint64_t *offsets; /* count + 1 sample offsets into data, or NULL
+                                when the loader did not fill them */
 } br_batch;
 
 /* Options of br_open(). Always start from br_options_init(). */
@@ -129,6 +160,8 @@ typedef struct br_options {
                               -1 = forever (default -1) */
     uint32_t max_restarts; /* worker deaths survived over the generator's
                               life before br_next fails (default 3) */
+    br_worker_init_fn worker_init; /* optional, see br_worker_init_fn */
+    br_worker_fini_fn worker_fini; /* optional */
 } br_options;
 
 /* Aggregate counters of a generator, read with br_stats(). */
@@ -152,6 +185,9 @@ typedef struct br_worker_stats {
     uint64_t bytes;         /* bytes it wrote */
     uint64_t load_ns;       /* time in the loader */
     uint64_t slot_wait_ns;  /* time waiting for a free slot */
+    uint32_t io_backend;    /* enum br_io_backend: which read path ran */
+    uint64_t io_reads;      /* reads completed by its reader */
+    uint64_t io_bytes;      /* bytes they read */
 } br_worker_stats;
 
 typedef struct br_gen br_gen;
@@ -231,6 +267,100 @@ BR_API int br_stats_get(const br_gen *g, br_stats *out);
  */
 BR_API int br_worker_stats_get(const br_gen *g, uint32_t i,
                                br_worker_stats *out);
+
+/*
+ * Queues a read of len bytes at offset of the open file fd into dst, for
+ * sample `sample` (named in error messages). dst is normally inside
+ * job->out; a read that would write past the job's slot is refused. Reads
+ * run when br_io_wait is called (or earlier, when the queue is full).
+ * Returns 0, or -EINVAL (bad arguments; message in br_io_last_error).
+ */
+BR_API int br_io_read(br_io *io, int fd, uint64_t offset, size_t len, void *dst,
+                      uint64_t sample);
+
+/*
+ * Runs every queued read and waits for all of them; short reads are
+ * resubmitted for the rest. Returns 0 when every byte arrived, or a
+ * negative code: -errno of a failed read, or -ENODATA when the file ended
+ * before the expected length (it is shorter than the dataset says). The
+ * message (br_io_last_error) names the file, offset, length and sample.
+ * A loader can copy it into job->err and return the code.
+ */
+BR_API int br_io_wait(br_io *io);
+
+/*
+ * Registers fd as a fixed file of this reader (io_uring looks it up once,
+ * not on every read); later reads of fd use it. Call it from worker_init
+ * for files the worker keeps open for its whole life: the registration
+ * holds the file open, so a registered fd must not be closed and reused
+ * for another file. Returns 0 (also when the reader uses pread, or the
+ * table is full: reads then work unregistered), or -EINVAL.
+ */
+BR_API int br_io_register_file(br_io *io, int fd);
+
+/* The message of the last failure of the reader ("" if none). */
+BR_API const char *br_io_last_error(const br_io *io);
+
+/* "io_uring" or "pread": the path this reader uses. */
+BR_API const char *br_io_backend_name(const br_io *io);
+
+/*
+ * Built-in datasets, so that most users never write a loader. Opening one
+ * opens and checks its files in the calling process: a missing or
+ * unreadable file, a size that does not fit the layout (a records file
+ * whose size is not a multiple of the record size, an index entry past the
+ * end of the data file, a labels file of the wrong size) is an error here
+ * that names the file. Workers inherit the descriptors and read through
+ * their br_io. A dataset must stay open until every generator using it is
+ * closed. Failures leave their message in br_last_error(NULL).
+ *
+ * Layouts (all integers little-endian):
+ *   records  one file, sample i at offset i x record_bytes; adjacent ids in
+ *            a batch are read with one read
+ *   files    a list file, one path per line (relative paths are relative to
+ *            the list's directory); sample i is the whole file on line i
+ *   indexed  a data file plus an index file of n (uint64 offset, uint64
+ *            length) pairs; sample i is data[offset_i .. offset_i + length_i)
+ *   labels   optional for every layout: n int32 values, one per sample
+ *
+ * A batch's samples are packed one after another; br_batch.offsets gives
+ * where each starts (count + 1 entries).
+ */
+typedef struct br_dataset br_dataset;
+
+/* Flags of the br_dataset_open_* calls. */
+#define BR_DATASET_DIRECT 0x1u /* read with O_DIRECT (records, indexed) */
+
+typedef struct br_dataset_info {
+    uint64_t samples;          /* n */
+    uint64_t max_sample_bytes; /* the largest sample */
+    uint64_t total_bytes;      /* sum of all samples */
+    bool has_labels;
+    const char *layout;        /* "records", "files" or "indexed" */
+} br_dataset_info;
+
+BR_API int br_dataset_open_records(br_dataset **out, const char *path, size_t record_bytes,
+                                   const char *labels_path, unsigned flags);
+BR_API int br_dataset_open_files(br_dataset **out, const char *list_path,
+                                 const char *labels_path, unsigned flags);
+BR_API int br_dataset_open_indexed(br_dataset **out, const char *data_path,
+                                   const char *index_path, const char *labels_path,
+                                   unsigned flags);
+
+/* Fills *out. Returns 0, or -EINVAL for NULL arguments. */
+BR_API int br_dataset_info_get(const br_dataset *ds, br_dataset_info *out);
+
+/* Closes the files and frees ds. NULL is fine. Returns 0. */
+BR_API int br_dataset_close(br_dataset *ds);
+
+/*
+ * br_open with the dataset's loader and labels. ids = NULL means every
+ * sample, 0 .. n - 1 (n_ids is then ignored); otherwise ids must be < n.
+ * opt->slot_bytes = 0 means batch_size x max_sample_bytes (rounded up to
+ * the O_DIRECT alignment when reading with O_DIRECT). Returns as br_open.
+ */
+BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
+                           const br_options *opt);
 
 /* BR_VERSION_NUMBER of the library actually linked. */
 BR_API unsigned br_version(void);

@@ -22,7 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <linux/futex.h>
+#include <limits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "producer/worker.h"
@@ -48,31 +53,6 @@ static int spawn(struct br_supervisor *s, uint32_t index, uint64_t first_job)
     s->pids[index] = pid;
     br__store_relaxed_i32(&rec->pid, (int32_t)pid);
     s->live++;
-    return 0;
-}
-
-int br__sup_start(struct br_supervisor *s, struct br_ring *ring, const struct br_loader_ctx *ctx,
-                  uint32_t max_restarts, char *msg)
-{
-    memset(s, 0, sizeof *s);
-    s->ring = ring;
-    s->ctx = ctx;
-    s->nworkers = ring->hdr->nworkers;
-    s->max_restarts = max_restarts;
-    s->parent = getpid();
-    if (s->nworkers == 0)
-        return 0;
-    s->pids = calloc(s->nworkers, sizeof *s->pids);
-    if (!s->pids)
-        return br__fail(msg, -ENOMEM, "out of memory for %u worker pids", s->nworkers);
-    for (uint32_t i = 0; i < s->nworkers; i++) {
-        int rc = spawn(s, i, BR_JOB_IDLE);
-        if (rc) {
-            br__sup_stop(s);
-            return br__fail(msg, rc, "cannot fork worker %u of %u: %s", i, s->nworkers,
-                            strerror(-rc));
-        }
-    }
     return 0;
 }
 
@@ -202,49 +182,160 @@ static void handle_exit(struct br_supervisor *s, uint32_t i, pid_t pid, int stat
     }
 }
 
-void br__sup_poll(struct br_supervisor *s)
+/* Reaps every worker that has ended, without blocking. */
+static void reap_workers(struct br_supervisor *s)
 {
-    for (uint32_t i = 0; i < s->nworkers; i++) {
-        pid_t pid = s->pids[i];
-        int status = 0;
-        pid_t r;
-        if (pid <= 0)
-            continue;
-        r = waitpid(pid, &status, WNOHANG);
-        if (r == 0)
-            continue;
-        if (r < 0) {
-            /* ECHILD: someone else reaped it (or SIGCHLD is ignored). */
-            if (errno != ECHILD || kill(pid, 0) == 0)
-                continue;
-            status = -1;
-        }
-        handle_exit(s, i, pid, status);
-    }
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (uint32_t i = 0; i < s->nworkers; i++)
+            if (s->pids[i] == pid)
+                handle_exit(s, i, pid, status);
 }
 
-void br__sup_stop(struct br_supervisor *s)
+/* Kills and reaps every worker: the supervisor's way out. */
+static _Noreturn void stop_workers_and_exit(struct br_supervisor *s)
 {
-    if (s->stopped || !s->ring)
-        return;
-    s->stopped = true;
     br__store_relaxed_u32(&s->ring->hdr->state, BR_RUN_STOPPING);
     for (uint32_t i = 0; i < s->nworkers; i++)
-        if (s->pids && s->pids[i] > 0)
+        if (s->pids[i] > 0)
             kill(s->pids[i], SIGKILL);
     for (uint32_t i = 0; i < s->nworkers; i++) {
-        if (!s->pids || s->pids[i] <= 0)
+        if (s->pids[i] <= 0)
             continue;
         while (waitpid(s->pids[i], NULL, 0) < 0 && errno == EINTR)
             ;
         br__store_relaxed_i32(&s->ring->workers[i].pid, 0);
-        s->pids[i] = 0;
     }
-    s->live = 0;
+    _exit(0);
 }
 
-void br__sup_free(struct br_supervisor *s)
+static void set_sup_state(struct br_ring_header *h, enum br_sup_state state)
 {
-    free(s->pids);
-    s->pids = NULL;
+    /* Release pairs with br_open's acquire: a failure's code and text are
+     * written before the state says FAILED. */
+    br__store_release_u32(&h->sup_state, state);
+    syscall(SYS_futex, (uint32_t *)&h->sup_state, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* The supervisor process: start the workers, then sleep until a worker
+ * ends (SIGCHLD) or the trainer stops us (SIGTERM). */
+static _Noreturn void supervisor_main(struct br_supervisor *s, pid_t trainer)
+{
+    struct br_ring_header *h = s->ring->hdr;
+    sigset_t wait_for;
+    int sig;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != trainer)
+        _exit(0);
+    /* The trainer's handlers are not ours; SIGCHLD and SIGTERM are taken
+     * synchronously with sigwaitinfo, so they stay blocked. */
+    for (sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, sig == SIGINT ? SIG_IGN : SIG_DFL);
+    sigemptyset(&wait_for);
+    sigaddset(&wait_for, SIGCHLD);
+    sigaddset(&wait_for, SIGTERM);
+    sigprocmask(SIG_SETMASK, &wait_for, NULL);
+
+    s->parent = getpid();
+    s->pids = calloc(s->nworkers, sizeof *s->pids);
+    if (!s->pids) {
+        h->fail_code = -ENOMEM;
+        snprintf(h->fail_msg, sizeof h->fail_msg, "out of memory for %u worker pids",
+                 s->nworkers);
+        set_sup_state(h, BR_SUP_FAILED);
+        _exit(1);
+    }
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        int rc = spawn(s, i, BR_JOB_IDLE);
+        if (rc) {
+            h->fail_code = rc;
+            snprintf(h->fail_msg, sizeof h->fail_msg, "cannot fork worker %u of %u: %s", i,
+                     s->nworkers, strerror(-rc));
+            set_sup_state(h, BR_SUP_FAILED);
+            stop_workers_and_exit(s);
+        }
+    }
+    set_sup_state(h, BR_SUP_RUNNING);
+    for (;;) {
+        siginfo_t info;
+        sig = sigwaitinfo(&wait_for, &info);
+        if (sig == SIGTERM || getppid() != trainer)
+            stop_workers_and_exit(s);
+        if (sig == SIGCHLD)
+            reap_workers(s);
+    }
+}
+
+int br__sup_start(struct br_supervisor *s, struct br_ring *ring, const struct br_loader_ctx *ctx,
+                  uint32_t max_restarts, char *msg)
+{
+    struct br_ring_header *h = ring->hdr;
+    pid_t trainer = getpid();
+    uint32_t state;
+
+    memset(s, 0, sizeof *s);
+    s->ring = ring;
+    s->ctx = ctx;
+    s->nworkers = ring->hdr->nworkers;
+    s->max_restarts = max_restarts;
+    if (s->nworkers == 0)
+        return 0;
+    /* Flushed, so that no child starts with the trainer's unwritten text. */
+    fflush(NULL);
+    s->pid = fork();
+    if (s->pid < 0) {
+        int e = errno;
+        s->pid = 0;
+        return br__fail(msg, -e, "cannot fork the supervisor process: %s", strerror(e));
+    }
+    if (s->pid == 0)
+        supervisor_main(s, trainer);
+
+    /* Wait until every worker is forked, or the supervisor says why not. */
+    while ((state = br__load_acquire_u32(&h->sup_state)) == BR_SUP_STARTING) {
+        struct timespec slice = {0, 10 * 1000000L};
+        if (br__sup_check(s, msg))
+            goto failed;
+        syscall(SYS_futex, (uint32_t *)&h->sup_state, FUTEX_WAIT, BR_SUP_STARTING, &slice,
+                NULL, 0);
+    }
+    if (state == BR_SUP_RUNNING)
+        return 0;
+    br__fail(msg, h->fail_code, "%s", h->fail_msg);
+failed:
+    br__sup_stop(s);
+    return h->fail_code ? h->fail_code : BR_EWORKER;
+}
+
+int br__sup_check(struct br_supervisor *s, char *msg)
+{
+    char how[160];
+    int status;
+    pid_t r;
+
+    if (s->pid <= 0)
+        return 0;
+    r = waitpid(s->pid, &status, WNOHANG);
+    if (r == 0 || (r < 0 && errno != ECHILD))
+        return 0;
+    describe_status(how, sizeof how, r < 0 ? -1 : status);
+    br__fail(msg, BR_EWORKER, "the supervisor process (pid %d) %s; its workers are gone",
+             (int)s->pid, how);
+    s->pid = 0;
+    return BR_EWORKER;
+}
+
+void br__sup_stop(struct br_supervisor *s)
+{
+    if (s->pid <= 0)
+        return;
+    /* The supervisor kills and reaps its workers, then exits: once it is
+     * reaped, no process of this generator is left. */
+    kill(s->pid, SIGTERM);
+    while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    s->pid = 0;
 }

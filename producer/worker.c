@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "producer/io.h"
 #include "producer/worker.h"
 #include "ring/error.h"
 
@@ -28,10 +29,78 @@ void br__describe_batch(char *buf, size_t cap, const struct br_loader_ctx *ctx, 
              (unsigned long long)ctx->ids[p.first + p.count - 1]);
 }
 
-int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx, uint64_t seq,
-                  uint32_t worker, struct br_worker_rec *rec)
+int br__worker_env_init(struct br_worker_env *env, const struct br_ring *r,
+                        const struct br_loader_ctx *ctx, uint32_t index,
+                        struct br_worker_rec *rec, bool single_issuer, char *msg)
+{
+    char err[BR_ERR_CAP];
+    int rc;
+
+    memset(env, 0, sizeof *env);
+    env->index = index;
+    env->rec = rec;
+    rc = br__io_create(&env->io, r, rec, single_issuer, msg);
+    if (rc)
+        return rc;
+    if (!ctx->worker_init)
+        return 0;
+    err[0] = '\0';
+    rc = ctx->worker_init(env->io, index, ctx->user, &env->state, err, sizeof err);
+    if (rc == 0)
+        return 0;
+    err[sizeof err - 1] = '\0';
+    br__io_destroy(env->io);
+    env->io = NULL;
+    return br__fail(msg, rc < 0 ? rc : BR_ELOADER, "worker_init failed in worker %u: %s [%s]",
+                    index, err[0] ? err : br_strerror(rc), br_err_name(rc));
+}
+
+void br__worker_env_fini(struct br_worker_env *env, const struct br_loader_ctx *ctx)
+{
+    if (env->io && ctx->worker_fini)
+        ctx->worker_fini(env->state, ctx->user);
+    br__io_destroy(env->io);
+    env->io = NULL;
+}
+
+/* Writes the slot's descriptor and publishes it READY or FAILED. */
+static void publish(const struct br_ring *r, const struct br_batch_place *p, uint64_t seq,
+                    uint32_t worker, int rc, uint64_t size, bool has_offsets)
 {
     struct br_slot_desc *d = br__slot_desc(r, seq);
+    d->error = rc;
+    d->count = p->count;
+    d->seq = seq;
+    d->epoch = p->epoch;
+    d->batch = p->batch;
+    d->size = rc ? 0 : size;
+    d->worker = worker;
+    d->has_offsets = has_offsets && rc == 0;
+    br__slot_publish(d, br__slot_word(br__slot_lap(r, seq), rc ? BR_FAILED : BR_READY));
+}
+
+void br__fail_slot(const struct br_ring *r, const struct br_loader_ctx *ctx, uint64_t seq,
+                   uint32_t worker, int code, const char *text)
+{
+    struct br_batch_place p = br__schedule_place(&ctx->sched, seq);
+    br__schedule_fill(&ctx->sched, &p, ctx->ids, ctx->labels, br__slot_ids(r, seq),
+                      br__slot_labels(r, seq));
+    snprintf(br__slot_err(r, seq), BR_ERR_CAP, "%s", text);
+    publish(r, &p, seq, worker, code, 0, false);
+}
+
+/* A loader's offsets must rise and end within what it wrote. */
+static bool offsets_valid(const uint64_t *offsets, uint32_t count, size_t size)
+{
+    for (uint32_t i = 0; i < count; i++)
+        if (offsets[i] > offsets[i + 1])
+            return false;
+    return offsets[count] <= size;
+}
+
+int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
+                  struct br_worker_env *env, uint64_t seq)
+{
     struct br_batch_place p = br__schedule_place(&ctx->sched, seq);
     uint64_t *ids = br__slot_ids(r, seq);
     int32_t *labels = br__slot_labels(r, seq);
@@ -48,13 +117,18 @@ int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx, uint
         .seq = seq,
         .epoch = p.epoch,
         .batch = p.batch,
-        .worker = worker,
+        .worker = env->index,
         .out = br__slot_data(r, seq),
         .cap = (size_t)r->slot_bytes,
         .size = 0,
         .err = err,
         .err_cap = BR_ERR_CAP,
+        .io = env->io,
+        .state = env->state,
+        .offsets = br__slot_offsets(r, seq),
+        .has_offsets = false,
     };
+    br__io_begin_job(env->io, job.out, job.cap);
     t0 = br__now_ns();
     rc = ctx->load(&job, ctx->user);
     t1 = br__now_ns();
@@ -68,26 +142,27 @@ int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx, uint
                  "loader set size = %zu but the slot holds only %llu bytes; raise slot_bytes",
                  job.size, (unsigned long long)r->slot_bytes);
         rc = BR_ELOADER;
+    } else if (rc == 0 && job.has_offsets &&
+               !offsets_valid(br__slot_offsets(r, seq), p.count, job.size)) {
+        snprintf(err, BR_ERR_CAP,
+                 "loader set has_offsets but its %u + 1 offsets do not rise within the %zu "
+                 "bytes it wrote",
+                 p.count, job.size);
+        rc = BR_ELOADER;
     }
-
-    d->error = rc;
-    d->count = p.count;
-    d->seq = seq;
-    d->epoch = p.epoch;
-    d->batch = p.batch;
-    d->size = rc ? 0 : job.size;
-    d->worker = worker;
-    if (rec) {
-        br__add_relaxed_u64(&rec->batches, 1);
-        br__add_relaxed_u64(&rec->bytes, d->size);
-        br__add_relaxed_u64(&rec->load_ns, t1 - t0);
+    if (env->rec) {
+        br__add_relaxed_u64(&env->rec->batches, 1);
+        br__add_relaxed_u64(&env->rec->bytes, rc ? 0 : job.size);
+        br__add_relaxed_u64(&env->rec->load_ns, t1 - t0);
     }
-    br__slot_publish(d, br__slot_word(br__slot_lap(r, seq), rc ? BR_FAILED : BR_READY));
+    publish(r, &p, seq, env->index, rc, job.size, job.has_offsets);
     return rc;
 }
 
-static _Noreturn void worker_exit(void)
+static _Noreturn void worker_exit(struct br_worker_env *env, const struct br_loader_ctx *ctx)
 {
+    if (env)
+        br__worker_env_fini(env, ctx);
     /* What the loader printed; the parent flushed its own buffers before
      * the fork, so nothing is written twice. _exit: the trainer's atexit
      * handlers are not ours to run. */
@@ -98,7 +173,7 @@ static _Noreturn void worker_exit(void)
 static void check_alive(const struct br_ring *r, pid_t parent)
 {
     if (getppid() != parent || br__load_relaxed_u32(&r->hdr->state) != BR_RUN_RUNNING)
-        worker_exit();
+        worker_exit(NULL, NULL);
 }
 
 /* Takes the next seq from the claim counter. The record says PENDING(c)
@@ -153,20 +228,44 @@ static void take_slot(const struct br_ring *r, uint64_t seq, bool takeover,
         br__add_relaxed_u64(&rec->slot_wait_ns, br__now_ns() - t0);
 }
 
+/* A worker whose worker_init failed: it has reported the failure in the
+ * slot of the batch it claimed, and now waits to be stopped. Exiting would
+ * look like a death and start a replacement that fails the same way. */
+static _Noreturn void wait_for_stop(const struct br_ring *r, pid_t parent)
+{
+    for (;;) {
+        br__worker_sleep((struct br_ring *)r, &r->desc[0], br__load_relaxed_u32(&r->desc[0].word),
+                         BR_WORKER_SLICE_MS);
+        check_alive(r, parent);
+    }
+}
+
 _Noreturn void br__worker_main(const struct br_ring *r, const struct br_loader_ctx *ctx,
                                uint32_t index, uint64_t first_job, pid_t parent)
 {
     struct br_worker_rec *rec = &r->workers[index];
+    struct br_worker_env env;
     char msg[BR_MSG_CAP];
     bool takeover = first_job != BR_JOB_IDLE;
     uint64_t seq = first_job;
+    int rc;
 
     /* Die with the parent; and if it died before prctl took effect, go. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
-        worker_exit();
-    /* Ctrl-C is the trainer's to handle: a worker dies with it anyway. */
-    signal(SIGINT, SIG_IGN);
+        worker_exit(NULL, NULL);
+    /* The trainer's signal handlers and mask are not the worker's: a crash
+     * in the loader must kill the worker with its own signal, so that the
+     * supervisor can name it. Ctrl-C is the trainer's to handle: a worker
+     * dies with the trainer anyway. */
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, sig == SIGINT ? SIG_IGN : SIG_DFL);
+    {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+    }
     /* fork does not copy the page tables of shared mappings: fault them in
      * now, not one page at a time inside the loader. */
     if (br__ring_populate(r, msg) < 0) {
@@ -175,13 +274,23 @@ _Noreturn void br__worker_main(const struct br_ring *r, const struct br_loader_c
         _exit(1);
     }
     br__store_relaxed_i32(&rec->pid, (int32_t)getpid());
+    rc = br__worker_env_init(&env, r, ctx, index, rec, true, msg);
+    if (rc) {
+        /* Report through the first batch this worker would have loaded,
+         * so that the consumer gets the message in order. */
+        if (takeover || claim_next(r, rec, &seq)) {
+            take_slot(r, seq, takeover, rec, parent);
+            br__fail_slot(r, ctx, seq, index, rc, msg);
+        }
+        wait_for_stop(r, parent);
+    }
 
     for (;;) {
         check_alive(r, parent);
         if (!takeover && !claim_next(r, rec, &seq))
-            worker_exit();
+            worker_exit(&env, ctx);
         take_slot(r, seq, takeover, rec, parent);
         takeover = false;
-        br__fill_slot(r, ctx, seq, index, rec);
+        br__fill_slot(r, ctx, &env, seq);
     }
 }

@@ -20,17 +20,41 @@
  * forked workers see the copy they were forked with. */
 struct br_loader_ctx {
     br_loader_fn load;
+    br_worker_init_fn worker_init; /* may be NULL */
+    br_worker_fini_fn worker_fini; /* may be NULL */
     void *user;
     const uint64_t *ids;
     const int32_t *labels; /* NULL without labels */
     struct br_schedule sched;
 };
 
+/* What one loading process (a worker, or the trainer for workers = 0)
+ * keeps between batches. */
+struct br_worker_env {
+    uint32_t index;
+    struct br_worker_rec *rec; /* its counters */
+    br_io *io;
+    void *state;               /* from ctx->worker_init */
+};
+
+/* Creates env's reader and runs ctx->worker_init. Returns 0, or a negative
+ * code with the message in msg (BR_MSG_CAP bytes). */
+int br__worker_env_init(struct br_worker_env *env, const struct br_ring *r,
+                        const struct br_loader_ctx *ctx, uint32_t index,
+                        struct br_worker_rec *rec, bool single_issuer, char *msg);
+
+/* Runs ctx->worker_fini (after a successful init) and frees the reader. */
+void br__worker_env_fini(struct br_worker_env *env, const struct br_loader_ctx *ctx);
+
 /* Runs the loader for `seq` into its slot, which the caller holds in
- * LOADING, and publishes READY or FAILED. Counts into rec when not NULL.
- * Returns 0 or the failure code stored in the slot. */
-int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx, uint64_t seq,
-                  uint32_t worker, struct br_worker_rec *rec);
+ * LOADING, and publishes READY or FAILED. Returns 0 or the failure code
+ * stored in the slot. */
+int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
+                  struct br_worker_env *env, uint64_t seq);
+
+/* Publishes seq's slot (held in LOADING) as FAILED with `text`. */
+void br__fail_slot(const struct br_ring *r, const struct br_loader_ctx *ctx, uint64_t seq,
+                   uint32_t worker, int code, const char *text);
 
 /* Writes "batch S (epoch E, N samples, ids A..B)" to buf. */
 void br__describe_batch(char *buf, size_t cap, const struct br_loader_ctx *ctx, uint64_t seq);
@@ -41,32 +65,36 @@ void br__describe_batch(char *buf, size_t cap, const struct br_loader_ctx *ctx, 
 _Noreturn void br__worker_main(const struct br_ring *r, const struct br_loader_ctx *ctx,
                                uint32_t index, uint64_t first_job, pid_t parent);
 
-/* Supervisor of the worker processes; lives in the process that forks them. */
+/*
+ * The supervisor is a process of its own, forked by br_open, that forks the
+ * workers and reaps them. Workers die with it (PR_SET_PDEATHSIG), and it
+ * dies with the thread that opened the generator; since the supervisor is
+ * single-threaded, a worker forked to replace a dead one never depends on
+ * whichever trainer thread happened to be in br_next.
+ */
 struct br_supervisor {
     struct br_ring *ring;
     const struct br_loader_ctx *ctx;
-    pid_t *pids;          /* per worker; 0 when not running */
-    pid_t parent;
+    pid_t *pids;          /* in the supervisor: per worker, 0 when not running */
+    pid_t parent;         /* in the supervisor: its own pid, the workers' parent */
+    pid_t pid;            /* in the trainer: the supervisor process, 0 if none */
     uint32_t nworkers;
     uint32_t live;
     uint32_t max_restarts;
-    bool stopped;
 };
 
-/* Forks ring->hdr->nworkers workers. On failure nothing is left running.
- * Returns 0 or -errno with a message. */
+/* Forks the supervisor, which forks ring->hdr->nworkers workers, and waits
+ * until they run. On failure nothing is left running. Returns 0 or -errno
+ * with a message. With no workers it does nothing. */
 int br__sup_start(struct br_supervisor *s, struct br_ring *ring, const struct br_loader_ctx *ctx,
                   uint32_t max_restarts, char *msg);
 
-/* Reaps dead workers without blocking; gives a dead worker's batch to its
- * replacement, or records the failure in the header once max_restarts is
- * used up. Cheap when nothing happened (one waitpid per worker). */
-void br__sup_poll(struct br_supervisor *s);
+/* In the trainer: is the supervisor still there? Returns 0, or
+ * BR_EWORKER with a message when it died. Costs one waitpid. */
+int br__sup_check(struct br_supervisor *s, char *msg);
 
-/* Stops every worker (SIGKILL) and reaps it. Idempotent. */
+/* In the trainer: stops the supervisor, which kills and reaps every worker
+ * before it exits; returns once all of them are gone. Idempotent. */
 void br__sup_stop(struct br_supervisor *s);
-
-/* Frees what br__sup_start allocated; call after br__sup_stop. */
-void br__sup_free(struct br_supervisor *s);
 
 #endif

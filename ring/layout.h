@@ -36,6 +36,9 @@ static inline uint32_t br__slot_word(uint64_t lap, enum br_phase phase)
     return (uint32_t)((lap & BR_LAP_MASK) << 2) | (uint32_t)phase;
 }
 
+/* States of the supervisor process, as br_open waits for them. */
+enum br_sup_state { BR_SUP_STARTING = 0, BR_SUP_RUNNING = 1, BR_SUP_FAILED = 2 };
+
 /* Run states of the header's `state` word. */
 enum br_run_state { BR_RUN_RUNNING = 1, BR_RUN_STOPPING = 2 };
 
@@ -103,7 +106,7 @@ struct br_ring_header {
     _Alignas(64) _Atomic uint32_t state; /* enum br_run_state */
     _Atomic uint32_t restarts;           /* deaths survived so far */
     int32_t fail_code;
-    uint32_t pad_fail;
+    _Atomic uint32_t sup_state;          /* enum br_sup_state; futex word */
     _Atomic uint64_t fail_seq;           /* BR_NO_FAILURE when none */
     char fail_msg[BR_ERR_CAP];
 };
@@ -121,7 +124,7 @@ struct br_slot_desc {
     uint64_t batch;
     uint64_t size;
     uint32_t worker;
-    uint32_t pad;
+    uint32_t has_offsets;     /* the loader filled the sample offsets */
     uint64_t reserved;
 };
 
@@ -135,11 +138,15 @@ struct br_worker_rec {
     _Atomic uint64_t bytes;
     _Atomic uint64_t load_ns;
     _Atomic uint64_t slot_wait_ns;
-    uint64_t reserved[2];
+    _Atomic uint64_t io_reads;
+    _Atomic uint64_t io_bytes;
+    _Atomic uint32_t io_backend; /* enum br_io_backend */
+    uint32_t pad;
+    uint64_t reserved[7];
 };
 
 _Static_assert(sizeof(struct br_slot_desc) == BR_CACHE_LINE, "slot descriptor is one line");
-_Static_assert(sizeof(struct br_worker_rec) == BR_CACHE_LINE, "worker record is one line");
+_Static_assert(sizeof(struct br_worker_rec) == 2 * BR_CACHE_LINE, "worker record is two lines");
 _Static_assert(offsetof(struct br_ring_header, claim) == 3 * BR_CACHE_LINE, "claim on line 3");
 _Static_assert(offsetof(struct br_ring_header, cursor) == 4 * BR_CACHE_LINE, "cursor on line 4");
 _Static_assert(offsetof(struct br_ring_header, state) == 5 * BR_CACHE_LINE, "state on line 5");
@@ -147,15 +154,21 @@ _Static_assert(sizeof(struct br_ring_header) % BR_CACHE_LINE == 0, "header is wh
 _Static_assert(sizeof(struct br_ring_header) == 896,
                "header size is part of the layout version");
 
-/* Per-slot metadata: ids, then labels (if any), then the error message. */
+/* Per-slot metadata: ids, sample offsets (batch_size + 1), labels (if
+ * any), then the loader's error message. */
 static inline uint64_t br__meta_ids_offset(void) { return 0; }
-static inline uint64_t br__meta_labels_offset(uint32_t batch_size)
+static inline uint64_t br__meta_offsets_offset(uint32_t batch_size)
 {
     return (uint64_t)batch_size * sizeof(uint64_t);
 }
+static inline uint64_t br__meta_labels_offset(uint32_t batch_size)
+{
+    return br__meta_offsets_offset(batch_size) + ((uint64_t)batch_size + 1) * sizeof(uint64_t);
+}
 static inline uint64_t br__meta_err_offset(uint32_t batch_size, int labels)
 {
-    return (uint64_t)batch_size * (sizeof(uint64_t) + (labels ? sizeof(int32_t) : 0));
+    return br__meta_labels_offset(batch_size) +
+           (labels ? (uint64_t)batch_size * sizeof(int32_t) : 0);
 }
 
 #endif /* BR_RING_LAYOUT_H */

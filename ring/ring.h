@@ -112,6 +112,11 @@ static inline uint64_t *br__slot_ids(const struct br_ring *r, uint64_t seq)
     return (uint64_t *)(br__slot_meta(r, seq) + br__meta_ids_offset());
 }
 
+static inline uint64_t *br__slot_offsets(const struct br_ring *r, uint64_t seq)
+{
+    return (uint64_t *)(br__slot_meta(r, seq) + br__meta_offsets_offset(r->batch_size));
+}
+
 static inline int32_t *br__slot_labels(const struct br_ring *r, uint64_t seq)
 {
     return r->labels ? (int32_t *)(br__slot_meta(r, seq) + br__meta_labels_offset(r->batch_size))

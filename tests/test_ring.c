@@ -52,8 +52,8 @@ static void test_ring_layout_is_aligned(void **state)
     assert_int_equal(h.worker_offset, h.desc_offset + 4 * sizeof(struct br_slot_desc));
     assert_int_equal(h.meta_offset, h.worker_offset + 2 * sizeof(struct br_worker_rec));
     assert_int_equal(h.meta_stride % BR_CACHE_LINE, 0);
-    /* ids (8 x 8) + labels (8 x 4) + message must fit in one slot's meta. */
-    assert_true(h.meta_stride >= 8 * 12 + BR_ERR_CAP);
+    /* ids (8 x 8) + offsets (9 x 8) + labels (8 x 4) + message fit in one slot's meta. */
+    assert_true(h.meta_stride >= 8 * 8 + 9 * 8 + 8 * 4 + BR_ERR_CAP);
     assert_int_equal(h.data_offset % page, 0);
     assert_true(h.data_offset >= h.meta_offset + 4 * h.meta_stride);
     assert_int_equal(h.slot_stride % page, 0);

@@ -1,0 +1,1116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Faults, end to end: loaders that fail, workers that die (SIGKILL from
+ * inside and from outside, _exit, abort), the restart budget running out,
+ * timeouts, and closing a generator in every state. All with real forked
+ * workers and real signals; every wait is on an event (a futex word in a
+ * shared page, a thread join) or is the library's own timeout under test.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+/* ---- hooks: run inside the loader, in the worker (or inline) --------- */
+
+/* Fails batch `arg` with -EIO; arg2 == 1: without a message; arg2 == 2:
+ * returns 7, which is not a valid loader result; arg2 == 3: fills err to
+ * the last byte without a NUL. */
+static int hook_fail(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    (void)attempt;
+    if (job->seq != sh->arg)
+        return 0;
+    if (sh->arg2 == 2)
+        return 7;
+    if (sh->arg2 == 3) {
+        /* The whole buffer, no terminating NUL: a careless loader. */
+        memset(job->err, 'x', job->err_cap);
+        return -EIO;
+    }
+    if (sh->arg2 == 0)
+        snprintf(job->err, job->err_cap, "disk on fire reading sample %" PRIu64, job->ids[0]);
+    return -EIO;
+}
+
+/* Claims to have written more than the slot holds at batch `arg`:
+ * cap + 1, or SIZE_MAX when arg2 != 0. */
+static int hook_oversize(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    (void)attempt;
+    if (job->seq != sh->arg)
+        return 0;
+    job->size = sh->arg2 ? SIZE_MAX : job->cap + 1;
+    return TU_HOOK_HANDLED;
+}
+
+static void note_victim(br_job *job, tu_shared *sh)
+{
+    atomic_store(&sh->victim_worker, job->worker);
+    atomic_store(&sh->victim_pid, (int32_t)getpid());
+}
+
+/* The first attempt at batch `arg` kills its own worker. */
+static int hook_kill_self_once(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    if (job->seq == sh->arg && attempt == 0) {
+        note_victim(job, sh);
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+/* The first attempt at batch `arg` tells the test who it is and blocks
+ * until it is killed (release is never set in that test). */
+static int hook_block_for_killer(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    if (job->seq == sh->arg && attempt == 0) {
+        note_victim(job, sh);
+        tu_store_wake(&sh->flag, 1);
+        tu_block_until_set(&sh->release);
+    }
+    return 0;
+}
+
+/* Every attempt at batch `arg` kills its worker: the restart budget runs
+ * out. */
+static int hook_always_die(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    (void)attempt;
+    if (job->seq == sh->arg) {
+        uint32_t d = atomic_fetch_add(&sh->deaths, 1);
+        if (d < TU_MAX_DEATHS)
+            atomic_store(&sh->death_pid[d], (int32_t)getpid());
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+/* The first attempt at batch `arg` blocks until the test releases it. */
+static int hook_block_once(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    if (job->seq == sh->arg && attempt == 0) {
+        tu_store_wake(&sh->flag, 1);
+        tu_block_until_set(&sh->release);
+    }
+    return 0;
+}
+
+/* Every batch from `arg` on blocks for good; arg2 != 0: with the catchable
+ * termination signals blocked too, as a stubborn loader might. */
+static int hook_block_from(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    (void)attempt;
+    if (job->seq < sh->arg)
+        return 0;
+    if (sh->arg2) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        sigaddset(&set, SIGQUIT);
+        sigaddset(&set, SIGUSR1);
+        sigaddset(&set, SIGUSR2);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+    }
+    atomic_fetch_add(&sh->blocked, 1);
+    tu_futex_wake(&sh->blocked);
+    tu_block_until_set(&sh->release);
+    return 0;
+}
+
+/* The first attempt at batch `arg` ends its worker without a signal
+ * (arg2 == 0: _exit(7)) or with SIGABRT (arg2 == 1: abort()). */
+static int hook_die_once(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    if (job->seq != sh->arg || attempt != 0)
+        return 0;
+    note_victim(job, sh);
+    if (sh->arg2 == 0)
+        _exit(7);
+    /* No core file: the death is the point, not its post-mortem. */
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    abort();
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+struct fixture {
+    tu_leaks leaks;
+    uint64_t *ids;
+    int32_t *labels;
+    size_t n;
+    br_options opt;
+    tu_shared *sh;
+    br_gen *g;
+};
+
+/* Identity ids 0..n-1 with labels; batches of B, one epoch, rec_bytes 16. */
+static void fx_init(struct fixture *fx, size_t n, uint32_t batch_size, uint32_t workers)
+{
+    memset(fx, 0, sizeof *fx);
+    tu_leaks_begin(&fx->leaks);
+    fx->n = n;
+    fx->ids = tu_ids_identity(n);
+    fx->labels = tu_labels_for(fx->ids, n);
+    assert_int_equal(br_options_init(&fx->opt), 0);
+    fx->opt.batch_size = batch_size;
+    fx->opt.workers = workers;
+    fx->opt.epochs = 1;
+    fx->opt.slot_bytes = 16u * batch_size;
+    fx->sh = tu_shared_new();
+}
+
+static void fx_open(struct fixture *fx)
+{
+    tu_shared_config(fx->sh, fx->ids, fx->labels, fx->n, &fx->opt, 16);
+    int rc = br_open(&fx->g, tu_loader, fx->sh, fx->ids, fx->labels, fx->n, &fx->opt);
+    if (rc != 0)
+        fail_msg("br_open: %s: %s", br_err_name(rc), br_last_error(NULL));
+    tu_track(fx->g);
+}
+
+/* Reads batches first..last-1 and checks each. */
+static void fx_read(struct fixture *fx, uint64_t first, uint64_t last)
+{
+    br_batch b;
+    for (uint64_t seq = first; seq < last; seq++) {
+        int rc = tu_next(fx->g, &b, NULL);
+        if (rc != 0)
+            fail_msg("br_next for seq %" PRIu64 ": %s: %s", seq, br_err_name(rc),
+                     br_last_error(fx->g));
+        tu_check_batch(fx->sh, &b, seq);
+    }
+}
+
+static uint64_t fx_total(const struct fixture *fx)
+{
+    return tu_batches_per_epoch(fx->sh) * fx->opt.epochs;
+}
+
+/* After an error: the generator stays stopped, and keeps saying why
+ * (`why` is part of the original message). */
+static void fx_expect_stopped(struct fixture *fx, const char *why)
+{
+    br_batch b;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(br_next(fx->g, &b), BR_ESTOPPED);
+        tu_assert_contains(br_last_error(fx->g), why);
+    }
+}
+
+static void fx_close_and_check(struct fixture *fx)
+{
+    assert_int_equal(tu_close(fx->g), 0);
+    assert_int_equal(br_close(fx->g), 0);
+    tu_assert_loaders_ok(fx->sh);
+    tu_leaks_check(&fx->leaks);
+    tu_shared_free(fx->sh);
+    tu_release(fx->labels);
+    tu_release(fx->ids);
+}
+
+static void assert_once_except(const tu_shared *sh, uint64_t total, uint64_t twice)
+{
+    for (uint64_t seq = 0; seq < total; seq++) {
+        uint32_t want = seq == twice ? 2 : 1;
+        uint32_t got = atomic_load(&sh->attempts[seq]);
+        if (got != want)
+            fail_msg("seq %" PRIu64 " loaded %u times, expected %u", seq, got, want);
+    }
+}
+
+/* ---- loader errors ------------------------------------------------------ */
+
+static void test_faults_loader_error_propagates(void **state)
+{
+    (void)state;
+    static const uint32_t workers[] = {0, 2};
+    static const uint64_t fail_at[] = {0, 6};
+    for (size_t w = 0; w < 2; w++)
+        for (size_t f = 0; f < 2; f++)
+            for (int how = 0; how <= 3; how++) {
+                struct fixture fx;
+                fx_init(&fx, 100, 10, workers[w]);
+                fx.sh->hook = hook_fail;
+                fx.sh->arg = fail_at[f];
+                fx.sh->arg2 = (uint64_t)how;
+                fx_open(&fx);
+                static const char *const hows[] = {"-EIO with a message", "-EIO, no message",
+                                                   "returns 7", "unterminated message"};
+                print_message("workers %u, fails at %" PRIu64 ": %s\n", workers[w], fail_at[f],
+                              hows[how]);
+
+                /* Everything before the failing batch arrives first. */
+                fx_read(&fx, 0, fail_at[f]);
+                br_batch b;
+                int rc = tu_next(fx.g, &b, NULL);
+                assert_int_equal(rc, BR_ELOADER);
+                const char *msg = br_last_error(fx.g);
+                char want[64];
+                snprintf(want, sizeof want, "batch %" PRIu64, fail_at[f]);
+                tu_assert_contains(msg, want);
+                /* The batch's id range, first and last id. */
+                snprintf(want, sizeof want, "%" PRIu64, fail_at[f] * 10);
+                tu_assert_contains(msg, want);
+                snprintf(want, sizeof want, "%" PRIu64, fail_at[f] * 10 + 9);
+                tu_assert_contains(msg, want);
+                if (how == 0) {
+                    snprintf(want, sizeof want, "disk on fire reading sample %" PRIu64,
+                             fail_at[f] * 10);
+                    tu_assert_contains(msg, want);
+                }
+                if (how == 3) {
+                    /* As much of it as fits, and no more than was there. */
+                    tu_assert_contains(msg, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+                    assert_true(strspn(strstr(msg, "xxxx"), "x") < BR_ERR_CAP);
+                }
+                /* The loader's code is named (docs/errors.md); a positive
+                 * result is called out as such. */
+                tu_assert_contains(msg, how == 2 ? "returned 7" : "EIO");
+                snprintf(want, sizeof want, "batch %" PRIu64, fail_at[f]);
+                fx_expect_stopped(&fx, want);
+                /* A loader error is an answer, not a crash: it is not
+                 * retried. */
+                assert_int_equal(atomic_load(&fx.sh->attempts[fail_at[f]]), 1);
+                fx_close_and_check(&fx);
+            }
+}
+
+static void test_faults_size_over_cap(void **state)
+{
+    (void)state;
+    for (uint32_t workers = 0; workers <= 1; workers++)
+        for (int huge = 0; huge <= 1; huge++) {
+            struct fixture fx;
+            fx_init(&fx, 40, 4, workers);
+            fx.opt.slot_bytes = 4096;
+            fx.sh->hook = hook_oversize;
+            fx.sh->arg = 3;
+            fx.sh->arg2 = (uint64_t)huge;
+            fx_open(&fx);
+
+            fx_read(&fx, 0, 3);
+            br_batch b;
+            assert_int_equal(tu_next(fx.g, &b, NULL), BR_ELOADER);
+            const char *msg = br_last_error(fx.g);
+            tu_assert_contains(msg, huge ? "18446744073709551615" : "4097");
+            tu_assert_contains(msg, "4096");
+            tu_assert_contains(msg, "batch 3");
+            fx_expect_stopped(&fx, "batch 3");
+            fx_close_and_check(&fx);
+        }
+}
+
+/* Sets offsets that fall (sample 1 before sample 0) at batch `arg`. */
+static int hook_bad_offsets(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    (void)attempt;
+    if (job->seq != sh->arg)
+        return 0;
+    tu_pattern_fill(job->out, 64, 0);
+    job->size = 64;
+    for (uint32_t i = 0; i <= job->count; i++)
+        job->offsets[i] = i;
+    job->offsets[1] = 9;
+    job->offsets[2] = 3;
+    job->has_offsets = true;
+    return TU_HOOK_HANDLED;
+}
+
+static void test_faults_bad_offsets(void **state)
+{
+    (void)state;
+    for (uint32_t workers = 0; workers <= 1; workers++) {
+        struct fixture fx;
+        fx_init(&fx, 40, 4, workers);
+        fx.sh->hook = hook_bad_offsets;
+        fx.sh->arg = 2;
+        fx_open(&fx);
+        fx_read(&fx, 0, 2);
+        br_batch b;
+        assert_int_equal(tu_next(fx.g, &b, NULL), BR_ELOADER);
+        tu_assert_contains(br_last_error(fx.g), "offsets");
+        tu_assert_contains(br_last_error(fx.g), "batch 2");
+        fx_expect_stopped(&fx, "batch 2");
+        fx_close_and_check(&fx);
+    }
+}
+
+static void test_faults_worker_init_fails(void **state)
+{
+    (void)state;
+    /* worker_init fails in worker 1 of 2: the consumer gets the batches
+     * that came before, in order, then BR_ELOADER with init's message; no
+     * replacement is tried (it would fail the same way). The run is endless
+     * so that worker 1 gets a batch to report on, however late it starts. */
+    struct fixture fx;
+    fx_init(&fx, 100, 10, 2);
+    fx.opt.epochs = 0;
+    fx.opt.worker_init = tu_worker_init;
+    fx.opt.worker_fini = tu_worker_fini;
+    fx.sh->expect_state = true;
+    fx.sh->init_fail = 2;
+    fx_open(&fx);
+
+    br_batch b;
+    uint64_t seq = 0;
+    int rc;
+    while ((rc = tu_next(fx.g, &b, NULL)) == 0) {
+        tu_check_batch(fx.sh, &b, seq);
+        seq++;
+        assert_true(seq < TU_MAX_SEQ / 2);
+    }
+    assert_int_equal(rc, BR_ELOADER);
+    const char *msg = br_last_error(fx.g);
+    tu_assert_contains(msg, "worker_init");
+    tu_assert_contains(msg, "no device for worker 1");
+    char want[32];
+    snprintf(want, sizeof want, "batch %" PRIu64, seq);
+    tu_assert_contains(msg, want);
+    fx_expect_stopped(&fx, "no device for worker 1");
+    br_stats s;
+    assert_int_equal(br_stats_get(fx.g, &s), 0);
+    assert_int_equal(s.restarts, 0);
+    assert_int_equal(tu_close(fx.g), 0);
+    /* Worker 0 may not have got to its init when the failure arrived at
+     * batch 0; nobody ran init a second time. */
+    assert_in_range(atomic_load(&fx.sh->init_calls), 1, 2);
+    fx.g = NULL;
+    fx_close_and_check(&fx);
+}
+
+/* ---- worker deaths ------------------------------------------------------ */
+
+struct killer_once {
+    tu_shared *sh;
+    int result; /* tu_kill_descendant's, or -ETIMEDOUT */
+};
+
+static void *killer_once_main(void *arg)
+{
+    struct killer_once *k = arg;
+    if (!tu_wait_ge(&k->sh->flag, 1, TU_WAIT_MS)) {
+        k->result = -ETIMEDOUT;
+        return NULL;
+    }
+    k->result = tu_kill_descendant(atomic_load(&k->sh->victim_pid), SIGKILL);
+    return NULL;
+}
+
+/*
+ * One worker death in the middle of batch `at`, caused by the hook or (with
+ * `killer`) by a thread of the test. `at` must be at least the ring depth:
+ * workers fill the first `slots` batches without waiting for the consumer,
+ * and the test reads the workers' pids before the death. Then every batch arrives exactly once,
+ * in order, byte for byte; the dead worker has a replacement (a new, live
+ * pid and one restart) and the other worker is untouched.
+ */
+static void one_death(tu_hook_fn hook, uint64_t at, uint64_t arg2, bool killer, uint32_t workers,
+                      uint32_t slots)
+{
+    struct fixture fx;
+    fx_init(&fx, 200, 10, workers);
+    if (slots)
+        fx.opt.slots = slots;
+    fx.sh->hook = hook;
+    fx.sh->arg = at;
+    fx.sh->arg2 = arg2;
+    fx_open(&fx);
+    assert_true(at >= (slots ? slots : 2 * workers));
+    int32_t before[4];
+    assert_true(workers <= 4);
+    for (uint32_t i = 0; i < workers; i++) {
+        br_worker_stats ws;
+        assert_int_equal(br_worker_stats_get(fx.g, i, &ws), 0);
+        before[i] = ws.pid;
+    }
+
+    struct killer_once k = {.sh = fx.sh, .result = 0};
+    pthread_t th;
+    if (killer)
+        assert_int_equal(pthread_create(&th, NULL, killer_once_main, &k), 0);
+    /* With a killer, the kill lands while the loader is blocked inside
+     * batch `at` and, most likely, while this thread waits for it. */
+    uint64_t total = fx_total(&fx);
+    fx_read(&fx, 0, at + 1);
+    if (killer) {
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_int_equal(k.result, 1);
+    }
+
+    int32_t victim = atomic_load(&fx.sh->victim_pid);
+    uint32_t vw = atomic_load(&fx.sh->victim_worker);
+    assert_in_range(vw, 0, workers - 1);
+    assert_int_equal(victim, before[vw]);
+    /* Checked mid-run: at the end of the last epoch workers exit, and their
+     * pids read 0. */
+    br_stats s;
+    assert_int_equal(br_stats_get(fx.g, &s), 0);
+    assert_int_equal(s.restarts, 1);
+    for (uint32_t i = 0; i < workers; i++) {
+        br_worker_stats ws;
+        assert_int_equal(br_worker_stats_get(fx.g, i, &ws), 0);
+        assert_int_equal(ws.restarts, i == vw ? 1 : 0);
+        if (i == vw)
+            assert_int_not_equal(ws.pid, victim);
+        else
+            assert_int_equal(ws.pid, before[i]);
+        assert_true(tu_is_live_descendant(ws.pid));
+    }
+    /* The dead one was reaped before its replacement started, not left a
+     * zombie. */
+    char desc[256];
+    if (tu_zombie_descendants(desc, sizeof desc) != 0)
+        fail_msg("unreaped process(es): %s", desc);
+
+    fx_read(&fx, at + 1, total);
+    br_batch b;
+    assert_int_equal(br_next(fx.g, &b), BR_EOF);
+    assert_once_except(fx.sh, total, at);
+    assert_int_equal(br_stats_get(fx.g, &s), 0);
+    assert_int_equal(s.restarts, 1);
+    fx_close_and_check(&fx);
+}
+
+static void test_faults_worker_killed_self_replaced(void **state)
+{
+    (void)state;
+    one_death(hook_kill_self_once, 5, 0, false, 2, 0);
+}
+
+static void test_faults_worker_killed_from_outside_replaced(void **state)
+{
+    (void)state;
+    one_death(hook_block_for_killer, 7, 0, true, 2, 0);
+}
+
+static void test_faults_worker_exit_or_abort_replaced(void **state)
+{
+    (void)state;
+    print_message("worker dies by _exit(7)\n");
+    one_death(hook_die_once, 6, 0, false, 2, 0);
+    print_message("worker dies by abort()\n");
+    one_death(hook_die_once, 6, 1, false, 2, 0);
+}
+
+static void test_faults_worker_killed_small_rings(void **state)
+{
+    (void)state;
+    /* One worker and one slot: the replacement must take over a slot left
+     * in LOADING, with nobody else to make progress. Then three workers
+     * sharing one slot. */
+    print_message("1 worker, 1 slot\n");
+    one_death(hook_kill_self_once, 5, 0, false, 1, 1);
+    print_message("3 workers, 1 slot\n");
+    one_death(hook_kill_self_once, 5, 0, false, 3, 1);
+    print_message("1 worker, killed from outside\n");
+    one_death(hook_block_for_killer, 2, 0, true, 1, 0);
+}
+
+/* Kills its worker on the first attempt at batch `arg` and at `arg2`. */
+static int hook_kill_twice(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    if ((job->seq == sh->arg || job->seq == sh->arg2) && attempt == 0) {
+        uint32_t d = atomic_fetch_add(&sh->deaths, 1);
+        if (d < TU_MAX_DEATHS)
+            atomic_store(&sh->death_pid[d], (int32_t)getpid());
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+static void test_faults_restarts_count_over_life(void **state)
+{
+    (void)state;
+    /* max_restarts = 1: the death at batch 3 is survived, the one at batch
+     * 8 is not, although each batch died only once. */
+    struct fixture fx;
+    fx_init(&fx, 150, 10, 2);
+    fx.opt.max_restarts = 1;
+    fx.sh->hook = hook_kill_twice;
+    fx.sh->arg = 3;
+    fx.sh->arg2 = 8;
+    fx_open(&fx);
+    fx_read(&fx, 0, 8);
+    br_batch b;
+    assert_int_equal(tu_next(fx.g, &b, NULL), BR_EWORKER);
+    assert_int_equal(atomic_load(&fx.sh->deaths), 2);
+    char want[32];
+    snprintf(want, sizeof want, "%d", (int)atomic_load(&fx.sh->death_pid[1]));
+    const char *msg = br_last_error(fx.g);
+    tu_assert_contains(msg, want);
+    tu_assert_contains(msg, "batch 8");
+    tu_assert_contains(msg, "signal 9");
+    fx_expect_stopped(&fx, "batch 8");
+    fx_close_and_check(&fx);
+}
+
+static void test_faults_kill_while_consumer_away(void **state)
+{
+    (void)state;
+    /* The consumer times out on batch 3, whose loader is blocked; while no
+     * br_next is running, the test kills that worker. The next br_next
+     * must notice the death, have batch 3 reloaded and go on. */
+    struct fixture fx;
+    fx_init(&fx, 100, 10, 2);
+    fx.opt.timeout_ms = 20;
+    fx.sh->hook = hook_block_for_killer;
+    fx.sh->arg = 3;
+    fx_open(&fx);
+    fx_read(&fx, 0, 3);
+    br_batch b;
+    assert_true(tu_wait_ge(&fx.sh->flag, 1, TU_WAIT_MS));
+    assert_int_equal(br_next(fx.g, &b), -ETIMEDOUT);
+    assert_int_equal(tu_kill_descendant(atomic_load(&fx.sh->victim_pid), SIGKILL), 1);
+    fx_read(&fx, 3, fx_total(&fx));
+    assert_int_equal(br_next(fx.g, &b), BR_EOF);
+    assert_once_except(fx.sh, fx_total(&fx), 3);
+    br_stats s;
+    assert_int_equal(br_stats_get(fx.g, &s), 0);
+    assert_int_equal(s.restarts, 1);
+    fx_close_and_check(&fx);
+}
+
+/* The first attempt at batch `arg` crashes with SIGSEGV. */
+static int hook_crash(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    if (job->seq != sh->arg || attempt != 0)
+        return 0;
+    note_victim(job, sh);
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    raise(SIGSEGV);
+    return 0;
+}
+
+/* What a trainer's crash reporter typically does: report and exit. */
+static void trainer_crash_handler(int sig)
+{
+    (void)sig;
+    _exit(70);
+}
+
+static void test_faults_loader_crash_named_despite_trainer_handler(void **state)
+{
+    (void)state;
+    /* The trainer has its own SIGSEGV handler (as cmocka, ASan, Python's
+     * faulthandler, JVMs do). A loader that crashes in a worker must still
+     * kill that worker with the signal, so that the death is reported as
+     * "signal 11": the trainer's handler is not the worker's to run (a
+     * handler that longjmps would resume the trainer's code in the worker). */
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = trainer_crash_handler;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGSEGV, &sa, &old), 0);
+
+    struct fixture fx;
+    fx_init(&fx, 100, 10, 1);
+    fx.opt.max_restarts = 0;
+    fx.sh->hook = hook_crash;
+    fx.sh->arg = 2;
+    fx_open(&fx);
+    fx_read(&fx, 0, 2);
+    br_batch b;
+    int rc = tu_next(fx.g, &b, NULL);
+    assert_int_equal(sigaction(SIGSEGV, &old, NULL), 0);
+    assert_int_equal(rc, BR_EWORKER);
+    const char *msg = br_last_error(fx.g);
+    char want[32];
+    snprintf(want, sizeof want, "%d", (int)atomic_load(&fx.sh->victim_pid));
+    tu_assert_contains(msg, want);
+    tu_assert_contains(msg, "batch 2");
+    tu_assert_contains(msg, "signal 11");
+    fx_expect_stopped(&fx, "batch 2");
+    fx_close_and_check(&fx);
+}
+
+/* A consumer thread that takes over the generator for a while, then ends.
+ * cmocka's asserts belong to the main thread, so it only records. */
+struct handover {
+    struct fixture *fx;
+    uint64_t upto;          /* reads batches 0..upto-1 */
+    _Atomic uint32_t tid;   /* futex word: its thread id, once running */
+    _Atomic uint32_t done;  /* futex word: finished reading */
+    _Atomic uint32_t leave; /* futex word: may end */
+    char why[256];          /* empty when every batch was right */
+};
+
+static void *handover_main(void *arg)
+{
+    struct handover *h = arg;
+    tu_store_wake(&h->tid, (uint32_t)gettid());
+    br_batch b;
+    for (uint64_t seq = 0; seq < h->upto && !h->why[0]; seq++) {
+        int rc = tu_next(h->fx->g, &b, NULL);
+        if (rc != 0)
+            snprintf(h->why, sizeof h->why, "br_next for seq %" PRIu64 ": %s: %s", seq,
+                     br_err_name(rc), br_last_error(h->fx->g));
+        else
+            tu_batch_matches(h->fx->sh, &b, seq, h->why, sizeof h->why);
+    }
+    tu_store_wake(&h->done, 1);
+    tu_block_until_set(&h->leave);
+    return NULL;
+}
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL /* Linux 6.9: a pidfd for one thread */
+#endif
+
+static void test_faults_replacement_outlives_consumer_thread(void **state)
+{
+    (void)state;
+    /* The header allows a generator to be used from one thread at a time,
+     * not always the same one; workers are promised to live as long as the
+     * thread that called br_open. Here a second thread consumes while a
+     * worker dies, so the replacement is started inside that thread's
+     * br_next; then that thread ends. The replacement must not die with it
+     * (a parent-death signal follows the thread that forked, not the
+     * process). */
+    struct fixture fx;
+    fx_init(&fx, 200, 10, 2);
+    fx.opt.max_restarts = 10;
+    fx.sh->hook = hook_kill_self_once;
+    fx.sh->arg = 5;
+    fx_open(&fx);
+
+    struct handover *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    h->fx = &fx;
+    h->upto = 8;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, handover_main, h), 0);
+    assert_true(tu_wait_ge(&h->tid, 1, TU_WAIT_MS));
+    /* A pidfd of the thread becomes readable once the thread has exited,
+     * which the kernel signals after it has sent any parent-death signals:
+     * no guessing how long to wait. */
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)atomic_load(&h->tid), PIDFD_THREAD);
+    int open_errno = errno;
+    assert_true(tu_wait_ge(&h->done, 1, TU_WAIT_MS));
+    if (h->why[0])
+        fail_msg("in the second thread: %s", h->why);
+
+    uint32_t vw = atomic_load(&fx.sh->victim_worker);
+    br_worker_stats ws;
+    assert_int_equal(br_worker_stats_get(fx.g, vw, &ws), 0);
+    assert_int_equal(ws.restarts, 1);
+    pid_t replacement = ws.pid;
+    assert_true(tu_is_live_descendant(replacement));
+
+    tu_store_wake(&h->leave, 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    free(h);
+    if (pidfd < 0) {
+        /* Without thread pidfds there is no event that says "the thread is
+         * gone and its signals are sent". */
+        tu_close(fx.g);
+        tu_shared_free(fx.sh);
+        tu_release(fx.labels);
+        tu_release(fx.ids);
+        print_message("skipped: pidfd_open(PIDFD_THREAD): %s\n", strerror(open_errno));
+        skip();
+    }
+    struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, TU_WAIT_MS), 1);
+    close(pidfd);
+
+    if (!tu_is_live_descendant(replacement) || tu_signal_pending(replacement, SIGKILL))
+        fail_msg("worker %u's replacement (pid %d), started while another thread consumed, "
+                 "was killed when that thread ended",
+                 vw, (int)replacement);
+
+    /* The main thread carries on with the same workers. */
+    fx_read(&fx, 8, fx_total(&fx));
+    br_batch b;
+    assert_int_equal(br_next(fx.g, &b), BR_EOF);
+    assert_once_except(fx.sh, fx_total(&fx), 5);
+    br_stats s;
+    assert_int_equal(br_stats_get(fx.g, &s), 0);
+    assert_int_equal(s.restarts, 1);
+    fx_close_and_check(&fx);
+}
+
+/* The stress killer: every k-th batch the consumer names a worker pid
+ * (from br_worker_stats_get, on its own thread, since a br_gen is
+ * single-threaded) in a queue; this thread kills it while the consumer goes
+ * on. The consumer waits for the previous kill to be done before it names
+ * the next worker: a killer thread that is scheduled late would otherwise
+ * find workers that already left at the end of the run. */
+#define KILL_QUEUE 256
+struct killer {
+    _Atomic uint32_t req;              /* entries queued; futex word */
+    _Atomic uint32_t done;             /* entries handled; futex word */
+    _Atomic int32_t queue[KILL_QUEUE]; /* pids; -1: quit */
+    uint32_t n_killed;                 /* read after join */
+    int error;
+};
+
+static void *killer_main(void *arg)
+{
+    struct killer *k = arg;
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t req = atomic_load(&k->req);
+        if (req == seen) {
+            tu_futex_wait(&k->req, seen, -1);
+            continue;
+        }
+        for (; seen < req; seen++) {
+            int32_t pid = atomic_load(&k->queue[seen]);
+            if (pid < 0)
+                return NULL;
+            int rc = tu_kill_descendant(pid, SIGKILL);
+            if (rc == 1)
+                k->n_killed++;
+            else if (rc < 0)
+                k->error = rc;
+            tu_store_wake(&k->done, seen + 1);
+        }
+    }
+}
+
+static void killer_request(struct killer *k, int32_t pid)
+{
+    uint32_t n = atomic_load(&k->req);
+    assert_true(n < KILL_QUEUE);
+    /* The pid is stored before the count that publishes it (both seq_cst). */
+    atomic_store(&k->queue[n], pid);
+    tu_store_wake(&k->req, n + 1);
+}
+
+static void test_faults_stress_random_kills(void **state)
+{
+    (void)state;
+    enum { K = 10, W = 3 };
+    struct fixture fx;
+    fx_init(&fx, 3000, 5, W);
+    fx.opt.max_restarts = 1000;
+    fx_open(&fx);
+    uint64_t total = fx_total(&fx); /* 600 */
+
+    struct killer *k = calloc(1, sizeof *k);
+    assert_non_null(k);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, killer_main, k), 0);
+
+    /* Pids already named: a killed worker keeps its pid in the stats until
+     * the generator notices the death, so it is skipped, not named again. */
+    int32_t named[KILL_QUEUE];
+    uint32_t n_named = 0;
+    uint64_t rnd = 0x2545f4914f6cdd1dull;
+    br_batch b;
+    for (uint64_t seq = 0; seq < total; seq++) {
+        int rc = br_next(fx.g, &b);
+        if (rc != 0)
+            fail_msg("br_next for seq %" PRIu64 ": %s: %s", seq, br_err_name(rc),
+                     br_last_error(fx.g));
+        tu_check_batch(fx.sh, &b, seq);
+        /* No kills near the end, where workers run out of batches and exit
+         * on their own. */
+        if ((seq + 1) % K != 0)
+            continue;
+        assert_true(tu_wait_ge(&k->done, atomic_load(&k->req), TU_WAIT_MS));
+        if (seq + 3 * K >= total)
+            continue;
+        rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+        for (uint32_t j = 0; j < W; j++) {
+            br_worker_stats ws;
+            assert_int_equal(br_worker_stats_get(fx.g, (uint32_t)(rnd + j) % W, &ws), 0);
+            bool again = ws.pid <= 0;
+            for (uint32_t i = 0; i < n_named; i++)
+                again |= named[i] == ws.pid;
+            if (!again) {
+                named[n_named++] = ws.pid;
+                killer_request(k, ws.pid);
+                break;
+            }
+        }
+    }
+    assert_int_equal(br_next(fx.g, &b), BR_EOF);
+    killer_request(k, -1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(k->error, 0);
+
+    br_stats s;
+    assert_int_equal(br_stats_get(fx.g, &s), 0);
+    print_message("%u workers named, %u killed, %u restarts\n", n_named, k->n_killed, s.restarts);
+    /* Every named worker was alive when named and nothing else kills
+     * workers, so every kill landed. */
+    assert_int_equal(k->n_killed, n_named);
+    /* A killed worker keeps its pid in the stats until the generator next
+     * waits for a batch and reaps it; most rounds still find a fresh one. */
+    assert_true(n_named >= total / K / 3);
+    assert_true(s.restarts >= 1);
+    assert_true(s.restarts <= k->n_killed);
+    uint32_t sum = 0;
+    for (uint32_t i = 0; i < W; i++) {
+        br_worker_stats ws;
+        assert_int_equal(br_worker_stats_get(fx.g, i, &ws), 0);
+        sum += ws.restarts;
+    }
+    assert_int_equal(sum, s.restarts);
+    /* Exactly once was checked batch by batch; a batch may be loaded again
+     * only when its loader died. */
+    for (uint64_t seq = 0; seq < total; seq++) {
+        uint32_t got = atomic_load(&fx.sh->attempts[seq]);
+        assert_in_range(got, 1, 1 + k->n_killed);
+    }
+    free(k);
+    fx_close_and_check(&fx);
+}
+
+static void test_faults_restarts_exhausted(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t workers, max_restarts;
+    } runs[] = {{1, 2}, {3, 2}, {2, 0}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        struct fixture fx;
+        fx_init(&fx, 100, 10, runs[r].workers);
+        fx.opt.max_restarts = runs[r].max_restarts;
+        fx.sh->hook = hook_always_die;
+        fx.sh->arg = 4;
+        fx_open(&fx);
+        print_message("workers %u, max_restarts %u\n", runs[r].workers, runs[r].max_restarts);
+
+        fx_read(&fx, 0, 4);
+        br_batch b;
+        assert_int_equal(tu_next(fx.g, &b, NULL), BR_EWORKER);
+        uint32_t deaths = atomic_load(&fx.sh->deaths);
+        assert_int_equal(deaths, runs[r].max_restarts + 1);
+        /* The message names the death that used the budget up. */
+        const char *msg = br_last_error(fx.g);
+        char want[32];
+        snprintf(want, sizeof want, "%d", (int)atomic_load(&fx.sh->death_pid[deaths - 1]));
+        tu_assert_contains(msg, want);
+        tu_assert_contains(msg, "signal 9");
+        tu_assert_contains(msg, "batch 4");
+        fx_expect_stopped(&fx, want);
+
+        br_stats s;
+        assert_int_equal(br_stats_get(fx.g, &s), 0);
+        assert_int_equal(s.restarts, runs[r].max_restarts);
+        /* Closing reaps everything; no further attempt was made after the
+         * fatal death. */
+        assert_int_equal(tu_close(fx.g), 0);
+        assert_int_equal(atomic_load(&fx.sh->attempts[4]), runs[r].max_restarts + 1);
+        fx.g = NULL;
+        fx_close_and_check(&fx);
+    }
+}
+
+/* ---- timeouts ----------------------------------------------------------- */
+
+static void test_faults_timeout_then_resume(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fx_init(&fx, 120, 10, 2);
+    fx.opt.timeout_ms = 50;
+    fx.sh->hook = hook_block_once;
+    fx.sh->arg = 3;
+    fx_open(&fx);
+
+    fx_read(&fx, 0, 3);
+    br_batch b;
+    for (int i = 0; i < 2; i++) {
+        /* Batch 3 cannot be ready: its loader waits for us. */
+        uint64_t t0 = tu_now_ns();
+        int rc = br_next(fx.g, &b);
+        uint64_t ms = (tu_now_ns() - t0) / 1000000u;
+        assert_int_equal(rc, -ETIMEDOUT);
+        if (ms < 45 || ms > 5000)
+            fail_msg("br_next timed out after %" PRIu64 " ms, timeout_ms is 50", ms);
+    }
+    assert_true(tu_wait_ge(&fx.sh->flag, 1, TU_WAIT_MS));
+    tu_store_wake(&fx.sh->release, 1);
+
+    /* The same batch is still the next one, then the rest follow. */
+    fx_read(&fx, 3, fx_total(&fx));
+    assert_int_equal(br_next(fx.g, &b), BR_EOF);
+    assert_once_except(fx.sh, fx_total(&fx), UINT64_MAX);
+    fx_close_and_check(&fx);
+}
+
+static void test_faults_timeout_zero_polls(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fx_init(&fx, 30, 10, 1);
+    fx.opt.timeout_ms = 0;
+    fx.sh->hook = hook_block_once;
+    fx.sh->arg = 0;
+    fx_open(&fx);
+
+    br_batch b;
+    uint64_t t0 = tu_now_ns();
+    assert_int_equal(br_next(fx.g, &b), -ETIMEDOUT);
+    assert_true(tu_now_ns() - t0 < 1000000000u);
+    assert_true(tu_wait_ge(&fx.sh->flag, 1, TU_WAIT_MS));
+    assert_int_equal(br_next(fx.g, &b), -ETIMEDOUT);
+    tu_store_wake(&fx.sh->release, 1);
+    fx_read(&fx, 0, fx_total(&fx));
+    assert_int_equal(br_next(fx.g, &b), BR_EOF);
+    fx_close_and_check(&fx);
+}
+
+static void test_faults_timeout_inline_ignored(void **state)
+{
+    (void)state;
+    /* workers = 0 loads inside br_next: there is nothing to time out. */
+    struct fixture fx;
+    fx_init(&fx, 50, 5, 0);
+    fx.opt.timeout_ms = 0;
+    fx_open(&fx);
+    br_batch b;
+    for (uint64_t seq = 0; seq < fx_total(&fx); seq++) {
+        assert_int_equal(br_next(fx.g, &b), 0);
+        tu_check_batch(fx.sh, &b, seq);
+    }
+    assert_int_equal(br_next(fx.g, &b), BR_EOF);
+    fx_close_and_check(&fx);
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void close_while_loading(int stubborn)
+{
+    struct fixture fx;
+    fx_init(&fx, 100, 10, 2);
+    fx.opt.epochs = 0;
+    fx.sh->hook = hook_block_from;
+    fx.sh->arg = 2;
+    fx.sh->arg2 = (uint64_t)stubborn;
+    fx_open(&fx);
+
+    fx_read(&fx, 0, 1);
+    /* Both workers are inside the loader and will never come out. */
+    assert_true(tu_wait_ge(&fx.sh->blocked, 2, TU_WAIT_MS));
+    tu_watchdog_arm(10, "br_close with both workers blocked in the loader");
+    uint64_t t0 = tu_now_ns();
+    assert_int_equal(tu_close(fx.g), 0);
+    uint64_t ms = (tu_now_ns() - t0) / 1000000u;
+    tu_watchdog_arm(TU_TEST_SECONDS, "the rest of the test");
+    print_message("br_close took %" PRIu64 " ms\n", ms);
+    assert_true(ms < 5000);
+    fx_close_and_check(&fx);
+}
+
+static void test_faults_close_while_loading(void **state)
+{
+    (void)state;
+    close_while_loading(0);
+}
+
+static void test_faults_close_while_loading_signals_blocked(void **state)
+{
+    (void)state;
+    close_while_loading(1);
+}
+
+static void test_faults_close_right_after_open(void **state)
+{
+    (void)state;
+    /* The workers may still be starting up, or waiting for free slots. */
+    for (uint32_t workers = 1; workers <= 3; workers += 2) {
+        struct fixture fx;
+        fx_init(&fx, 100, 10, workers);
+        fx.opt.epochs = 0;
+        fx_open(&fx);
+        tu_assert_workers_live(fx.g, workers, NULL);
+        fx_close_and_check(&fx);
+    }
+}
+
+static void test_faults_use_after_close_is_safe(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fx_init(&fx, 100, 10, 2);
+    fx.opt.epochs = 0;
+    fx_open(&fx);
+    fx_read(&fx, 0, 2);
+    br_gen *old = fx.g;
+    assert_int_equal(tu_close(old), 0);
+    tu_leaks_check(&fx.leaks);
+
+    br_batch b;
+    br_stats s;
+    assert_int_equal(br_next(old, &b), BR_ESTOPPED);
+    assert_int_equal(br_close(old), 0);
+    assert_int_equal(br_close(NULL), 0);
+    assert_non_null(br_last_error(old));
+    br_worker_stats ws;
+    assert_int_equal(br_stats_get(old, &s), -EINVAL);
+    assert_int_equal(br_worker_stats_get(old, 0, &ws), -EINVAL);
+
+    /* A new generator may reuse the old one's memory or table entry: the
+     * stale handle must still find nothing, and closing it must not close
+     * the new one. */
+    tu_leaks_begin(&fx.leaks);
+    memset(fx.sh->attempts, 0, sizeof fx.sh->attempts);
+    fx_open(&fx);
+    assert_int_equal(br_next(old, &b), BR_ESTOPPED);
+    assert_int_equal(br_close(old), 0);
+    fx_read(&fx, 0, 3);
+    tu_assert_workers_live(fx.g, 2, NULL);
+    fx_close_and_check(&fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_faults_loader_error_propagates, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_size_over_cap, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_bad_offsets, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_worker_init_fails, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_worker_killed_self_replaced, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_worker_killed_from_outside_replaced, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_worker_exit_or_abort_replaced, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_worker_killed_small_rings, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_restarts_count_over_life, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_kill_while_consumer_away, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_loader_crash_named_despite_trainer_handler,
+                                        tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_replacement_outlives_consumer_thread, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_stress_random_kills, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_restarts_exhausted, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_timeout_then_resume, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_timeout_zero_polls, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_timeout_inline_ignored, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_close_while_loading, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_close_while_loading_signals_blocked, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_close_right_after_open, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_use_after_close_is_safe, tu_setup, tu_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

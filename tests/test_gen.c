@@ -1,0 +1,570 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End-to-end tests of the generator's contract: which batches arrive, in
+ * which order, with which ids, labels and bytes, for every worker count and
+ * ring depth. Loaders run in real forked workers (or inline for workers=0)
+ * and fill each slot with a pattern that depends on the batch's seq and ids,
+ * so a batch that is stale, shifted, torn or someone else's is detected.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+/* One generator run: what to open and how far to read. */
+struct gen_case {
+    size_t n;
+    uint32_t batch_size;
+    bool drop_last;
+    uint32_t workers;
+    uint32_t slots;  /* 0: leave BR_SLOTS_AUTO */
+    uint64_t epochs; /* 0: forever, read `stop_after` batches then close */
+    uint64_t stop_after;
+    const uint64_t *ids; /* NULL: identity */
+    bool no_labels;
+    int size_mode;
+    size_t rec_bytes;
+    size_t slot_bytes; /* 0: batch_size * rec_bytes */
+    bool offsets;      /* the loader fills per-sample offsets */
+};
+
+/* Total batches of a finite run, from the documented schedule. */
+static uint64_t case_total(const tu_shared *sh, uint64_t epochs)
+{
+    return tu_batches_per_epoch(sh) * epochs;
+}
+
+/* The workers' pids as the stats give them right after br_open (a worker
+ * that runs out of batches at the end of the last epoch exits, and its pid
+ * then reads 0). Every case here has more batches than slots, so no worker
+ * can have finished before the consumer's first br_next. */
+static void worker_pids(br_gen *g, const tu_shared *sh, int32_t *pids)
+{
+    tu_assert_workers_live(g, sh->workers, pids);
+    for (uint32_t i = 0; i < sh->workers; i++) {
+        br_worker_stats ws;
+        assert_int_equal(br_worker_stats_get(g, i, &ws), 0);
+        assert_int_equal(ws.restarts, 0);
+    }
+    br_worker_stats ws;
+    assert_int_equal(br_worker_stats_get(g, sh->workers, &ws), -EINVAL);
+}
+
+static void check_worker_stats(br_gen *g, const tu_shared *sh, const int32_t *pids, uint64_t seqs)
+{
+    br_stats s;
+    assert_int_equal(br_stats_get(g, &s), 0);
+    assert_int_equal(s.workers, sh->workers);
+    assert_int_equal(s.restarts, 0);
+
+    for (uint32_t i = 0; i < sh->workers; i++) {
+        br_worker_stats ws;
+        assert_int_equal(br_worker_stats_get(g, i, &ws), 0);
+        /* Nobody died, so nobody was replaced. */
+        if (ws.pid != 0)
+            assert_int_equal(ws.pid, pids[i]);
+        assert_int_equal(ws.restarts, 0);
+    }
+
+    /* Every batch was loaded by one of the workers the stats named, or by
+     * the test process itself when loading is inline. */
+    for (uint64_t seq = 0; seq < seqs; seq++) {
+        int32_t pid = atomic_load(&sh->pid_of[seq]);
+        if (sh->workers == 0) {
+            assert_int_equal(pid, sh->parent);
+            continue;
+        }
+        bool known = false;
+        for (uint32_t i = 0; i < sh->workers; i++)
+            known |= pid == pids[i] && atomic_load(&sh->worker_of[seq]) == i;
+        if (!known)
+            fail_msg("seq %" PRIu64 " loaded by pid %d as worker %u: not what "
+                     "br_worker_stats_get said",
+                     seq, pid, atomic_load(&sh->worker_of[seq]));
+    }
+}
+
+static void run_case(const struct gen_case *c)
+{
+    tu_leaks leaks;
+    tu_leaks_begin(&leaks);
+
+    uint64_t *own_ids = c->ids ? NULL : tu_ids_identity(c->n);
+    const uint64_t *ids = c->ids ? c->ids : own_ids;
+    int32_t *labels = c->no_labels ? NULL : tu_labels_for(ids, c->n);
+
+    br_options opt;
+    assert_int_equal(br_options_init(&opt), 0);
+    opt.batch_size = c->batch_size;
+    opt.workers = c->workers;
+    opt.drop_last = c->drop_last;
+    opt.epochs = c->epochs;
+    if (c->slots)
+        opt.slots = c->slots;
+    opt.slot_bytes = c->slot_bytes ? c->slot_bytes : c->batch_size * c->rec_bytes;
+
+    tu_shared *sh = tu_shared_new();
+    tu_shared_config(sh, ids, labels, c->n, &opt, c->rec_bytes);
+    sh->size_mode = c->size_mode;
+    sh->offsets = c->offsets;
+    /* These cases are chosen so that no lowering happens; the lowering has
+     * its own test in test_options. */
+    assert_int_equal(sh->workers, c->workers);
+
+    br_gen *g = NULL;
+    int rc = br_open(&g, tu_loader, sh, ids, labels, c->n, &opt);
+    if (rc != 0)
+        fail_msg("br_open: %s: %s", br_err_name(rc), br_last_error(NULL));
+    assert_non_null(g);
+    tu_track(g);
+    /* Nothing went wrong, so there is nothing to report. */
+    assert_string_equal(br_last_error(g), "");
+    int32_t pids[8] = {0};
+    assert_true(sh->workers <= 8);
+    worker_pids(g, sh, pids);
+
+    uint64_t total = c->epochs ? case_total(sh, c->epochs) : c->stop_after;
+    assert_true(total <= TU_MAX_SEQ);
+    uint64_t bytes = 0;
+    br_batch b;
+    for (uint64_t seq = 0; seq < total; seq++) {
+        memset(&b, 0xa5, sizeof b);
+        rc = br_next(g, &b);
+        if (rc != 0)
+            fail_msg("br_next for seq %" PRIu64 " of %" PRIu64 ": %s: %s", seq, total,
+                     br_err_name(rc), br_last_error(g));
+        tu_check_batch(sh, &b, seq);
+        bytes += b.size;
+    }
+    if (c->epochs) {
+        /* The end is sticky: every later call says so again. */
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(br_next(g, &b), BR_EOF);
+    }
+
+    br_stats s;
+    assert_int_equal(br_stats_get(g, &s), 0);
+    assert_int_equal(s.batches, total);
+    assert_int_equal(s.bytes, bytes);
+    /* A finite run with no deaths loads each batch once, none past the end. */
+    if (c->epochs)
+        assert_int_equal(s.loaded, total);
+    check_worker_stats(g, sh, pids, total);
+
+    assert_int_equal(tu_close(g), 0);
+    assert_int_equal(br_close(g), 0); /* idempotent */
+    tu_assert_loaders_ok(sh);
+    /* Each batch was loaded exactly once: nothing died, nothing was redone. */
+    for (uint64_t seq = 0; seq < total; seq++)
+        if (atomic_load(&sh->attempts[seq]) != 1)
+            fail_msg("seq %" PRIu64 " loaded %u times", seq, atomic_load(&sh->attempts[seq]));
+    tu_leaks_check(&leaks);
+
+    tu_shared_free(sh);
+    tu_release(labels);
+    tu_release(own_ids);
+}
+
+/* n=103, B=10: ten full batches and a short one of 3 per epoch; with
+ * drop_last the short one goes. n=100: the batches divide evenly, so
+ * drop_last must drop nothing. */
+static void run_sequences(uint32_t workers)
+{
+    static const struct {
+        size_t n;
+        bool drop_last;
+    } shapes[] = {{103, false}, {103, true}, {100, false}, {100, true}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        struct gen_case c = {
+            .n = shapes[i].n,
+            .batch_size = 10,
+            .drop_last = shapes[i].drop_last,
+            .workers = workers,
+            .epochs = 3,
+            .size_mode = TU_SIZE_RECORDS,
+            .rec_bytes = 24, /* not a multiple of 8: the tail bytes count */
+        };
+        print_message("workers %u, n %zu, drop_last %d\n", workers, c.n, c.drop_last);
+        run_case(&c);
+    }
+}
+
+static void test_gen_sequence_workers0(void **state)
+{
+    (void)state;
+    run_sequences(0);
+}
+
+static void test_gen_sequence_workers1(void **state)
+{
+    (void)state;
+    run_sequences(1);
+}
+
+static void test_gen_sequence_workers2(void **state)
+{
+    (void)state;
+    run_sequences(2);
+}
+
+static void test_gen_sequence_workers5(void **state)
+{
+    (void)state;
+    run_sequences(5);
+}
+
+static void test_gen_sequence_without_labels(void **state)
+{
+    (void)state;
+    for (uint32_t workers = 0; workers <= 2; workers += 2) {
+        struct gen_case c = {.n = 57,
+                             .batch_size = 8,
+                             .workers = workers,
+                             .epochs = 2,
+                             .no_labels = true,
+                             .size_mode = TU_SIZE_RECORDS,
+                             .rec_bytes = 16};
+        run_case(&c);
+    }
+}
+
+static void test_gen_data_large_batches(void **state)
+{
+    (void)state;
+    /* 256 KiB a batch, many pages per slot: a slot mapped differently in
+     * the worker and in the consumer would show up as wrong pages. */
+    struct gen_case c = {.n = 96,
+                         .batch_size = 8,
+                         .workers = 2,
+                         .epochs = 2,
+                         .size_mode = TU_SIZE_RECORDS,
+                         .rec_bytes = 32768};
+    run_case(&c);
+}
+
+static void test_gen_eof_repeated(void **state)
+{
+    (void)state;
+    tu_leaks leaks;
+    tu_leaks_begin(&leaks);
+    uint64_t *ids = tu_ids_identity(30);
+    br_options opt;
+    assert_int_equal(br_options_init(&opt), 0);
+    opt.batch_size = 10;
+    opt.epochs = 1;
+    opt.slot_bytes = 10 * 8;
+    tu_shared *sh = tu_shared_new();
+    tu_shared_config(sh, ids, NULL, 30, &opt, 8);
+
+    br_gen *g;
+    assert_int_equal(br_open(&g, tu_loader, sh, ids, NULL, 30, &opt), 0);
+    tu_track(g);
+    br_batch b;
+    for (uint64_t seq = 0; seq < 3; seq++) {
+        assert_int_equal(br_next(g, &b), 0);
+        tu_check_batch(sh, &b, seq);
+    }
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(br_next(g, &b), BR_EOF);
+    /* BR_EOF is not a batch: the counter stays at the real ones. */
+    br_stats s;
+    assert_int_equal(br_stats_get(g, &s), 0);
+    assert_int_equal(s.batches, 3);
+    assert_int_equal(tu_close(g), 0);
+    /* After close the answer is "stopped", not a stale end of data. */
+    assert_int_equal(br_next(g, &b), BR_ESTOPPED);
+    tu_assert_loaders_ok(sh);
+    tu_leaks_check(&leaks);
+    tu_shared_free(sh);
+    tu_release(ids);
+}
+
+static void test_gen_slots_one(void **state)
+{
+    (void)state;
+    /* One slot: the consumer's return of a slot is the only thing that lets
+     * any worker go on, so a missed wake-up hangs here. */
+    static const uint32_t workers[] = {0, 1, 3};
+    for (size_t i = 0; i < 3; i++) {
+        struct gen_case c = {.n = 40,
+                             .batch_size = 4,
+                             .workers = workers[i],
+                             .slots = 1,
+                             .epochs = 2,
+                             .size_mode = TU_SIZE_RECORDS,
+                             .rec_bytes = 40};
+        print_message("slots 1, workers %u\n", workers[i]);
+        run_case(&c);
+    }
+}
+
+static void test_gen_custom_ids(void **state)
+{
+    (void)state;
+    /* Ids are values, not positions: large, out of order, with a duplicate
+     * and the extremes, so an implementation that sends positions or
+     * truncates to 32 bits is caught. 50 = 7 * 7 + 1: the last batch holds
+     * one id. */
+    enum { N = 50 };
+    uint64_t ids[N];
+    for (size_t i = 0; i < N; i++)
+        ids[i] = (1ull << 40) + ((i * 7919u) % 1009u) * 0x100000001ull;
+    ids[3] = ids[17];
+    ids[20] = UINT64_MAX;
+    ids[21] = 0;
+    for (uint32_t workers = 0; workers <= 3; workers += 3) {
+        struct gen_case c = {.n = N,
+                             .batch_size = 7,
+                             .workers = workers,
+                             .epochs = 2,
+                             .ids = ids,
+                             .size_mode = TU_SIZE_RECORDS,
+                             .rec_bytes = 12};
+        run_case(&c);
+    }
+}
+
+static void test_gen_variable_size(void **state)
+{
+    (void)state;
+    /* Sizes 0, 1, cap, cap - 1 and others; cap not a multiple of a page. */
+    for (uint32_t workers = 0; workers <= 2; workers += 2) {
+        struct gen_case c = {.n = 60,
+                             .batch_size = 6,
+                             .workers = workers,
+                             .epochs = 2,
+                             .size_mode = TU_SIZE_VARIABLE,
+                             .slot_bytes = 10000};
+        run_case(&c);
+    }
+}
+
+static void test_gen_empty_batches(void **state)
+{
+    (void)state;
+    /* A loader that writes nothing (size 0) still produces batches: the
+     * batch carries its ids and labels, e.g. for a consumer that reads the
+     * data itself. */
+    for (uint32_t workers = 0; workers <= 2; workers += 2) {
+        struct gen_case c = {.n = 33,
+                             .batch_size = 4,
+                             .workers = workers,
+                             .epochs = 2,
+                             .size_mode = TU_SIZE_ZERO,
+                             .slot_bytes = 64};
+        run_case(&c);
+    }
+}
+
+static void test_gen_forever_wraps(void **state)
+{
+    (void)state;
+    /* epochs = 0: the schedule starts again at the first id after each
+     * epoch (3 batches per epoch here), with seq still counting up. */
+    for (uint32_t workers = 0; workers <= 2; workers += 2) {
+        struct gen_case c = {.n = 25,
+                             .batch_size = 10,
+                             .workers = workers,
+                             .epochs = 0,
+                             .stop_after = 32,
+                             .size_mode = TU_SIZE_RECORDS,
+                             .rec_bytes = 8};
+        run_case(&c);
+    }
+}
+
+static void test_gen_edge_batch_sizes(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t n;
+        uint32_t b;
+        bool drop_last;
+    } shapes[] = {
+        {10, 10, false},                 /* one batch per epoch */
+        {10, 10, true},  {10, 1, false}, /* one id per batch */
+        {10, 3, true},                   /* 3 batches, 1 id dropped each epoch */
+        {10, 6, true},                   /* 1 batch, 4 ids dropped */
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        struct gen_case c = {.n = shapes[i].n,
+                             .batch_size = shapes[i].b,
+                             .drop_last = shapes[i].drop_last,
+                             .workers = 1,
+                             .epochs = 3,
+                             .size_mode = TU_SIZE_RECORDS,
+                             .rec_bytes = 8};
+        run_case(&c);
+    }
+}
+
+static void test_gen_offsets(void **state)
+{
+    (void)state;
+    /* Per-sample offsets written by the loader reach the batch as they
+     * were; every other test checks that a batch without them has NULL. */
+    for (uint32_t workers = 0; workers <= 2; workers += 2) {
+        struct gen_case c = {.n = 47,
+                             .batch_size = 5,
+                             .workers = workers,
+                             .epochs = 2,
+                             .size_mode = TU_SIZE_RECORDS,
+                             .rec_bytes = 20,
+                             .offsets = true};
+        run_case(&c);
+    }
+}
+
+static void worker_init_run(uint32_t workers)
+{
+    tu_leaks leaks;
+    tu_leaks_begin(&leaks);
+    enum { N = 60 };
+    uint64_t *ids = tu_ids_identity(N);
+    br_options o;
+    assert_int_equal(br_options_init(&o), 0);
+    o.batch_size = 6;
+    o.workers = workers;
+    o.epochs = 2;
+    o.slot_bytes = 6 * 8;
+    o.worker_init = tu_worker_init;
+    o.worker_fini = tu_worker_fini;
+    tu_shared *sh = tu_shared_new();
+    tu_shared_config(sh, ids, NULL, N, &o, 8);
+    sh->expect_state = true;
+
+    br_gen *g;
+    assert_int_equal(br_open(&g, tu_loader, sh, ids, NULL, N, &o), 0);
+    tu_track(g);
+    br_batch b;
+    uint64_t total = tu_batches_per_epoch(sh) * 2;
+    for (uint64_t seq = 0; seq < total; seq++) {
+        assert_int_equal(br_next(g, &b), 0);
+        tu_check_batch(sh, &b, seq);
+    }
+    assert_int_equal(br_next(g, &b), BR_EOF);
+    if (workers) {
+        /* Workers run out of batches and end normally, each calling
+         * worker_fini once; close would kill them, so wait for that. */
+        assert_true(tu_wait_ge(&sh->fini_calls, workers, TU_WAIT_MS));
+    }
+    assert_int_equal(tu_close(g), 0);
+    /* Inline, the trainer's own state is finished at close. */
+    assert_int_equal(atomic_load(&sh->init_calls), workers ? workers : 1);
+    assert_int_equal(atomic_load(&sh->fini_calls), workers ? workers : 1);
+    tu_assert_loaders_ok(sh);
+    tu_leaks_check(&leaks);
+    tu_shared_free(sh);
+    tu_release(ids);
+}
+
+static void test_gen_worker_init_state(void **state)
+{
+    (void)state;
+    /* Each worker's init runs once, in that worker, and every job it
+     * loads carries the state init made. */
+    worker_init_run(0);
+    worker_init_run(3);
+}
+
+static void test_gen_two_generators_independent(void **state)
+{
+    (void)state;
+    /* Two generators in one process: their batches interleave in the
+     * consumer, and closing one leaves the other's workers running. */
+    tu_leaks leaks;
+    tu_leaks_begin(&leaks);
+    enum { NA = 60, NB = 45 };
+    uint64_t *ids_a = tu_ids_identity(NA);
+    uint64_t *ids_b = tu_ids_identity(NB);
+    for (size_t i = 0; i < NB; i++)
+        ids_b[i] = 1000000 + 3 * i;
+
+    br_options oa, ob;
+    assert_int_equal(br_options_init(&oa), 0);
+    assert_int_equal(br_options_init(&ob), 0);
+    oa.batch_size = 6;
+    oa.workers = 2;
+    oa.epochs = 2;
+    oa.slot_bytes = 6 * 16;
+    ob.batch_size = 5;
+    ob.workers = 1;
+    ob.epochs = 0;
+    ob.slot_bytes = 5 * 32;
+    tu_shared *sa = tu_shared_new(), *sb = tu_shared_new();
+    tu_shared_config(sa, ids_a, NULL, NA, &oa, 16);
+    tu_shared_config(sb, ids_b, NULL, NB, &ob, 32);
+
+    br_gen *ga, *gb;
+    assert_int_equal(br_open(&ga, tu_loader, sa, ids_a, NULL, NA, &oa), 0);
+    tu_track(ga);
+    assert_int_equal(br_open(&gb, tu_loader, sb, ids_b, NULL, NB, &ob), 0);
+    tu_track(gb);
+    int32_t pids_a[2], pid_b;
+    tu_assert_workers_live(ga, 2, pids_a);
+    tu_assert_workers_live(gb, 1, &pid_b);
+
+    br_batch b;
+    uint64_t seq_b = 0;
+    for (uint64_t seq = 0; seq < 20; seq++) {
+        assert_int_equal(br_next(ga, &b), 0);
+        tu_check_batch(sa, &b, seq);
+        assert_int_equal(br_next(gb, &b), 0);
+        tu_check_batch(sb, &b, seq_b++);
+    }
+    assert_int_equal(br_next(ga, &b), BR_EOF);
+    assert_int_equal(tu_close(ga), 0);
+    /* ga's workers are gone, gb's is not, and gb goes on from where it
+     * was. */
+    assert_false(tu_is_live_descendant(pids_a[0]));
+    assert_false(tu_is_live_descendant(pids_a[1]));
+    int32_t pid_b_now;
+    tu_assert_workers_live(gb, 1, &pid_b_now);
+    assert_int_equal(pid_b_now, pid_b);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(br_next(gb, &b), 0);
+        tu_check_batch(sb, &b, seq_b++);
+    }
+    assert_int_equal(tu_close(gb), 0);
+    tu_assert_loaders_ok(sa);
+    tu_assert_loaders_ok(sb);
+    tu_leaks_check(&leaks);
+    tu_shared_free(sa);
+    tu_shared_free(sb);
+    tu_release(ids_a);
+    tu_release(ids_b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_gen_sequence_workers0, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_sequence_workers1, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_sequence_workers2, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_sequence_workers5, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_sequence_without_labels, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_data_large_batches, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_eof_repeated, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_slots_one, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_custom_ids, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_variable_size, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_empty_batches, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_forever_wraps, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_edge_batch_sizes, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_offsets, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_worker_init_state, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_two_generators_independent, tu_setup, tu_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
