@@ -487,6 +487,7 @@ BR_API int br_stats_get(const br_gen *handle, br_stats *out)
     out->stall_ns = br__load_relaxed_u64(&h->consumer_stall_ns);
     out->elapsed_ns = br__now_ns() - g->opened_ns;
     out->workers = g->nworkers;
+    out->slots = g->ring.nslots;
     out->restarts = br__load_relaxed_u32(&h->restarts);
     out->loaded = br__load_relaxed_u64(&g->inline_rec.batches);
     out->load_ns = br__load_relaxed_u64(&g->inline_rec.load_ns);

@@ -11,13 +11,23 @@
  * leaves a human message, read with br_last_error().
  *
  * Threads: a br_gen is not thread-safe; use it from one thread at a time.
- * Different generators are independent. br_strerror(), br_err_name() and
- * br_version() may be called from any thread.
+ * The exceptions are br_stats_get() and br_worker_stats_get(), which only
+ * read counters and may run in a monitoring thread while another calls
+ * br_next (not while one calls br_close). Different generators are
+ * independent. br_strerror(), br_err_name() and br_version() may be called
+ * from any thread.
  *
- * Processes: br_open() forks the worker processes from the calling thread.
- * They die with that thread (PR_SET_PDEATHSIG), so open the generator from a
- * thread that outlives it (normally the main thread). A loader runs in a
- * child of a fork: it must not rely on other threads of the trainer.
+ * Handles: a br_gen * is a checked handle, not a pointer to memory, so a
+ * call on a closed generator returns BR_ESTOPPED instead of touching freed
+ * memory, and br_close() may be called twice.
+ *
+ * Processes: br_open() forks a supervisor process from the calling thread,
+ * and the supervisor forks the workers. They die with that thread
+ * (PR_SET_PDEATHSIG), so open the generator from a thread that outlives it
+ * (normally the main thread). A loader runs in a forked child: it sees the
+ * trainer's memory as it was at br_open and must not rely on other threads
+ * of the trainer. Workers start with default signal handlers, an empty
+ * signal mask and SIGINT ignored (Ctrl-C is the trainer's to handle).
  */
 #ifndef BATCHRING_H
 #define BATCHRING_H
@@ -81,8 +91,8 @@ enum br_io_backend { BR_IO_NONE = 0, BR_IO_URING = 1, BR_IO_PREAD = 2 };
 
 /*
  * One job for a loader: fill the batch of `count` samples `ids` into `out`.
- * The loader writes at most `cap` bytes to `out` and sets `size` to the
- * number written. `out` is the ring slot itself, in shared memory, aligned
+ * The loader writes at most `cap` bytes to `out` and sets `size` (0 on
+ * entry) to the number written. `out` is the ring slot itself, in shared memory, aligned
  * to a page: nothing copies it afterwards.
  *
  * On failure the loader returns a negative code (a -errno value, or any
@@ -120,7 +130,10 @@ typedef int (*br_loader_fn)(br_job *job, void *user);
  * there, allocate scratch memory, and store it in *state; every job of that
  * worker gets it as job->state. It returns 0, or a negative code with a
  * message in err (err_cap bytes): the generator then fails with
- * BR_ELOADER. worker_fini(state, user) runs when the worker ends normally.
+ * BR_ELOADER: with workers = 0 from br_open itself; in a worker process at
+ * the first batch that worker takes (so a worker that takes none fails
+ * nothing). worker_fini(state, user) runs when a worker ends at the end of
+ * the run; workers stopped by br_close are killed without it.
  */
 typedef int (*br_worker_init_fn)(br_io *io, uint32_t worker, void *user, void **state,
                                  char *err, size_t err_cap);
@@ -157,14 +170,15 @@ typedef struct br_options {
     bool drop_last;        /* drop the short last batch of each epoch
                               (default false) */
     int timeout_ms;        /* br_next waits at most this long for a batch;
-                              -1 = forever (default -1) */
+                              -1 = forever (default -1); with workers = 0
+                              loading is inline and never times out */
     uint32_t max_restarts; /* worker deaths survived over the generator's
                               life before br_next fails (default 3) */
     br_worker_init_fn worker_init; /* optional, see br_worker_init_fn */
     br_worker_fini_fn worker_fini; /* optional */
 } br_options;
 
-/* Aggregate counters of a generator, read with br_stats(). */
+/* Aggregate counters of a generator, read with br_stats_get(). */
 typedef struct br_stats {
     uint64_t batches;       /* batches returned by br_next */
     uint64_t bytes;         /* their bytes */
@@ -174,10 +188,11 @@ typedef struct br_stats {
     uint64_t load_ns;       /* time spent in the loader, summed */
     uint64_t slot_wait_ns;  /* time workers waited for a free slot, summed */
     uint32_t workers;       /* worker processes (after any lowering) */
+    uint32_t slots;         /* ring depth (BR_SLOTS_AUTO resolved) */
     uint32_t restarts;      /* workers replaced after a death */
 } br_stats;
 
-/* Per-worker counters, read with br_worker_stats(). */
+/* Per-worker counters, read with br_worker_stats_get(). */
 typedef struct br_worker_stats {
     int32_t pid;            /* current process id, 0 when not running */
     uint32_t restarts;      /* times this worker was replaced */

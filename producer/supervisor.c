@@ -166,9 +166,12 @@ static void handle_exit(struct br_supervisor *s, uint32_t i, pid_t pid, int stat
         snprintf(text, sizeof text,
                  "worker %u (pid %d) %s %s; that is worker death %u and max_restarts is %u",
                  i, (int)pid, how, what, deaths, s->max_restarts);
+        /* The budget is spent: the run fails at the batch this death cost,
+         * or, if it held none, at the first batch nobody has taken yet, so
+         * that a shrinking pool of workers never goes unreported. */
         if (has_orphan)
             record_failure(s, orphan, BR_EWORKER, text);
-        else if (s->live == 0 && claim < h->end_seq)
+        else if (claim < h->end_seq)
             record_failure(s, claim, BR_EWORKER, text);
         return;
     }

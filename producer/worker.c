@@ -51,7 +51,7 @@ int br__worker_env_init(struct br_worker_env *env, const struct br_ring *r,
     err[sizeof err - 1] = '\0';
     br__io_destroy(env->io);
     env->io = NULL;
-    return br__fail(msg, rc < 0 ? rc : BR_ELOADER, "worker_init failed in worker %u: %s [%s]",
+    return br__fail(msg, BR_ELOADER, "worker_init failed in worker %u: %s [%s]",
                     index, err[0] ? err : br_strerror(rc), br_err_name(rc));
 }
 
