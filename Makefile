@@ -9,7 +9,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 DEBIAN_PACKAGES := build-essential cmake pkg-config liburing-dev \
-                   libcmocka-dev libbenchmark-dev gnuplot-nox
+                   libcmocka-dev libbenchmark-dev gnuplot-nox openmpi-bin
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -127,11 +127,58 @@ BR_API int br_options_init(br_options *opt)
     opt->drop_last = false;
     opt->timeout_ms = -1;
     opt->max_restarts = 3;
+    opt->world = 1;
     return 0;
 }
 
+/* Parses a whole decimal number of at most max; false if it is not one. */
+static bool parse_u32(const char *text, uint32_t max, uint32_t *out)
+{
+    char *end = NULL;
+    unsigned long long v;
+    if (!text || !*text || *text == '-' || *text == '+')
+        return false;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno || *end || v > max)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+BR_API int br_shard_from_env(br_options *opt)
+{
+    /* The launchers' variable pairs, most specific first. */
+    static const char *const pairs[][2] = {
+        {"RANK", "WORLD_SIZE"},
+        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+        {"PMI_RANK", "PMI_SIZE"},
+        {"SLURM_PROCID", "SLURM_NTASKS"},
+    };
+    char *msg = open_error;
+    if (!opt)
+        return br__fail(msg, -EINVAL, "opt is NULL");
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        const char *rank = getenv(pairs[i][0]), *world = getenv(pairs[i][1]);
+        uint32_t r, w;
+        if (!rank && !world)
+            continue;
+        if (!parse_u32(rank, UINT32_MAX, &r) || !parse_u32(world, UINT32_MAX, &w) || w == 0 ||
+            r >= w)
+            return br__fail(msg, -EINVAL, "%s=%s and %s=%s do not make a rank below a world size",
+                            pairs[i][0], rank ? rank : "(unset)", pairs[i][1],
+                            world ? world : "(unset)");
+        opt->rank = r;
+        opt->world = w;
+        return 0;
+    }
+    return br__fail(msg, -ENOENT,
+                    "no launcher variables found (RANK/WORLD_SIZE, OMPI_COMM_WORLD_RANK/"
+                    "OMPI_COMM_WORLD_SIZE, PMI_RANK/PMI_SIZE, SLURM_PROCID/SLURM_NTASKS)");
+}
+
 /* Checks the arguments of br_open; the message names the first bad one. */
-static int check_open_args(br_gen **out, br_loader_fn load, const uint64_t *ids, size_t n_ids,
+static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
                            const br_options *opt, char *msg)
 {
     if (!out)
@@ -142,8 +189,6 @@ static int check_open_args(br_gen **out, br_loader_fn load, const uint64_t *ids,
         return br__fail(msg, -EINVAL, "opt is NULL: initialise options with br_options_init");
     if (n_ids == 0)
         return br__fail(msg, -EINVAL, "n_ids is 0: a generator needs at least one sample");
-    if (!ids)
-        return br__fail(msg, -EINVAL, "ids is NULL but n_ids is %zu", n_ids);
     if (opt->batch_size == 0)
         return br__fail(msg, -EINVAL, "batch_size is 0: it must be at least 1");
     if (opt->batch_size > BR_MAX_BATCH_SIZE)
@@ -194,7 +239,7 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     msg[0] = '\0';
     if (out)
         *out = NULL;
-    rc = check_open_args(out, load, ids, n_ids, opt, msg);
+    rc = check_open_args(out, load, n_ids, opt, msg);
     if (rc)
         return rc;
 
@@ -202,47 +247,69 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     if (!g)
         return br__fail(msg, -ENOMEM, "out of memory for the generator");
 
+    {
+        struct br_schedule_options so = {
+            .n_ids = n_ids,
+            .batch_size = opt->batch_size,
+            .drop_last = opt->drop_last,
+            .epochs = opt->epochs,
+            .shuffle = opt->shuffle,
+            .seed = opt->seed,
+            .rank = opt->rank,
+            .world = opt->world,
+            .shard_drop_tail = opt->shard_drop_tail,
+            .start_seq = opt->start_seq,
+        };
+        rc = br__schedule_init(&g->ctx.sched, &so, msg);
+        if (rc)
+            goto fail;
+    }
+    g->cursor = opt->start_seq;
     /* As the R DataGenerator does: more workers than batches in flight
      * could ever use is lowered, not refused. */
     workers = opt->workers;
-    if (workers && (uint64_t)opt->batch_size * workers > n_ids) {
-        workers = (uint32_t)(n_ids / opt->batch_size);
+    if (workers && (uint64_t)opt->batch_size * workers > g->ctx.sched.per_epoch) {
+        workers = (uint32_t)(g->ctx.sched.per_epoch / opt->batch_size);
         snprintf(g->msg, sizeof g->msg,
                  "workers lowered from %u to %u: batch_size %u x workers %u is more than "
-                 "n_ids %zu",
-                 opt->workers, workers, opt->batch_size, opt->workers, n_ids);
+                 "the %llu samples per epoch%s",
+                 opt->workers, workers, opt->batch_size, opt->workers,
+                 (unsigned long long)g->ctx.sched.per_epoch,
+                 g->ctx.sched.world > 1 ? " of this rank" : " (n_ids)");
     }
     g->nworkers = workers;
     g->timeout_ms = opt->timeout_ms;
 
-    rc = br__schedule_init(&g->ctx.sched, n_ids, opt->batch_size, opt->drop_last, opt->epochs,
-                           msg);
-    if (rc)
-        goto fail;
-
-    /* Our own copies: replacement workers are forked later, from whatever
-     * the caller's arrays hold by then. */
-    if (n_ids > SIZE_MAX / sizeof *g->ids) {
-        rc = br__fail(msg, -EOVERFLOW, "n_ids %zu is too large to copy", n_ids);
-        goto fail;
+    /* Workers see the arrays as they are now: the supervisor is forked in
+     * this call and forks every worker, first or replacement, from that
+     * snapshot. Loading inline reads them on every br_next, so it keeps a
+     * copy; either way the caller may free them once br_open returns. */
+    if (workers == 0 && (ids || labels)) {
+        if (n_ids > SIZE_MAX / sizeof *g->ids) {
+            rc = br__fail(msg, -EOVERFLOW, "n_ids %zu is too large to copy", n_ids);
+            goto fail;
+        }
+        g->ids = ids ? malloc(n_ids * sizeof *g->ids) : NULL;
+        g->labels = labels ? malloc(n_ids * sizeof *g->labels) : NULL;
+        if ((ids && !g->ids) || (labels && !g->labels)) {
+            char size[32];
+            rc = br__fail(msg, -ENOMEM, "out of memory copying %zu ids and labels (%s)", n_ids,
+                          br__format_bytes(size, n_ids * (sizeof *g->ids + sizeof *g->labels)));
+            goto fail;
+        }
+        if (ids)
+            memcpy(g->ids, ids, n_ids * sizeof *g->ids);
+        if (labels)
+            memcpy(g->labels, labels, n_ids * sizeof *g->labels);
+        ids = g->ids;
+        labels = g->labels;
     }
-    g->ids = malloc(n_ids * sizeof *g->ids);
-    g->labels = labels ? malloc(n_ids * sizeof *g->labels) : NULL;
-    if (!g->ids || (labels && !g->labels)) {
-        char size[32];
-        rc = br__fail(msg, -ENOMEM, "out of memory copying %zu ids and labels (%s)", n_ids,
-                      br__format_bytes(size, n_ids * (sizeof *g->ids + sizeof *g->labels)));
-        goto fail;
-    }
-    memcpy(g->ids, ids, n_ids * sizeof *g->ids);
-    if (labels)
-        memcpy(g->labels, labels, n_ids * sizeof *g->labels);
     g->ctx.load = load;
     g->ctx.worker_init = opt->worker_init;
     g->ctx.worker_fini = opt->worker_fini;
     g->ctx.user = user;
-    g->ctx.ids = g->ids;
-    g->ctx.labels = g->labels;
+    g->ctx.ids = ids;
+    g->ctx.labels = labels;
 
     memset(&geo, 0, sizeof geo);
     geo.nslots = opt->slots == BR_SLOTS_AUTO ? 2 * (workers ? workers : 1) : opt->slots;
@@ -254,6 +321,7 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     geo.epochs = opt->epochs;
     geo.batches_per_epoch = g->ctx.sched.batches_per_epoch;
     geo.end_seq = g->ctx.sched.end_seq;
+    geo.start_seq = g->ctx.sched.start_seq;
     rc = br__ring_create_anon(&g->ring, &geo, msg);
     if (rc)
         goto fail;
@@ -472,6 +540,15 @@ BR_API const char *br_last_error(const br_gen *handle)
         return open_error;
     g = gen_lookup(handle);
     return g ? g->msg : "the generator is closed";
+}
+
+BR_API int br_checkpoint(const br_gen *handle, uint64_t *next_seq)
+{
+    const struct br_gen *g = gen_lookup(handle);
+    if (!g || !next_seq)
+        return -EINVAL;
+    *next_seq = g->cursor;
+    return 0;
 }
 
 BR_API int br_stats_get(const br_gen *handle, br_stats *out)

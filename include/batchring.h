@@ -115,6 +115,9 @@ typedef struct br_job {
     size_t err_cap;        /* size of err, BR_ERR_CAP */
     br_io *io;             /* this worker's file reader */
     void *state;           /* what opt.worker_init made for this worker */
+    uint64_t seed;         /* this batch's seed, from (opt.seed, seq, rank):
+                              the same whichever worker loads it, so random
+                              augmentation is reproducible */
     uint64_t *offsets;     /* count + 1 entries in shared memory: a loader
                               with variable-size samples writes sample i at
                               out + offsets[i] .. out + offsets[i + 1] */
@@ -176,6 +179,20 @@ typedef struct br_options {
                               life before br_next fails (default 3) */
     br_worker_init_fn worker_init; /* optional, see br_worker_init_fn */
     br_worker_fini_fn worker_fini; /* optional */
+    bool shuffle;          /* a different order each epoch (default false) */
+    uint64_t seed;         /* the order's and the batch seeds' seed
+                              (default 0); same seed, same order */
+    uint32_t rank;         /* this process's shard, 0 <= rank < world */
+    uint32_t world;        /* number of shards; 0 or 1 = no sharding
+                              (default 1). Ranks see disjoint positions of
+                              each epoch's order, the same count each:
+                              ceil(n / world), wrapping around to the start
+                              of the order for the last few (default), or
+                              floor(n / world) with shard_drop_tail */
+    bool shard_drop_tail;
+    uint64_t start_seq;    /* first batch of the run (default 0): a run
+                              resumed at k yields exactly what the whole run
+                              yields from batch k on */
 } br_options;
 
 /* Aggregate counters of a generator, read with br_stats_get(). */
@@ -216,7 +233,9 @@ BR_API int br_options_init(br_options *opt);
 /*
  * Creates a generator over n_ids samples `ids` (labels optional, NULL or
  * n_ids values) and starts opt->workers worker processes that run `load`.
- * Batch k of an epoch holds ids[k*B .. min((k+1)*B, n_ids)).
+ * Batch k of an epoch holds ids[k*B .. min((k+1)*B, n_ids)) (without
+ * shuffle and shards). ids = NULL means the ids 0 .. n_ids - 1 without an
+ * array: a dataset of 10^9 samples costs no memory for its ids.
  *
  * The ring (slots x slot_bytes plus metadata) is reserved and faulted in
  * here, so lack of memory fails now rather than as a SIGBUS later.
@@ -376,6 +395,24 @@ BR_API int br_dataset_close(br_dataset *ds);
  */
 BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
                            const br_options *opt);
+
+/*
+ * Sets opt->rank and opt->world from the variables the usual launchers set,
+ * the first pair found of: RANK/WORLD_SIZE (torchrun), OMPI_COMM_WORLD_RANK/
+ * OMPI_COMM_WORLD_SIZE (Open MPI), PMI_RANK/PMI_SIZE (MPICH, Intel MPI),
+ * SLURM_PROCID/SLURM_NTASKS (Slurm). Returns 0; -ENOENT when none is set
+ * (opt unchanged); -EINVAL when the pair found is malformed or rank >=
+ * world. The message is in br_last_error(NULL).
+ */
+BR_API int br_shard_from_env(br_options *opt);
+
+/*
+ * The position to checkpoint: the seq after the last batch br_next
+ * returned (start_seq before the first). Resuming with start_seq = *next_seq
+ * yields exactly the batches this run would have yielded next.
+ * Returns 0, or -EINVAL for NULL arguments or a closed generator.
+ */
+BR_API int br_checkpoint(const br_gen *g, uint64_t *next_seq);
 
 /* BR_VERSION_NUMBER of the library actually linked. */
 BR_API unsigned br_version(void);

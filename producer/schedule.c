@@ -5,26 +5,58 @@
 #include "producer/schedule.h"
 #include "ring/error.h"
 
-int br__schedule_init(struct br_schedule *s, uint64_t n_ids, uint32_t batch_size, bool drop_last,
-                      uint64_t epochs, char *msg)
+/* Feistel rounds: four, each a splitmix64 finaliser, make a keyed
+ * permutation with no structure a training run could notice. */
+#define BR_FEISTEL_ROUNDS 4
+
+uint64_t br__mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15u;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+int br__schedule_init(struct br_schedule *s, const struct br_schedule_options *o, char *msg)
 {
     memset(s, 0, sizeof *s);
-    if (batch_size == 0 || n_ids < batch_size)
-        return br__fail(msg, -EINVAL, "batch_size %u must be between 1 and n_ids (%llu)",
-                        batch_size, (unsigned long long)n_ids);
-    s->n_ids = n_ids;
-    s->batch_size = batch_size;
-    s->drop_last = drop_last;
-    s->epochs = epochs;
-    s->batches_per_epoch = drop_last ? n_ids / batch_size : (n_ids - 1) / batch_size + 1;
-    if (epochs == 0)
+    s->n_ids = o->n_ids;
+    s->batch_size = o->batch_size;
+    s->drop_last = o->drop_last;
+    s->epochs = o->epochs;
+    s->shuffle = o->shuffle;
+    s->seed = o->seed;
+    s->world = o->world ? o->world : 1;
+    s->rank = o->rank;
+    s->start_seq = o->start_seq;
+    if (s->rank >= s->world)
+        return br__fail(msg, -EINVAL, "rank %u must be less than world %u", s->rank, s->world);
+    if (s->world > o->n_ids)
+        return br__fail(msg, -EINVAL, "world %u is larger than n_ids %llu: some rank would get "
+                        "no sample", s->world, (unsigned long long)o->n_ids);
+    s->per_epoch = o->shard_drop_tail ? o->n_ids / s->world
+                                      : (o->n_ids - 1) / s->world + 1;
+    if (o->batch_size == 0 || s->per_epoch < o->batch_size)
+        return br__fail(msg, -EINVAL,
+                        "batch_size %u must be between 1 and the samples per epoch (%llu%s)",
+                        o->batch_size, (unsigned long long)s->per_epoch,
+                        s->world > 1 ? " on this rank" : ", n_ids");
+    s->batches_per_epoch = o->drop_last ? s->per_epoch / o->batch_size
+                                        : (s->per_epoch - 1) / o->batch_size + 1;
+    if (o->epochs == 0)
         s->end_seq = UINT64_MAX;
-    else if (__builtin_mul_overflow(epochs, s->batches_per_epoch, &s->end_seq) ||
+    else if (__builtin_mul_overflow(o->epochs, s->batches_per_epoch, &s->end_seq) ||
              s->end_seq >= (UINT64_C(1) << 62))
         return br__fail(msg, -EOVERFLOW,
                         "epochs %llu x %llu batches per epoch overflows; use epochs = 0 for "
                         "an endless run",
-                        (unsigned long long)epochs, (unsigned long long)s->batches_per_epoch);
+                        (unsigned long long)o->epochs, (unsigned long long)s->batches_per_epoch);
+    if (o->start_seq > s->end_seq || o->start_seq >= (UINT64_C(1) << 62))
+        return br__fail(msg, -EINVAL, "start_seq %llu is past the end of the run (%llu batches)",
+                        (unsigned long long)o->start_seq, (unsigned long long)s->end_seq);
+    s->half_bits = 1;
+    while (s->half_bits < 32 && (UINT64_C(1) << (2 * s->half_bits)) < o->n_ids)
+        s->half_bits++;
     return 0;
 }
 
@@ -35,17 +67,76 @@ struct br_batch_place br__schedule_place(const struct br_schedule *s, uint64_t s
     p.epoch = seq / s->batches_per_epoch;
     p.batch = seq % s->batches_per_epoch;
     p.first = p.batch * s->batch_size;
-    left = s->n_ids - p.first;
+    left = s->per_epoch - p.first;
     p.count = left < s->batch_size ? (uint32_t)left : s->batch_size;
     return p;
+}
+
+/* The epoch's permutation of [0, 2^(2 half_bits)), a balanced Feistel
+ * network keyed by (seed, epoch). */
+static uint64_t feistel(const struct br_schedule *s, uint64_t key, uint64_t x)
+{
+    const unsigned h = s->half_bits;
+    const uint64_t mask = (UINT64_C(1) << h) - 1;
+    uint64_t left = x >> h, right = x & mask;
+    for (unsigned r = 0; r < BR_FEISTEL_ROUNDS; r++) {
+        /* A full 64-bit mix of the half and the round key: with halves of a
+         * few bits a cheaper round function leaves visible structure (runs
+         * of neighbours staying neighbours, many fixed points). */
+        uint64_t f = br__mix64(right ^ (key + r * 0x9e3779b97f4a7c15u));
+        uint64_t next = left ^ (f & mask);
+        left = right;
+        right = next;
+    }
+    return (left << h) | right;
+}
+
+/* Position `pos` (0 .. n - 1) of the epoch's order. Cycle-walking keeps
+ * the permutation inside [0, n): the domain is less than 4n, so it takes
+ * under four steps on average. */
+static uint64_t permute(const struct br_schedule *s, uint64_t epoch, uint64_t pos)
+{
+    uint64_t key = br__mix64(s->seed ^ br__mix64(epoch));
+    uint64_t x = pos;
+    do
+        x = feistel(s, key, x);
+    while (x >= s->n_ids);
+    return x;
+}
+
+uint64_t br__schedule_index(const struct br_schedule *s, const struct br_batch_place *p,
+                            uint32_t i)
+{
+    uint64_t pos = (p->first + i) * s->world + s->rank;
+    if (pos >= s->n_ids)
+        pos %= s->n_ids; /* the padded tail wraps to the start of the order */
+    return s->shuffle ? permute(s, p->epoch, pos) : pos;
 }
 
 void br__schedule_fill(const struct br_schedule *s, const struct br_batch_place *p,
                        const uint64_t *ids, const int32_t *labels, uint64_t *out_ids,
                        int32_t *out_labels)
 {
-    (void)s;
-    memcpy(out_ids, ids + p->first, (size_t)p->count * sizeof *out_ids);
-    if (labels)
-        memcpy(out_labels, labels + p->first, (size_t)p->count * sizeof *out_labels);
+    if (!s->shuffle && s->world == 1) {
+        /* The common case: a contiguous run of the arrays. */
+        if (ids)
+            memcpy(out_ids, ids + p->first, (size_t)p->count * sizeof *out_ids);
+        else
+            for (uint32_t i = 0; i < p->count; i++)
+                out_ids[i] = p->first + i;
+        if (labels)
+            memcpy(out_labels, labels + p->first, (size_t)p->count * sizeof *out_labels);
+        return;
+    }
+    for (uint32_t i = 0; i < p->count; i++) {
+        uint64_t index = br__schedule_index(s, p, i);
+        out_ids[i] = ids ? ids[index] : index;
+        if (labels)
+            out_labels[i] = labels[index];
+    }
+}
+
+uint64_t br__schedule_batch_seed(const struct br_schedule *s, uint64_t seq)
+{
+    return br__mix64(s->seed ^ br__mix64(seq ^ ((uint64_t)s->rank << 48)));
 }

@@ -20,13 +20,20 @@
 /* How long a worker sleeps between checks that its parent still lives. */
 #define BR_WORKER_SLICE_MS 100
 
+static uint64_t id_at(const struct br_loader_ctx *ctx, const struct br_batch_place *p,
+                      uint32_t i)
+{
+    uint64_t index = br__schedule_index(&ctx->sched, p, i);
+    return ctx->ids ? ctx->ids[index] : index;
+}
+
 void br__describe_batch(char *buf, size_t cap, const struct br_loader_ctx *ctx, uint64_t seq)
 {
     struct br_batch_place p = br__schedule_place(&ctx->sched, seq);
     snprintf(buf, cap, "batch %llu (epoch %llu, %u samples, ids %llu..%llu)",
              (unsigned long long)seq, (unsigned long long)p.epoch, p.count,
-             (unsigned long long)ctx->ids[p.first],
-             (unsigned long long)ctx->ids[p.first + p.count - 1]);
+             (unsigned long long)id_at(ctx, &p, 0),
+             (unsigned long long)id_at(ctx, &p, p.count - 1));
 }
 
 int br__worker_env_init(struct br_worker_env *env, const struct br_ring *r,
@@ -125,6 +132,7 @@ int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
         .err_cap = BR_ERR_CAP,
         .io = env->io,
         .state = env->state,
+        .seed = br__schedule_batch_seed(&ctx->sched, seq),
         .offsets = br__slot_offsets(r, seq),
         .has_offsets = false,
     };

@@ -187,8 +187,7 @@ int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, ch
         return br__fail(msg, rc, "mmap of %llu bytes: %s", (unsigned long long)h.total_bytes,
                         strerror(-rc));
 
-    /* The object is fresh and zero: every slot word is (lap 0, FREE), every
-     * counter 0. Fill in what is not zero, magic last. */
+    /* The object is fresh and zero. Fill in what is not zero, magic last. */
     struct br_ring_header *hdr = base;
     memcpy((char *)hdr + sizeof hdr->magic, (char *)&h + sizeof h.magic,
            offsetof(struct br_ring_header, claim) - sizeof h.magic);
@@ -201,6 +200,14 @@ int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, ch
     br__ring_bind(r, base, h.total_bytes);
     for (uint32_t i = 0; i < g->nworkers; i++)
         br__store_relaxed_u64(&r->workers[i].job, BR_JOB_IDLE);
+    /* A run resumed at start_seq: each slot is free for the first seq at
+     * or after it that maps there. */
+    br__store_relaxed_u64(&hdr->claim, g->start_seq);
+    br__store_relaxed_u64(&hdr->cursor, g->start_seq);
+    for (uint32_t i = 0; i < g->nslots; i++) {
+        uint64_t first = g->start_seq + (i + g->nslots - g->start_seq % g->nslots) % g->nslots;
+        br__store_relaxed_u32(&r->desc[i].word, br__slot_word(first / g->nslots, BR_FREE));
+    }
 
     rc = br__ring_populate(r, msg);
     if (rc) {

@@ -24,6 +24,7 @@ struct br_ring_geometry {
     uint64_t epochs;
     uint64_t batches_per_epoch;
     uint64_t end_seq;
+    uint64_t start_seq;        /* the run's first seq: claim and cursor start here */
 };
 
 /* One process's view of a mapped ring: pointers derived from a header
