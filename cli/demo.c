@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * batchring demo: a synthetic in-memory dataset, a multi-process generator
- * over it for a few seconds, and a check of every byte of every batch.
+ * batchring demo: writes a synthetic dataset (records by default, 64 MiB)
+ * to a temporary directory, serves it with br_open_dataset through the
+ * workers' io_uring readers for a few seconds, checks every id, label and
+ * byte of every batch against br_synth, and removes the directory.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,50 +19,16 @@
 #include <batchring.h>
 
 #include "cli.h"
+#include "synth.h"
 
-struct dataset {
-    uint8_t *bytes;       /* n_samples x sample_bytes */
-    size_t sample_bytes;
-    uint64_t n_samples;
-};
+#define DEMO_SEED 2024u
 
-/* A deterministic, position-dependent pattern, so that a swapped, stale or
- * torn sample cannot pass the check. */
-static uint64_t mix64(uint64_t x)
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
 {
-    x += 0x9e3779b97f4a7c15u;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
-    return x ^ (x >> 31);
-}
-
-static void dataset_fill(struct dataset *ds)
-{
-    uint64_t *w = (uint64_t *)ds->bytes;
-    size_t words = ds->n_samples * ds->sample_bytes / sizeof *w;
-    for (size_t i = 0; i < words; i++)
-        w[i] = mix64(i);
-}
-
-static int load_from_memory(br_job *job, void *user)
-{
-    const struct dataset *ds = user;
-    uint8_t *out = job->out;
-    if ((size_t)job->count * ds->sample_bytes > job->cap) {
-        snprintf(job->err, job->err_cap, "batch of %u samples needs %zu bytes, slot has %zu",
-                 job->count, (size_t)job->count * ds->sample_bytes, job->cap);
-        return -ENOSPC;
-    }
-    for (uint32_t i = 0; i < job->count; i++)
-        memcpy(out + i * ds->sample_bytes, ds->bytes + job->ids[i] * ds->sample_bytes,
-               ds->sample_bytes);
-    job->size = (size_t)job->count * ds->sample_bytes;
-    return 0;
-}
-
-static int label_of(uint64_t id)
-{
-    return (int)(id % 1000);
+    (void)sig;
+    interrupted = 1;
 }
 
 static double seconds_since(const struct timespec *t0)
@@ -67,19 +38,96 @@ static double seconds_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    return remove(path);
+}
+
+/* Removes the demo's own temporary directory and everything in it. */
+static void remove_tree(const char *dir)
+{
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "batchring demo: could not remove %s completely: %s\n", dir,
+                strerror(errno));
+}
+
 static void usage(FILE *to)
 {
-    fprintf(to,
-            "usage: batchring demo [options]\n\n"
-            "Runs a multi-process generator over a synthetic in-memory dataset and checks\n"
-            "every id, label and byte of every batch against the dataset.\n\n"
-            "  --workers N       worker processes (default 2; 0 loads inside br_next)\n"
-            "  --seconds S       how long to run (default 3)\n"
-            "  --batch B         samples per batch (default 64)\n"
-            "  --sample-bytes N  bytes per sample (default 4096)\n"
-            "  --samples N       samples in the dataset (default 16384)\n"
-            "  --slots N         ring depth (default 2 x workers)\n"
-            "  -h, --help        this text\n");
+    fprintf(to, "usage: batchring demo [options]\n\n"
+                "Writes a synthetic dataset to a temporary directory, serves it with\n"
+                "br_open_dataset (each worker reads through its own io_uring, or pread where\n"
+                "io_uring is refused or BR_IO=pread is set), checks every id, label and byte\n"
+                "of every batch, and removes the directory.\n\n"
+                "  --layout L        records (default), files or indexed\n"
+                "  --direct          read with O_DIRECT (records, indexed)\n"
+                "  --workers N       worker processes (default 2; 0 loads inside br_next)\n"
+                "  --seconds S       how long to run (default 3)\n"
+                "  --batch B         samples per batch (default 64)\n"
+                "  --sample-bytes N  bytes per sample (default 4096; files and indexed vary\n"
+                "                    from N/2 to 3N/2)\n"
+                "  --samples N       samples in the dataset (default 16384: 64 MiB)\n"
+                "  --slots N         ring depth (default 2 x workers)\n"
+                "  -h, --help        this text\n");
+}
+
+/* dir/name into buf; false when it does not fit. */
+static bool join(char *buf, size_t cap, const char *dir, const char *name)
+{
+    return (size_t)snprintf(buf, cap, "%s/%s", dir, name) < cap;
+}
+
+/* Opens the dataset mkdata wrote in dir. */
+static int open_dataset(br_dataset **ds, const char *layout, const char *dir, size_t record_bytes,
+                        unsigned flags)
+{
+    char a[4096], b[4096], labels[4096];
+    if (!join(labels, sizeof labels, dir, BR_MKDATA_LABELS) ||
+        !join(a, sizeof a, dir,
+              !strcmp(layout, "records") ? BR_MKDATA_RECORDS
+              : !strcmp(layout, "files") ? BR_MKDATA_LIST
+                                         : BR_MKDATA_DATA) ||
+        !join(b, sizeof b, dir, BR_MKDATA_INDEX)) {
+        fprintf(stderr, "batchring demo: the path %s is too long\n", dir);
+        return -ENAMETOOLONG;
+    }
+    if (!strcmp(layout, "records"))
+        return br_dataset_open_records(ds, a, record_bytes, labels, flags);
+    if (!strcmp(layout, "files"))
+        return br_dataset_open_files(ds, a, labels, flags);
+    return br_dataset_open_indexed(ds, a, b, labels, flags);
+}
+
+/* Checks batch b against the dataset: order, ids, labels, offsets and every
+ * byte. Returns NULL, or what is wrong. */
+static const char *check_batch(const br_batch *b, uint64_t expect_seq, uint64_t samples,
+                               uint64_t batch, const struct br_mkdata_spec *spec, char *why,
+                               size_t cap)
+{
+    const uint64_t per_epoch = (samples + batch - 1) / batch;
+    const uint64_t first = (b->seq % per_epoch) * batch;
+    if (b->seq != expect_seq)
+        return "out of order";
+    if (!b->offsets || b->offsets[0] != 0 || b->offsets[b->count] != b->size)
+        return "bad offsets";
+    if (!b->labels)
+        return "no labels";
+    for (uint32_t i = 0; i < b->count; i++) {
+        uint64_t id = first + i;
+        size_t len = br_synth_size(DEMO_SEED, id, spec->min_bytes, spec->max_bytes), bad;
+        if (b->ids[i] != id)
+            return "wrong id";
+        if (b->labels[i] != br_synth_label(DEMO_SEED, id))
+            return "wrong label";
+        if (b->offsets[i + 1] - b->offsets[i] != len)
+            return "wrong sample size";
+        bad = br_synth_check((const uint8_t *)b->data + b->offsets[i], len, DEMO_SEED, id);
+        if (bad != len) {
+            snprintf(why, cap, "sample %" PRIu64 " differs at byte %zu", id, bad);
+            return why;
+        }
+    }
+    return NULL;
 }
 
 int br_cli_demo(int argc, char **argv)
@@ -88,9 +136,12 @@ int br_cli_demo(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'}, {"seconds", required_argument, NULL, 's'},
         {"batch", required_argument, NULL, 'b'},   {"sample-bytes", required_argument, NULL, 'z'},
         {"samples", required_argument, NULL, 'n'}, {"slots", required_argument, NULL, 'S'},
+        {"layout", required_argument, NULL, 'l'},  {"direct", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     unsigned long workers = 2, batch = 64, sample_bytes = 4096, samples = 16384, slots = 0;
+    const char *layout = "records";
+    bool direct = false;
     double seconds = 3.0;
     int c;
 
@@ -106,91 +157,141 @@ int br_cli_demo(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+        if (c == 'l') {
+            layout = optarg;
+            continue;
+        }
+        if (c == 'D') {
+            direct = true;
+            continue;
+        }
         errno = 0;
         if (c == 's')
             seconds = strtod(optarg, &end);
         else
             v = strtoul(optarg, &end, 10);
         if (errno || !end || *end || optarg[0] == '-') {
-            fprintf(stderr, "batchring demo: bad value '%s' for --%s\n", optarg,
-                    longopts[c == 'w' ? 0 : c == 's' ? 1 : c == 'b' ? 2 : c == 'z' ? 3 : c == 'n' ? 4 : 5].name);
+            const char *name = "?";
+            for (const struct option *o = longopts; o->name; o++)
+                if (o->val == c)
+                    name = o->name;
+            fprintf(stderr, "batchring demo: bad value '%s' for --%s\n", optarg, name);
             return 2;
         }
         switch (c) {
-        case 'w': workers = v; break;
-        case 'b': batch = v; break;
-        case 'z': sample_bytes = v; break;
-        case 'n': samples = v; break;
-        case 'S': slots = v; break;
-        default: break;
+        case 'w':
+            workers = v;
+            break;
+        case 'b':
+            batch = v;
+            break;
+        case 'z':
+            sample_bytes = v;
+            break;
+        case 'n':
+            samples = v;
+            break;
+        case 'S':
+            slots = v;
+            break;
+        default:
+            break;
         }
     }
-    if (sample_bytes == 0 || sample_bytes % 8 || samples == 0 || seconds <= 0 ||
+    if (strcmp(layout, "records") && strcmp(layout, "files") && strcmp(layout, "indexed")) {
+        fprintf(stderr, "batchring demo: unknown --layout '%s': use records, files or indexed\n",
+                layout);
+        return 2;
+    }
+    if (sample_bytes == 0 || samples == 0 || batch == 0 || batch > samples || seconds <= 0 ||
         workers > BR_MAX_WORKERS || batch > BR_MAX_BATCH_SIZE || slots > BR_MAX_SLOTS) {
-        fprintf(stderr, "batchring demo: --sample-bytes must be a positive multiple of 8, "
-                        "--samples and --seconds positive, and --workers, --batch, --slots "
+        fprintf(stderr, "batchring demo: --sample-bytes, --samples, --batch and --seconds must be "
+                        "positive, --batch at most --samples, and --workers, --batch, --slots "
                         "within the library's limits\n");
         return 2;
     }
 
-    struct dataset ds = {.sample_bytes = sample_bytes, .n_samples = samples};
-    ds.bytes = malloc(samples * sample_bytes);
-    uint64_t *ids = malloc(samples * sizeof *ids);
-    int32_t *labels = malloc(samples * sizeof *labels);
-    if (!ds.bytes || !ids || !labels) {
-        fprintf(stderr, "batchring demo: out of memory for a %lu x %lu-byte dataset\n", samples,
-                sample_bytes);
-        free(ds.bytes), free(ids), free(labels);
+    /* The dataset: mkdata's, in a directory of our own. */
+    const char *tmp = getenv("TMPDIR");
+    char dir[4096], err[1024], h[32];
+    snprintf(dir, sizeof dir, "%s/batchring-demo-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "batchring demo: cannot create a directory %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    dataset_fill(&ds);
-    for (uint64_t i = 0; i < samples; i++) {
-        ids[i] = i;
-        labels[i] = label_of(i);
+    struct br_mkdata_spec spec = {
+        .layout = layout,
+        .dir = dir,
+        .samples = samples,
+        .min_bytes = strcmp(layout, "records") ? sample_bytes / 2 : sample_bytes,
+        .max_bytes = strcmp(layout, "records") ? sample_bytes + sample_bytes / 2 : sample_bytes,
+        .seed = DEMO_SEED,
+        .progress = isatty(STDERR_FILENO),
+    };
+    uint64_t data_bytes = 0;
+    br_dataset *ds = NULL;
+    br_gen *g = NULL;
+    int rc = br_mkdata_write(&spec, &data_bytes, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "batchring demo: %s\n", err);
+        remove_tree(dir);
+        return 1;
+    }
+    rc = open_dataset(&ds, layout, dir, sample_bytes, direct ? BR_DATASET_DIRECT : 0);
+    if (rc) {
+        fprintf(stderr, "batchring demo: opening the dataset: %s: %s\n", br_err_name(rc),
+                br_last_error(NULL));
+        remove_tree(dir);
+        return 1;
     }
 
     br_options opt;
     br_options_init(&opt);
     opt.batch_size = (uint32_t)batch;
     opt.workers = (uint32_t)workers;
-    opt.slot_bytes = batch * sample_bytes;
     if (slots)
         opt.slots = (uint32_t)slots;
-
-    br_gen *g = NULL;
-    int rc = br_open(&g, load_from_memory, &ds, ids, labels, samples, &opt);
+    rc = br_open_dataset(&g, ds, NULL, 0, &opt);
     if (rc) {
-        fprintf(stderr, "batchring demo: br_open: %s: %s\n", br_err_name(rc), br_last_error(NULL));
-        free(ds.bytes), free(ids), free(labels);
+        fprintf(stderr, "batchring demo: br_open_dataset: %s: %s\n", br_err_name(rc),
+                br_last_error(NULL));
+        br_dataset_close(ds);
+        remove_tree(dir);
         return 1;
     }
     if (br_last_error(g)[0])
         fprintf(stderr, "batchring demo: note: %s\n", br_last_error(g));
 
+    /* Ctrl-C ends the run early but still cleans up (workers ignore it). */
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
     const bool tty = isatty(STDERR_FILENO);
     struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     double next_report = 0.2, elapsed = 0;
     uint64_t expect_seq = 0, bad = 0, bytes = 0;
     br_batch b;
     br_stats st;
 
-    printf("batchring demo: %lu samples x %lu bytes, batch %lu, %u workers, %lu-byte slots, %.0f s\n",
-           samples, sample_bytes, batch, opt.workers, batch * sample_bytes, seconds);
-    while ((rc = br_next(g, &b)) == 0) {
-        /* Every batch in order, its ids, labels and every byte. */
-        uint64_t first = (b.seq % ((samples + batch - 1) / batch)) * batch;
-        bool ok = b.seq == expect_seq && b.size == (size_t)b.count * sample_bytes;
-        for (uint32_t i = 0; ok && i < b.count; i++)
-            ok = b.ids[i] == first + i && b.labels[i] == label_of(first + i) &&
-                 !memcmp((const uint8_t *)b.data + i * sample_bytes,
-                         ds.bytes + b.ids[i] * sample_bytes, sample_bytes);
-        if (!ok && bad++ == 0)
-            fprintf(stderr, "\nbatchring demo: batch %llu does not match the dataset\n",
-                    (unsigned long long)b.seq);
+    printf("batchring demo: %s dataset of %lu samples (%s) in %s, batch %lu, %u workers%s, "
+           "%.0f s\n",
+           layout, samples, br_mkdata_human(h, data_bytes), dir, batch, opt.workers,
+           direct ? ", O_DIRECT" : "", seconds);
+    fflush(stdout);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!interrupted && (rc = br_next(g, &b)) == 0) {
+        char why_buf[128];
+        const char *why =
+            check_batch(&b, expect_seq, samples, batch, &spec, why_buf, sizeof why_buf);
+        if (why && bad++ == 0)
+            fprintf(stderr, "\nbatchring demo: batch %" PRIu64 " does not match the dataset: %s\n",
+                    b.seq, why);
         expect_seq = b.seq + 1;
         bytes += b.size;
-        if ((b.seq & 63) == 0) {
+        if ((b.seq & 15) == 0) {
             elapsed = seconds_since(&t0);
             if (elapsed >= seconds)
                 break;
@@ -203,20 +304,39 @@ int br_cli_demo(int argc, char **argv)
             }
         }
     }
-    if (rc) {
+    if (rc)
         fprintf(stderr, "\nbatchring demo: br_next: %s: %s\n", br_err_name(rc), br_last_error(g));
-    }
     elapsed = seconds_since(&t0);
     br_stats_get(g, &st);
+
+    /* Which read path ran: every worker uses the same one, unless one
+     * was refused io_uring where another was not (then say so). */
+    const char *backend = NULL;
+    for (uint32_t i = 0; i < (st.workers ? st.workers : 1); i++) {
+        br_worker_stats ws;
+        const char *name;
+        if (br_worker_stats_get(g, i, &ws) != 0 || ws.io_backend == BR_IO_NONE)
+            continue;
+        name = ws.io_backend == BR_IO_URING ? "io_uring" : "pread";
+        backend = !backend || !strcmp(backend, name) ? name : "mixed io_uring and pread";
+    }
+    if (!backend)
+        backend = "not reported";
     if (tty)
         fprintf(stderr, "\r%72s\r", "");
     printf("batchring demo: %llu batches (%.2f GB) in %.2f s: %.0f batches/s, %.2f GB/s, data "
-           "stall %.1f%%, %u worker restarts, %llu bad batches: %s\n",
+           "stall %.1f%%, io %s, %u worker restarts, %llu bad batches: %s\n",
            (unsigned long long)st.batches, (double)bytes / 1e9, elapsed,
            (double)st.batches / elapsed, (double)bytes / elapsed / 1e9,
-           100.0 * (double)st.stall_ns / (double)st.elapsed_ns, st.restarts,
-           (unsigned long long)bad, rc == 0 && bad == 0 ? "every byte verified" : "FAILED");
+           100.0 * (double)st.stall_ns / (double)st.elapsed_ns, backend, st.restarts,
+           (unsigned long long)bad,
+           rc == 0 && bad == 0
+               ? (interrupted ? "every byte verified (interrupted)" : "every byte verified")
+               : "FAILED");
     br_close(g);
-    free(ds.bytes), free(ids), free(labels);
+    br_dataset_close(ds);
+    remove_tree(dir);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     return rc == 0 && bad == 0 ? 0 : 1;
 }

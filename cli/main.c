@@ -16,6 +16,8 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"demo", br_cli_demo,
      "run a multi-process generator on a synthetic dataset, verifying every byte"},
+    {"mkdata", br_cli_mkdata,
+     "write a deterministic synthetic dataset (records, files or indexed) with labels"},
 };
 
 static void usage(FILE *to)

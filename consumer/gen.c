@@ -23,6 +23,7 @@
 
 #include <batchring.h>
 
+#include "producer/datasets.h"
 #include "producer/schedule.h"
 #include "producer/worker.h"
 #include "ring/error.h"
@@ -68,6 +69,11 @@ static _Thread_local char open_error[BR_MSG_CAP];
 static _Atomic uint64_t gen_table[BR_MAX_GENERATORS];
 static uint32_t gen_generation;
 static pthread_mutex_t gen_table_lock = PTHREAD_MUTEX_INITIALIZER;
+
+char *br__open_error_buffer(void)
+{
+    return open_error;
+}
 
 static struct br_gen *gen_lookup(const br_gen *handle)
 {

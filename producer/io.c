@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "producer/io.h"
@@ -270,13 +271,16 @@ static int read_failed(br_io *io, const struct br_read *r, int code)
         snprintf(path, sizeof path, "fd %d", r->fd);
     else
         path[n] = '\0';
-    if (code == -ENODATA)
+    if (code == -ENODATA) {
+        struct stat st;
+        unsigned long long end = fstat(r->fd, &st) == 0 ? (unsigned long long)st.st_size
+                                                        : (unsigned long long)(r->offset + r->done);
         return br__fail(io->msg, code,
                         "read of sample %llu from %s: the file ends at offset %llu, before "
                         "the %llu bytes expected at offset %llu (truncated or changed?)",
-                        (unsigned long long)r->sample, path,
-                        (unsigned long long)(r->offset + r->done), (unsigned long long)r->len,
+                        (unsigned long long)r->sample, path, end, (unsigned long long)r->len,
                         (unsigned long long)r->offset);
+    }
     return br__fail(io->msg, code, "read of sample %llu from %s (%llu bytes at offset %llu): %s",
                     (unsigned long long)r->sample, path, (unsigned long long)r->len,
                     (unsigned long long)r->offset, strerror(-code));

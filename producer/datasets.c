@@ -1,0 +1,969 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The built-in datasets: records, files and indexed, and their loaders.
+ *
+ * Opening a dataset does all the checking (sizes, index entries, labels) in
+ * the calling process, so that a bad dataset is an error at open that names
+ * the file, not a loader failure at some batch later. The descriptors opened
+ * here are inherited by the forked workers; only the files layout opens
+ * files while loading (one per sample, at most FILES_CHUNK at a time, so a
+ * large batch cannot run a worker out of descriptors).
+ *
+ * Every loader packs its samples one after another from the start of the
+ * slot and fills job->offsets, reads through job->io straight into the slot
+ * (the only copy, except for the O_DIRECT indexed case below), and checks
+ * that the whole batch fits before it queues anything.
+ *
+ * O_DIRECT (BR_DATASET_DIRECT): the file offset, the length and the
+ * destination of every read must be aligned to the device's logical block
+ * size; we use DIRECT_ALIGN, which covers every common device. Slots are
+ * page-aligned, so a destination at a multiple of DIRECT_ALIGN inside the
+ * slot is aligned too.
+ *  - records: record_bytes must be a multiple of DIRECT_ALIGN, so every
+ *    coalesced read is aligned and the file (a whole number of records)
+ *    never ends inside a block.
+ *  - indexed: entries have any offset and length. Each sample is read as
+ *    the aligned blocks that cover it, at an aligned place in the slot, and
+ *    then moved down to its packed place (one memmove per sample, the price
+ *    of unaligned entries). A block that runs past the end of the file is
+ *    read through the buffered descriptor instead: file systems refuse an
+ *    O_DIRECT read whose length is not aligned (ext4: EINVAL), and an
+ *    aligned one past the end comes back short, which the reader would
+ *    rightly call a truncated file.
+ *  - files: not supported (whole files of any size cannot be read aligned
+ *    without reading past their end).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <batchring.h>
+
+#include "producer/datasets.h"
+#include "ring/error.h"
+
+#define DIRECT_ALIGN 4096u
+/* The longest single read we queue: io_uring takes a 32-bit length, and
+ * pread stops at about 2 GiB anyway. A multiple of DIRECT_ALIGN. */
+#define MAX_READ ((size_t)1 << 30)
+/* Files of the files layout open at once in one worker. */
+#define FILES_CHUNK 64u
+
+enum layout { LAYOUT_RECORDS, LAYOUT_FILES, LAYOUT_INDEXED };
+static const char *const layout_names[] = {"records", "files", "indexed"};
+
+struct index_entry {
+    uint64_t offset;
+    uint64_t length;
+};
+
+struct br_dataset {
+    enum layout layout;
+    unsigned flags;
+    uint64_t n;
+    uint64_t max_bytes;
+    uint64_t total_bytes;
+    char *path;         /* the data file (records, indexed) or the list */
+    int fd;             /* records, indexed: the data file, buffered */
+    int dfd;            /* the data file opened with O_DIRECT, or -1 */
+    uint64_t file_size; /* records, indexed: data file size at open */
+    size_t record_bytes;
+    struct index_entry *index; /* indexed: n entries */
+    /* files: the list's lines, relative to its directory */
+    int dirfd;       /* the list's directory (O_PATH), for openat */
+    char *dir;       /* its name, for messages */
+    char *names;     /* the lines, each NUL-terminated */
+    size_t *name_at; /* n offsets into names */
+    uint64_t *sizes; /* n file sizes at open */
+    int32_t *labels; /* n labels, or NULL */
+};
+
+static uint64_t align_down(uint64_t x)
+{
+    return x & ~(uint64_t)(DIRECT_ALIGN - 1);
+}
+
+static uint64_t align_up(uint64_t x)
+{
+    return align_down(x + DIRECT_ALIGN - 1);
+}
+
+/* ---------------------------------------------------------------- opening */
+
+static void ds_free(struct br_dataset *ds)
+{
+    if (!ds)
+        return;
+    if (ds->fd >= 0)
+        close(ds->fd);
+    if (ds->dfd >= 0)
+        close(ds->dfd);
+    if (ds->dirfd >= 0)
+        close(ds->dirfd);
+    free(ds->path);
+    free(ds->index);
+    free(ds->dir);
+    free(ds->names);
+    free(ds->name_at);
+    free(ds->sizes);
+    free(ds->labels);
+    free(ds);
+}
+
+static struct br_dataset *ds_new(enum layout layout, unsigned flags, const char *path, char *msg)
+{
+    struct br_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds || !(ds->path = strdup(path))) {
+        free(ds);
+        br__fail(msg, -ENOMEM, "out of memory opening %s", path);
+        return NULL;
+    }
+    ds->layout = layout;
+    ds->flags = flags;
+    ds->fd = ds->dfd = ds->dirfd = -1;
+    return ds;
+}
+
+/* Opens a regular file for reading; `what` names its role in messages. */
+static int open_regular(const char *path, const char *what, int *fd_out, uint64_t *size, char *msg)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return br__fail(msg, -errno, "cannot open the %s %s: %s", what, path, br_strerror(-errno));
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return br__fail(msg, -e, "cannot stat the %s %s: %s", what, path, br_strerror(-e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return br__fail(msg, -EINVAL, "the %s %s is not a regular file", what, path);
+    }
+    *fd_out = fd;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* A second descriptor with O_DIRECT: the buffered one stays for fstat and
+ * for the unaligned tail of an indexed data file. */
+static int open_direct(struct br_dataset *ds, const char *what, char *msg)
+{
+    ds->dfd = open(ds->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (ds->dfd >= 0)
+        return 0;
+    if (errno == EINVAL || errno == EOPNOTSUPP)
+        return br__fail(msg, -EOPNOTSUPP,
+                        "the file system refuses O_DIRECT for %s (the %s): open it without "
+                        "BR_DATASET_DIRECT",
+                        ds->path, what);
+    return br__fail(msg, -errno, "cannot open the %s %s with O_DIRECT: %s", what, ds->path,
+                    br_strerror(-errno));
+}
+
+static int open_data(struct br_dataset *ds, const char *what, char *msg)
+{
+    int rc = open_regular(ds->path, what, &ds->fd, &ds->file_size, msg);
+    if (rc == 0 && (ds->flags & BR_DATASET_DIRECT))
+        rc = open_direct(ds, what, msg);
+    return rc;
+}
+
+/* Reads len bytes from the start of fd into buf. */
+static int read_all(int fd, void *buf, size_t len, const char *what, const char *path, char *msg)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return br__fail(msg, -errno, "reading the %s %s: %s", what, path, br_strerror(-errno));
+        if (r == 0)
+            return br__fail(msg, -ENODATA,
+                            "the %s %s ended after %zu of its %zu bytes: it changed while "
+                            "being read",
+                            what, path, done, len);
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+/* Reads a whole small file (labels, index, list) into a new buffer with
+ * `extra` spare bytes after it. */
+static int slurp(const char *path, const char *what, size_t extra, void **out, uint64_t *size,
+                 char *msg)
+{
+    int fd = -1, rc;
+    void *buf;
+    rc = open_regular(path, what, &fd, size, msg);
+    if (rc)
+        return rc;
+    if (*size > SIZE_MAX - extra) {
+        close(fd);
+        return br__fail(msg, -EFBIG, "the %s %s is too large (%llu bytes)", what, path,
+                        (unsigned long long)*size);
+    }
+    buf = malloc((size_t)*size + extra > 0 ? (size_t)*size + extra : 1);
+    if (!buf) {
+        char h[32];
+        close(fd);
+        return br__fail(msg, -ENOMEM, "out of memory reading the %s %s (%s)", what, path,
+                        br__format_bytes(h, *size));
+    }
+    rc = read_all(fd, buf, (size_t)*size, what, path, msg);
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return 0;
+}
+
+static int load_labels(struct br_dataset *ds, const char *path, char *msg)
+{
+    uint64_t size;
+    void *raw;
+    int rc;
+    if (!path)
+        return 0;
+    rc = slurp(path, "labels file", 0, &raw, &size, msg);
+    if (rc)
+        return rc;
+    if (ds->n > UINT64_MAX / 4 || size != ds->n * 4) {
+        free(raw);
+        return br__fail(msg, -EINVAL,
+                        "the labels file %s is %llu bytes, but the %s dataset %s has %llu "
+                        "samples: it must hold one int32 per sample, %llu bytes",
+                        path, (unsigned long long)size, layout_names[ds->layout], ds->path,
+                        (unsigned long long)ds->n, (unsigned long long)(ds->n * 4));
+    }
+    ds->labels = raw;
+    for (uint64_t i = 0; i < ds->n; i++) {
+        uint32_t v;
+        memcpy(&v, (const char *)raw + i * 4, 4);
+        ds->labels[i] = (int32_t)le32toh(v);
+    }
+    return 0;
+}
+
+/* Common start of every br_dataset_open_*: the message goes where
+ * br_last_error(NULL) reads it, *out is NULL until success. */
+static char *open_begin(br_dataset **out)
+{
+    char *msg = br__open_error_buffer();
+    msg[0] = '\0';
+    if (out)
+        *out = NULL;
+    return msg;
+}
+
+static int open_finish(br_dataset **out, struct br_dataset *ds, int rc)
+{
+    if (rc) {
+        ds_free(ds);
+        return rc;
+    }
+    *out = ds;
+    return 0;
+}
+
+BR_API int br_dataset_open_records(br_dataset **out, const char *path, size_t record_bytes,
+                                   const char *labels_path, unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br_dataset *ds;
+    int rc;
+
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_dataset *");
+    if (!path)
+        return br__fail(msg, -EINVAL, "path is NULL: pass the records file");
+    if (flags & ~BR_DATASET_DIRECT)
+        return br__fail(msg, -EINVAL, "unknown flags 0x%x", flags & ~BR_DATASET_DIRECT);
+    if (record_bytes == 0)
+        return br__fail(msg, -EINVAL, "record_bytes is 0: pass the size of one record");
+    if ((flags & BR_DATASET_DIRECT) && record_bytes % DIRECT_ALIGN)
+        return br__fail(msg, -EINVAL,
+                        "record_bytes %zu is not a multiple of %u: with BR_DATASET_DIRECT "
+                        "every read must be aligned to the block size, so records must be",
+                        record_bytes, DIRECT_ALIGN);
+    ds = ds_new(LAYOUT_RECORDS, flags, path, msg);
+    if (!ds)
+        return -ENOMEM;
+    ds->record_bytes = record_bytes;
+    rc = open_data(ds, "records file", msg);
+    if (rc == 0 && ds->file_size % record_bytes)
+        rc = br__fail(msg, -EINVAL,
+                      "the records file %s is %llu bytes, not a multiple of record_bytes %zu "
+                      "(%llu whole records and %llu bytes left over)",
+                      path, (unsigned long long)ds->file_size, record_bytes,
+                      (unsigned long long)(ds->file_size / record_bytes),
+                      (unsigned long long)(ds->file_size % record_bytes));
+    else if (rc == 0 && ds->file_size == 0)
+        rc = br__fail(msg, -EINVAL, "the records file %s is empty: a dataset needs a sample", path);
+    if (rc == 0) {
+        ds->n = ds->file_size / record_bytes;
+        ds->max_bytes = record_bytes;
+        ds->total_bytes = ds->file_size;
+        rc = load_labels(ds, labels_path, msg);
+    }
+    return open_finish(out, ds, rc);
+}
+
+BR_API int br_dataset_open_indexed(br_dataset **out, const char *data_path, const char *index_path,
+                                   const char *labels_path, unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br_dataset *ds;
+    uint64_t size;
+    void *raw = NULL;
+    int rc;
+
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_dataset *");
+    if (!data_path || !index_path)
+        return br__fail(msg, -EINVAL, "%s is NULL: pass the %s file",
+                        data_path ? "index_path" : "data_path", data_path ? "index" : "data");
+    if (flags & ~BR_DATASET_DIRECT)
+        return br__fail(msg, -EINVAL, "unknown flags 0x%x", flags & ~BR_DATASET_DIRECT);
+    ds = ds_new(LAYOUT_INDEXED, flags, data_path, msg);
+    if (!ds)
+        return -ENOMEM;
+    rc = open_data(ds, "data file", msg);
+    if (rc == 0)
+        rc = slurp(index_path, "index file", 0, &raw, &size, msg);
+    if (rc)
+        return open_finish(out, ds, rc);
+    if (size % 16)
+        rc = br__fail(msg, -EINVAL,
+                      "the index file %s is %llu bytes, not a multiple of 16 (pairs of uint64 "
+                      "offset and length)",
+                      index_path, (unsigned long long)size);
+    else if (size == 0)
+        rc = br__fail(msg, -EINVAL, "the index file %s is empty: a dataset needs a sample",
+                      index_path);
+    if (rc) {
+        free(raw);
+        return open_finish(out, ds, rc);
+    }
+    /* Decoded in place: the file's pairs are exactly our entries. */
+    ds->index = raw;
+    ds->n = size / 16;
+    for (uint64_t i = 0; i < ds->n && rc == 0; i++) {
+        struct index_entry *e = &ds->index[i];
+        e->offset = le64toh(e->offset);
+        e->length = le64toh(e->length);
+        if (e->offset > ds->file_size || e->length > ds->file_size - e->offset)
+            rc = br__fail(msg, -EINVAL,
+                          "index entry %llu of %s (offset %llu, length %llu) is past the end "
+                          "of the data file %s (%llu bytes)",
+                          (unsigned long long)i, index_path, (unsigned long long)e->offset,
+                          (unsigned long long)e->length, data_path,
+                          (unsigned long long)ds->file_size);
+        else if (e->length > UINT64_MAX - ds->total_bytes)
+            rc = br__fail(msg, -EOVERFLOW, "the index %s: the samples' total size overflows",
+                          index_path);
+        if (rc == 0) {
+            ds->total_bytes += e->length;
+            if (e->length > ds->max_bytes)
+                ds->max_bytes = e->length;
+        }
+    }
+    if (rc == 0)
+        rc = load_labels(ds, labels_path, msg);
+    return open_finish(out, ds, rc);
+}
+
+/* The name of sample i's file, as a user would type it from the cwd. */
+static const char *file_name(const struct br_dataset *ds, uint64_t i, char *buf, size_t cap)
+{
+    const char *name = ds->names + ds->name_at[i];
+    if (name[0] == '/')
+        return name;
+    snprintf(buf, cap, "%s/%s", ds->dir, name);
+    return buf;
+}
+
+/* Splits the list into lines, in place; a last line without a newline
+ * counts, an empty line is an error (it would shift every sample after). */
+static int parse_list(struct br_dataset *ds, char *text, uint64_t size, char *msg)
+{
+    uint64_t lines = 0;
+    for (uint64_t i = 0; i < size; i++)
+        lines += text[i] == '\n';
+    if (size && text[size - 1] != '\n')
+        lines++;
+    text[size] = '\0';
+    if (lines == 0)
+        return br__fail(msg, -EINVAL, "the list file %s is empty: a dataset needs a sample",
+                        ds->path);
+    ds->name_at = malloc(lines * sizeof *ds->name_at);
+    ds->sizes = malloc(lines * sizeof *ds->sizes);
+    if (!ds->name_at || !ds->sizes)
+        return br__fail(msg, -ENOMEM, "out of memory for the %llu lines of %s",
+                        (unsigned long long)lines, ds->path);
+    ds->names = text;
+    for (uint64_t at = 0, line = 0; line < lines; line++) {
+        char *nl = memchr(text + at, '\n', size - at);
+        uint64_t end = nl ? (uint64_t)(nl - text) : size;
+        if (memchr(text + at, '\0', end - at))
+            return br__fail(msg, -EINVAL, "line %llu of the list file %s contains a NUL byte",
+                            (unsigned long long)line + 1, ds->path);
+        text[end] = '\0';
+        /* A list written on Windows still names the right files. */
+        if (end > at && text[end - 1] == '\r')
+            text[end - 1] = '\0';
+        if (text[at] == '\0')
+            return br__fail(msg, -EINVAL,
+                            "line %llu of the list file %s is empty: every line names the "
+                            "file of one sample",
+                            (unsigned long long)line + 1, ds->path);
+        ds->name_at[line] = at;
+        at = end + 1;
+    }
+    ds->n = lines;
+    return 0;
+}
+
+/* Opens the list's directory, so that relative names resolve against it
+ * whatever the process's working directory is when a worker loads. */
+static int open_list_dir(struct br_dataset *ds, char *msg)
+{
+    const char *slash = strrchr(ds->path, '/');
+    size_t len = slash ? (size_t)(slash - ds->path) : 1;
+    ds->dir = malloc(len + 1);
+    if (!ds->dir)
+        return br__fail(msg, -ENOMEM, "out of memory opening %s", ds->path);
+    if (!slash)
+        strcpy(ds->dir, ".");
+    else if (len == 0)
+        strcpy(ds->dir, "/");
+    else {
+        memcpy(ds->dir, ds->path, len);
+        ds->dir[len] = '\0';
+    }
+    ds->dirfd = open(ds->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (ds->dirfd < 0)
+        return br__fail(msg, -errno, "cannot open the directory %s of the list file %s: %s",
+                        ds->dir, ds->path, br_strerror(-errno));
+    return 0;
+}
+
+BR_API int br_dataset_open_files(br_dataset **out, const char *list_path, const char *labels_path,
+                                 unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br_dataset *ds;
+    uint64_t size;
+    void *text = NULL;
+    int rc;
+
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_dataset *");
+    if (!list_path)
+        return br__fail(msg, -EINVAL, "list_path is NULL: pass the list file");
+    if (flags & BR_DATASET_DIRECT)
+        return br__fail(msg, -EINVAL,
+                        "BR_DATASET_DIRECT is for records and indexed datasets: whole files "
+                        "of any size cannot be read in aligned blocks");
+    if (flags)
+        return br__fail(msg, -EINVAL, "unknown flags 0x%x", flags);
+    ds = ds_new(LAYOUT_FILES, flags, list_path, msg);
+    if (!ds)
+        return -ENOMEM;
+    rc = slurp(list_path, "list file", 1, &text, &size, msg);
+    if (rc == 0)
+        rc = parse_list(ds, text, size, msg);
+    else
+        text = NULL;
+    if (rc && !ds->names)
+        free(text);
+    if (rc == 0)
+        rc = open_list_dir(ds, msg);
+    /* Open each file now: a missing or unreadable one is an error here,
+     * and its size sets the slot the dataset needs. */
+    for (uint64_t i = 0; rc == 0 && i < ds->n; i++) {
+        char buf[1024];
+        const char *name = file_name(ds, i, buf, sizeof buf);
+        struct stat st;
+        int fd = openat(ds->dirfd, ds->names + ds->name_at[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = br__fail(msg, -errno, "cannot open %s (sample %llu, line %llu of %s): %s", name,
+                          (unsigned long long)i, (unsigned long long)i + 1, list_path,
+                          br_strerror(-errno));
+            break;
+        }
+        if (fstat(fd, &st) < 0)
+            rc = br__fail(msg, -errno, "cannot stat %s (sample %llu): %s", name,
+                          (unsigned long long)i, br_strerror(-errno));
+        else if (!S_ISREG(st.st_mode))
+            rc = br__fail(msg, -EINVAL, "%s (sample %llu, line %llu of %s) is not a regular file",
+                          name, (unsigned long long)i, (unsigned long long)i + 1, list_path);
+        close(fd);
+        if (rc)
+            break;
+        ds->sizes[i] = (uint64_t)st.st_size;
+        ds->total_bytes += ds->sizes[i];
+        if (ds->sizes[i] > ds->max_bytes)
+            ds->max_bytes = ds->sizes[i];
+    }
+    if (rc == 0)
+        rc = load_labels(ds, labels_path, msg);
+    return open_finish(out, ds, rc);
+}
+
+BR_API int br_dataset_info_get(const br_dataset *ds, br_dataset_info *out)
+{
+    if (!ds || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    out->samples = ds->n;
+    out->max_sample_bytes = ds->max_bytes;
+    out->total_bytes = ds->total_bytes;
+    out->has_labels = ds->labels != NULL;
+    out->layout = layout_names[ds->layout];
+    return 0;
+}
+
+BR_API int br_dataset_close(br_dataset *ds)
+{
+    ds_free(ds);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static int job_fail(br_job *job, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int job_fail(br_job *job, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(job->err, job->err_cap, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* What every loader needs from the worker, and ids within the dataset
+ * (br_open_dataset checked them; this guards a generator built by hand). */
+static int job_check(br_job *job, const struct br_dataset *ds)
+{
+    if (!job->io)
+        return job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
+    if (!job->offsets)
+        return job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
+    for (uint32_t i = 0; i < job->count; i++)
+        if (job->ids[i] >= ds->n)
+            return job_fail(job, -ERANGE, "sample %llu is not in the %s dataset %s (%llu samples)",
+                            (unsigned long long)job->ids[i], layout_names[ds->layout], ds->path,
+                            (unsigned long long)ds->n);
+    return 0;
+}
+
+/* Queues one read, split so that no single read is longer than MAX_READ. */
+static int queue_read(br_io *io, int fd, uint64_t offset, uint64_t len, uint8_t *dst,
+                      uint64_t sample)
+{
+    while (len) {
+        size_t part = len < MAX_READ ? (size_t)len : MAX_READ;
+        int rc = br_io_read(io, fd, offset, part, dst, sample);
+        if (rc)
+            return rc;
+        offset += part;
+        dst += part;
+        len -= part;
+    }
+    return 0;
+}
+
+/* A read could not even be queued: drain what was (so that nothing lands
+ * in the slot after we return) and report the reader's message. */
+static int queue_failed(br_job *job, const struct br_dataset *ds, int rc)
+{
+    char why[BR_ERR_CAP];
+    snprintf(why, sizeof why, "%s", br_io_last_error(job->io));
+    br_io_wait(job->io);
+    return job_fail(job, rc, "queueing a read of %s: %s", ds->path, why);
+}
+
+/* End of sample id in the data file of a records or indexed dataset. */
+static uint64_t sample_end(const struct br_dataset *ds, uint64_t id)
+{
+    if (ds->layout == LAYOUT_RECORDS)
+        return (id + 1) * ds->record_bytes;
+    return ds->index[id].offset + ds->index[id].length;
+}
+
+/* A read of the data file failed. When the file shrank since the dataset
+ * was opened, name the first sample of the batch it cut off: that is the
+ * usual cause, and the reader alone cannot know which sample of a
+ * coalesced read was hit. */
+static int read_failed(br_job *job, const struct br_dataset *ds, int rc)
+{
+    struct stat st;
+    if (fstat(ds->fd, &st) == 0 && (uint64_t)st.st_size < ds->file_size) {
+        for (uint32_t i = 0; i < job->count; i++) {
+            uint64_t id = job->ids[i], end = sample_end(ds, id);
+            if (end > (uint64_t)st.st_size)
+                return job_fail(job, rc,
+                                "the data file %s is now %lld bytes (%llu when the dataset was "
+                                "opened): sample %llu (bytes %llu..%llu) is cut off (%s)",
+                                ds->path, (long long)st.st_size, (unsigned long long)ds->file_size,
+                                (unsigned long long)id,
+                                (unsigned long long)(end - (ds->layout == LAYOUT_RECORDS
+                                                                ? ds->record_bytes
+                                                                : ds->index[id].length)),
+                                (unsigned long long)end, br_io_last_error(job->io));
+        }
+    }
+    return job_fail(job, rc, "reading %s: %s", ds->path, br_io_last_error(job->io));
+}
+
+/* The slot is too small for sample i of the batch, which would end at
+ * byte `end` of the batch. */
+static int too_big(br_job *job, uint32_t i, uint64_t bytes, uint64_t end)
+{
+    return job_fail(job, -ENOBUFS,
+                    "sample %llu (%llu bytes) does not fit the slot: with the %u samples "
+                    "before it in the batch it ends at byte %llu, but the slot holds %zu "
+                    "bytes; raise slot_bytes",
+                    (unsigned long long)job->ids[i], (unsigned long long)bytes, i,
+                    (unsigned long long)end, job->cap);
+}
+
+static int records_load(br_job *job, void *user)
+{
+    const struct br_dataset *ds = user;
+    const size_t rb = ds->record_bytes;
+    const int fd = ds->dfd >= 0 ? ds->dfd : ds->fd;
+    uint8_t *out = job->out;
+    uint32_t i, j;
+    int rc = job_check(job, ds);
+
+    if (rc)
+        return rc;
+    if ((uint64_t)job->count * rb > job->cap) {
+        i = (uint32_t)(job->cap / rb);
+        return too_big(job, i, rb, (uint64_t)(i + 1) * rb);
+    }
+    for (i = 0; i <= job->count; i++)
+        job->offsets[i] = (uint64_t)i * rb;
+    job->has_offsets = true;
+    /* One read per run of consecutive ids: sequential batches become a
+     * single large read, shuffled ones many small reads in one submit. */
+    for (i = 0; i < job->count; i = j) {
+        uint64_t len = rb;
+        for (j = i + 1; j < job->count && job->ids[j] == job->ids[j - 1] + 1; j++)
+            len += rb;
+        rc = queue_read(job->io, fd, job->ids[i] * rb, len, out + (size_t)i * rb, job->ids[i]);
+        if (rc)
+            return queue_failed(job, ds, rc);
+    }
+    rc = br_io_wait(job->io);
+    if (rc)
+        return read_failed(job, ds, rc);
+    job->size = (size_t)job->count * rb;
+    return 0;
+}
+
+static int indexed_load_buffered(br_job *job, const struct br_dataset *ds)
+{
+    uint8_t *out = job->out;
+    uint64_t pos = 0;
+    uint32_t i, j;
+    int rc;
+
+    for (i = 0; i < job->count; i++) {
+        uint64_t len = ds->index[job->ids[i]].length;
+        if (len > job->cap - pos)
+            return too_big(job, i, len, pos + len);
+        job->offsets[i] = pos;
+        pos += len;
+    }
+    job->offsets[job->count] = pos;
+    job->has_offsets = true;
+    /* Samples stored one after another in the data file arrive in one
+     * read, as records do. */
+    for (i = 0; i < job->count; i = j) {
+        const struct index_entry *e = &ds->index[job->ids[i]];
+        uint64_t len = e->length;
+        for (j = i + 1; j < job->count && ds->index[job->ids[j]].offset == e->offset + len; j++)
+            len += ds->index[job->ids[j]].length;
+        if (len == 0)
+            continue;
+        rc = queue_read(job->io, ds->fd, e->offset, len, out + job->offsets[i], job->ids[i]);
+        if (rc)
+            return queue_failed(job, ds, rc);
+    }
+    rc = br_io_wait(job->io);
+    if (rc)
+        return read_failed(job, ds, rc);
+    job->size = (size_t)pos;
+    return 0;
+}
+
+/* O_DIRECT: each sample's covering blocks go to an aligned staging place;
+ * then samples move down to their packed places in order. Moving in order
+ * is safe: a sample's packed place is never above its staged data, and ends
+ * where the next sample's packed place starts, below that one's staging. */
+static int indexed_load_direct(br_job *job, const struct br_dataset *ds)
+{
+    const uint64_t tail = align_down(ds->file_size);
+    uint8_t *out = job->out;
+    uint64_t stage = 0, pos = 0;
+    uint32_t i;
+    int rc;
+
+    for (i = 0; i < job->count; i++) {
+        const struct index_entry *e = &ds->index[job->ids[i]];
+        uint64_t first = align_down(e->offset), end = e->offset + e->length;
+        uint64_t span = e->length ? align_up(end) - first : 0;
+        if (span > job->cap - stage)
+            return job_fail(job, -ENOBUFS,
+                            "sample %llu (%llu bytes) does not fit the slot: read with O_DIRECT "
+                            "in %u-byte blocks, the batch up to it needs %llu bytes but the slot "
+                            "holds %zu; raise slot_bytes (br_open_dataset's default allows for "
+                            "the blocks)",
+                            (unsigned long long)job->ids[i], (unsigned long long)e->length,
+                            DIRECT_ALIGN, (unsigned long long)(stage + span), job->cap);
+        /* Staged position of the sample's first byte, for the move below
+         * (an empty sample has nothing staged). */
+        job->offsets[i] = span ? stage + (e->offset - first) : stage;
+        if (span == 0)
+            continue;
+        if (first + span <= ds->file_size) {
+            rc = queue_read(job->io, ds->dfd, first, span, out + stage, job->ids[i]);
+        } else {
+            /* The file's last block is partial: the blocks before it
+             * direct, the rest buffered, right behind them in the slot. */
+            uint64_t split = tail > first ? tail : first;
+            rc = queue_read(job->io, ds->dfd, first, split - first, out + stage, job->ids[i]);
+            if (rc == 0)
+                rc = queue_read(job->io, ds->fd, split, end - split, out + stage + (split - first),
+                                job->ids[i]);
+        }
+        if (rc)
+            return queue_failed(job, ds, rc);
+        stage += span;
+    }
+    rc = br_io_wait(job->io);
+    if (rc)
+        return read_failed(job, ds, rc);
+    for (i = 0; i < job->count; i++) {
+        uint64_t len = ds->index[job->ids[i]].length;
+        if (job->offsets[i] != pos)
+            memmove(out + pos, out + job->offsets[i], (size_t)len);
+        job->offsets[i] = pos;
+        pos += len;
+    }
+    job->offsets[job->count] = pos;
+    job->has_offsets = true;
+    job->size = (size_t)pos;
+    return 0;
+}
+
+static int indexed_load(br_job *job, void *user)
+{
+    const struct br_dataset *ds = user;
+    int rc = job_check(job, ds);
+    if (rc)
+        return rc;
+    return ds->dfd >= 0 ? indexed_load_direct(job, ds) : indexed_load_buffered(job, ds);
+}
+
+/* After a failed wait on a chunk of files: a file that is now shorter
+ * than at open explains it, and names its sample. */
+static int files_read_failed(br_job *job, const struct br_dataset *ds, int rc, const int *fds,
+                             uint32_t first, uint32_t n)
+{
+    char buf[1024];
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t id = job->ids[first + k];
+        struct stat st;
+        if (fstat(fds[k], &st) == 0 && (uint64_t)st.st_size < ds->sizes[id])
+            return job_fail(job, rc,
+                            "%s (sample %llu) is now %lld bytes, %llu when the dataset was "
+                            "opened (%s)",
+                            file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
+                            (long long)st.st_size, (unsigned long long)ds->sizes[id],
+                            br_io_last_error(job->io));
+    }
+    return job_fail(job, rc, "reading the files of the list %s: %s", ds->path,
+                    br_io_last_error(job->io));
+}
+
+static int files_load(br_job *job, void *user)
+{
+    const struct br_dataset *ds = user;
+    uint8_t *out = job->out;
+    uint64_t pos = 0;
+    int fds[FILES_CHUNK];
+    int rc = job_check(job, ds);
+
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < job->count; i++) {
+        uint64_t len = ds->sizes[job->ids[i]];
+        if (len > job->cap - pos)
+            return too_big(job, i, len, pos + len);
+        job->offsets[i] = pos;
+        pos += len;
+    }
+    job->offsets[job->count] = pos;
+    job->has_offsets = true;
+
+    for (uint32_t first = 0; first < job->count; first += FILES_CHUNK) {
+        uint32_t n = job->count - first < FILES_CHUNK ? job->count - first : FILES_CHUNK;
+        uint32_t opened = 0;
+        char buf[1024];
+        while (opened < n) {
+            uint32_t i = first + opened;
+            uint64_t id = job->ids[i];
+            struct stat st;
+            int fd = openat(ds->dirfd, ds->names + ds->name_at[id], O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                rc = job_fail(job, -errno, "cannot open %s (sample %llu): %s",
+                              file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
+                              br_strerror(-errno));
+                break;
+            }
+            fds[opened++] = fd;
+            if (fstat(fd, &st) < 0) {
+                rc = job_fail(job, -errno, "cannot stat %s (sample %llu): %s",
+                              file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
+                              br_strerror(-errno));
+                break;
+            }
+            /* A file that changed size since the dataset was opened would
+             * give a silently different sample, or overrun its place. */
+            if ((uint64_t)st.st_size != ds->sizes[id]) {
+                rc = job_fail(job, (uint64_t)st.st_size < ds->sizes[id] ? -ENODATA : -EFBIG,
+                              "%s (sample %llu) is now %lld bytes, %llu when the dataset was "
+                              "opened",
+                              file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
+                              (long long)st.st_size, (unsigned long long)ds->sizes[id]);
+                break;
+            }
+            if (ds->sizes[id]) {
+                rc = queue_read(job->io, fd, 0, ds->sizes[id], out + job->offsets[i], id);
+                if (rc) {
+                    rc = job_fail(job, rc, "queueing a read of %s (sample %llu): %s",
+                                  file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
+                                  br_io_last_error(job->io));
+                    break;
+                }
+            }
+        }
+        /* Always wait, even after a failure, before closing: a queued read
+         * must not run on a descriptor that is closed (or reused). */
+        int wait_rc = br_io_wait(job->io);
+        if (rc == 0 && wait_rc)
+            rc = files_read_failed(job, ds, wait_rc, fds, first, opened);
+        for (uint32_t k = 0; k < opened; k++)
+            close(fds[k]);
+        if (rc)
+            return rc;
+    }
+    job->size = (size_t)pos;
+    return 0;
+}
+
+/* ------------------------------------------------------------ generator */
+
+/* In each worker: the data file stays open for the worker's life, so
+ * io_uring may look it up once instead of on every read. */
+static int dataset_worker_init(br_io *io, uint32_t worker, void *user, void **state, char *err,
+                               size_t err_cap)
+{
+    const struct br_dataset *ds = user;
+    int rc = 0;
+    (void)worker, (void)state;
+    if (ds->fd >= 0)
+        rc = br_io_register_file(io, ds->fd);
+    if (rc == 0 && ds->dfd >= 0)
+        rc = br_io_register_file(io, ds->dfd);
+    if (rc)
+        snprintf(err, err_cap, "registering the data file %s with the reader: %s", ds->path,
+                 br_strerror(rc));
+    return rc;
+}
+
+BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
+                           const br_options *opt)
+{
+    static const br_loader_fn loaders[] = {records_load, files_load, indexed_load};
+    char *msg = br__open_error_buffer();
+    int32_t *labels = NULL;
+    br_options o;
+    int rc;
+
+    msg[0] = '\0';
+    if (out)
+        *out = NULL;
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_gen *");
+    if (!ds)
+        return br__fail(msg, -EINVAL, "ds is NULL: open a dataset with br_dataset_open_*");
+    if (!opt)
+        return br__fail(msg, -EINVAL, "opt is NULL: initialise options with br_options_init");
+    if (opt->worker_init || opt->worker_fini)
+        return br__fail(msg, -EINVAL,
+                        "opt->worker_init/worker_fini are set, but a dataset's generator runs "
+                        "the dataset's own loader and hooks: leave them NULL");
+    /* Every sample: implicit ids 0 .. n - 1, no array, and the labels file
+     * is already in id order. */
+    if (!ids)
+        n_ids = (size_t)ds->n;
+    for (size_t k = 0; ids && k < n_ids; k++)
+        if (ids[k] >= ds->n) {
+            return br__fail(msg, -EINVAL,
+                            "ids[%zu] = %llu is not a sample of the %s dataset %s, which has "
+                            "%llu (0 .. %llu)",
+                            k, (unsigned long long)ids[k], layout_names[ds->layout], ds->path,
+                            (unsigned long long)ds->n, (unsigned long long)ds->n - 1);
+        }
+    if (ds->labels && ids && n_ids) {
+        labels = malloc(n_ids * sizeof *labels);
+        if (!labels) {
+            return br__fail(msg, -ENOMEM, "out of memory for %zu labels", n_ids);
+        }
+        for (size_t k = 0; k < n_ids; k++)
+            labels[k] = ds->labels[ids[k]];
+    }
+
+    o = *opt;
+    o.worker_init = dataset_worker_init;
+    if (o.slot_bytes == 0 && o.batch_size) {
+        /* With O_DIRECT an indexed sample is read as the blocks covering
+         * it: up to one block more than its length rounded up. */
+        uint64_t per = ds->max_bytes;
+        if (ds->dfd >= 0 && ds->layout == LAYOUT_INDEXED)
+            per = align_up(per) + DIRECT_ALIGN;
+        if (per > SIZE_MAX / o.batch_size) {
+            free(labels);
+            return br__fail(msg, -EOVERFLOW,
+                            "batch_size %u x the largest sample (%llu bytes) overflows: set "
+                            "slot_bytes",
+                            o.batch_size, (unsigned long long)ds->max_bytes);
+        }
+        o.slot_bytes = per ? (size_t)(per * o.batch_size) : 1;
+    }
+    if (ds->dfd >= 0 && o.slot_bytes % DIRECT_ALIGN) {
+        if (o.slot_bytes > SIZE_MAX - DIRECT_ALIGN)
+            o.slot_bytes = SIZE_MAX;
+        else
+            o.slot_bytes = (size_t)align_up(o.slot_bytes);
+    }
+    rc = br_open(out, loaders[ds->layout], ds, ids, ids ? labels : ds->labels, n_ids, &o);
+    free(labels);
+    return rc;
+}

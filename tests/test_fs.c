@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/io_uring.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../cli/synth.h"
+#include "test_fs.h"
+
+void tf_tmpdir(char *dir, size_t cap, const char *prefix)
+{
+    const char *tmp = getenv("TMPDIR");
+    int n = snprintf(dir, cap, "%s/%s-XXXXXX", tmp && tmp[0] ? tmp : "/tmp", prefix);
+    assert_true(n > 0 && (size_t)n < cap);
+    if (!mkdtemp(dir))
+        fail_msg("mkdtemp %s: %s", dir, strerror(errno));
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    return remove(path);
+}
+
+void tf_remove_tree(const char *dir)
+{
+    if (dir && dir[0] && nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fail_msg("removing %s: %s", dir, strerror(errno));
+}
+
+const char *tf_path(const char *dir, const char *name)
+{
+    static char bufs[8][4096];
+    static unsigned next;
+    char *b = bufs[next++ % 8];
+    int n = snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof bufs[0]);
+    return b;
+}
+
+static void write_all(int fd, const void *data, size_t len, const char *what)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            fail_msg("writing %s: %s", what, strerror(errno));
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void tf_write(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fail_msg("creating %s: %s", path, strerror(errno));
+    write_all(fd, data, len, path);
+    assert_int_equal(close(fd), 0);
+}
+
+void tf_append_sample(int fd, uint64_t seed, uint64_t sample, size_t len)
+{
+    void *buf = malloc(len ? len : 1);
+    assert_non_null(buf);
+    br_synth_fill(buf, len, seed, sample);
+    write_all(fd, buf, len, "a sample");
+    free(buf);
+}
+
+void tf_write_labels(const char *path, uint64_t seed, uint64_t n)
+{
+    uint8_t *buf = malloc(n ? n * 4 : 1);
+    assert_non_null(buf);
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)br_synth_label(seed, i);
+        for (unsigned b = 0; b < 4; b++)
+            buf[i * 4 + b] = (uint8_t)(v >> (8 * b));
+    }
+    tf_write(path, buf, n * 4);
+    free(buf);
+}
+
+bool tf_uring_available(char *why, size_t cap)
+{
+    /* The raw syscall, as the library's first attempt makes it (no flags):
+     * ENOSYS (not built), EPERM (io_uring_disabled, seccomp), ENOMEM
+     * (memlock) all mean the fallback is the correct behaviour here. */
+    struct io_uring_params p;
+    long fd;
+    memset(&p, 0, sizeof p);
+    fd = syscall(__NR_io_uring_setup, 4, &p);
+    if (fd >= 0) {
+        close((int)fd);
+        return true;
+    }
+    snprintf(why, cap, "io_uring_setup: %s", strerror(errno));
+    return false;
+}
+
+void tf_backend_begin(enum tf_backend b)
+{
+    char why[256];
+    if (b == TF_PREAD) {
+        assert_int_equal(setenv("BR_IO", "pread", 1), 0);
+        return;
+    }
+    assert_int_equal(unsetenv("BR_IO"), 0);
+    if (!tf_uring_available(why, sizeof why)) {
+        print_message("[  SKIP    ] io_uring is unavailable on this kernel (%s); the pread "
+                      "path is tested separately\n",
+                      why);
+        skip();
+    }
+}
+
+void tf_backend_end(void)
+{
+    unsetenv("BR_IO");
+}
+
+uint32_t tf_backend_code(enum tf_backend b)
+{
+    return b == TF_URING ? BR_IO_URING : BR_IO_PREAD;
+}
+
+const char *tf_backend_name(enum tf_backend b)
+{
+    return b == TF_URING ? "io_uring" : "pread";
+}
