@@ -15,6 +15,12 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <linux/futex.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +44,11 @@
 
 enum gen_state { GEN_RUNNING, GEN_EOF, GEN_STOPPED };
 
+/* LOCAL: an in-process generator (workers feed this process's br_next).
+ * SERVE: the producer of a named ring, with no consumer of its own.
+ * ATTACHED: the consumer of a named ring that another process serves. */
+enum gen_role { ROLE_LOCAL, ROLE_SERVE, ROLE_ATTACHED };
+
 struct br_gen {
     uint64_t handle;
     struct br_ring ring;
@@ -58,6 +69,11 @@ struct br_gen {
     struct br_worker_env inline_env;
     struct br_worker_rec inline_rec;
     bool inline_ready;
+    enum gen_role role;
+    char name[256];         /* the named ring, or "" */
+    pid_t producer_pid;     /* ATTACHED: who serves the ring */
+    uint64_t producer_start;
+    uint64_t consumer_id;   /* ATTACHED: our claim on the ring */
     char msg[BR_MSG_CAP];   /* br_last_error */
     char first_error[BR_MSG_CAP];
 };
@@ -222,11 +238,29 @@ static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
     return 0;
 }
 
+/* Gives up the consumer claim on an attached ring and tells the producer. */
+static void consumer_detach(struct br_gen *g)
+{
+    struct br_ring_header *h = g->ring.hdr;
+    uint64_t mine = g->consumer_id;
+    if (!mine)
+        return;
+    g->consumer_id = 0;
+    br__cas_acq_rel_u64(&h->consumer, &mine, 0);
+    br__add_seq_cst_u32(&h->consumer_events, 1);
+    syscall(SYS_futex, (uint32_t *)&h->consumer_events, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
 static void gen_free(struct br_gen *g)
 {
     if (g->inline_ready)
         br__worker_env_fini(&g->inline_env, &g->ctx);
     br__sup_stop(&g->sup);
+    if (g->role == ROLE_ATTACHED)
+        consumer_detach(g);
+    /* The producer removes its ring: stale names are for crashes only. */
+    if (g->role == ROLE_SERVE && g->ring.base)
+        shm_unlink(g->name);
     br__ring_unmap(&g->ring);
     free(g->ids);
     free(g->labels);
@@ -328,7 +362,16 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     geo.batches_per_epoch = g->ctx.sched.batches_per_epoch;
     geo.end_seq = g->ctx.sched.end_seq;
     geo.start_seq = g->ctx.sched.start_seq;
-    rc = br__ring_create_anon(&g->ring, &geo, msg);
+    if (opt->name) {
+        if (workers == 0) {
+            rc = br__fail(msg, -EINVAL, "a named ring (%s) needs workers >= 1: its consumer is "
+                          "another process", opt->name);
+            goto fail;
+        }
+        g->role = ROLE_SERVE;
+        snprintf(g->name, sizeof g->name, "%s", opt->name);
+    }
+    rc = br__ring_create(&g->ring, &geo, opt->name, msg);
     if (rc)
         goto fail;
 
@@ -347,6 +390,8 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     g->opened_ns = br__now_ns();
     rc = br__sup_start(&g->sup, &g->ring, &g->ctx, opt->max_restarts, msg);
     if (rc) {
+        if (g->role == ROLE_SERVE)
+            shm_unlink(g->name);
         struct br_gen *same;
         gen_unregister((br_gen *)(uintptr_t)g->handle, &same);
         goto fail;
@@ -359,12 +404,33 @@ fail:
 }
 
 /* Stops the generator for good after a failure; message stays in g->msg. */
+/* An attached consumer tells its producer how the run ended. */
+static void consumer_finished(struct br_gen *g, enum br_consumer_done how)
+{
+    struct br_ring_header *h = g->ring.hdr;
+    if (g->role != ROLE_ATTACHED)
+        return;
+    br__store_release_u32(&h->consumer_done, how);
+    br__add_seq_cst_u32(&h->consumer_events, 1);
+    syscall(SYS_futex, (uint32_t *)&h->consumer_events, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
 static int gen_stop(struct br_gen *g, int code)
 {
     g->state = GEN_STOPPED;
     snprintf(g->first_error, sizeof g->first_error, "%s", g->msg);
     br__sup_stop(&g->sup);
+    consumer_finished(g, BR_CONSUMER_FAILED);
     return code;
+}
+
+/* Is the process serving our attached ring still there? */
+static int check_producer(struct br_gen *g)
+{
+    if (g->role != ROLE_ATTACHED || br__proc_alive(g->producer_pid, g->producer_start))
+        return 0;
+    return br__fail(g->msg, BR_EPRODUCER, "the producer of ring %s (pid %d) is gone", g->name,
+                    (int)g->producer_pid);
 }
 
 static int loader_failure(struct br_gen *g, uint64_t seq)
@@ -431,6 +497,8 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
         if (w == ready || w == failed)
             break;
         rc = br__sup_check(&g->sup, g->msg);
+        if (!rc)
+            rc = check_producer(g);
         if (rc)
             break;
         /* Acquire pairs with record_failure's release: code and text are
@@ -484,6 +552,9 @@ BR_API int br_next(br_gen *handle, br_batch *out)
         return handle ? BR_ESTOPPED : -EINVAL;
     if (!out)
         return br__fail(g->msg, -EINVAL, "out is NULL: pass a br_batch to fill");
+    if (g->role == ROLE_SERVE)
+        return br__fail(g->msg, -EINVAL, "this generator serves ring %s: its batches are for "
+                        "the process that attaches to it (br_attach)", g->name);
     if (g->state == GEN_STOPPED)
         return br__fail(g->msg, BR_ESTOPPED, "the generator is stopped after an earlier error: %s",
                         g->first_error);
@@ -495,6 +566,7 @@ BR_API int br_next(br_gen *handle, br_batch *out)
     seq = g->cursor;
     if (seq >= h->end_seq) {
         g->state = GEN_EOF;
+        consumer_finished(g, BR_CONSUMER_EOF);
         return br__fail(g->msg, BR_EOF, "end of data: %llu epochs of %llu batches delivered",
                         (unsigned long long)h->epochs, (unsigned long long)h->batches_per_epoch);
     }
@@ -535,6 +607,10 @@ BR_API int br_close(br_gen *handle)
     struct br_gen *g;
     if (!gen_unregister(handle, &g))
         return 0;
+    /* A consumer that detaches cleanly is done with its batch: the next
+     * consumer starts after it. */
+    if (g->role == ROLE_ATTACHED)
+        release_held(g);
     gen_free(g);
     return 0;
 }
@@ -546,6 +622,255 @@ BR_API const char *br_last_error(const br_gen *handle)
         return open_error;
     g = gen_lookup(handle);
     return g ? g->msg : "the generator is closed";
+}
+
+static bool consumer_alive(uint64_t id)
+{
+    pid_t pid = (pid_t)(id & 0xffffffffu);
+    uint64_t start = br__proc_start_time(pid);
+    return start && (uint32_t)start == (uint32_t)(id >> 32) && br__proc_alive(pid, start);
+}
+
+BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
+{
+    char *msg = open_error;
+    struct br_ring_header *h;
+    struct br_gen *g;
+    uint64_t mine, cur, cursor;
+    int rc;
+
+    msg[0] = '\0';
+    if (out)
+        *out = NULL;
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_gen *");
+    if (timeout_ms < -1)
+        return br__fail(msg, -EINVAL, "timeout_ms %d is invalid: use -1 (forever) or >= 0",
+                        timeout_ms);
+    g = calloc(1, sizeof *g);
+    if (!g)
+        return br__fail(msg, -ENOMEM, "out of memory for the generator");
+    g->role = ROLE_ATTACHED;
+    g->timeout_ms = timeout_ms;
+    rc = br__ring_attach(&g->ring, name, msg);
+    if (rc)
+        goto fail;
+    snprintf(g->name, sizeof g->name, "%s", name);
+    h = g->ring.hdr;
+    g->producer_pid = h->owner_pid;
+    g->producer_start = h->owner_start;
+    if (!br__proc_alive(g->producer_pid, g->producer_start)) {
+        rc = br__fail(msg, BR_EPRODUCER, "the producer of ring %s (pid %d) is gone; batchring "
+                      "gc removes such rings", name, (int)g->producer_pid);
+        goto fail;
+    }
+
+    /* One consumer at a time: claim the ring, or take it over from a
+     * consumer that died. */
+    mine = (br__proc_start_time(getpid()) << 32) | (uint32_t)getpid();
+    cur = br__load_acquire_u64(&h->consumer);
+    for (;;) {
+        if (cur && consumer_alive(cur)) {
+            rc = br__fail(msg, -EBUSY, "ring %s already has a consumer: pid %u", name,
+                          (unsigned)(cur & 0xffffffffu));
+            goto fail;
+        }
+        if (br__cas_acq_rel_u64(&h->consumer, &cur, mine))
+            break;
+    }
+    g->consumer_id = mine;
+
+    /* Resume at the first batch not released: a consumer that died holding
+     * batch cursor - 1 left its slot READY (or FAILED) on that lap. */
+    cursor = br__load_acquire_u64(&h->cursor);
+    if (cursor > h->start_seq) {
+        uint64_t last = cursor - 1, lap = br__slot_lap(&g->ring, last);
+        uint32_t w = br__load_acquire_u32(&br__slot_desc(&g->ring, last)->word);
+        if (w == br__slot_word(lap, BR_READY) || w == br__slot_word(lap, BR_FAILED))
+            cursor = last;
+    }
+    g->cursor = cursor;
+    br__store_release_u64(&h->cursor, cursor);
+    br__store_relaxed_u32(&h->consumer_done, BR_CONSUMER_RUNNING);
+    g->nworkers = h->nworkers;
+    g->kick_every = g->ring.nslots / 2 ? g->ring.nslots / 2 : 1;
+    g->opened_ns = br__now_ns();
+    rc = gen_register(g, msg);
+    if (rc)
+        goto fail;
+    br__add_seq_cst_u32(&h->consumer_events, 1);
+    syscall(SYS_futex, (uint32_t *)&h->consumer_events, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    *out = (br_gen *)(uintptr_t)g->handle;
+    return 0;
+fail:
+    gen_free(g);
+    return rc;
+}
+
+BR_API int br_serve_wait(br_gen *handle, int timeout_ms)
+{
+    struct br_gen *g = gen_lookup(handle);
+    struct br_ring_header *h;
+    uint64_t deadline;
+
+    if (!g)
+        return handle ? BR_ESTOPPED : -EINVAL;
+    if (g->role != ROLE_SERVE)
+        return br__fail(g->msg, -EINVAL, "br_serve_wait is for a generator opened with "
+                        "opt.name");
+    h = g->ring.hdr;
+    deadline = timeout_ms < 0 ? UINT64_MAX : br__now_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        uint32_t events = br__load_acquire_u32(&h->consumer_events);
+        uint32_t done = br__load_acquire_u32(&h->consumer_done);
+        uint64_t consumer = br__load_acquire_u64(&h->consumer);
+        uint64_t now;
+        int rc;
+
+        if (done == BR_CONSUMER_EOF)
+            return 0;
+        if (done == BR_CONSUMER_FAILED)
+            return br__fail(g->msg, BR_ESTOPPED, "the consumer of ring %s stopped on an error "
+                            "(it has the message)", g->name);
+        rc = br__sup_check(&g->sup, g->msg);
+        if (rc)
+            return rc;
+        /* A consumer that died leaves its claim; clear it for the next. */
+        if (consumer && !consumer_alive(consumer))
+            br__cas_acq_rel_u64(&h->consumer, &consumer, 0);
+        now = br__now_ns();
+        if (now >= deadline)
+            return br__fail(g->msg, -ETIMEDOUT, "ring %s still being served", g->name);
+        {
+            uint64_t left = deadline - now;
+            struct timespec slice = {0, 100 * 1000000L};
+            if (left < 100u * 1000000u)
+                slice.tv_nsec = (long)left;
+            syscall(SYS_futex, (uint32_t *)&h->consumer_events, FUTEX_WAIT, events, &slice,
+                    NULL, 0);
+        }
+    }
+}
+
+BR_API int br_consumer_pid(const br_gen *handle, int32_t *pid)
+{
+    const struct br_gen *g = gen_lookup(handle);
+    uint64_t id;
+    if (!g || !pid)
+        return -EINVAL;
+    id = br__load_acquire_u64(&g->ring.hdr->consumer);
+    *pid = id && consumer_alive(id) ? (int32_t)(id & 0xffffffffu) : 0;
+    return 0;
+}
+
+/* Maps a named ring read-only for an observer: no claim, no prefault. */
+static int map_for_reading(const char *name, struct br_ring *r, char *msg)
+{
+    struct stat st;
+    void *base;
+    int fd, rc = br__ring_check_name(name, msg);
+    if (rc)
+        return rc;
+    fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return br__fail(msg, -errno, "cannot open ring %s: %s", name, strerror(errno));
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < sizeof(struct br_ring_header)) {
+        close(fd);
+        return br__fail(msg, BR_EBADRING, "%s is not a batchring ring (too small)", name);
+    }
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        return br__fail(msg, -EACCES, "ring %s belongs to uid %u", name, (unsigned)st.st_uid);
+    }
+    base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    rc = -errno;
+    close(fd);
+    if (base == MAP_FAILED)
+        return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
+    rc = br__ring_validate(base, (size_t)st.st_size, msg);
+    if (rc) {
+        munmap(base, (size_t)st.st_size);
+        return rc;
+    }
+    br__ring_bind(r, base, (size_t)st.st_size);
+    return 0;
+}
+
+BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *workers,
+                        uint32_t workers_cap)
+{
+    char *msg = open_error;
+    struct br_ring r;
+    const struct br_ring_header *h;
+    uint64_t consumer;
+    int rc;
+
+    msg[0] = '\0';
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL");
+    rc = map_for_reading(name, &r, msg);
+    if (rc)
+        return rc;
+    h = r.hdr;
+    memset(out, 0, sizeof *out);
+    out->owner_pid = h->owner_pid;
+    out->owner_alive = br__proc_alive(h->owner_pid, h->owner_start);
+    out->owner_uid = h->owner_uid;
+    consumer = br__load_acquire_u64(&h->consumer);
+    out->consumer_pid = consumer && consumer_alive(consumer) ? (int32_t)(consumer & 0xffffffffu) : 0;
+    out->slots = h->nslots;
+    out->workers = h->nworkers;
+    out->batch_size = h->batch_size;
+    out->slot_bytes = h->slot_bytes;
+    out->total_bytes = h->total_bytes;
+    out->n_ids = h->n_ids;
+    out->epochs = h->epochs;
+    out->batches_per_epoch = h->batches_per_epoch;
+    out->end_seq = h->end_seq;
+    out->claimed = br__load_acquire_u64(&h->claim);
+    out->cursor = br__load_acquire_u64(&h->cursor);
+    out->consumer_batches = br__load_relaxed_u64(&h->consumer_batches);
+    out->consumer_bytes = br__load_relaxed_u64(&h->consumer_bytes);
+    out->consumer_stall_ns = br__load_relaxed_u64(&h->consumer_stall_ns);
+    out->restarts = br__load_relaxed_u32(&h->restarts);
+    out->finished = br__load_relaxed_u32(&h->consumer_done);
+    for (uint32_t i = 0; i < r.nslots; i++) {
+        switch (br__load_relaxed_u32(&r.desc[i].word) & 3u) {
+        case BR_FREE: out->slots_free++; break;
+        case BR_LOADING: out->slots_loading++; break;
+        case BR_READY: out->slots_ready++; break;
+        default: out->slots_failed++; break;
+        }
+    }
+    for (uint32_t i = 0; workers && i < h->nworkers && i < workers_cap; i++) {
+        const struct br_worker_rec *rec = &r.workers[i];
+        workers[i].pid = br__load_relaxed_i32(&rec->pid);
+        workers[i].restarts = br__load_relaxed_u32(&rec->restarts);
+        workers[i].batches = br__load_relaxed_u64(&rec->batches);
+        workers[i].bytes = br__load_relaxed_u64(&rec->bytes);
+        workers[i].load_ns = br__load_relaxed_u64(&rec->load_ns);
+        workers[i].slot_wait_ns = br__load_relaxed_u64(&rec->slot_wait_ns);
+        workers[i].io_backend = br__load_relaxed_u32(&rec->io_backend);
+        workers[i].io_reads = br__load_relaxed_u64(&rec->io_reads);
+        workers[i].io_bytes = br__load_relaxed_u64(&rec->io_bytes);
+    }
+    br__ring_unmap(&r);
+    return 0;
+}
+
+BR_API int br_ring_remove_stale(const char *name)
+{
+    char *msg = open_error;
+    br_ring_status st;
+    int rc = br_ring_stat(name, &st, NULL, 0);
+    if (rc)
+        return rc;
+    if (st.owner_alive)
+        return br__fail(msg, -EBUSY, "ring %s is served by pid %d, which is running", name,
+                        (int)st.owner_pid);
+    if (shm_unlink(name) < 0)
+        return br__fail(msg, -errno, "shm_unlink %s: %s", name, strerror(errno));
+    return 0;
 }
 
 BR_API int br_checkpoint(const br_gen *handle, uint64_t *next_seq)

@@ -190,6 +190,10 @@ typedef struct br_options {
                               of the order for the last few (default), or
                               floor(n / world) with shard_drop_tail */
     bool shard_drop_tail;
+    const char *name;      /* NULL (default): batches for this process's
+                              br_next. "/name": serve a named ring for a
+                              consumer in another process (br_attach);
+                              needs workers >= 1; see br_serve_wait */
     uint64_t start_seq;    /* first batch of the run (default 0): a run
                               resumed at k yields exactly what the whole run
                               yields from batch k on */
@@ -395,6 +399,105 @@ BR_API int br_dataset_close(br_dataset *ds);
  */
 BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
                            const br_options *opt);
+
+/*
+ * Named rings. A producer opens a generator with opt.name = "/name": the
+ * ring is a POSIX shared-memory object (/dev/shm/name), created O_EXCL,
+ * mode 0600, with room checked in /dev/shm and reserved up front. A stale
+ * ring of the same name whose producer is dead is replaced; one whose
+ * producer runs is -EEXIST. br_close (by the producer) removes it. The
+ * producer's br_next is -EINVAL: its batches are for the consumer.
+ *
+ * A consumer in another process of the same user attaches by name and
+ * uses br_next, br_last_error, br_stats_get and br_close (which detaches)
+ * as on a local generator. One consumer at a time; after a consumer dies,
+ * the next one resumes at the first batch it had not released. If the
+ * producer dies, a waiting br_next returns BR_EPRODUCER within a second.
+ */
+
+/*
+ * Attaches to the named ring as its consumer; timeout_ms is br_next's
+ * (-1: wait forever). Every header field is checked before use.
+ * Returns 0, or: -ENOENT (no such ring), -EACCES (another user's),
+ * BR_EBADRING / BR_EVERSION (a bad or foreign header; the message names
+ * the field), BR_EPRODUCER (its producer is dead), -EBUSY (a live consumer
+ * holds it; the message names its pid), -EINVAL. Message in
+ * br_last_error(NULL).
+ */
+BR_API int br_attach(br_gen **out, const char *name, int timeout_ms);
+
+/*
+ * For the producer of a named ring: waits until its consumer has taken
+ * the last batch of the last epoch (0), up to timeout_ms (-1: forever).
+ * Returns 0, -ETIMEDOUT (still serving; call again), BR_ESTOPPED (the
+ * consumer stopped on an error), BR_EWORKER (the workers are gone), or
+ * -EINVAL (not a producer). A consumer that dies is forgotten, so the next
+ * one can attach.
+ */
+BR_API int br_serve_wait(br_gen *g, int timeout_ms);
+
+/* A snapshot of a named ring, read from outside without changing it. */
+typedef struct br_ring_status {
+    int32_t owner_pid;          /* the producer */
+    bool owner_alive;           /* false: a stale ring (br_ring_remove_stale) */
+    uint32_t owner_uid;
+    int32_t consumer_pid;       /* the live attached consumer, 0 if none */
+    uint32_t finished;          /* 0 running, 1 consumer reached the end,
+                                   2 consumer stopped on an error */
+    uint32_t slots, workers, batch_size;
+    uint64_t slot_bytes, total_bytes;
+    uint64_t n_ids, epochs, batches_per_epoch, end_seq;
+    uint64_t claimed;           /* seqs handed to workers so far */
+    uint64_t cursor;            /* next seq the consumer takes */
+    uint64_t consumer_batches, consumer_bytes, consumer_stall_ns;
+    uint32_t restarts;          /* worker deaths survived */
+    uint32_t slots_free, slots_loading, slots_ready, slots_failed;
+} br_ring_status;
+
+/*
+ * Reads the named ring's header, slot states and, when workers is not
+ * NULL, up to workers_cap workers' counters. Read-only: it maps the ring
+ * PROT_READ and claims nothing. Returns 0, -ENOENT, -EACCES, BR_EBADRING,
+ * BR_EVERSION, -EINVAL; message in br_last_error(NULL).
+ */
+BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *workers,
+                        uint32_t workers_cap);
+
+/*
+ * Removes the named ring if its producer is dead. Returns 0 (removed),
+ * -EBUSY (its producer runs), or br_ring_stat's errors.
+ */
+BR_API int br_ring_remove_stale(const char *name);
+
+/*
+ * The pid of the live consumer attached to g's ring, or 0 if none.
+ * Returns 0, or -EINVAL.
+ */
+BR_API int br_consumer_pid(const br_gen *g, int32_t *pid);
+
+/*
+ * Custom loaders for a served ring (batchring serve --plugin LIB.so): a
+ * shared object exporting
+ *
+ *   int br_plugin_init(const char *arg, br_plugin *plugin);
+ *
+ * which fills *plugin (arg is --plugin-arg, or NULL) and returns 0, or a
+ * negative code with a message in plugin->err. The server dlopens it, calls
+ * br_plugin_init once, and opens the generator with load, worker_init,
+ * worker_fini and user from it; n_ids and slot_bytes give the dataset size
+ * and the largest batch when the command line does not.
+ */
+typedef struct br_plugin {
+    br_loader_fn load;
+    br_worker_init_fn worker_init; /* may stay NULL */
+    br_worker_fini_fn worker_fini; /* may stay NULL */
+    void *user;
+    uint64_t n_ids;                /* samples (ids 0 .. n_ids - 1) */
+    size_t slot_bytes;             /* largest batch, or 0 to take --slot-bytes */
+    char err[BR_ERR_CAP];
+} br_plugin;
+
+typedef int (*br_plugin_init_fn)(const char *arg, br_plugin *plugin);
 
 /*
  * Sets opt->rank and opt->world from the variables the usual launchers set,

@@ -39,6 +39,9 @@ static inline uint32_t br__slot_word(uint64_t lap, enum br_phase phase)
 /* States of the supervisor process, as br_open waits for them. */
 enum br_sup_state { BR_SUP_STARTING = 0, BR_SUP_RUNNING = 1, BR_SUP_FAILED = 2 };
 
+/* What the consumer of a named ring has finished with. */
+enum br_consumer_done { BR_CONSUMER_RUNNING = 0, BR_CONSUMER_EOF = 1, BR_CONSUMER_FAILED = 2 };
+
 /* Run states of the header's `state` word. */
 enum br_run_state { BR_RUN_RUNNING = 1, BR_RUN_STOPPING = 2 };
 
@@ -80,7 +83,8 @@ struct br_ring_header {
     uint64_t owner_start;    /* its start time (clock ticks after boot) */
     uint32_t owner_uid;
     uint32_t page_size;
-    uint64_t reserved[6];    /* must be zero */
+    uint64_t start_seq;      /* the run's first seq */
+    uint64_t reserved[5];    /* must be zero */
 
     /* Line 3: written by every worker: the claim counter (CAS) and the
      * number of workers asleep waiting for a free slot. */
@@ -93,11 +97,16 @@ struct br_ring_header {
     _Atomic uint64_t consumer_batches;
     _Atomic uint64_t consumer_bytes;
     _Atomic uint64_t consumer_stall_ns;
-    _Atomic int32_t consumer_pid;
+    /* The attached consumer of a named ring, 0 when none: its pid in the
+     * low half, the low 32 bits of its start time in the high half, in
+     * one word so that a consumer is claimed or taken over with one CAS. */
+    _Atomic uint64_t consumer;
     /* Futex word that sleeping workers wait on; the consumer bumps it to
      * wake them (see "Waking workers" in ring.c). */
     _Atomic uint32_t kick;
-    uint8_t pad_consumer_line[24];
+    _Atomic uint32_t consumer_events; /* futex: bumped on attach, detach, end */
+    _Atomic uint32_t consumer_done;   /* enum br_consumer_done */
+    uint8_t pad_consumer_line[12];
 
     /* Line 5 and on: written by the supervisor. The first failure that no
      * slot can carry (a worker that died once too often): code and message

@@ -43,6 +43,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,7 +148,138 @@ static int ring_size_error(char *msg, int code, const struct br_ring_header *h, 
                     what ? what : br__format_bytes(avail, mem_available()));
 }
 
-int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, char *msg)
+uint64_t br__proc_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    unsigned long long start = 0;
+    ssize_t n;
+    int fd;
+    char *p;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* Field 2 (comm) may hold spaces and parentheses: count from the last
+     * ')'. starttime is field 22, the 20th after it. */
+    p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    for (int field = 2; field < 22 && p; field++)
+        p = strchr(p + 1, ' ');
+    if (!p || sscanf(p + 1, "%llu", &start) != 1)
+        return 0;
+    return start;
+}
+
+bool br__proc_alive(pid_t pid, uint64_t start)
+{
+    char path[64], state = 0;
+    FILE *f;
+    if (pid <= 0 || br__proc_start_time(pid) != start)
+        return false;
+    /* A zombie has exited: only its parent has not reaped it yet. */
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "re");
+    if (f) {
+        char buf[512];
+        if (fgets(buf, sizeof buf, f)) {
+            char *p = strrchr(buf, ')');
+            if (p && p[1] == ' ')
+                state = p[2];
+        }
+        fclose(f);
+    }
+    return state != 'Z' && state != 'X';
+}
+
+int br__ring_check_name(const char *name, char *msg)
+{
+    size_t len;
+    if (!name)
+        return br__fail(msg, -EINVAL, "ring name is NULL");
+    len = strlen(name);
+    if (name[0] != '/' || len < 2 || len > 251 || strchr(name + 1, '/'))
+        return br__fail(msg, -EINVAL,
+                        "ring name '%s' must be '/' followed by 1 to 250 characters, none of "
+                        "them '/' (like /train)",
+                        name);
+    return 0;
+}
+
+/* Room for `bytes` more on the file system behind /dev/shm? */
+static int check_shm_room(const struct br_ring_header *h, char *msg)
+{
+    struct statvfs vfs;
+    uint64_t room;
+    char need[32], have[32];
+    if (statvfs("/dev/shm", &vfs) < 0)
+        return 0; /* nothing to check against; fallocate will tell */
+    room = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (h->total_bytes <= room)
+        return 0;
+    return br__fail(msg, -ENOSPC,
+                    "cannot create the ring: it needs %s (%u slots x %s of slot_bytes, plus "
+                    "metadata) but /dev/shm has only %s free; lower slots or slot_bytes, or "
+                    "give /dev/shm more room (a container's default is 64 MB: docker run "
+                    "--shm-size=%lluM, or mount -o remount,size=... /dev/shm)",
+                    br__format_bytes(need, h->total_bytes), h->nslots,
+                    br__format_bytes(have, h->slot_stride), br__format_bytes(have, room),
+                    (unsigned long long)(h->total_bytes >> 20) * 2 + 64);
+}
+
+/* The owner of an existing named ring, read from its header without
+ * trusting anything else in it. Returns false if it has no valid header. */
+static bool read_owner(int fd, pid_t *pid, uint64_t *start)
+{
+    struct br_ring_header h;
+    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+        return false;
+    if (br__load_relaxed_u32(&h.magic) != BR_RING_MAGIC || h.layout_major != BR_LAYOUT_MAJOR)
+        return false;
+    *pid = h.owner_pid;
+    *start = h.owner_start;
+    return true;
+}
+
+/* Opens `name` for a new ring, replacing a stale one whose owner is dead. */
+static int open_named(const char *name, char *msg)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pid_t owner;
+        uint64_t start;
+        int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST)
+            return br__fail(msg, -errno, "shm_open %s: %s", name, strerror(errno));
+        fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+        if (fd < 0)
+            continue; /* removed meanwhile: try to create it again */
+        if (!read_owner(fd, &owner, &start)) {
+            close(fd);
+            return br__fail(msg, -EEXIST,
+                            "ring %s exists but has no complete batchring header (being "
+                            "created, or not a ring); remove it if it is stale",
+                            name);
+        }
+        close(fd);
+        if (br__proc_alive(owner, start))
+            return br__fail(msg, -EEXIST, "ring %s is served by pid %d, which is running", name,
+                            (int)owner);
+        /* Stale: its producer died without unlinking it. */
+        shm_unlink(name);
+    }
+    return br__fail(msg, -EEXIST, "ring %s: could not replace a stale ring", name);
+}
+
+int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const char *name,
+                    char *msg)
 {
     struct br_ring_header h;
     uint64_t avail;
@@ -165,16 +298,28 @@ int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, ch
         snprintf(have, sizeof have, "only %s of memory is available", br__format_bytes(a, avail));
         return ring_size_error(msg, -ENOMEM, &h, have);
     }
-
-    fd = memfd_create("batchring", MFD_CLOEXEC);
-    if (fd < 0)
-        return br__fail(msg, -errno, "memfd_create: %s", strerror(errno));
+    if (name) {
+        rc = br__ring_check_name(name, msg);
+        if (!rc)
+            rc = check_shm_room(&h, msg);
+        if (rc)
+            return rc;
+        fd = open_named(name, msg);
+        if (fd < 0)
+            return fd;
+    } else {
+        fd = memfd_create("batchring", MFD_CLOEXEC);
+        if (fd < 0)
+            return br__fail(msg, -errno, "memfd_create: %s", strerror(errno));
+    }
     /* fallocate charges the memory now: running out is an error here, not
      * a SIGBUS in a worker halfway through an epoch. */
     if (ftruncate(fd, (off_t)h.total_bytes) < 0 ||
         fallocate(fd, 0, 0, (off_t)h.total_bytes) < 0) {
         int e = errno;
         close(fd);
+        if (name)
+            shm_unlink(name);
         if (e == ENOSPC || e == ENOMEM || e == EFBIG)
             return ring_size_error(msg, -ENOMEM, &h, strerror(e));
         return br__fail(msg, -e, "reserving %llu bytes for the ring: %s",
@@ -183,9 +328,12 @@ int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, ch
     base = mmap(NULL, h.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     rc = -errno;
     close(fd); /* the mapping keeps the memory; forked workers inherit it */
-    if (base == MAP_FAILED)
+    if (base == MAP_FAILED) {
+        if (name)
+            shm_unlink(name);
         return br__fail(msg, rc, "mmap of %llu bytes: %s", (unsigned long long)h.total_bytes,
                         strerror(-rc));
+    }
 
     /* The object is fresh and zero. Fill in what is not zero, magic last. */
     struct br_ring_header *hdr = base;
@@ -194,7 +342,9 @@ int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, ch
     hdr->layout_major = BR_LAYOUT_MAJOR;
     hdr->layout_minor = BR_LAYOUT_MINOR;
     hdr->owner_pid = (int32_t)getpid();
-    hdr->owner_uid = (uint32_t)getuid();
+    hdr->owner_start = br__proc_start_time(getpid());
+    hdr->owner_uid = (uint32_t)geteuid();
+    hdr->start_seq = g->start_seq;
     br__store_relaxed_u32(&hdr->state, BR_RUN_RUNNING);
     br__store_relaxed_u64(&hdr->fail_seq, BR_NO_FAILURE);
     br__ring_bind(r, base, h.total_bytes);
@@ -212,6 +362,8 @@ int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, ch
     rc = br__ring_populate(r, msg);
     if (rc) {
         br__ring_unmap(r);
+        if (name)
+            shm_unlink(name);
         return rc;
     }
     /* Pairs with the acquire load of magic in br__ring_validate: whoever
@@ -238,6 +390,57 @@ int br__ring_populate(const struct br_ring *r, char *msg)
                         "faulting in the ring (%s): %s", br__format_bytes(size, r->bytes),
                         strerror(errno));
     }
+}
+
+int br__ring_attach(struct br_ring *r, const char *name, char *msg)
+{
+    struct stat st;
+    void *base;
+    int fd, rc;
+
+    memset(r, 0, sizeof *r);
+    rc = br__ring_check_name(name, msg);
+    if (rc)
+        return rc;
+    fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return br__fail(msg, -errno, "cannot open ring %s: %s%s", name, strerror(errno),
+                        errno == ENOENT ? " (is its producer running? batchring ls lists rings)"
+                                        : "");
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        close(fd);
+        return br__fail(msg, rc, "fstat of ring %s: %s", name, strerror(-rc));
+    }
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        return br__fail(msg, -EACCES, "ring %s belongs to uid %u, not to this process (uid %u)",
+                        name, (unsigned)st.st_uid, (unsigned)geteuid());
+    }
+    if ((uint64_t)st.st_size < sizeof(struct br_ring_header)) {
+        close(fd);
+        return br__fail(msg, BR_EBADRING, "bad ring %s: the object has %lld bytes, less than "
+                        "the %zu-byte header", name, (long long)st.st_size,
+                        sizeof(struct br_ring_header));
+    }
+    base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    rc = -errno;
+    close(fd);
+    if (base == MAP_FAILED)
+        return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
+    rc = br__ring_validate(base, (size_t)st.st_size, msg);
+    if (rc == 0 && ((struct br_ring_header *)base)->owner_uid != (uint32_t)geteuid())
+        rc = br__fail(msg, -EACCES, "ring %s was made by uid %u, not this process's uid %u",
+                      name, ((struct br_ring_header *)base)->owner_uid, (unsigned)geteuid());
+    if (rc) {
+        munmap(base, (size_t)st.st_size);
+        return rc;
+    }
+    br__ring_bind(r, base, (size_t)st.st_size);
+    rc = br__ring_populate(r, msg);
+    if (rc)
+        br__ring_unmap(r);
+    return rc;
 }
 
 void br__ring_bind(struct br_ring *r, void *base, size_t bytes)

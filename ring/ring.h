@@ -49,10 +49,30 @@ struct br_ring {
  * Returns 0, or -EOVERFLOW / -EINVAL with a message. */
 int br__ring_layout(const struct br_ring_geometry *g, struct br_ring_header *hdr, char *msg);
 
-/* Creates an anonymous ring (memfd): checks memory, reserves it with
- * fallocate, maps and prefaults it, writes the header and publishes magic.
+/* Creates a ring: anonymous (memfd) when name is NULL, else the POSIX
+ * shared-memory object `name` ("/x", O_EXCL, mode 0600; a stale one whose
+ * owner is dead is replaced, a live owner's is -EEXIST). Checks that the
+ * memory (and /dev/shm) has room, reserves it with fallocate, maps and
+ * prefaults it, writes the header and publishes magic last.
  * Returns 0, or a negative code with a message naming the sizes. */
-int br__ring_create_anon(struct br_ring *r, const struct br_ring_geometry *g, char *msg);
+int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const char *name,
+                    char *msg);
+
+/* Maps the named ring for a consumer or an observer: checks the owner's
+ * uid, validates every header field, prefaults. Returns 0, -ENOENT,
+ * -EACCES, BR_EBADRING, BR_EVERSION, with a message. */
+int br__ring_attach(struct br_ring *r, const char *name, char *msg);
+
+/* Checks that name is "/" plus 1..250 characters without another '/'. */
+int br__ring_check_name(const char *name, char *msg);
+
+/* The start time of process pid (clock ticks since boot, from
+ * /proc/PID/stat), or 0 if it does not exist. Together with the pid it
+ * names a process: a recycled pid has another start time. */
+uint64_t br__proc_start_time(pid_t pid);
+
+/* Is the process (pid, start) still alive? */
+bool br__proc_alive(pid_t pid, uint64_t start);
 
 /* Faults every page of the mapping into this process's page tables, so the
  * hot path never takes a fault. Every process that maps the ring calls it

@@ -82,7 +82,7 @@ static void test_ring_too_big_for_memory_names_sizes(void **state)
     char msg[BR_MSG_CAP];
 
     g.slot_bytes = UINT64_C(1) << 42; /* 4 TiB x 4 slots */
-    assert_int_equal(br__ring_create_anon(&r, &g, msg), -ENOMEM);
+    assert_int_equal(br__ring_create(&r, &g, NULL, msg), -ENOMEM);
     tu_assert_contains(msg, "16.00 TiB");
     tu_assert_contains(msg, "4 slots");
     tu_assert_contains(msg, "available");
@@ -96,7 +96,7 @@ static void test_ring_created_header_validates(void **state)
     struct br_ring r;
     char msg[BR_MSG_CAP];
 
-    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    assert_int_equal(br__ring_create(&r, &g, NULL, msg), 0);
     assert_int_equal(br__ring_validate(r.base, r.bytes, msg), 0);
     assert_int_equal(r.hdr->owner_pid, getpid());
     assert_int_equal(r.hdr->nslots, 4);
@@ -152,7 +152,7 @@ static void test_ring_corrupted_header_is_refused_by_field(void **state)
     struct br_ring r;
     char msg[BR_MSG_CAP];
 
-    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    assert_int_equal(br__ring_create(&r, &g, NULL, msg), 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         /* A private copy, so each case corrupts exactly one field. */
         uint8_t *copy = malloc(r.bytes);
@@ -203,7 +203,7 @@ static void test_ring_is_prefaulted_in_creator_and_child(void **state)
     pid_t pid;
 
     g.slot_bytes = 8u << 20; /* 4 x 8 MiB: 8192 pages */
-    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    assert_int_equal(br__ring_create(&r, &g, NULL, msg), 0);
     /* All 8192+ pages are in the page tables before anyone touches them. */
     assert_int_equal(pages_not_present(&r), 0);
 
@@ -234,7 +234,7 @@ static void test_ring_publish_wakes_sleeper_in_other_process(void **state)
     int status;
     pid_t pid;
 
-    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    assert_int_equal(br__ring_create(&r, &g, NULL, msg), 0);
     d = &r.desc[1];
     pid = fork();
     assert_true(pid >= 0);
@@ -264,7 +264,7 @@ static void test_ring_sleep_times_out_when_nothing_changes(void **state)
     struct br_ring r;
     char msg[BR_MSG_CAP];
 
-    assert_int_equal(br__ring_create_anon(&r, &g, msg), 0);
+    assert_int_equal(br__ring_create(&r, &g, NULL, msg), 0);
     assert_int_equal(br__slot_sleep(&r.desc[0], br__slot_word(0, BR_FREE), 5), -ETIMEDOUT);
     /* A stale `seen` value returns at once instead of sleeping. */
     assert_int_equal(br__slot_sleep(&r.desc[0], br__slot_word(3, BR_READY), -1), 0);
