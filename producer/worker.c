@@ -178,6 +178,8 @@ static _Noreturn void worker_exit(struct br_worker_env *env, const struct br_loa
     _exit(0);
 }
 
+/* Called after each sleep, never per batch: getppid is a syscall, and a
+ * busy worker learns of its parent's death from PR_SET_PDEATHSIG anyway. */
 static void check_alive(const struct br_ring *r, pid_t parent)
 {
     if (getppid() != parent || br__load_relaxed_u32(&r->hdr->state) != BR_RUN_RUNNING)
@@ -294,7 +296,8 @@ _Noreturn void br__worker_main(const struct br_ring *r, const struct br_loader_c
     }
 
     for (;;) {
-        check_alive(r, parent);
+        if (br__load_relaxed_u32(&r->hdr->state) != BR_RUN_RUNNING)
+            worker_exit(NULL, NULL);
         if (!takeover && !claim_next(r, rec, &seq))
             worker_exit(&env, ctx);
         take_slot(r, seq, takeover, rec, parent);
