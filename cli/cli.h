@@ -2,6 +2,7 @@
 #ifndef BR_CLI_H
 #define BR_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +11,11 @@
 int br_cli_demo(int argc, char **argv);
 int br_cli_bench(int argc, char **argv);
 int br_cli_mkdata(int argc, char **argv);
+int br_cli_serve(int argc, char **argv);   /* cli/serve.c */
+int br_cli_consume(int argc, char **argv); /* cli/consume.c */
+int br_cli_stat(int argc, char **argv);    /* cli/rings.c */
+int br_cli_ls(int argc, char **argv);      /* cli/rings.c */
+int br_cli_gc(int argc, char **argv);      /* cli/rings.c */
 
 /* The files mkdata writes in its directory. */
 #define BR_MKDATA_RECORDS "records.bin"
@@ -39,5 +45,34 @@ int br_mkdata_write(const struct br_mkdata_spec *spec, uint64_t *data_bytes, cha
 
 /* "512 B", "64.00 MiB". Returns buf. */
 const char *br_mkdata_human(char buf[32], uint64_t bytes);
+
+/* ------------------------------------------------ helpers (cli/args.c) */
+
+/* Exit codes of every subcommand. */
+#define BR_CLI_OK 0
+#define BR_CLI_FAILED 1 /* a runtime error: a file, the ring, the library */
+#define BR_CLI_USAGE 2  /* a bad command line */
+
+/*
+ * Parses a whole decimal number in [min, max]; with `sizes`, a binary
+ * suffix (K, M, G, with optional "iB") is allowed. On failure prints
+ * "batchring CMD: bad value 'TEXT' for --OPT: WHY" and returns false.
+ */
+bool br_cli_number(const char *cmd, const char *opt, const char *text, uint64_t min, uint64_t max,
+                   bool sizes, uint64_t *out);
+
+/* Checks a ring name as the library will ("/" and 1 to 250 characters,
+ * no other "/"); prints why not and returns false. */
+bool br_cli_ring_name_ok(const char *cmd, const char *name);
+
+/* The signal that asked a long-running command to stop (SIGINT, SIGTERM,
+ * SIGHUP), 0 while none has. Set by br_cli_catch_stop_signals' handler. */
+extern volatile sig_atomic_t br_cli_stop;
+/* Installs that handler (no SA_RESTART, so that a sleep ends at once) and
+ * ignores SIGPIPE, so that a closed stdout cannot kill the process before
+ * it has cleaned up. */
+void br_cli_catch_stop_signals(void);
+
+uint64_t br_cli_now_ns(void);
 
 #endif

@@ -18,6 +18,12 @@ static const struct subcommand subcommands[] = {
      "run a multi-process generator on a synthetic dataset, verifying every byte"},
     {"mkdata", br_cli_mkdata,
      "write a deterministic synthetic dataset (records, files or indexed) with labels"},
+    {"serve", br_cli_serve, "serve a dataset as a named ring for a consumer in another process"},
+    {"consume", br_cli_consume,
+     "attach to a named ring and take its batches (throughput; --verify checks them)"},
+    {"stat", br_cli_stat, "show a named ring from outside: producer, consumer, slots, workers"},
+    {"ls", br_cli_ls, "list this user's named rings"},
+    {"gc", br_cli_gc, "remove named rings whose producer is dead"},
 };
 
 static void usage(FILE *to)

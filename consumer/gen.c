@@ -106,7 +106,7 @@ static struct br_gen *gen_lookup(const br_gen *handle)
 
 static int gen_register(struct br_gen *g, char *msg)
 {
-    int rc = br__fail(msg, -EMFILE, "too many open generators (at most %u)", BR_MAX_GENERATORS);
+    int rc = -EMFILE;
     pthread_mutex_lock(&gen_table_lock);
     for (uint32_t i = 0; i < BR_MAX_GENERATORS; i++) {
         if (br__load_relaxed_u64(&gen_table[i]))
@@ -119,6 +119,8 @@ static int gen_register(struct br_gen *g, char *msg)
         break;
     }
     pthread_mutex_unlock(&gen_table_lock);
+    if (rc)
+        br__fail(msg, rc, "too many open generators (at most %u)", BR_MAX_GENERATORS);
     return rc;
 }
 

@@ -217,7 +217,7 @@ static int check_shm_room(const struct br_ring_header *h, char *msg)
 {
     struct statvfs vfs;
     uint64_t room;
-    char need[32], have[32];
+    char need[32], slot[32], have[32];
     if (statvfs("/dev/shm", &vfs) < 0)
         return 0; /* nothing to check against; fallocate will tell */
     room = (uint64_t)vfs.f_bavail * vfs.f_frsize;
@@ -229,7 +229,7 @@ static int check_shm_room(const struct br_ring_header *h, char *msg)
                     "give /dev/shm more room (a container's default is 64 MB: docker run "
                     "--shm-size=%lluM, or mount -o remount,size=... /dev/shm)",
                     br__format_bytes(need, h->total_bytes), h->nslots,
-                    br__format_bytes(have, h->slot_stride), br__format_bytes(have, room),
+                    br__format_bytes(slot, h->slot_stride), br__format_bytes(have, room),
                     (unsigned long long)(h->total_bytes >> 20) * 2 + 64);
 }
 

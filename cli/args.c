@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers shared by the named-ring commands (serve, consume, stat,
+ * ls, gc): number parsing with messages that name the option, the ring
+ * name rule, and the stop-signal flag of the long-running ones.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+volatile sig_atomic_t br_cli_stop;
+
+static void on_stop(int sig)
+{
+    br_cli_stop = sig;
+}
+
+void br_cli_catch_stop_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+uint64_t br_cli_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool br_cli_number(const char *cmd, const char *opt, const char *text, uint64_t min, uint64_t max,
+                   bool sizes, uint64_t *out)
+{
+    const char *why = "not a whole number";
+    unsigned long long v;
+    unsigned shift = 0;
+    char *end = NULL;
+
+    /* strtoull accepts "-1" as a huge value and leading blanks: refuse both. */
+    if (!text || text[0] < '0' || text[0] > '9')
+        goto bad;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno)
+        goto too_large;
+    if (sizes) {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            break;
+        }
+        if (shift) {
+            end++;
+            if (end[0] == 'i' && end[1] == 'B')
+                end += 2;
+            else if (end[0] == 'B' || end[0] == 'b')
+                end++;
+        }
+        why = "not a whole number with an optional K, M or G suffix";
+    }
+    if (*end)
+        goto bad;
+    if (shift && v > (UINT64_MAX >> shift))
+        goto too_large;
+    v <<= shift;
+    if (v < min || v > max) {
+        fprintf(stderr,
+                "batchring %s: bad value '%s' for --%s: it must be between %" PRIu64 " and %" PRIu64
+                "\n",
+                cmd, text, opt, min, max);
+        return false;
+    }
+    *out = v;
+    return true;
+too_large:
+    why = "too large";
+bad:
+    fprintf(stderr, "batchring %s: bad value '%s' for --%s: %s\n", cmd, text ? text : "", opt, why);
+    return false;
+}
+
+bool br_cli_ring_name_ok(const char *cmd, const char *name)
+{
+    size_t len = strlen(name);
+    if (name[0] == '/' && len >= 2 && len <= 251 && !strchr(name + 1, '/'))
+        return true;
+    fprintf(stderr,
+            "batchring %s: bad ring name '%s': a name is '/' followed by 1 to 250 characters, "
+            "none of them '/' (like /train)\n",
+            cmd, name);
+    return false;
+}

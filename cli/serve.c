@@ -1,0 +1,600 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * batchring serve: the producer process of a named ring. It opens a dataset
+ * (one of the built-in layouts, or a plugin's loader), creates the ring
+ * /NAME with its workers, prints the name and stays in the foreground until
+ * the consumer has taken the last batch, a signal asks it to stop, or (with
+ * --exit-on-detach) its consumer goes away. Every way out goes through
+ * br_close, which stops the workers and removes the ring from /dev/shm.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <batchring.h>
+
+#include "cli.h"
+
+/* How long one br_serve_wait lasts: the delay before a stop signal or a
+ * departed consumer is acted on. */
+#define SERVE_POLL_MS 200
+
+enum source_kind { SRC_NONE, SRC_RECORDS, SRC_FILES, SRC_INDEXED, SRC_PLUGIN };
+
+struct source {
+    enum source_kind kind;
+    const char *path;  /* records file, list file, data file or plugin */
+    const char *index; /* indexed: the index file */
+    const char *labels;
+    const char *plugin_arg;
+    uint64_t record_bytes;
+    bool direct;
+    br_dataset *ds;
+    void *dl;
+    br_plugin plugin;
+    int32_t *label_values; /* plugin with --labels: read here */
+};
+
+static void usage(FILE *to)
+{
+    fprintf(to, "usage: batchring serve --name /NAME DATA --batch B --workers W [options]\n"
+                "\n"
+                "Serves a named ring: creates /dev/shm/NAME, loads batches into it with W\n"
+                "worker processes, and waits for a consumer in another process to attach\n"
+                "(br_attach, or batchring consume). Prints the ring name on the first line\n"
+                "of stdout once the ring is ready. Stays in the foreground until the\n"
+                "consumer has taken the last batch of the last epoch, or SIGINT/SIGTERM;\n"
+                "then stops the workers and removes the ring. A consumer that detaches or\n"
+                "dies is replaced by the next one to attach, which resumes at the first\n"
+                "batch the previous one had not released.\n"
+                "\n"
+                "DATA, one of:\n"
+                "  --records FILE --record-size N   fixed-size records in one file\n"
+                "  --files LIST                     one file per sample, listed in LIST\n"
+                "  --indexed DATA INDEX             variable-size samples and their index\n"
+                "  --plugin LIB.so [--plugin-arg S] a custom loader (br_plugin_init, see\n"
+                "                                   batchring.h and docs/named-rings.md)\n"
+                "\n"
+                "  --name /NAME        the ring's name (required)\n"
+                "  --batch B           samples per batch (required)\n"
+                "  --workers W         worker processes, at least 1 (required)\n"
+                "  --labels FILE       one int32 label per sample\n"
+                "  --slots S           ring depth (default 2 x workers)\n"
+                "  --slot-bytes N      capacity of a slot (default: batch x the largest sample;\n"
+                "                      a plugin may set it; K, M, G suffixes)\n"
+                "  --epochs E          stop after E epochs (default 0: forever)\n"
+                "  --drop-last         drop the short last batch of each epoch\n"
+                "  --shuffle           a new order every epoch\n"
+                "  --seed N            the order's seed (default 0)\n"
+                "  --shard-from-env    take rank/world from RANK/WORLD_SIZE, Open MPI, MPICH\n"
+                "                      or Slurm variables\n"
+                "  --direct            read records or indexed data with OPT_DIRECT\n"
+                "  --exit-on-detach    exit when the consumer goes away instead of waiting\n"
+                "                      for the next one\n"
+                "  -h, --help          this text\n"
+                "\n"
+                "Exit status: 0 when the epochs are done, on SIGINT/SIGTERM and on\n"
+                "--exit-on-detach; 1 on an error (the message names it); 2 on a bad\n"
+                "command line.\n");
+}
+
+/* dlopen searches the library path for a name without '/': a plugin in
+ * the current directory is what a user means by "--plugin my.so". */
+static const char *plugin_path(const char *path, char *buf, size_t cap)
+{
+    if (strchr(path, '/') || access(path, F_OK) != 0)
+        return path;
+    snprintf(buf, cap, "./%s", path);
+    return buf;
+}
+
+static int plugin_open(struct source *s)
+{
+    char buf[4096];
+    const char *path = plugin_path(s->path, buf, sizeof buf);
+    br_plugin_init_fn init;
+    void *sym;
+    int rc;
+
+    s->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!s->dl) {
+        fprintf(stderr, "batchring serve: cannot load the plugin %s: %s\n", s->path, dlerror());
+        return -ENOENT;
+    }
+    dlerror();
+    sym = dlsym(s->dl, "br_plugin_init");
+    if (!sym) {
+        fprintf(stderr,
+                "batchring serve: the plugin %s does not export br_plugin_init (int "
+                "br_plugin_init(const char *arg, br_plugin *plugin), with default visibility; "
+                "see batchring.h)\n",
+                s->path);
+        return -ENOENT;
+    }
+    /* POSIX guarantees that dlsym's result converts to a function pointer. */
+    init = (br_plugin_init_fn)sym;
+    memset(&s->plugin, 0, sizeof s->plugin);
+    rc = init(s->plugin_arg, &s->plugin);
+    s->plugin.err[sizeof s->plugin.err - 1] = '\0';
+    if (rc) {
+        fprintf(stderr, "batchring serve: the plugin %s failed to start (%s): %s\n", s->path,
+                br_err_name(rc), s->plugin.err[0] ? s->plugin.err : br_strerror(rc));
+        return rc;
+    }
+    if (!s->plugin.load || s->plugin.n_ids == 0) {
+        fprintf(stderr,
+                "batchring serve: the plugin %s returned 0 from br_plugin_init but set %s\n",
+                s->path, !s->plugin.load ? "no loader (plugin->load)" : "no samples (n_ids 0)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Reads n int32 labels (little-endian) for a plugin's samples. */
+static int read_labels(struct source *s, uint64_t n)
+{
+    struct stat st;
+    uint8_t *raw = NULL;
+    size_t got = 0, want;
+    int fd = open(s->labels, O_RDONLY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0) {
+        rc = -errno;
+        fprintf(stderr, "batchring serve: cannot open the labels file %s: %s\n", s->labels,
+                strerror(errno));
+        return rc;
+    }
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != n * 4) {
+        fprintf(stderr,
+                "batchring serve: the labels file %s has %lld bytes; the plugin's %" PRIu64
+                " samples need %" PRIu64 " (one int32 each)\n",
+                s->labels, (long long)st.st_size, n, n * 4);
+        close(fd);
+        return -EINVAL;
+    }
+    want = (size_t)n * 4;
+    raw = malloc(want);
+    s->label_values = malloc((size_t)n * sizeof *s->label_values);
+    if (!raw || !s->label_values) {
+        fprintf(stderr, "batchring serve: out of memory for %" PRIu64 " labels\n", n);
+        rc = -ENOMEM;
+        goto out;
+    }
+    while (got < want) {
+        ssize_t r = read(fd, raw + got, want - got);
+        if (r <= 0) {
+            rc = r < 0 ? -errno : -ENODATA;
+            fprintf(stderr, "batchring serve: reading the labels file %s: %s\n", s->labels,
+                    r < 0 ? strerror(errno) : "it ended early");
+            goto out;
+        }
+        got += (size_t)r;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        s->label_values[i] =
+            (int32_t)((uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 |
+                      (uint32_t)raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24);
+out:
+    free(raw);
+    close(fd);
+    return rc;
+}
+
+static int source_open(struct source *s)
+{
+    unsigned flags = s->direct ? BR_DATASET_DIRECT : 0;
+    int rc;
+    switch (s->kind) {
+    case SRC_RECORDS:
+        rc = br_dataset_open_records(&s->ds, s->path, (size_t)s->record_bytes, s->labels, flags);
+        break;
+    case SRC_FILES:
+        rc = br_dataset_open_files(&s->ds, s->path, s->labels, flags);
+        break;
+    case SRC_INDEXED:
+        rc = br_dataset_open_indexed(&s->ds, s->path, s->index, s->labels, flags);
+        break;
+    default:
+        rc = plugin_open(s);
+        if (rc == 0 && s->labels)
+            rc = read_labels(s, s->plugin.n_ids);
+        return rc;
+    }
+    if (rc)
+        fprintf(stderr, "batchring serve: %s: %s\n", br_err_name(rc), br_last_error(NULL));
+    return rc;
+}
+
+static void source_close(struct source *s)
+{
+    br_dataset_close(s->ds);
+    s->ds = NULL;
+    /* The workers that ran the plugin's code are gone (br_close reaped
+     * them), so its code may go too. */
+    if (s->dl)
+        dlclose(s->dl);
+    s->dl = NULL;
+    free(s->label_values);
+    s->label_values = NULL;
+}
+
+/* One line on what is served, for the startup message. */
+static void describe_source(const struct source *s, char *buf, size_t cap)
+{
+    br_dataset_info info;
+    char h[32];
+    if (s->kind == SRC_PLUGIN) {
+        snprintf(buf, cap, "the plugin %s%s%s%s (%" PRIu64 " samples%s)", s->path,
+                 s->plugin_arg ? " with arg '" : "", s->plugin_arg ? s->plugin_arg : "",
+                 s->plugin_arg ? "'" : "", s->plugin.n_ids, s->labels ? ", labels" : "");
+        return;
+    }
+    memset(&info, 0, sizeof info);
+    br_dataset_info_get(s->ds, &info);
+    snprintf(buf, cap, "the %s dataset %s%s%s (%" PRIu64 " samples, %s%s)", info.layout, s->path,
+             s->index ? " + " : "", s->index ? s->index : "", info.samples,
+             br_mkdata_human(h, info.total_bytes), info.has_labels ? ", labels" : "");
+}
+
+struct serve_args {
+    const char *name;
+    uint64_t batch, workers, slots, slot_bytes, epochs, seed;
+    bool have_batch, have_workers, drop_last, shuffle, shard_from_env, exit_on_detach;
+};
+
+/* Parses the command line into a and s. Returns -1 to go on, else the
+ * exit code. */
+static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
+{
+    enum {
+        OPT_NAME = 256,
+        OPT_RECORDS,
+        OPT_RECORD_SIZE,
+        OPT_FILES,
+        OPT_INDEXED,
+        OPT_PLUGIN,
+        OPT_PLUGIN_ARG,
+        OPT_LABELS,
+        OPT_BATCH,
+        OPT_WORKERS,
+        OPT_SLOTS,
+        OPT_SLOT_BYTES,
+        OPT_EPOCHS,
+        OPT_DROP_LAST,
+        OPT_SHUFFLE,
+        OPT_SEED,
+        OPT_SHARD,
+        OPT_DIRECT,
+        OPT_EXIT_ON_DETACH,
+    };
+    static const struct option longopts[] = {
+        {"name", required_argument, NULL, OPT_NAME},
+        {"records", required_argument, NULL, OPT_RECORDS},
+        {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
+        {"files", required_argument, NULL, OPT_FILES},
+        {"indexed", required_argument, NULL, OPT_INDEXED},
+        {"plugin", required_argument, NULL, OPT_PLUGIN},
+        {"plugin-arg", required_argument, NULL, OPT_PLUGIN_ARG},
+        {"labels", required_argument, NULL, OPT_LABELS},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"slots", required_argument, NULL, OPT_SLOTS},
+        {"slot-bytes", required_argument, NULL, OPT_SLOT_BYTES},
+        {"epochs", required_argument, NULL, OPT_EPOCHS},
+        {"drop-last", no_argument, NULL, OPT_DROP_LAST},
+        {"shuffle", no_argument, NULL, OPT_SHUFFLE},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"shard-from-env", no_argument, NULL, OPT_SHARD},
+        {"direct", no_argument, NULL, OPT_DIRECT},
+        {"exit-on-detach", no_argument, NULL, OPT_EXIT_ON_DETACH},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool have_record_size = false;
+    int c;
+
+    optind = 1;
+    /* '+': no permutation, so that the word after --indexed DATA is still
+     * in place when we take it as INDEX. */
+    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+        enum source_kind kind = SRC_NONE;
+        bool ok = true;
+        switch (c) {
+        case 'h':
+            usage(stdout);
+            return BR_CLI_OK;
+        case OPT_NAME:
+            a->name = optarg;
+            break;
+        case OPT_RECORDS:
+            kind = SRC_RECORDS;
+            break;
+        case OPT_FILES:
+            kind = SRC_FILES;
+            break;
+        case OPT_INDEXED:
+            kind = SRC_INDEXED;
+            if (optind >= argc || argv[optind][0] == '-') {
+                fprintf(stderr, "batchring serve: --indexed needs two files: --indexed DATA "
+                                "INDEX\n");
+                return BR_CLI_USAGE;
+            }
+            s->index = argv[optind++];
+            break;
+        case OPT_PLUGIN:
+            kind = SRC_PLUGIN;
+            break;
+        case OPT_PLUGIN_ARG:
+            s->plugin_arg = optarg;
+            break;
+        case OPT_LABELS:
+            s->labels = optarg;
+            break;
+        case OPT_RECORD_SIZE:
+            ok = br_cli_number("serve", "record-size", optarg, 1, SIZE_MAX, true, &s->record_bytes);
+            have_record_size = true;
+            break;
+        case OPT_BATCH:
+            ok = br_cli_number("serve", "batch", optarg, 1, BR_MAX_BATCH_SIZE, false, &a->batch);
+            a->have_batch = true;
+            break;
+        case OPT_WORKERS:
+            ok = br_cli_number("serve", "workers", optarg, 1, BR_MAX_WORKERS, false, &a->workers);
+            a->have_workers = true;
+            break;
+        case OPT_SLOTS:
+            ok = br_cli_number("serve", "slots", optarg, 1, BR_MAX_SLOTS, false, &a->slots);
+            break;
+        case OPT_SLOT_BYTES:
+            ok = br_cli_number("serve", "slot-bytes", optarg, 1, SIZE_MAX, true, &a->slot_bytes);
+            break;
+        case OPT_EPOCHS:
+            ok = br_cli_number("serve", "epochs", optarg, 0, UINT64_MAX, false, &a->epochs);
+            break;
+        case OPT_SEED:
+            ok = br_cli_number("serve", "seed", optarg, 0, UINT64_MAX, false, &a->seed);
+            break;
+        case OPT_DROP_LAST:
+            a->drop_last = true;
+            break;
+        case OPT_SHUFFLE:
+            a->shuffle = true;
+            break;
+        case OPT_SHARD:
+            a->shard_from_env = true;
+            break;
+        case OPT_DIRECT:
+            s->direct = true;
+            break;
+        case OPT_EXIT_ON_DETACH:
+            a->exit_on_detach = true;
+            break;
+        default:
+            fprintf(stderr, "(batchring serve --help lists the options)\n");
+            return BR_CLI_USAGE;
+        }
+        if (!ok)
+            return BR_CLI_USAGE;
+        if (kind != SRC_NONE) {
+            static const char *const names[] = {"", "--records", "--files", "--indexed",
+                                                "--plugin"};
+            if (s->kind != SRC_NONE) {
+                fprintf(stderr, "batchring serve: %s and %s: give one source of data\n",
+                        names[s->kind], names[kind]);
+                return BR_CLI_USAGE;
+            }
+            s->kind = kind;
+            s->path = optarg;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "batchring serve: unexpected argument '%s'\n", argv[optind]);
+        return BR_CLI_USAGE;
+    }
+    if (!a->name) {
+        fprintf(stderr, "batchring serve: --name /NAME is required (batchring serve --help)\n");
+        return BR_CLI_USAGE;
+    }
+    if (!br_cli_ring_name_ok("serve", a->name))
+        return BR_CLI_USAGE;
+    if (s->kind == SRC_NONE) {
+        fprintf(stderr, "batchring serve: nothing to serve: give --records FILE --record-size N, "
+                        "--files LIST, --indexed DATA INDEX or --plugin LIB.so\n");
+        return BR_CLI_USAGE;
+    }
+    if (!a->have_batch || !a->have_workers) {
+        fprintf(stderr, "batchring serve: --batch B and --workers W are required\n");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind == SRC_RECORDS && !have_record_size) {
+        fprintf(stderr, "batchring serve: --records needs --record-size N (bytes per record)\n");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind != SRC_RECORDS && have_record_size) {
+        fprintf(stderr, "batchring serve: --record-size is for --records only\n");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind != SRC_PLUGIN && s->plugin_arg) {
+        fprintf(stderr, "batchring serve: --plugin-arg is for --plugin only\n");
+        return BR_CLI_USAGE;
+    }
+    if (s->direct && (s->kind == SRC_FILES || s->kind == SRC_PLUGIN)) {
+        fprintf(stderr, "batchring serve: --direct is for --records and --indexed only\n");
+        return BR_CLI_USAGE;
+    }
+    return -1;
+}
+
+/* The generator over the opened source. */
+static int open_generator(br_gen **g, const struct serve_args *a, struct source *s)
+{
+    br_options opt;
+    int rc;
+
+    br_options_init(&opt);
+    opt.name = a->name;
+    opt.batch_size = (uint32_t)a->batch;
+    opt.workers = (uint32_t)a->workers;
+    if (a->slots)
+        opt.slots = (uint32_t)a->slots;
+    opt.slot_bytes = (size_t)a->slot_bytes;
+    opt.epochs = a->epochs;
+    opt.drop_last = a->drop_last;
+    opt.shuffle = a->shuffle;
+    opt.seed = a->seed;
+    if (a->shard_from_env) {
+        rc = br_shard_from_env(&opt);
+        if (rc) {
+            fprintf(stderr, "batchring serve: --shard-from-env: %s\n", br_last_error(NULL));
+            return rc;
+        }
+    }
+    if (s->kind != SRC_PLUGIN) {
+        rc = br_open_dataset(g, s->ds, NULL, 0, &opt);
+    } else {
+        if (!opt.slot_bytes)
+            opt.slot_bytes = s->plugin.slot_bytes;
+        if (!opt.slot_bytes) {
+            fprintf(stderr,
+                    "batchring serve: the plugin %s does not say how large a batch is "
+                    "(plugin->slot_bytes is 0): pass --slot-bytes N\n",
+                    s->path);
+            return -EINVAL;
+        }
+        opt.worker_init = s->plugin.worker_init;
+        opt.worker_fini = s->plugin.worker_fini;
+        rc = br_open(g, s->plugin.load, s->plugin.user, NULL, s->label_values,
+                     (size_t)s->plugin.n_ids, &opt);
+    }
+    if (rc)
+        fprintf(stderr, "batchring serve: cannot serve %s: %s: %s\n", a->name, br_err_name(rc),
+                br_last_error(NULL));
+    return rc;
+}
+
+/* Prints the name (first line: what scripts and tests wait for), then
+ * what is served. */
+static void announce(br_gen *g, const struct serve_args *a, const struct source *s)
+{
+    char what[1024], slot[32], total[32], epochs[96];
+    br_ring_status rs;
+    br_stats st;
+
+    describe_source(s, what, sizeof what);
+    memset(&rs, 0, sizeof rs);
+    br_ring_stat(a->name, &rs, NULL, 0);
+    br_stats_get(g, &st);
+    if (a->epochs)
+        snprintf(epochs, sizeof epochs, "%" PRIu64 " epoch%s of %" PRIu64 " batches", a->epochs,
+                 a->epochs == 1 ? "" : "s", rs.batches_per_epoch);
+    else
+        snprintf(epochs, sizeof epochs, "epochs of %" PRIu64 " batches until stopped",
+                 rs.batches_per_epoch);
+    printf("%s\n", a->name);
+    printf("serving %s as %s: batch %" PRIu64 ", %u workers, %u slots x %s (%s in /dev/shm), "
+           "%s; pid %d\n",
+           what, a->name, a->batch, st.workers, st.slots, br_mkdata_human(slot, rs.slot_bytes),
+           br_mkdata_human(total, rs.total_bytes), epochs, (int)getpid());
+    fflush(stdout);
+    if (br_last_error(g)[0])
+        fprintf(stderr, "batchring serve: note: %s\n", br_last_error(g));
+}
+
+/* Serves until done, stopped or failed. Returns the exit code. */
+static int serve_loop(br_gen *g, const struct serve_args *a)
+{
+    int32_t consumer = 0;
+    br_ring_status rs;
+    br_stats st;
+    int rc;
+
+    for (;;) {
+        int32_t pid = 0;
+        if (br_cli_stop) {
+            fprintf(stderr, "batchring serve: %s: stopping on SIG%s\n", a->name,
+                    sigabbrev_np(br_cli_stop) ? sigabbrev_np(br_cli_stop) : "?");
+            return BR_CLI_OK;
+        }
+        rc = br_serve_wait(g, SERVE_POLL_MS);
+        if (rc == 0) {
+            fprintf(stderr, "batchring serve: %s: the consumer has taken the last batch\n",
+                    a->name);
+            return BR_CLI_OK;
+        }
+        if (rc != -ETIMEDOUT && br_cli_stop)
+            continue; /* a signal to the whole group also stopped the workers */
+        if (rc != -ETIMEDOUT) {
+            fprintf(stderr, "batchring serve: %s: %s: %s\n", a->name, br_err_name(rc),
+                    rc == BR_ESTOPPED ? "the consumer stopped on an error (its output has the "
+                                        "message)"
+                                      : br_last_error(g));
+            return BR_CLI_FAILED;
+        }
+        br_consumer_pid(g, &pid);
+        if (pid == consumer) {
+            /* A consumer that came and went between two looks still counts
+             * as one that went away. */
+            br_stats_get(g, &st);
+            if (a->exit_on_detach && !pid && st.batches) {
+                fprintf(stderr,
+                        "batchring serve: %s: the consumer went away; exiting "
+                        "(--exit-on-detach)\n",
+                        a->name);
+                return BR_CLI_OK;
+            }
+            continue;
+        }
+        memset(&rs, 0, sizeof rs);
+        br_ring_stat(a->name, &rs, NULL, 0);
+        if (consumer)
+            fprintf(
+                stderr, "batchring serve: %s: consumer pid %d went away at batch %" PRIu64 "%s\n",
+                a->name, (int)consumer, rs.cursor,
+                a->exit_on_detach ? "; exiting (--exit-on-detach)" : "; waiting for the next one");
+        if (consumer && a->exit_on_detach)
+            return BR_CLI_OK;
+        if (pid)
+            fprintf(stderr, "batchring serve: %s: consumer pid %d attached at batch %" PRIu64 "\n",
+                    a->name, (int)pid, rs.cursor);
+        consumer = pid;
+    }
+}
+
+int br_cli_serve(int argc, char **argv)
+{
+    struct serve_args a;
+    struct source s;
+    br_gen *g = NULL;
+    br_stats st;
+    char h[32];
+    int code;
+
+    memset(&a, 0, sizeof a);
+    memset(&s, 0, sizeof s);
+    code = parse(argc, argv, &a, &s);
+    if (code >= 0)
+        return code;
+
+    /* Before the ring exists: a signal from now on ends in br_close, never
+     * in a ring left behind. */
+    br_cli_catch_stop_signals();
+    if (source_open(&s) || open_generator(&g, &a, &s)) {
+        source_close(&s);
+        return BR_CLI_FAILED;
+    }
+    announce(g, &a, &s);
+    code = serve_loop(g, &a);
+    br_stats_get(g, &st);
+    br_close(g);
+    source_close(&s);
+    fprintf(stderr, "batchring serve: %s: served %" PRIu64 " batches (%s); ring removed\n", a.name,
+            st.batches, br_mkdata_human(h, st.bytes));
+    return code;
+}
