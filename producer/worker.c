@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -68,6 +69,25 @@ void br__worker_env_fini(struct br_worker_env *env, const struct br_loader_ctx *
         ctx->worker_fini(env->state, ctx->user);
     br__io_destroy(env->io);
     env->io = NULL;
+    free(env->populated);
+    env->populated = NULL;
+}
+
+/* Maps the slot of seq into this process's page tables the first time the
+ * worker loads into it: one madvise per slot and worker, never a page fault
+ * inside the loader. Done per slot rather than for the whole ring at start,
+ * so that eight workers on a 256 MiB ring do not each walk 256 MiB before
+ * the first batch. */
+static void populate_slot(const struct br_ring *r, struct br_worker_env *env, uint64_t seq)
+{
+    uint32_t index = br__slot_index(r, seq);
+    char msg[BR_MSG_CAP];
+    if (!env->populated || env->populated[index])
+        return;
+    /* On failure the loader takes the faults instead: slower, not wrong. */
+    br__ring_populate_range(r, (uint64_t)(r->data - (uint8_t *)r->base) + index * r->slot_stride,
+                            r->slot_stride, msg);
+    env->populated[index] = 1;
 }
 
 /* Writes the slot's descriptor and publishes it READY or FAILED. */
@@ -115,6 +135,7 @@ int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
     uint64_t t0, t1;
     int rc;
 
+    populate_slot(r, env, seq);
     br__schedule_fill(&ctx->sched, &p, ctx->ids, ctx->labels, ids, labels);
     err[0] = '\0';
     br_job job = {
@@ -276,15 +297,21 @@ _Noreturn void br__worker_main(const struct br_ring *r, const struct br_loader_c
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
     }
-    /* fork does not copy the page tables of shared mappings: fault them in
-     * now, not one page at a time inside the loader. */
-    if (br__ring_populate(r, msg) < 0) {
+    /* fork does not copy the page tables of shared mappings: fault in the
+     * header, descriptors and metadata now; each slot's data on its first
+     * use (populate_slot). */
+    if (br__ring_populate_range(r, 0, (uint64_t)(r->data - (uint8_t *)r->base), msg) < 0) {
         fprintf(stderr, "batchring worker %u: %s\n", index, msg);
         fflush(NULL);
         _exit(1);
     }
     br__store_relaxed_i32(&rec->pid, (int32_t)getpid());
     rc = br__worker_env_init(&env, r, ctx, index, rec, true, msg);
+    if (rc == 0) {
+        env.populated = calloc(r->nslots, 1);
+        if (!env.populated && br__ring_populate(r, msg) < 0)
+            rc = -ENOMEM;
+    }
     if (rc) {
         /* Report through the first batch this worker would have loaded,
          * so that the consumer gets the message in order. */

@@ -35,6 +35,8 @@ struct br_worker_env {
     struct br_worker_rec *rec; /* its counters */
     br_io *io;
     void *state;               /* from ctx->worker_init */
+    uint8_t *populated;        /* per slot: its data is in our page tables;
+                                  NULL when the whole ring is */
 };
 
 /* Creates env's reader and runs ctx->worker_init. Returns 0, or a negative

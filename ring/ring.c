@@ -372,24 +372,33 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
     return 0;
 }
 
-int br__ring_populate(const struct br_ring *r, char *msg)
+int br__ring_populate_range(const struct br_ring *r, uint64_t offset, uint64_t len, char *msg)
 {
-    if (madvise(r->base, r->bytes, MADV_POPULATE_WRITE) == 0)
+    uint8_t *start = (uint8_t *)r->base + offset;
+    if (len == 0 || madvise(start, len, MADV_POPULATE_WRITE) == 0)
         return 0;
     if (errno == EINVAL) {
-        /* Kernel before 5.14: touch every page by hand. The pages exist
-         * (fallocate), so this maps them without allocating. */
+        /* Kernel before 5.14: read every page. A read fault maps a page of
+         * a shared writable shmem mapping writable, and a read cannot undo
+         * another process's write the way a read-modify-write could. */
         const uint64_t page = page_size();
-        for (uint64_t off = 0; off < r->bytes; off += page)
-            ((volatile uint8_t *)r->base)[off] = ((volatile uint8_t *)r->base)[off];
+        uint8_t sink = 0;
+        for (uint64_t off = 0; off < len; off += page)
+            sink ^= ((volatile uint8_t *)start)[off];
+        (void)sink;
         return 0;
     }
     {
         char size[32];
         return br__fail(msg, errno == ENOMEM || errno == EFAULT ? -ENOMEM : -errno,
-                        "faulting in the ring (%s): %s", br__format_bytes(size, r->bytes),
+                        "faulting in the ring (%s): %s", br__format_bytes(size, len),
                         strerror(errno));
     }
+}
+
+int br__ring_populate(const struct br_ring *r, char *msg)
+{
+    return br__ring_populate_range(r, 0, r->bytes, msg);
 }
 
 int br__ring_attach(struct br_ring *r, const char *name, char *msg)

@@ -79,6 +79,9 @@ bool br__proc_alive(pid_t pid, uint64_t start);
  * (page tables of shared mappings are not copied by fork). */
 int br__ring_populate(const struct br_ring *r, char *msg);
 
+/* The same for bytes [offset, offset + len) of the object. */
+int br__ring_populate_range(const struct br_ring *r, uint64_t offset, uint64_t len, char *msg);
+
 /* Checks every field of a header found in `bytes` bytes at base, in order,
  * before any offset is used. Returns 0, BR_EBADRING or BR_EVERSION with a
  * message naming the field. */
