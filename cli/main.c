@@ -18,6 +18,8 @@ static const struct subcommand subcommands[] = {
      "run a multi-process generator on a synthetic dataset, verifying every byte"},
     {"mkdata", br_cli_mkdata,
      "write a deterministic synthetic dataset (records, files or indexed) with labels"},
+    {"bench", br_cli_bench,
+     "run a performance case beside its baseline and print the ratio (see --help)"},
     {"serve", br_cli_serve, "serve a dataset as a named ring for a consumer in another process"},
     {"consume", br_cli_consume,
      "attach to a named ring and take its batches (throughput; --verify checks them)"},

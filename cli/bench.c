@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * batchring bench: runs one of the performance suite's cases (perf/cases.c,
+ * the same code batchring-perf runs under Google Benchmark) for a few
+ * seconds and prints its figure beside its baseline from the same run,
+ * their ratio and the target the project holds it to.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <batchring.h>
+
+#include "../perf/cases.h"
+#include "cli.h"
+
+#define MAX_LIST 16
+
+/* A time budget in place of Google Benchmark: iterations until `budget_ns`
+ * of wall time has passed, with a progress line on a terminal. */
+struct budget_loop {
+    struct bench_loop loop; /* first: the case sees only this */
+    uint64_t budget_ns;
+    uint64_t started_ns;
+    uint64_t last_progress_ns;
+    uint64_t units;
+    bool progress;
+    const char *what;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool budget_keep_running(struct bench_loop *loop)
+{
+    struct budget_loop *b = (struct budget_loop *)loop;
+    const uint64_t t = now_ns();
+    bool more;
+    if (!b->started_ns)
+        b->started_ns = t;
+    more = t - b->started_ns < b->budget_ns;
+    if (b->progress && (!more || t - b->last_progress_ns > 100000000u)) {
+        b->last_progress_ns = t;
+        if (more)
+            fprintf(stderr, "\r  %-44s %4.1f s  %12llu units ", b->what,
+                    (double)(t - b->started_ns) / 1e9, (unsigned long long)b->units);
+        else
+            fprintf(stderr, "\r  %-44s finishing...%21s", b->what, "");
+    }
+    return more;
+}
+
+static void budget_iteration_done(struct bench_loop *loop, uint64_t ns, uint64_t units)
+{
+    (void)ns;
+    ((struct budget_loop *)loop)->units += units;
+}
+
+struct options {
+    const struct bench_case *only; /* NULL: every case */
+    uint64_t batch_bytes[MAX_LIST];
+    unsigned n_batch_bytes;
+    uint64_t workers[MAX_LIST];
+    unsigned n_workers;
+    uint64_t ring_bytes[MAX_LIST];
+    unsigned n_ring_bytes;
+    double seconds;
+    bool json;
+};
+
+static void usage(FILE *to)
+{
+    fprintf(to, "usage: batchring bench [options]\n\n"
+                "Runs a case of the performance suite for about --seconds per measurement and\n"
+                "prints its figure beside a baseline measured in the same run, their ratio,\n"
+                "and the target batchring is held to. Lists run every combination.\n\n"
+                "  --case NAME         a case below, or 'all' (default: efficiency)\n"
+                "  --batch-bytes LIST  bytes per batch, e.g. 4K,64K,1M,16M\n"
+                "  --workers LIST      worker processes, e.g. 1,2,8\n"
+                "  --ring-bytes LIST   startup only: ring size, e.g. 16M,64M,256M\n"
+                "  --seconds S         time budget of each measurement (default 1); the\n"
+                "                      baseline takes about as long again\n"
+                "  --json              print a JSON array instead of the table\n"
+                "  -h, --help          this text\n\n"
+                "cases (defaults in brackets):\n");
+    for (size_t i = 0; i < bench_n_cases; i++) {
+        const struct bench_case *c = &bench_cases[i];
+        char bytes[32], ring[32];
+        fprintf(to, "  %-11s %s\n", c->name, c->summary);
+        if (c->uses) {
+            fprintf(to, "  %-11s [", "");
+            if (c->uses & BENCH_USES_BATCH_BYTES)
+                fprintf(to, "batch %s", bench_format_bytes(bytes, c->defaults.batch_bytes));
+            if (c->uses & BENCH_USES_WORKERS)
+                fprintf(to, ", %u worker%s", c->defaults.workers,
+                        c->defaults.workers == 1 ? "" : "s");
+            if (c->uses & BENCH_USES_RING_BYTES)
+                fprintf(to, ", ring %s", bench_format_bytes(ring, c->defaults.ring_bytes));
+            fprintf(to, "]\n");
+        }
+    }
+    fprintf(to, "\nexample: batchring bench --case efficiency --batch-bytes 1M --workers 2\n");
+}
+
+/* Parses a comma list of sizes (bytes) or counts into out. */
+static bool parse_list(const char *text, bool sizes, uint64_t *out, unsigned *n)
+{
+    char buf[256], *save = NULL;
+    if (strlen(text) >= sizeof buf)
+        return false;
+    strcpy(buf, text);
+    *n = 0;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        uint64_t v;
+        char *end = NULL;
+        if (*n == MAX_LIST)
+            return false;
+        if (sizes) {
+            if (!bench_parse_bytes(tok, &v))
+                return false;
+        } else {
+            errno = 0;
+            v = strtoull(tok, &end, 10);
+            if (errno || end == tok || *end || tok[0] == '-')
+                return false;
+        }
+        out[(*n)++] = v;
+    }
+    return *n > 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"case", required_argument, NULL, 'c'},    {"batch-bytes", required_argument, NULL, 'b'},
+        {"workers", required_argument, NULL, 'w'}, {"ring-bytes", required_argument, NULL, 'r'},
+        {"seconds", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    memset(o, 0, sizeof *o);
+    o->only = bench_case_find("efficiency");
+    o->seconds = 1.0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'c':
+            o->only = strcmp(optarg, "all") ? bench_case_find(optarg) : NULL;
+            if (!o->only && strcmp(optarg, "all")) {
+                fprintf(stderr, "batchring bench: no case '%s' (see --help)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'b':
+            if (!parse_list(optarg, true, o->batch_bytes, &o->n_batch_bytes))
+                goto bad;
+            break;
+        case 'w':
+            if (!parse_list(optarg, false, o->workers, &o->n_workers))
+                goto bad;
+            break;
+        case 'r':
+            if (!parse_list(optarg, true, o->ring_bytes, &o->n_ring_bytes))
+                goto bad;
+            break;
+        case 's':
+            errno = 0;
+            o->seconds = strtod(optarg, &end);
+            if (errno || !end || *end || !(o->seconds > 0 && o->seconds <= 3600))
+                goto bad;
+            break;
+        case 'j':
+            o->json = true;
+            break;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "batchring bench: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    for (unsigned i = 0; i < o->n_batch_bytes; i++)
+        if (o->batch_bytes[i] < 8 || o->batch_bytes[i] > (UINT64_C(1) << 30)) {
+            fprintf(stderr, "batchring bench: --batch-bytes must be 8 B to 1 GiB\n");
+            return 2;
+        }
+    for (unsigned i = 0; i < o->n_workers; i++)
+        if (o->workers[i] < 1 || o->workers[i] > BR_MAX_WORKERS) {
+            fprintf(stderr, "batchring bench: --workers must be 1 to %u\n", BR_MAX_WORKERS);
+            return 2;
+        }
+    return -1;
+bad:
+    fprintf(stderr, "batchring bench: bad value '%s' for --%s (see --help)\n", optarg,
+            c == 'b'   ? "batch-bytes"
+            : c == 'w' ? "workers"
+            : c == 'r' ? "ring-bytes"
+                       : "seconds");
+    return 2;
+}
+
+/* Numbers as people read them: 3 significant digits, no exponent for the
+ * magnitudes we print. */
+static const char *num(char buf[32], double v)
+{
+    if (isnan(v))
+        snprintf(buf, 32, "-");
+    else if (fabs(v) >= 1000)
+        snprintf(buf, 32, "%.0f", v);
+    else if (fabs(v) >= 100)
+        snprintf(buf, 32, "%.1f", v);
+    else if (fabs(v) >= 1)
+        snprintf(buf, 32, "%.2f", v);
+    else
+        snprintf(buf, 32, "%.3f", v);
+    return buf;
+}
+
+static void json_number(double v)
+{
+    if (isnan(v) || isinf(v))
+        printf("null");
+    else
+        printf("%.6g", v);
+}
+
+static void print_header(void)
+{
+    printf("%-10s %12s %7s %9s  %-12s %-42s %7s  %s\n", "case", "size", "workers", "result", "",
+           "baseline (same run)", "ratio", "target");
+}
+
+static void print_row(const struct bench_case *c, const struct bench_params *p,
+                      const struct bench_result *r, int rc)
+{
+    char bytes[32], workers[16], value[32], base[32], ratio[32], target[48] = "", baseline[96];
+    double limit;
+    bool at_least;
+    int verdict = rc ? -1 : bench_verdict(c, p, r->ratio, &limit, &at_least);
+
+    if (c->uses & BENCH_USES_RING_BYTES) {
+        char ring[32];
+        snprintf(bytes, sizeof bytes, "ring %s", bench_format_bytes(ring, p->ring_bytes));
+    } else if (c->uses & BENCH_USES_BATCH_BYTES) {
+        bench_format_bytes(bytes, p->batch_bytes);
+    } else {
+        snprintf(bytes, sizeof bytes, "-");
+    }
+    if (c->uses & BENCH_USES_WORKERS)
+        snprintf(workers, sizeof workers, "%u", p->workers);
+    else
+        snprintf(workers, sizeof workers, "-");
+    if (rc) {
+        printf("%-10s %12s %7s  failed: %s\n", c->name, bytes, workers, r->error);
+        return;
+    }
+    if (c->target)
+        snprintf(baseline, sizeof baseline, "%s %s %s", num(base, r->baseline), c->baseline_unit,
+                 c->baseline_name);
+    else
+        snprintf(baseline, sizeof baseline, "(%s)", c->baseline_name);
+    if (verdict >= 0)
+        snprintf(target, sizeof target, "%s %s  %s", at_least ? ">=" : "<=", num(base, limit),
+                 verdict ? "pass" : "MISS");
+    printf("%-10s %12s %7s %9s  %-12s %-42.42s %7s  %s\n", c->name, bytes, workers,
+           num(value, r->value), c->value_unit, baseline, num(ratio, r->ratio), target);
+    fflush(stdout);
+}
+
+static void print_json(const struct bench_case *c, const struct bench_params *p,
+                       const struct bench_result *r, int rc, bool first)
+{
+    double limit;
+    bool at_least;
+    int verdict = rc ? -1 : bench_verdict(c, p, r->ratio, &limit, &at_least);
+
+    printf("%s\n  {\"case\": \"%s\"", first ? "" : ",", c->name);
+    if (c->uses & BENCH_USES_BATCH_BYTES)
+        printf(", \"batch_bytes\": %llu", (unsigned long long)p->batch_bytes);
+    if (c->uses & BENCH_USES_WORKERS)
+        printf(", \"workers\": %u", p->workers);
+    if (c->uses & BENCH_USES_RING_BYTES)
+        printf(", \"ring_bytes\": %llu", (unsigned long long)p->ring_bytes);
+    if (rc) {
+        /* The message is ours and printable; only quotes and backslashes
+         * need escaping. */
+        printf(", \"error\": \"");
+        for (const char *s = r->error; *s; s++)
+            printf(*s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
+        printf("\"}");
+        return;
+    }
+    printf(", \"value\": ");
+    json_number(r->value);
+    printf(", \"value_unit\": \"%s\", \"baseline\": ", c->value_unit);
+    json_number(r->baseline);
+    printf(", \"baseline_unit\": \"%s\", \"baseline_name\": \"%s\", \"ratio\": ", c->baseline_unit,
+           c->baseline_name);
+    json_number(r->ratio);
+    printf(", \"ratio_name\": \"%s\"", c->ratio_name);
+    if (verdict >= 0) {
+        printf(", \"target\": ");
+        json_number(limit);
+        printf(", \"target_op\": \"%s\", \"pass\": %s",
+               at_least ? ">=" : "<=", verdict ? "true" : "false");
+    }
+    printf(", \"units\": %llu, \"seconds\": ", (unsigned long long)r->units);
+    json_number(r->seconds);
+    printf(", \"figures\": {");
+    for (unsigned f = 0; f < r->n_figures; f++) {
+        printf("%s\"%s\": ", f ? ", " : "", r->figures[f].name);
+        json_number(r->figures[f].value);
+    }
+    printf("}}");
+}
+
+/* Runs c once per combination of the lists that apply to it. Returns the
+ * number of runs that failed. */
+static int run_case(const struct bench_case *c, const struct options *o, bool *first)
+{
+    const uint64_t *bytes = o->n_batch_bytes ? o->batch_bytes : &c->defaults.batch_bytes;
+    const uint64_t *ring = o->n_ring_bytes ? o->ring_bytes : &c->defaults.ring_bytes;
+    const uint64_t default_workers = c->defaults.workers;
+    const uint64_t *workers = o->n_workers ? o->workers : &default_workers;
+    const unsigned nb =
+        (c->uses & BENCH_USES_BATCH_BYTES) && o->n_batch_bytes ? o->n_batch_bytes : 1;
+    const unsigned nw = (c->uses & BENCH_USES_WORKERS) && o->n_workers ? o->n_workers : 1;
+    const unsigned nr = (c->uses & BENCH_USES_RING_BYTES) && o->n_ring_bytes ? o->n_ring_bytes : 1;
+    const bool tty = isatty(STDERR_FILENO);
+    int failures = 0;
+
+    for (unsigned ir = 0; ir < nr; ir++)
+        for (unsigned iw = 0; iw < nw; iw++)
+            for (unsigned ib = 0; ib < nb; ib++) {
+                struct bench_params p = c->defaults;
+                struct bench_result r;
+                char what[96], size[32];
+                int rc;
+
+                if (c->uses & BENCH_USES_BATCH_BYTES)
+                    p.batch_bytes = bytes[ib];
+                if (c->uses & BENCH_USES_WORKERS)
+                    p.workers = (uint32_t)workers[iw];
+                if (c->uses & BENCH_USES_RING_BYTES)
+                    p.ring_bytes = ring[ir];
+                snprintf(what, sizeof what, "%s, %s, %u worker%s", c->name,
+                         bench_format_bytes(size, (c->uses & BENCH_USES_RING_BYTES)
+                                                      ? p.ring_bytes
+                                                      : p.batch_bytes),
+                         p.workers, p.workers == 1 ? "" : "s");
+                struct budget_loop loop = {
+                    {budget_keep_running, budget_iteration_done},
+                    (uint64_t)(o->seconds * 1e9),
+                    0,
+                    0,
+                    0,
+                    tty,
+                    what,
+                };
+                memset(&r, 0, sizeof r);
+                rc = c->run(&loop.loop, &p, &r);
+                if (tty)
+                    fprintf(stderr, "\r%80s\r", "");
+                if (rc)
+                    failures++;
+                if (o->json)
+                    print_json(c, &p, &r, rc, *first);
+                else
+                    print_row(c, &p, &r, rc);
+                *first = false;
+            }
+    return failures;
+}
+
+int br_cli_bench(int argc, char **argv)
+{
+    struct options o;
+    bool first = true;
+    int failures = 0, rc = parse_options(argc, argv, &o);
+
+    if (rc >= 0)
+        return rc;
+    if (o.json)
+        printf("[");
+    else
+        print_header();
+    for (size_t i = 0; i < bench_n_cases; i++)
+        if (!o.only || o.only == &bench_cases[i])
+            failures += run_case(&bench_cases[i], &o, &first);
+    if (o.json)
+        printf("\n]\n");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,151 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Runs the performance suite and turns it into a table and two charts:
+#
+#   perf/run.sh BUILD_DIR [batchring-perf flags, e.g. --benchmark_filter=scaling]
+#
+# `make perf` calls it with the build directory. It writes into perf/results/
+# (not tracked by git):
+#   perf-<UTC time>.json  Google Benchmark's JSON, every repetition and the
+#                         aggregates; latest.json points to the newest
+#   summary.tsv           one row per case and parameters, from the medians
+#   results.md            the table (every figure beside its baseline from
+#                         the same run, the ratio, the target), the command
+#                         and the machine
+#   scaling.png, efficiency.png   the charts (if gnuplot is installed)
+# With BR_PERF_PUBLISH=1 it also copies results.md, the charts and the JSON
+# to docs/perf/, for the README. BR_PERF_REPETITIONS sets the repetitions
+# (default 5): the table shows medians.
+set -eu
+
+if [ $# -lt 1 ]; then
+    echo "usage: perf/run.sh BUILD_DIR [batchring-perf flags]" >&2
+    exit 2
+fi
+build=$1
+shift
+perf_dir=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$perf_dir")
+exe=$build/perf/batchring-perf
+results=$perf_dir/results
+reps=${BR_PERF_REPETITIONS:-5}
+
+if [ ! -x "$exe" ]; then
+    echo "perf/run.sh: $exe not found: build with -DBR_BUILD_PERF=ON (the default in a top-level build)" >&2
+    exit 1
+fi
+mkdir -p "$results"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+json=$results/perf-$stamp.json
+
+echo "perf/run.sh: $reps repetitions of every case; a few minutes on a 2-core machine" >&2
+start=$(date +%s)
+# Repetitions run in a shuffled order across all cases: on a shared machine
+# a burst of someone else's work then spoils one repetition of many cases
+# instead of every repetition of one, and the medians hold.
+"$exe" --benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true \
+    --benchmark_display_aggregates_only=true \
+    --benchmark_out="$json" --benchmark_out_format=json "$@"
+elapsed=$(($(date +%s) - start))
+load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null | tr ' ' ',' || echo unknown)
+ln -sf "$(basename "$json")" "$results/latest.json"
+
+# Rows in the order of the cases (a shuffled run reports them shuffled),
+# then by workers, batch bytes and ring bytes; the context lines first.
+awk -f "$perf_dir/summary.awk" "$json" | awk -F '\t' '
+    BEGIN { split("floor handoff efficiency seed scaling startup overlap", order, " ")
+            for (i in order) rank[order[i]] = i }
+    /^#/ { print "0\t0\t0\t0\t0\t" $0; next }
+    { print (($1 in rank) ? rank[$1] : 99) "\t" ($3 == "-" ? 0 : $3) "\t" ($2 == "-" ? 0 : $2) "\t" ($4 == "-" ? 0 : $4) "\t" NR "\t" $0 }' |
+    sort -t "$(printf '\t')" -k1,1n -k2,2n -k3,3n -k4,4n -k5,5n | cut -f6- >"$results/summary.tsv"
+
+# Chart data: one file per series.
+awk -F '\t' '$1 == "scaling" && $13 != "failed" { print $3, $5, $7, $9 }' "$results/summary.tsv" |
+    sort -n >"$results/scaling.dat"
+for w in 1 2; do
+    awk -F '\t' -v w="$w" '$1 == "efficiency" && $3 == w && $13 != "failed" { print $2, $9, $5, $7 }' \
+        "$results/summary.tsv" | sort -n >"$results/efficiency-w$w.dat"
+done
+
+# The table.
+command="perf/run.sh $build${*:+ $*}"
+awk -F '\t' -v reps="$reps" -v command="$command" -v elapsed="$elapsed" -v load_end="$load_end" '
+function human(b,    u, i) {
+    if (b == "-") return "-"
+    split("B KiB MiB GiB", u, " ")
+    for (i = 1; b >= 1024 && i < 4; i++) b /= 1024
+    return (b == int(b) ? sprintf("%d", b) : sprintf("%.1f", b)) " " u[i]
+}
+function num(v) {
+    if (v == "-" || v == "") return "-"
+    v += 0
+    if (v >= 1000 || v <= -1000) return sprintf("%.0f", v)
+    if (v >= 100 || v <= -100) return sprintf("%.1f", v)
+    if (v >= 1 || v <= -1) return sprintf("%.2f", v)
+    return sprintf("%.3f", v)
+}
+/^#/ { ctx[$2] = $3; next }
+{
+    row[++n] = $0
+    if ($13 == "pass") pass++
+    else if ($13 == "MISS") miss++
+    else if ($13 == "failed") failed++
+}
+END {
+    print "# batchring performance"
+    print ""
+    printf "Made with `%s` (what `make perf` runs) on %s in %s s: %s CPUs (%s), %s, ", command, ctx["date"], elapsed, ctx["online_cpus"], ctx["cpu_model"], ctx["kernel"]
+    printf "load average %s at the start and %s at the end (this run'"'"'s own processes count); batchring %s. ", ctx["load_avg"], load_end, ctx["batchring_version"]
+    printf "Medians of %d repetitions, run in shuffled order. Each figure stands beside its baseline from the same run: ", reps
+    print "the baseline does the same work per unit for the same number of units, in chunks interleaved with the subject'"'"'s."
+    print ""
+    print "| case | batch | ring | workers | result | baseline (same run) | ratio | target | |"
+    print "|---|---:|---:|---:|---|---|---:|---|---|"
+    for (i = 1; i <= n; i++) {
+        split(row[i], f, "\t")
+        if (f[13] == "failed") {
+            printf "| %s | %s | %s | %s | failed: %s | | | | |\n", f[1], human(f[2]), human(f[4]), f[3], f[15]
+            continue
+        }
+        base = (f[7] == "-") ? "-" : num(f[7]) " " (f[1] == "handoff" ? "ns/handoff " : "") f[8]
+        if (f[1] == "efficiency") base = num(f[7]) " GB/s, " f[8]
+        if (f[1] == "seed" || f[1] == "overlap" || f[1] == "scaling") base = num(f[7]) " batches/s, " f[8]
+        if (f[1] == "startup") base = num(f[7]) " ms, " f[8]
+        target = (f[11] == "-") ? "" : ((f[12] + 0) ? "≥ " : "≤ ") num(f[11])
+        verdict = (f[13] == "-") ? "" : (f[13] == "MISS" ? "**miss**" : f[13])
+        printf "| %s | %s | %s | %s | %s %s | %s | %s | %s | %s |\n", f[1], human(f[2]), human(f[4]), f[3], num(f[5]), f[6], base, (f[9] == "-" ? "" : num(f[9]) " " f[10]), target, verdict
+    }
+    print ""
+    printf "Targets: %d met, %d missed%s.\n", pass, miss, failed ? sprintf(", %d runs failed", failed) : ""
+    print ""
+    print "![scaling](scaling.png)"
+    print ""
+    print "![efficiency](efficiency.png)"
+}' "$results/summary.tsv" >"$results/results.md"
+
+rm -f "$results/scaling.png" "$results/efficiency.png"
+if command -v gnuplot >/dev/null 2>&1; then
+    has_scaling=0
+    has_efficiency=0
+    [ -s "$results/scaling.dat" ] && has_scaling=1
+    [ -s "$results/efficiency-w1.dat" ] && [ -s "$results/efficiency-w2.dat" ] && has_efficiency=1
+    gnuplot -e "dir='$results'; scaling=$has_scaling; efficiency=$has_efficiency" \
+        "$perf_dir/charts.gp" || echo "perf/run.sh: gnuplot failed: no charts" >&2
+else
+    echo "perf/run.sh: gnuplot not found (apt-get install gnuplot-nox): no charts" >&2
+fi
+
+if [ "${BR_PERF_PUBLISH:-0}" = 1 ]; then
+    mkdir -p "$root/docs/perf"
+    cp "$results/results.md" "$root/docs/perf/results.md"
+    cp "$json" "$root/docs/perf/results.json"
+    for png in scaling.png efficiency.png; do
+        [ -f "$results/$png" ] && cp "$results/$png" "$root/docs/perf/$png"
+    done
+    echo "perf/run.sh: published to docs/perf/" >&2
+fi
+
+echo >&2
+sed -n '/^| case/,/^Targets/p' "$results/results.md" >&2
+echo "perf/run.sh: results in $results (results.md, summary.tsv, latest.json, scaling.png, efficiency.png)" >&2
