@@ -22,11 +22,16 @@
  *
  * Waking workers. A worker whose slot is not yet free does not sleep on
  * the slot's word: it sleeps on the header's `kick` word, counted in
- * `slot_sleepers`. The consumer bumps `kick` and wakes them only every
- * max(1, nslots / 2) releases, or at once when it is about to wait itself.
- * So when workers run ahead of the trainer (the ring full, workers asleep),
- * a release costs the consumer a plain store, not a futex syscall per batch;
- * a woken worker finds half the ring free and fills it in one go. The
+ * `slot_sleepers`. The consumer bumps `kick` and wakes them at once when it
+ * is about to wait itself. Otherwise, in a ring of BR_NAP_MIN_SLOTS slots
+ * or more, it never wakes them: a worker sleeps for as long as the
+ * consumer's pace says it takes to release its slot and half a ring more
+ * (worker.c, nap_ns), so a ready batch costs the consumer no syscall at
+ * all. A shallower ring has no ready batches to cover a nap that ends
+ * late, so there the consumer wakes sleepers every max(1, nslots / 2)
+ * releases. Either way, when workers run ahead of the trainer (the ring
+ * full, workers asleep), a woken worker finds half the ring free and fills
+ * it in one go. The
  * ordering argument is the same Dekker pair as above: the consumer's
  * seq_cst release store, then its seq_cst load of slot_sleepers; the
  * worker's seq_cst increment of slot_sleepers, its load of kick, then its
@@ -576,10 +581,10 @@ int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms)
     return rc;
 }
 
-int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, int timeout_ms)
+int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns)
 {
     struct br_ring_header *h = r->hdr;
-    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
     uint32_t kick;
     int rc = 0;
 
@@ -587,7 +592,7 @@ int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, i
     br__add_seq_cst_u32(&h->slot_sleepers, 1);
     kick = br__load_seq_cst_u32(&h->kick);
     if (br__load_seq_cst_u32(&d->word) == seen &&
-        futex(&h->kick, FUTEX_WAIT, kick, timeout_ms < 0 ? NULL : &ts) < 0)
+        futex(&h->kick, FUTEX_WAIT, kick, &ts) < 0)
         rc = errno == EAGAIN ? 0 : -errno;
     br__sub_seq_cst_u32(&h->slot_sleepers, 1);
     return rc;

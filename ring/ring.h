@@ -98,10 +98,16 @@ void br__ring_unmap(struct br_ring *r);
  * Returns 0 (woken or value changed), -ETIMEDOUT or -EINTR. */
 int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
 
+/* Rings with at least this many slots let workers sleep at the consumer's
+ * pace instead of being woken on release: half a ring of ready batches
+ * covers a sleep that ends late (timer slack ~50 us, wake-up ~26 us on a
+ * KVM guest). */
+#define BR_NAP_MIN_SLOTS 8u
+
 /* A worker's sleep while the slot it needs still holds `seen`: on the
- * header's kick word, for at most timeout_ms. Returns 0, -ETIMEDOUT or
+ * header's kick word, for at most timeout_ns. Returns 0, -ETIMEDOUT or
  * -EINTR; the caller rechecks its slot either way. */
-int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, int timeout_ms);
+int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns);
 
 /* Wakes up to how_many workers asleep in br__worker_sleep, if any sleeps.
  * Call after releasing slots. Returns whether there was anyone to wake. */
