@@ -15,6 +15,10 @@
  *               a ring of the same size once
  *   overlap     batches/s with a CPU-bound loader and a trainer step of the
  *               same cost                                      vs 1 / max(load, step)
+ *   records-random / records-seq
+ *               batches/s of the built-in records dataset read through the
+ *               workers' io_uring                               vs the same
+ *               reads in a pread loop (and in a bare liburing loop)
  *
  * Fairness rules: a baseline does the same work per unit as its subject
  * (the same loader function, the same bytes) for the same number of
@@ -37,6 +41,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <liburing.h>
 
 #include <batchring.h>
 
@@ -700,6 +706,207 @@ done:
     return rc;
 }
 
+/* ---- records: the built-in records dataset, beside pread and liburing ---- */
+
+/* A cached records file of IO_FILE_BYTES: big enough that random records
+ * miss the CPU caches, small enough to write in a fraction of a second. */
+#define IO_FILE_BYTES (128 * MIB)
+#define IO_RECORD_BYTES (4 * KIB)
+
+struct io_file {
+    char dir[64];
+    char path[96];
+    int fd;
+    uint64_t records;
+};
+
+static void io_file_remove(struct io_file *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    unlink(f->path);
+    rmdir(f->dir);
+}
+
+static int io_file_make(struct io_file *f, struct bench_result *out)
+{
+    const uint64_t chunk = MIB;
+    uint8_t *buf = private_buffer(chunk);
+    f->fd = -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/batchring-perf-XXXXXX");
+    if (!buf || !mkdtemp(f->dir)) {
+        free_buffer(buf, chunk);
+        return fail(out, -errno, "making a temporary directory: %s", strerror(errno));
+    }
+    snprintf(f->path, sizeof f->path, "%s/records.bin", f->dir);
+    f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (f->fd < 0) {
+        free_buffer(buf, chunk);
+        rmdir(f->dir);
+        return fail(out, -errno, "creating %s: %s", f->path, strerror(errno));
+    }
+    fill_pattern(buf, chunk);
+    for (uint64_t off = 0; off < IO_FILE_BYTES; off += chunk)
+        if (pwrite(f->fd, buf, chunk, (off_t)off) != (ssize_t)chunk) {
+            int e = errno ? errno : EIO;
+            free_buffer(buf, chunk);
+            io_file_remove(f);
+            return fail(out, -e, "writing %s: %s", f->path, strerror(e));
+        }
+    free_buffer(buf, chunk);
+    f->records = IO_FILE_BYTES / IO_RECORD_BYTES;
+    return 0;
+}
+
+/* The baselines read what the subject reads: `per_batch` records per
+ * batch, at random record offsets (shuffled) or as one run of adjacent
+ * records (sequential), into one private buffer. */
+struct io_baseline {
+    int fd;
+    uint64_t records;
+    uint32_t per_batch;
+    bool shuffled;
+    uint8_t *dst;
+    uint64_t next;  /* sequential: next record; shuffled: generator state */
+    struct io_uring *uring;
+};
+
+static uint64_t io_next_record(struct io_baseline *b)
+{
+    if (b->shuffled) {
+        b->next ^= b->next << 13, b->next ^= b->next >> 7, b->next ^= b->next << 17;
+        return b->next % b->records;
+    }
+    if (b->next + b->per_batch > b->records)
+        b->next = 0;
+    uint64_t r = b->next;
+    b->next += b->per_batch;
+    return r;
+}
+
+static int pread_batches(void *ctx, uint64_t n)
+{
+    struct io_baseline *b = ctx;
+    for (uint64_t k = 0; k < n; k++) {
+        if (b->shuffled) {
+            for (uint32_t i = 0; i < b->per_batch; i++)
+                if (pread(b->fd, b->dst + (uint64_t)i * IO_RECORD_BYTES, IO_RECORD_BYTES,
+                          (off_t)(io_next_record(b) * IO_RECORD_BYTES)) != IO_RECORD_BYTES)
+                    return -EIO;
+        } else {
+            size_t len = (size_t)b->per_batch * IO_RECORD_BYTES;
+            if (pread(b->fd, b->dst, len, (off_t)(io_next_record(b) * IO_RECORD_BYTES)) !=
+                (ssize_t)len)
+                return -EIO;
+        }
+    }
+    return 0;
+}
+
+/* A bare liburing loop: the batch's reads queued at once, one submit and
+ * wait, as the library's reader does, without the ring around it. */
+static int uring_batches(void *ctx, uint64_t n)
+{
+    struct io_baseline *b = ctx;
+    const uint32_t reads = b->shuffled ? b->per_batch : 1;
+    const unsigned len = b->shuffled ? IO_RECORD_BYTES : b->per_batch * IO_RECORD_BYTES;
+    for (uint64_t k = 0; k < n; k++) {
+        for (uint32_t i = 0; i < reads; i++) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(b->uring);
+            if (!sqe)
+                return -EBUSY;
+            io_uring_prep_read(sqe, b->fd, b->dst + (uint64_t)i * len, len,
+                               io_next_record(b) * IO_RECORD_BYTES);
+        }
+        if (io_uring_submit_and_wait(b->uring, reads) < 0)
+            return -EIO;
+        for (uint32_t i = 0; i < reads; i++) {
+            struct io_uring_cqe *cqe;
+            if (io_uring_wait_cqe(b->uring, &cqe) < 0 || cqe->res != (int)len)
+                return -EIO;
+            io_uring_cqe_seen(b->uring, cqe);
+        }
+    }
+    return 0;
+}
+
+static int records_run(struct bench_loop *loop, const struct bench_params *p,
+                       struct bench_result *out, bool shuffled)
+{
+    const uint32_t per_batch = records_per_batch(p->batch_bytes);
+    struct io_file file;
+    struct io_uring uring;
+    bool uring_ok = false;
+    br_dataset *ds = NULL;
+    br_gen *g = NULL;
+    br_options opt;
+    uint8_t *dst = private_buffer((uint64_t)per_batch * IO_RECORD_BYTES);
+    int rc;
+
+    if (!dst)
+        return fail(out, -ENOMEM, "out of memory for a batch buffer");
+    if ((rc = io_file_make(&file, out))) {
+        free_buffer(dst, (uint64_t)per_batch * IO_RECORD_BYTES);
+        return rc;
+    }
+    struct io_baseline pb = {file.fd, file.records, per_batch, shuffled, dst,
+                             shuffled ? 0x9e3779b97f4a7c15u : 0, NULL};
+    struct io_baseline ub = pb;
+    struct baseline base[2] = {{pread_batches, &pb, 0, 0}, {uring_batches, &ub, 0, 0}};
+    if ((rc = io_uring_queue_init(per_batch < 64 ? 64 : per_batch, &uring, 0)) == 0) {
+        uring_ok = true;
+        ub.uring = &uring;
+    }
+    if ((rc = br_dataset_open_records(&ds, file.path, IO_RECORD_BYTES, NULL, 0))) {
+        rc = fail(out, rc, "br_dataset_open_records: %s", br_last_error(NULL));
+        goto done;
+    }
+    br_options_init(&opt);
+    opt.batch_size = per_batch;
+    opt.workers = p->workers;
+    opt.shuffle = shuffled;
+    opt.seed = 7;
+    if ((rc = br_open_dataset(&g, ds, NULL, 0, &opt))) {
+        rc = fail(out, rc, "br_open_dataset: %s", br_last_error(NULL));
+        goto done;
+    }
+    rc = run_pipeline(loop, g, p->workers, NULL, base, uring_ok ? 2 : 1, out);
+    if (rc)
+        goto done;
+    out->value = (double)out->units / out->seconds;
+    out->baseline = 1e9 / baseline_ns_per_unit(&base[0]);
+    out->ratio = out->value / out->baseline;
+    if (uring_ok) {
+        add_figure(out, "liburing_batches_per_s", 1e9 / baseline_ns_per_unit(&base[1]));
+        add_figure(out, "vs_liburing", out->value * baseline_ns_per_unit(&base[1]) / 1e9);
+    }
+    {
+        br_worker_stats ws;
+        if (br_worker_stats_get(g, 0, &ws) == 0)
+            add_figure(out, "io_backend_1uring_2pread", ws.io_backend);
+    }
+done:
+    br_close(g);
+    br_dataset_close(ds);
+    if (uring_ok)
+        io_uring_queue_exit(&uring);
+    io_file_remove(&file);
+    free_buffer(dst, (uint64_t)per_batch * IO_RECORD_BYTES);
+    return rc;
+}
+
+static int records_random_run(struct bench_loop *loop, const struct bench_params *p,
+                              struct bench_result *out)
+{
+    return records_run(loop, p, out, true);
+}
+
+static int records_seq_run(struct bench_loop *loop, const struct bench_params *p,
+                           struct bench_result *out)
+{
+    return records_run(loop, p, out, false);
+}
+
 /* ---- seed: the copying loader, beside a fork + pipe ---- */
 
 /* The seed model: the R original's DataGeneratorNonblock in C. A forked
@@ -1119,6 +1326,18 @@ static bool overlap_target(const struct bench_params *p, double *limit, bool *at
     return p->workers == 1;
 }
 
+static bool records_random_target(const struct bench_params *p, double *limit, bool *at_least)
+{
+    *limit = 3.0, *at_least = true;
+    return p->batch_bytes == 64 * IO_RECORD_BYTES;
+}
+
+static bool records_seq_target(const struct bench_params *p, double *limit, bool *at_least)
+{
+    *limit = 1.0, *at_least = true;
+    return p->batch_bytes == 64 * KIB || p->batch_bytes == MIB;
+}
+
 const struct bench_case bench_cases[] = {
     {
         .name = "floor",
@@ -1200,6 +1419,30 @@ const struct bench_case bench_cases[] = {
         .defaults = {.batch_bytes = 1 * MIB, .workers = 1},
         .run = overlap_run,
         .target = overlap_target,
+    },
+    {
+        .name = "records-random",
+        .summary = "records dataset, 4 KiB records at shuffled ids, read by the workers' io_uring",
+        .value_unit = "batches/s",
+        .baseline_name = "the same reads in a pread loop (vs_liburing: a bare liburing loop)",
+        .baseline_unit = "batches/s",
+        .ratio_name = "batchring / pread loop",
+        .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
+        .defaults = {.batch_bytes = 64 * IO_RECORD_BYTES, .workers = 2},
+        .run = records_random_run,
+        .target = records_random_target,
+    },
+    {
+        .name = "records-seq",
+        .summary = "records dataset at sequential ids: each batch one coalesced read",
+        .value_unit = "batches/s",
+        .baseline_name = "the same reads in a pread loop (vs_liburing: a bare liburing loop)",
+        .baseline_unit = "batches/s",
+        .ratio_name = "batchring / pread loop",
+        .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
+        .defaults = {.batch_bytes = 1 * MIB, .workers = 1},
+        .run = records_seq_run,
+        .target = records_seq_target,
     },
 };
 
