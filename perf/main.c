@@ -159,6 +159,15 @@ static void register_all(void)
     b = family("overlap", 20);
     for (int i = 0; i < 4; i++)
         ROW(b, batch_bytes[i], 1);
+
+    /* Files: 64 shuffled 4 KiB records per batch; sequential batches of
+     * 64 KiB and 1 MiB, each one coalesced read. */
+    b = family("records-random", 20);
+    ROW(b, 64 * 4096, 1);
+    ROW(b, 64 * 4096, 2);
+    b = family("records-seq", 20);
+    ROW(b, 64 << 10, 1);
+    ROW(b, 1 << 20, 1);
 }
 
 /* The machine, in the report, so that a result file says where it ran. */
