@@ -168,6 +168,8 @@ static void register_all(void)
     b = family("records-seq", 20);
     ROW(b, 64 << 10, 1);
     ROW(b, 1 << 20, 1);
+
+    family("schedule", 20);
 }
 
 /* The machine, in the report, so that a result file says where it ran. */
