@@ -835,7 +835,7 @@ static int uring_batches(void *ctx, uint64_t n)
 }
 
 static int records_run(struct bench_loop *loop, const struct bench_params *p,
-                       struct bench_result *out, bool shuffled)
+                       struct bench_result *out, bool shuffled, bool direct)
 {
     const uint32_t per_batch = records_per_batch(p->batch_bytes);
     struct io_file file;
@@ -853,7 +853,22 @@ static int records_run(struct bench_loop *loop, const struct bench_params *p,
         free_buffer(dst, (uint64_t)per_batch * IO_RECORD_BYTES);
         return rc;
     }
-    struct io_baseline pb = {file.fd, file.records, per_batch, shuffled, dst,
+    int read_fd = file.fd;
+    if (direct) {
+        /* O_DIRECT on both sides: nothing comes from the page cache, and
+         * what the file's writing left there is dropped first. */
+        fsync(file.fd);
+        posix_fadvise(file.fd, 0, 0, POSIX_FADV_DONTNEED);
+        read_fd = open(file.path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+        if (read_fd < 0) {
+            rc = fail(out, -errno, "the file system refuses O_DIRECT for %s: %s", file.path,
+                      strerror(errno));
+            io_file_remove(&file);
+            free_buffer(dst, (uint64_t)per_batch * IO_RECORD_BYTES);
+            return rc;
+        }
+    }
+    struct io_baseline pb = {read_fd, file.records, per_batch, shuffled, dst,
                              shuffled ? 0x9e3779b97f4a7c15u : 0, NULL};
     struct io_baseline ub = pb;
     struct baseline base[2] = {{pread_batches, &pb, 0, 0}, {uring_batches, &ub, 0, 0}};
@@ -861,7 +876,8 @@ static int records_run(struct bench_loop *loop, const struct bench_params *p,
         uring_ok = true;
         ub.uring = &uring;
     }
-    if ((rc = br_dataset_open_records(&ds, file.path, IO_RECORD_BYTES, NULL, 0))) {
+    if ((rc = br_dataset_open_records(&ds, file.path, IO_RECORD_BYTES, NULL,
+                                      direct ? BR_DATASET_DIRECT : 0))) {
         rc = fail(out, rc, "br_dataset_open_records: %s", br_last_error(NULL));
         goto done;
     }
@@ -894,6 +910,8 @@ done:
     br_dataset_close(ds);
     if (uring_ok)
         io_uring_queue_exit(&uring);
+    if (read_fd != file.fd)
+        close(read_fd);
     io_file_remove(&file);
     free_buffer(dst, (uint64_t)per_batch * IO_RECORD_BYTES);
     return rc;
@@ -902,13 +920,19 @@ done:
 static int records_random_run(struct bench_loop *loop, const struct bench_params *p,
                               struct bench_result *out)
 {
-    return records_run(loop, p, out, true);
+    return records_run(loop, p, out, true, false);
 }
 
 static int records_seq_run(struct bench_loop *loop, const struct bench_params *p,
                            struct bench_result *out)
 {
-    return records_run(loop, p, out, false);
+    return records_run(loop, p, out, false, false);
+}
+
+static int records_direct_run(struct bench_loop *loop, const struct bench_params *p,
+                              struct bench_result *out)
+{
+    return records_run(loop, p, out, false, true);
 }
 
 #ifdef BR_PERF_INTERNAL
@@ -1525,6 +1549,18 @@ const struct bench_case bench_cases[] = {
         .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
         .defaults = {.batch_bytes = 1 * MIB, .workers = 1},
         .run = records_seq_run,
+        .target = records_seq_target,
+    },
+    {
+        .name = "records-direct",
+        .summary = "records dataset, sequential ids, O_DIRECT (the page cache dropped)",
+        .value_unit = "batches/s",
+        .baseline_name = "the same O_DIRECT reads in a pread loop (vs_liburing: bare liburing)",
+        .baseline_unit = "batches/s",
+        .ratio_name = "batchring / pread loop",
+        .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
+        .defaults = {.batch_bytes = 1 * MIB, .workers = 1},
+        .run = records_direct_run,
         .target = records_seq_target,
     },
 #ifdef BR_PERF_INTERNAL

@@ -169,6 +169,10 @@ static void register_all(void)
     ROW(b, 64 << 10, 1);
     ROW(b, 1 << 20, 1);
 
+    b = family("records-direct", 10);
+    ROW(b, 64 << 10, 1);
+    ROW(b, 1 << 20, 1);
+
     family("schedule", 20);
 }
 
