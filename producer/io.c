@@ -389,7 +389,9 @@ BR_API int br_io_wait(br_io *io)
         return -EINVAL;
     if (io->queued == 0)
         return 0;
-    rc = io->backend == BR_IO_URING ? wait_uring(io) : wait_pread(io);
+    /* io_uring's gain is many reads per syscall; a lone read is one
+     * syscall either way, and pread skips the ring's bookkeeping. */
+    rc = io->backend == BR_IO_URING && io->queued > 1 ? wait_uring(io) : wait_pread(io);
     if (io->rec) {
         for (size_t i = 0; i < io->queued; i++)
             bytes += io->queue[i].done;
