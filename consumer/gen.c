@@ -407,8 +407,6 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     g->opened_ns = br__now_ns();
     rc = br__sup_start(&g->sup, &g->ring, &g->ctx, opt->max_restarts, msg);
     if (rc) {
-        if (g->role == ROLE_SERVE)
-            shm_unlink(g->name);
         struct br_gen *same;
         gen_unregister((br_gen *)(uintptr_t)g->handle, &same);
         goto fail;
@@ -888,15 +886,12 @@ BR_API int br_ring_remove_stale(const char *name)
 {
     char *msg = open_error;
     br_ring_status st;
+    pid_t owner;
+    /* Validates first: only a batchring ring of ours is ever removed. */
     int rc = br_ring_stat(name, &st, NULL, 0);
     if (rc)
         return rc;
-    if (st.owner_alive)
-        return br__fail(msg, -EBUSY, "ring %s is served by pid %d, which is running", name,
-                        (int)st.owner_pid);
-    if (shm_unlink(name) < 0)
-        return br__fail(msg, -errno, "shm_unlink %s: %s", name, strerror(errno));
-    return 0;
+    return br__ring_unlink_stale(name, &owner, msg);
 }
 
 BR_API int br_checkpoint(const br_gen *handle, uint64_t *next_seq)

@@ -232,6 +232,11 @@ static _Noreturn void supervisor_main(struct br_supervisor *s, pid_t trainer)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != trainer)
         _exit(0);
+    /* The producer's lock on a named ring is the producer's alone: if we
+     * kept the descriptor, a SIGKILLed producer's ring would look served
+     * until we noticed and died too. */
+    if (s->ring->has_owner_fd)
+        close(s->ring->owner_fd);
     /* The trainer's handlers are not ours; SIGCHLD and SIGTERM are taken
      * synchronously with sigwaitinfo, so they stay blocked. */
     for (sig = 1; sig < NSIG; sig++)

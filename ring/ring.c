@@ -47,6 +47,7 @@
 #include <linux/futex.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -252,33 +253,61 @@ static bool read_owner(int fd, pid_t *pid, uint64_t *start)
     return true;
 }
 
-/* Opens `name` for a new ring, replacing a stale one whose owner is dead. */
+int br__ring_unlink_stale(const char *name, pid_t *owner, char *msg)
+{
+    uint64_t start;
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return br__fail(msg, -errno, "cannot open ring %s: %s", name, strerror(errno));
+    *owner = 0;
+    if (!read_owner(fd, owner, &start))
+        *owner = 0;
+    /* Exclusive only if no producer holds its shared lock. Held while we
+     * unlink, so that nobody can take the name over in between: a new
+     * producer's O_EXCL create fails until the old name is gone. */
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return br__fail(msg, -EBUSY, "ring %s is served by pid %d, which is running", name,
+                            (int)*owner);
+        return br__fail(msg, -e, "flock on ring %s: %s", name, strerror(e));
+    }
+    if (shm_unlink(name) < 0 && errno != ENOENT) {
+        int e = errno;
+        close(fd);
+        return br__fail(msg, -e, "shm_unlink %s: %s", name, strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
+/* Opens `name` for a new ring, replacing a stale one whose producer is
+ * gone, and takes the producer's shared lock on it. */
 static int open_named(const char *name, char *msg)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0; attempt < 3; attempt++) {
         pid_t owner;
-        uint64_t start;
-        int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0)
+        int rc, fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            /* Taken before the object has any content: a ring that exists
+             * at all is locked until its producer is gone. */
+            if (flock(fd, LOCK_SH) < 0) {
+                int e = errno;
+                close(fd);
+                shm_unlink(name);
+                return br__fail(msg, -e, "flock on ring %s: %s", name, strerror(e));
+            }
             return fd;
+        }
         if (errno != EEXIST)
             return br__fail(msg, -errno, "shm_open %s: %s", name, strerror(errno));
-        fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-        if (fd < 0)
-            continue; /* removed meanwhile: try to create it again */
-        if (!read_owner(fd, &owner, &start)) {
-            close(fd);
-            return br__fail(msg, -EEXIST,
-                            "ring %s exists but has no complete batchring header (being "
-                            "created, or not a ring); remove it if it is stale",
-                            name);
-        }
-        close(fd);
-        if (br__proc_alive(owner, start))
+        rc = br__ring_unlink_stale(name, &owner, msg);
+        if (rc == -EBUSY)
             return br__fail(msg, -EEXIST, "ring %s is served by pid %d, which is running", name,
                             (int)owner);
-        /* Stale: its producer died without unlinking it. */
-        shm_unlink(name);
+        if (rc && rc != -ENOENT)
+            return rc;
     }
     return br__fail(msg, -EEXIST, "ring %s: could not replace a stale ring", name);
 }
@@ -322,9 +351,9 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
     if (ftruncate(fd, (off_t)h.total_bytes) < 0 ||
         fallocate(fd, 0, 0, (off_t)h.total_bytes) < 0) {
         int e = errno;
-        close(fd);
         if (name)
             shm_unlink(name);
+        close(fd);
         if (e == ENOSPC || e == ENOMEM || e == EFBIG)
             return ring_size_error(msg, -ENOMEM, &h, strerror(e));
         return br__fail(msg, -e, "reserving %llu bytes for the ring: %s",
@@ -332,10 +361,13 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
     }
     base = mmap(NULL, h.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     rc = -errno;
-    close(fd); /* the mapping keeps the memory; forked workers inherit it */
+    /* The mapping keeps the memory; forked workers inherit it. A named
+     * ring's descriptor stays open: it carries the producer's lock. */
+    if (base == MAP_FAILED && name)
+        shm_unlink(name);
+    if (!name || base == MAP_FAILED)
+        close(fd);
     if (base == MAP_FAILED) {
-        if (name)
-            shm_unlink(name);
         return br__fail(msg, rc, "mmap of %llu bytes: %s", (unsigned long long)h.total_bytes,
                         strerror(-rc));
     }
@@ -353,6 +385,10 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
     br__store_relaxed_u32(&hdr->state, BR_RUN_RUNNING);
     br__store_relaxed_u64(&hdr->fail_seq, BR_NO_FAILURE);
     br__ring_bind(r, base, h.total_bytes);
+    if (name) {
+        r->owner_fd = fd;
+        r->has_owner_fd = true;
+    }
     for (uint32_t i = 0; i < g->nworkers; i++)
         br__store_relaxed_u64(&r->workers[i].job, BR_JOB_IDLE);
     /* A run resumed at start_seq: each slot is free for the first seq at
@@ -366,9 +402,10 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
 
     rc = br__ring_populate(r, msg);
     if (rc) {
-        br__ring_unmap(r);
+        /* Unlink while we still hold the lock (unmap drops it). */
         if (name)
             shm_unlink(name);
+        br__ring_unmap(r);
         return rc;
     }
     /* Pairs with the acquire load of magic in br__ring_validate: whoever
@@ -479,6 +516,8 @@ void br__ring_unmap(struct br_ring *r)
 {
     if (r->base)
         munmap(r->base, r->bytes);
+    if (r->has_owner_fd)
+        close(r->owner_fd);
     memset(r, 0, sizeof *r);
 }
 

@@ -43,6 +43,12 @@ struct br_ring {
     uint32_t nslots;
     uint32_t batch_size;
     bool labels;
+    /* A named ring's producer keeps its shm descriptor open with a shared
+     * flock for the ring's life: the lock, which the kernel drops when the
+     * producer (and its workers) are gone, is what tells a stale ring from
+     * a served one before anyone unlinks it. */
+    int owner_fd;
+    bool has_owner_fd;
 };
 
 /* Fills the geometry fields of *hdr (offsets, strides, total size) from g.
@@ -62,6 +68,11 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
  * uid, validates every header field, prefaults. Returns 0, -ENOENT,
  * -EACCES, BR_EBADRING, BR_EVERSION, with a message. */
 int br__ring_attach(struct br_ring *r, const char *name, char *msg);
+
+/* Unlinks the named ring if no producer holds it (its flock is free).
+ * Returns 0 (removed), -EBUSY (served: *owner is its pid when known),
+ * -ENOENT, or another -errno; message in msg. */
+int br__ring_unlink_stale(const char *name, pid_t *owner, char *msg);
 
 /* Checks that name is "/" plus 1..250 characters without another '/'. */
 int br__ring_check_name(const char *name, char *msg);
