@@ -824,7 +824,7 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
                         uint32_t workers_cap)
 {
     char *msg = open_error;
-    struct br_ring r;
+    struct br_ring r = {0};
     const struct br_ring_header *h;
     uint64_t consumer;
     int rc;

@@ -510,6 +510,9 @@ void br__ring_bind(struct br_ring *r, void *base, size_t bytes)
     r->nslots = h->nslots;
     r->batch_size = h->batch_size;
     r->labels = h->flags & BR_RING_LABELS;
+    /* Only the creator of a named ring sets these, after binding. */
+    r->owner_fd = -1;
+    r->has_owner_fd = false;
 }
 
 void br__ring_unmap(struct br_ring *r)
