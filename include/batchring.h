@@ -135,8 +135,23 @@ typedef int (*br_loader_fn)(br_job *job, void *user);
  * message in err (err_cap bytes): the generator then fails with
  * BR_ELOADER: with workers = 0 from br_open itself; in a worker process at
  * the first batch that worker takes (so a worker that takes none fails
- * nothing). worker_fini(state, user) runs when a worker ends at the end of
- * the run; workers stopped by br_close are killed without it.
+ * nothing).
+ *
+ * worker_fini(state, user) runs at most once per worker process, in that
+ * process, and only after its worker_init succeeded, when the worker ends
+ * in order: it ran out of batches (the last epoch), or the generator was
+ * stopped by br_close (or by br_next on BR_ELOADER or BR_EWORKER). A stop
+ * lets a worker that is inside the loader finish that batch, and one that
+ * waits for a free slot give up the batch it took; each then runs
+ * worker_fini and exits. Workers still running 1 second after the stop
+ * began (a loader stuck in a read, a worker_fini that blocks) are killed
+ * with SIGKILL, so br_close returns within about 1 s whatever a loader
+ * does; such a worker's worker_fini does not run, or is cut short. A
+ * worker killed by a signal (a crash, a kill from outside, the trainer's
+ * death) runs no worker_fini; its replacement runs worker_init and, in
+ * turn, worker_fini. With workers = 0, br_close runs worker_fini in the
+ * calling thread if worker_init ran at br_open. Without a worker_fini
+ * hook nothing needs to run: br_close kills the workers at once.
  */
 typedef int (*br_worker_init_fn)(br_io *io, uint32_t worker, void *user, void **state,
                                  char *err, size_t err_cap);
@@ -276,7 +291,10 @@ BR_API int br_next(br_gen *g, br_batch *out);
 
 /*
  * Stops and reaps the workers, unmaps the ring, frees g. NULL is fine.
- * Returns 0.
+ * With a worker_fini hook, workers finish the batch they are loading and
+ * run worker_fini; any still running after 1 s is killed (see
+ * br_worker_fini_fn). Without one, workers are killed at once. When it
+ * returns, no process of the generator is left. Returns 0.
  */
 BR_API int br_close(br_gen *g);
 

@@ -196,10 +196,64 @@ static void reap_workers(struct br_supervisor *s)
                 handle_exit(s, i, pid, status);
 }
 
-/* Kills and reaps every worker: the supervisor's way out. */
-static _Noreturn void stop_workers_and_exit(struct br_supervisor *s)
+/* Worker i has been reaped after the stop: nothing is replaced. */
+static void forget_worker(struct br_supervisor *s, uint32_t i)
 {
-    br__store_relaxed_u32(&s->ring->hdr->state, BR_RUN_STOPPING);
+    s->pids[i] = 0;
+    s->live--;
+    br__store_relaxed_i32(&s->ring->workers[i].pid, 0);
+}
+
+/* Reaps the workers that have ended since the stop, without blocking. They
+ * are not deaths: whatever they held, the run is over. */
+static void reap_stopped(struct br_supervisor *s)
+{
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+        for (uint32_t i = 0; i < s->nworkers; i++)
+            if (s->pids[i] == pid)
+                forget_worker(s, i);
+}
+
+/*
+ * The supervisor's way out: stops every worker and reaps it, then exits.
+ *
+ * orderly (br_close, or the trainer stopping the generator after an error)
+ * with a worker_fini hook: tell the workers to stop and wake them
+ * (br__ring_stop_workers). A worker in the loader finishes its batch; one
+ * waiting for a slot abandons the seq it claimed; each runs worker_fini
+ * and exits with 0. We wait for their SIGCHLD (sigtimedwait, no polling)
+ * for at most BR_STOP_GRACE_MS in all, then SIGKILL whoever is left: a
+ * loader stuck in a read must not make br_close hang.
+ *
+ * Otherwise (no worker_fini to run: nothing to wait for; or the trainer is
+ * gone): SIGKILL at once, as cheap as a stop can be.
+ */
+static _Noreturn void stop_workers_and_exit(struct br_supervisor *s, bool orderly)
+{
+    if (orderly && s->ctx->worker_fini && s->live > 0) {
+        const uint64_t deadline = br__now_ns() + UINT64_C(1000000) * BR_STOP_GRACE_MS;
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        br__ring_stop_workers(s->ring);
+        for (;;) {
+            uint64_t now, left;
+            struct timespec ts;
+            /* SIGCHLD stays blocked: one that arrives between this reap
+             * and the wait below is pending, and the wait returns at once. */
+            reap_stopped(s);
+            now = br__now_ns();
+            if (s->live == 0 || now >= deadline)
+                break;
+            left = deadline - now;
+            ts.tv_sec = (time_t)(left / 1000000000u);
+            ts.tv_nsec = (long)(left % 1000000000u);
+            sigtimedwait(&chld, NULL, &ts);
+        }
+    } else {
+        br__store_relaxed_u32(&s->ring->hdr->state, BR_RUN_STOPPING);
+    }
     for (uint32_t i = 0; i < s->nworkers; i++)
         if (s->pids[i] > 0)
             kill(s->pids[i], SIGKILL);
@@ -208,7 +262,7 @@ static _Noreturn void stop_workers_and_exit(struct br_supervisor *s)
             continue;
         while (waitpid(s->pids[i], NULL, 0) < 0 && errno == EINTR)
             ;
-        br__store_relaxed_i32(&s->ring->workers[i].pid, 0);
+        forget_worker(s, i);
     }
     _exit(0);
 }
@@ -263,15 +317,19 @@ static _Noreturn void supervisor_main(struct br_supervisor *s, pid_t trainer)
             snprintf(h->fail_msg, sizeof h->fail_msg, "cannot fork worker %u of %u: %s", i,
                      s->nworkers, strerror(-rc));
             set_sup_state(h, BR_SUP_FAILED);
-            stop_workers_and_exit(s);
+            stop_workers_and_exit(s, true);
         }
     }
     set_sup_state(h, BR_SUP_RUNNING);
     for (;;) {
         siginfo_t info;
         sig = sigwaitinfo(&wait_for, &info);
-        if (sig == SIGTERM || getppid() != trainer)
-            stop_workers_and_exit(s);
+        /* A trainer that is gone gets no grace period: we are about to
+         * die with it (PR_SET_PDEATHSIG), and so are the workers. */
+        if (getppid() != trainer)
+            stop_workers_and_exit(s, false);
+        if (sig == SIGTERM)
+            stop_workers_and_exit(s, true);
         if (sig == SIGCHLD)
             reap_workers(s);
     }
@@ -340,8 +398,9 @@ void br__sup_stop(struct br_supervisor *s)
 {
     if (s->pid <= 0)
         return;
-    /* The supervisor kills and reaps its workers, then exits: once it is
-     * reaped, no process of this generator is left. */
+    /* The supervisor stops (within BR_STOP_GRACE_MS, then kills) and reaps
+     * its workers, then exits: once it is reaped, no process of this
+     * generator is left. */
     kill(s->pid, SIGTERM);
     while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
         ;

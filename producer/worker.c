@@ -201,11 +201,20 @@ static _Noreturn void worker_exit(struct br_worker_env *env, const struct br_loa
 }
 
 /* Called after each sleep, never per batch: getppid is a syscall, and a
- * busy worker learns of its parent's death from PR_SET_PDEATHSIG anyway. */
-static void check_alive(const struct br_ring *r, pid_t parent)
+ * busy worker learns of its parent's death from PR_SET_PDEATHSIG anyway.
+ * A stopped run is an orderly end: worker_fini runs (br_close, see
+ * supervisor.c). A dead parent is not: the supervisor only exits once its
+ * workers are gone, so it was killed, and so are we at any moment. */
+static void check_alive(const struct br_ring *r, const struct br_loader_ctx *ctx,
+                        struct br_worker_env *env, pid_t parent)
 {
-    if (getppid() != parent || br__load_relaxed_u32(&r->hdr->state) != BR_RUN_RUNNING)
+    if (getppid() != parent)
         worker_exit(NULL, NULL);
+    /* Relaxed: a flag that publishes nothing, and once the seq_cst load in
+     * br__worker_sleep has seen STOPPING, this later load of the same word
+     * cannot see RUNNING again. */
+    if (br__load_relaxed_u32(&r->hdr->state) != BR_RUN_RUNNING)
+        worker_exit(env, ctx);
 }
 
 /* Takes the next seq from the claim counter. The record says PENDING(c)
@@ -251,8 +260,10 @@ static uint64_t nap_ns(const struct br_ring *r, uint64_t seq, uint64_t t0, uint6
 }
 
 /* Waits until the slot of seq is (lap, FREE) and moves it to LOADING. A
- * replacement taking over a dead worker's batch also accepts LOADING. */
-static void take_slot(const struct br_ring *r, uint64_t seq, bool takeover,
+ * replacement taking over a dead worker's batch also accepts LOADING. If
+ * the run is stopped meanwhile, abandons seq and exits (check_alive). */
+static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
+                      struct br_worker_env *env, uint64_t seq, bool takeover,
                       struct br_worker_rec *rec, pid_t parent)
 {
     struct br_slot_desc *d = br__slot_desc(r, seq);
@@ -278,7 +289,7 @@ static void take_slot(const struct br_ring *r, uint64_t seq, bool takeover,
         br__worker_sleep((struct br_ring *)r, d, w,
                          r->nslots >= BR_NAP_MIN_SLOTS ? nap_ns(r, seq, t0, cursor0)
                                                        : UINT64_C(1000000) * BR_WORKER_SLICE_MS);
-        check_alive(r, parent);
+        check_alive(r, ctx, env, parent);
     }
     if (t0)
         br__add_relaxed_u64(&rec->slot_wait_ns, br__now_ns() - t0);
@@ -287,12 +298,13 @@ static void take_slot(const struct br_ring *r, uint64_t seq, bool takeover,
 /* A worker whose worker_init failed: it has reported the failure in the
  * slot of the batch it claimed, and now waits to be stopped. Exiting would
  * look like a death and start a replacement that fails the same way. */
-static _Noreturn void wait_for_stop(const struct br_ring *r, pid_t parent)
+static _Noreturn void wait_for_stop(const struct br_ring *r, const struct br_loader_ctx *ctx,
+                                    struct br_worker_env *env, pid_t parent)
 {
     for (;;) {
         br__worker_sleep((struct br_ring *)r, &r->desc[0], br__load_relaxed_u32(&r->desc[0].word),
                          UINT64_C(1000000) * BR_WORKER_SLICE_MS);
-        check_alive(r, parent);
+        check_alive(r, ctx, env, parent);
     }
 }
 
@@ -339,20 +351,24 @@ _Noreturn void br__worker_main(const struct br_ring *r, const struct br_loader_c
     }
     if (rc) {
         /* Report through the first batch this worker would have loaded,
-         * so that the consumer gets the message in order. */
+         * so that the consumer gets the message in order. env is either
+         * empty (worker_init failed: no worker_fini) or initialised (the
+         * slot bitmap could not be had): worker_exit does what is due. */
         if (takeover || claim_next(r, rec, &seq)) {
-            take_slot(r, seq, takeover, rec, parent);
+            take_slot(r, ctx, &env, seq, takeover, rec, parent);
             br__fail_slot(r, ctx, seq, index, rc, msg);
         }
-        wait_for_stop(r, parent);
+        wait_for_stop(r, ctx, &env, parent);
     }
 
     for (;;) {
+        /* Checked before every claim: a worker that was loading when the
+         * run was stopped finishes that batch, then ends here. */
         if (br__load_relaxed_u32(&r->hdr->state) != BR_RUN_RUNNING)
-            worker_exit(NULL, NULL);
+            worker_exit(&env, ctx);
         if (!takeover && !claim_next(r, rec, &seq))
             worker_exit(&env, ctx);
-        take_slot(r, seq, takeover, rec, parent);
+        take_slot(r, ctx, &env, seq, takeover, rec, parent);
         takeover = false;
         br__fill_slot(r, ctx, &env, seq);
     }

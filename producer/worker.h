@@ -95,8 +95,15 @@ int br__sup_start(struct br_supervisor *s, struct br_ring *ring, const struct br
  * BR_EWORKER with a message when it died. Costs one waitpid. */
 int br__sup_check(struct br_supervisor *s, char *msg);
 
-/* In the trainer: stops the supervisor, which kills and reaps every worker
- * before it exits; returns once all of them are gone. Idempotent. */
+/* How long an orderly stop (br_close) lets workers finish the batch they
+ * are loading and run worker_fini before they are killed. Without a
+ * worker_fini hook there is nothing to wait for: they are killed at once. */
+#define BR_STOP_GRACE_MS 1000
+
+/* In the trainer: stops the supervisor, which stops the workers (with
+ * worker_fini: tells them to and waits up to BR_STOP_GRACE_MS, then kills
+ * the rest) and reaps every one before it exits; returns once all of them
+ * are gone. Idempotent. */
 void br__sup_stop(struct br_supervisor *s);
 
 #endif

@@ -37,6 +37,15 @@
  * worker's seq_cst increment of slot_sleepers, its load of kick, then its
  * load of the slot word.
  *
+ * Stopping workers. The supervisor stops a run by storing STOPPING in the
+ * header's `state`, bumping `kick` and waking every sleeper
+ * (br__ring_stop_workers). A worker checks `state` before each claim and
+ * after each sleep; a worker about to sleep loads `kick`, then `state`,
+ * both seq_cst, and sleeps only while the state is RUNNING. So either it
+ * sees STOPPING, or its load of kick came before the bump and its futex
+ * wait fails (the word changed) or is woken: no worker sleeps through a
+ * stop.
+ *
  * The header's claim counter hands out seqs; the consumer's cursor says what
  * is consumed. Worker records say which seq each worker holds, so that the
  * supervisor can give a dead worker's batch to its replacement.
@@ -633,7 +642,10 @@ int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, u
     /* Pairs with the seq_cst load of slot_sleepers in br__kick_workers. */
     br__add_seq_cst_u32(&h->slot_sleepers, 1);
     kick = br__load_seq_cst_u32(&h->kick);
+    /* The state after kick: pairs with br__ring_stop_workers, which stores
+     * the state before it bumps kick. */
     if (br__load_seq_cst_u32(&d->word) == seen &&
+        br__load_seq_cst_u32(&h->state) == BR_RUN_RUNNING &&
         futex(&h->kick, FUTEX_WAIT, kick, &ts) < 0)
         rc = errno == EAGAIN ? 0 : -errno;
     br__sub_seq_cst_u32(&h->slot_sleepers, 1);
@@ -649,6 +661,18 @@ bool br__kick_workers(struct br_ring *r, int how_many)
     br__add_seq_cst_u32(&h->kick, 1);
     futex(&h->kick, FUTEX_WAKE, (uint32_t)how_many, NULL);
     return true;
+}
+
+void br__ring_stop_workers(struct br_ring *r)
+{
+    struct br_ring_header *h = r->hdr;
+    /* seq_cst, then the seq_cst bump of kick: a sleeper that loads the new
+     * kick also sees STOPPING (br__worker_sleep). kick is the consumer's
+     * word otherwise; this one write at the end of the run is the
+     * supervisor's. The wake is unconditional: one syscall per stop. */
+    br__store_seq_cst_u32(&h->state, BR_RUN_STOPPING);
+    br__add_seq_cst_u32(&h->kick, 1);
+    futex(&h->kick, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 void br__slot_publish(struct br_slot_desc *d, uint32_t word)

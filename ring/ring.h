@@ -115,14 +115,20 @@ int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
  * KVM guest). */
 #define BR_NAP_MIN_SLOTS 8u
 
-/* A worker's sleep while the slot it needs still holds `seen`: on the
- * header's kick word, for at most timeout_ns. Returns 0, -ETIMEDOUT or
- * -EINTR; the caller rechecks its slot either way. */
+/* A worker's sleep while the slot it needs still holds `seen` and the run
+ * state is RUNNING: on the header's kick word, for at most timeout_ns.
+ * Returns 0, -ETIMEDOUT or -EINTR; the caller rechecks its slot and the
+ * state either way. */
 int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns);
 
 /* Wakes up to how_many workers asleep in br__worker_sleep, if any sleeps.
  * Call after releasing slots. Returns whether there was anyone to wake. */
 bool br__kick_workers(struct br_ring *r, int how_many);
+
+/* Tells the workers that the run is over: stores BR_RUN_STOPPING in the
+ * header's state and wakes every worker asleep in br__worker_sleep, which
+ * never goes back to sleep once the state is not RUNNING. */
+void br__ring_stop_workers(struct br_ring *r);
 
 /* Stores `word` into the slot (making everything written before it visible
  * to whoever acquires the new word) and wakes sleepers if there are any. */

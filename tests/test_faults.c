@@ -2,9 +2,11 @@
 /*
  * Faults, end to end: loaders that fail, workers that die (SIGKILL from
  * inside and from outside, _exit, abort), the restart budget running out,
- * timeouts, and closing a generator in every state. All with real forked
- * workers and real signals; every wait is on an event (a futex word in a
- * shared page, a thread join) or is the library's own timeout under test.
+ * timeouts, and closing a generator in every state (worker_fini at an
+ * orderly br_close, a stuck loader killed after the grace period). All
+ * with real forked workers and real signals; every wait is on an event (a
+ * futex word in a shared page, a thread join) or is the library's own
+ * timeout under test; one loader takes a fixed time, as a slow batch does.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "producer/worker.h" /* BR_STOP_GRACE_MS */
 #include "test_util.h"
 
 /* ---- hooks: run inside the loader, in the worker (or inline) --------- */
@@ -134,6 +137,36 @@ static int hook_block_from(br_job *job, tu_shared *sh, uint32_t attempt)
     tu_futex_wake(&sh->blocked);
     tu_block_until_set(&sh->release);
     return 0;
+}
+
+/* The first attempt at batch `arg` takes TU_SLOW_BATCH_MS (a wait on
+ * `release`, which the test never sets): flag is 1 while it runs, 2 once
+ * the loader has returned. */
+#define TU_SLOW_BATCH_MS 200
+static int hook_slow_once(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    if (job->seq != sh->arg || attempt != 0)
+        return 0;
+    tu_store_wake(&sh->flag, 1);
+    uint64_t end = tu_now_ns() + UINT64_C(1000000) * TU_SLOW_BATCH_MS;
+    for (uint64_t now; (now = tu_now_ns()) < end;)
+        tu_futex_wait(&sh->release, 0, (int)((end - now) / 1000000u) + 1);
+    tu_store_wake(&sh->flag, 2);
+    return 0;
+}
+
+/* Batch `arg` never comes back: its worker says who it is, then sits in
+ * pause() for good, as a loader stuck in a read would. */
+static int hook_stuck_in_pause(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    (void)attempt;
+    if (job->seq != sh->arg)
+        return 0;
+    note_victim(job, sh);
+    atomic_fetch_add(&sh->blocked, 1);
+    tu_futex_wake(&sh->blocked);
+    for (;;)
+        pause();
 }
 
 /* The first attempt at batch `arg` ends its worker without a signal
@@ -1043,6 +1076,193 @@ static void test_faults_close_right_after_open(void **state)
     }
 }
 
+/* ---- orderly shutdown: worker_fini ------------------------------------- */
+
+static void fx_with_hooks(struct fixture *fx)
+{
+    fx->opt.worker_init = tu_worker_init;
+    fx->opt.worker_fini = tu_worker_fini;
+    fx->sh->expect_state = true;
+}
+
+/* br_close under a watchdog; returns how long it took, in ms. */
+static uint64_t fx_close_timed(struct fixture *fx, const char *what)
+{
+    tu_watchdog_arm(10, what);
+    uint64_t t0 = tu_now_ns();
+    assert_int_equal(tu_close(fx->g), 0);
+    uint64_t ms = (tu_now_ns() - t0) / 1000000u;
+    tu_watchdog_arm(TU_TEST_SECONDS, "the rest of the test");
+    print_message("br_close took %" PRIu64 " ms\n", ms);
+    return ms;
+}
+
+/* worker_fini ran exactly n times, once in each process of pids[0..n). */
+static void assert_fini_in(const tu_shared *sh, const int32_t *pids, uint32_t n)
+{
+    uint32_t calls = atomic_load(&sh->fini_calls);
+    if (calls != n)
+        fail_msg("worker_fini ran %u times, expected %u", calls, n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t seen = 0;
+        for (uint32_t k = 0; k < n; k++)
+            seen += atomic_load(&sh->fini_pid[k]) == pids[i];
+        if (seen != 1)
+            fail_msg("worker_fini ran %u times in pid %d, expected once", seen, (int)pids[i]);
+    }
+}
+
+static void test_faults_close_runs_worker_fini(void **state)
+{
+    (void)state;
+    /* br_close mid-run (endless, and the ring full: workers asleep waiting
+     * for slots, woken by the consumer or, in a deep ring, napping at its
+     * pace) and right after BR_EOF (workers possibly still in
+     * worker_fini): each worker runs worker_fini once, in its own process,
+     * and a second br_close runs nothing more. */
+    for (uint32_t workers = 1; workers <= 3; workers += 2)
+        for (int mode = 0; mode <= 2; mode++) {
+            const bool at_end = mode == 2;
+            struct fixture fx;
+            int32_t pids[3];
+            print_message("workers %u, %s\n", workers,
+                          mode == 0 ? "mid-run" : mode == 1 ? "mid-run, 16 slots" : "at the end");
+            fx_init(&fx, 100, 10, workers);
+            fx.opt.epochs = at_end ? 1 : 0;
+            if (mode == 1)
+                fx.opt.slots = 16;
+            fx_with_hooks(&fx);
+            fx_open(&fx);
+            fx_read(&fx, 0, at_end ? fx_total(&fx) : 4);
+            if (at_end) {
+                br_batch b;
+                assert_int_equal(tu_next(fx.g, &b, NULL), BR_EOF);
+            } else {
+                tu_assert_workers_live(fx.g, workers, pids);
+            }
+            uint64_t ms = fx_close_timed(&fx, "br_close with worker_fini");
+            /* Every worker was woken: nobody needed the grace period. */
+            assert_true(ms < BR_STOP_GRACE_MS);
+            assert_int_equal(atomic_load(&fx.sh->init_calls), workers);
+            if (at_end)
+                assert_int_equal(atomic_load(&fx.sh->fini_calls), workers);
+            else
+                assert_fini_in(fx.sh, pids, workers);
+            assert_int_equal(br_close(fx.g), 0);
+            assert_int_equal(atomic_load(&fx.sh->fini_calls), workers);
+            fx_close_and_check(&fx);
+        }
+}
+
+static void test_faults_close_lets_loading_batch_finish(void **state)
+{
+    (void)state;
+    /* A worker inside the loader at br_close finishes its batch (well
+     * within the grace period), then runs worker_fini. */
+    for (uint32_t workers = 1; workers <= 3; workers += 2) {
+        struct fixture fx;
+        int32_t pids[3];
+        fx_init(&fx, 100, 10, workers);
+        fx.opt.epochs = 0;
+        fx_with_hooks(&fx);
+        fx.sh->hook = hook_slow_once;
+        fx.sh->arg = 1;
+        fx_open(&fx);
+        fx_read(&fx, 0, 1);
+        assert_true(tu_wait_ge(&fx.sh->flag, 1, TU_WAIT_MS));
+        tu_assert_workers_live(fx.g, workers, pids);
+        fx_close_timed(&fx, "br_close with a batch being loaded");
+        assert_int_equal(atomic_load(&fx.sh->flag), 2);
+        assert_int_equal(atomic_load(&fx.sh->attempts[1]), 1);
+        assert_fini_in(fx.sh, pids, workers);
+        fx_close_and_check(&fx);
+    }
+}
+
+static void test_faults_close_stuck_loader_killed(void **state)
+{
+    (void)state;
+    /* One worker's loader never returns. br_close gives it the grace
+     * period (BR_STOP_GRACE_MS), then kills it: it runs no worker_fini,
+     * the others run theirs, br_close returns, and every process is
+     * reaped (no child, no zombie: fx_close_and_check). */
+    for (uint32_t workers = 1; workers <= 3; workers += 2) {
+        struct fixture fx;
+        int32_t pids[3], others[3];
+        uint32_t n_others = 0;
+        fx_init(&fx, 100, 10, workers);
+        fx.opt.epochs = 0;
+        fx_with_hooks(&fx);
+        fx.sh->hook = hook_stuck_in_pause;
+        fx.sh->arg = 2;
+        fx_open(&fx);
+        fx_read(&fx, 0, 2);
+        assert_true(tu_wait_ge(&fx.sh->blocked, 1, TU_WAIT_MS));
+        tu_assert_workers_live(fx.g, workers, pids);
+        pid_t victim = atomic_load(&fx.sh->victim_pid);
+        for (uint32_t i = 0; i < workers; i++)
+            if (pids[i] != victim)
+                others[n_others++] = pids[i];
+        assert_int_equal(n_others, workers - 1);
+
+        uint64_t ms = fx_close_timed(&fx, "br_close with a loader stuck in pause()");
+        assert_true(ms >= BR_STOP_GRACE_MS);
+        assert_true(ms < BR_STOP_GRACE_MS + 4000);
+        assert_false(tu_is_live_descendant(victim));
+        assert_int_equal(tu_zombie_descendants(NULL, 0), 0);
+        assert_int_equal(atomic_load(&fx.sh->init_calls), workers);
+        assert_fini_in(fx.sh, others, n_others);
+        fx_close_and_check(&fx);
+    }
+}
+
+static void test_faults_close_no_fini_in_killed_worker(void **state)
+{
+    (void)state;
+    /* A worker killed mid-run ran no worker_fini; its replacement, which
+     * ran worker_init, runs it at br_close like the others. */
+    struct fixture fx;
+    int32_t pids[2];
+    fx_init(&fx, 100, 10, 2);
+    fx.opt.epochs = 0;
+    fx_with_hooks(&fx);
+    fx.sh->hook = hook_kill_self_once;
+    fx.sh->arg = 3;
+    fx_open(&fx);
+    fx_read(&fx, 0, 8);
+    br_stats s;
+    assert_int_equal(br_stats_get(fx.g, &s), 0);
+    assert_int_equal(s.restarts, 1);
+    tu_assert_workers_live(fx.g, 2, pids);
+    pid_t victim = atomic_load(&fx.sh->victim_pid);
+    assert_true(victim != pids[0] && victim != pids[1]);
+    fx_close_timed(&fx, "br_close after a replacement");
+    assert_int_equal(atomic_load(&fx.sh->init_calls), 3);
+    assert_fini_in(fx.sh, pids, 2);
+    fx_close_and_check(&fx);
+}
+
+static void test_faults_close_runs_fini_inline(void **state)
+{
+    (void)state;
+    /* workers = 0: init ran in the trainer at br_open, and br_close runs
+     * worker_fini there, once, mid-run as well. */
+    struct fixture fx;
+    int32_t me = (int32_t)getpid();
+    fx_init(&fx, 100, 10, 0);
+    fx.opt.epochs = 0;
+    fx_with_hooks(&fx);
+    fx_open(&fx);
+    fx_read(&fx, 0, 3);
+    assert_int_equal(atomic_load(&fx.sh->fini_calls), 0);
+    assert_int_equal(tu_close(fx.g), 0);
+    assert_int_equal(atomic_load(&fx.sh->init_calls), 1);
+    assert_fini_in(fx.sh, &me, 1);
+    assert_int_equal(br_close(fx.g), 0);
+    assert_int_equal(atomic_load(&fx.sh->fini_calls), 1);
+    fx_close_and_check(&fx);
+}
+
 static void test_faults_use_after_close_is_safe(void **state)
 {
     (void)state;
@@ -1110,6 +1330,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_faults_close_while_loading_signals_blocked, tu_setup,
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_close_right_after_open, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_close_runs_worker_fini, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_close_lets_loading_batch_finish, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_close_stuck_loader_killed, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_close_no_fini_in_killed_worker, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_close_runs_fini_inline, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_use_after_close_is_safe, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

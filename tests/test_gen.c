@@ -456,7 +456,8 @@ static void worker_init_run(uint32_t workers)
     assert_int_equal(br_next(g, &b), BR_EOF);
     if (workers) {
         /* Workers run out of batches and end normally, each calling
-         * worker_fini once; close would kill them, so wait for that. */
+         * worker_fini once; wait for that, so that close finds them gone
+         * (test_faults closes while they may still be in worker_fini). */
         assert_true(tu_wait_ge(&sh->fini_calls, workers, TU_WAIT_MS));
     }
     assert_int_equal(tu_close(g), 0);

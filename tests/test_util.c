@@ -369,7 +369,9 @@ void tu_worker_fini(void *state, void *user)
     uintptr_t w = (uintptr_t)state - (uintptr_t)TU_STATE(0);
     if (w >= 1024)
         tu_bad(sh, "worker_fini got state %p, not one worker_init made", state);
-    atomic_fetch_add(&sh->fini_calls, 1);
+    uint32_t k = atomic_fetch_add(&sh->fini_calls, 1);
+    if (k < TU_MAX_DEATHS)
+        atomic_store(&sh->fini_pid[k], (int32_t)getpid());
     tu_futex_wake(&sh->fini_calls);
 }
 

@@ -94,6 +94,9 @@ struct tu_shared {
     _Atomic int32_t death_pid[TU_MAX_DEATHS];
     _Atomic uint32_t init_calls; /* tu_worker_init calls */
     _Atomic uint32_t fini_calls; /* tu_worker_fini calls; futex word */
+    /* The process of each tu_worker_fini call, in call order (the first
+     * TU_MAX_DEATHS); read once the workers are reaped. */
+    _Atomic int32_t fini_pid[TU_MAX_DEATHS];
 };
 
 /* Shared pages. */
@@ -121,7 +124,8 @@ int tu_loader(br_job *job, void *user);
 
 /* br_options.worker_init/fini for a tu_shared user: the state of worker w
  * is TU_STATE(w); init fails (-ENODEV, "no device for worker w") in worker
- * init_fail - 1; fini checks the state it gets and counts. */
+ * init_fail - 1; fini checks the state it gets, counts, and records its
+ * pid in fini_pid. */
 #define TU_STATE(w) ((void *)(uintptr_t)(0x5eed0000u + (w)))
 int tu_worker_init(br_io *io, uint32_t worker, void *user, void **state, char *err, size_t err_cap);
 void tu_worker_fini(void *state, void *user);
