@@ -459,7 +459,7 @@ static pid_t producer_fork(const char *name, tu_shared *sh, const br_options *op
                            struct prod_report *rep)
 {
     int p[2];
-    pid_t pid;
+    pid_t parent = getpid(), pid;
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     fflush(NULL);
     pid = fork();
@@ -471,6 +471,16 @@ static pid_t producer_fork(const char *name, tu_shared *sh, const br_options *op
         br_gen *g = NULL;
         int rc = 0;
 
+        /* A test that hangs until CTest's timeout (or its watchdog aborts
+         * it) must not leave a producer serving behind it. SIGKILL, not
+         * the SIGTERM of cli_spawn: a producer that is itself stuck would
+         * not act on SIGTERM. Its supervisor and workers die with it
+         * (their own PR_SET_PDEATHSIG); its ring is left stale, which the
+         * next producer of the name or batchring gc removes. If the test
+         * died before prctl took effect, go now. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(PROD_FAILED);
         close(p[0]);
         child_prepare();
         memset(&sa, 0, sizeof sa);
