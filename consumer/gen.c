@@ -44,6 +44,16 @@
  * consumer a wake-up (~26 us), a large share of a batch that takes tens of
  * microseconds to load and nothing next to one that takes milliseconds. */
 #define BR_SPIN_MAX_NS 500000u
+/* When workers fill every core, the consumer spins only this long: each
+ * microsecond of its spin is taken from a worker about to publish. */
+#define BR_SPIN_CROWDED_NS 2000u
+/* Longest sleep for half a ring before the consumer looks at its own
+ * batch again (sleep_for_half_ring). */
+#define BR_GATHER_SLEEP_MS 1
+/* BR_SLOTS_AUTO deepens the ring of small batches to about this much data,
+ * and at most this many slots (auto_slots). */
+#define BR_AUTO_RING_BYTES (UINT64_C(4) << 20)
+#define BR_AUTO_MAX_SLOTS 128u
 /* Longest single sleep, so dead workers are noticed promptly. */
 #define BR_CONSUMER_SLICE_MS 10
 #define BR_MAX_GENERATORS 4096u
@@ -283,6 +293,24 @@ static void gen_free(struct br_gen *g)
     free(g);
 }
 
+/* BR_SLOTS_AUTO: two slots per worker, and for small batches as many more
+ * as fit in BR_AUTO_RING_BYTES (at most BR_AUTO_MAX_SLOTS). Any wait costs
+ * a wake-up of ~26 us on these machines (docs/perf/notes.md); a ring that
+ * holds less than that much production makes workers and consumer wait
+ * for each other in turn (64 KiB batches, 2 workers: 0.5x a pread loop
+ * with 4 slots, 1.4x with 64). Inline generators load on demand and need
+ * no depth. */
+static uint32_t auto_slots(uint32_t workers, size_t slot_bytes)
+{
+    uint64_t slots = 2 * (uint64_t)(workers ? workers : 1), deep;
+    if (workers == 0 || slot_bytes == 0)
+        return (uint32_t)slots;
+    deep = BR_AUTO_RING_BYTES / slot_bytes;
+    if (deep > BR_AUTO_MAX_SLOTS)
+        deep = BR_AUTO_MAX_SLOTS;
+    return (uint32_t)(deep > slots ? deep : slots);
+}
+
 BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *ids,
                    const int32_t *labels, size_t n_ids, const br_options *opt)
 {
@@ -368,7 +396,7 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     g->ctx.labels = labels;
 
     memset(&geo, 0, sizeof geo);
-    geo.nslots = opt->slots == BR_SLOTS_AUTO ? 2 * (workers ? workers : 1) : opt->slots;
+    geo.nslots = opt->slots == BR_SLOTS_AUTO ? auto_slots(workers, opt->slot_bytes) : opt->slots;
     geo.nworkers = workers;
     geo.batch_size = opt->batch_size;
     geo.flags = (labels ? BR_RING_LABELS : 0) | (opt->drop_last ? BR_RING_DROP_LAST : 0);
@@ -475,6 +503,36 @@ static void load_inline(struct br_gen *g, uint64_t seq)
 
 /* Waits until the slot of seq is READY or FAILED on its lap. Returns 0, or
  * -ETIMEDOUT, or a failure the supervisor recorded for this seq. */
+/* The consumer must sleep for batch seq: it sleeps until half the ring is
+ * ready (batch seq + nslots/2 - 1 is published) instead, and then takes
+ * those batches without waiting. A consumer faster than its workers would
+ * otherwise sleep and be woken for every batch: a FUTEX_WAKE for the
+ * publishing worker (~6 us here) and a wake-up that preempts a worker, per
+ * batch. Workers never wait for it: the other half of the ring is free.
+ * The sleep is at most BR_GATHER_SLEEP_MS, after which seq is checked
+ * again: a late batch in the half cannot hold back one that is ready.
+ * Returns whether it slept (false: sleep for seq itself). */
+static bool sleep_for_half_ring(struct br_gen *g, uint64_t seq)
+{
+    const struct br_ring_header *h = g->ring.hdr;
+    uint64_t k = g->ring.nslots / 2, last;
+    struct br_slot_desc *d;
+    uint32_t w;
+
+    if (k > h->end_seq - seq)
+        k = h->end_seq - seq;
+    if (k < 2)
+        return false;
+    last = seq + k - 1;
+    d = br__slot_desc(&g->ring, last);
+    w = br__load_acquire_u32(&d->word);
+    if (w == br__slot_word(br__slot_lap(&g->ring, last), BR_READY) ||
+        w == br__slot_word(br__slot_lap(&g->ring, last), BR_FAILED))
+        return false;
+    br__slot_sleep(d, w, BR_GATHER_SLEEP_MS);
+    return true;
+}
+
 static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
 {
     struct br_ring_header *h = g->ring.hdr;
@@ -497,7 +555,7 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
     br__kick_workers(&g->ring, INT_MAX);
     t0 = br__now_ns();
     deadline = g->timeout_ms < 0 ? UINT64_MAX : t0 + (uint64_t)g->timeout_ms * 1000000u;
-    spin_ns = BR_SPIN_NS;
+    spin_ns = g->spin_adaptive ? BR_SPIN_NS : BR_SPIN_CROWDED_NS;
     if (g->spin_adaptive && 2 * g->wait_avg_ns > spin_ns && 2 * g->wait_avg_ns <= BR_SPIN_MAX_NS)
         spin_ns = 2 * g->wait_avg_ns;
     for (unsigned spins = 1; g->timeout_ms != 0; spins++) {
@@ -534,6 +592,8 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
             break;
         }
         left = (deadline - now + 999999u) / 1000000u;
+        if (sleep_for_half_ring(g, seq))
+            continue;
         br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
     }
 out:
@@ -877,6 +937,7 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
         workers[i].io_backend = br__load_relaxed_u32(&rec->io_backend);
         workers[i].io_reads = br__load_relaxed_u64(&rec->io_reads);
         workers[i].io_bytes = br__load_relaxed_u64(&rec->io_bytes);
+        workers[i].io_copies = br__load_relaxed_u64(&rec->io_copies);
     }
     br__ring_unmap(&r);
     return 0;
@@ -945,5 +1006,6 @@ BR_API int br_worker_stats_get(const br_gen *handle, uint32_t i, br_worker_stats
     out->io_backend = br__load_relaxed_u32(&rec->io_backend);
     out->io_reads = br__load_relaxed_u64(&rec->io_reads);
     out->io_bytes = br__load_relaxed_u64(&rec->io_bytes);
+    out->io_copies = br__load_relaxed_u64(&rec->io_copies);
     return 0;
 }

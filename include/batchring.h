@@ -239,6 +239,8 @@ typedef struct br_worker_stats {
     uint32_t io_backend;    /* enum br_io_backend: which read path ran */
     uint64_t io_reads;      /* reads completed by its reader */
     uint64_t io_bytes;      /* bytes they read */
+    uint64_t io_copies;     /* of io_reads, those copied straight out of the
+                               page cache (see br_io_register_file) */
 } br_worker_stats;
 
 typedef struct br_gen br_gen;

@@ -151,7 +151,8 @@ struct br_worker_rec {
     _Atomic uint64_t io_bytes;
     _Atomic uint32_t io_backend; /* enum br_io_backend */
     uint32_t pad;
-    uint64_t reserved[7];
+    _Atomic uint64_t io_copies; /* of io_reads, copies out of the page cache */
+    uint64_t reserved[6];
 };
 
 _Static_assert(sizeof(struct br_slot_desc) == BR_CACHE_LINE, "slot descriptor is one line");

@@ -110,8 +110,10 @@ static void run_case(const struct gen_case *c)
     opt.workers = c->workers;
     opt.drop_last = c->drop_last;
     opt.epochs = c->epochs;
-    if (c->slots)
-        opt.slots = c->slots;
+    /* 0: two slots per worker, the shallow ring these cases were written
+     * for: every worker is still alive at the first br_next. The automatic
+     * depth of a ring of such small batches would hold whole epochs. */
+    opt.slots = c->slots ? c->slots : 2 * (c->workers ? c->workers : 1);
     opt.slot_bytes = c->slot_bytes ? c->slot_bytes : c->batch_size * c->rec_bytes;
 
     tu_shared *sh = tu_shared_new();
@@ -132,7 +134,8 @@ static void run_case(const struct gen_case *c)
     assert_string_equal(br_last_error(g), "");
     int32_t pids[8] = {0};
     assert_true(sh->workers <= 8);
-    worker_pids(g, sh, pids);
+    if (c->slots != BR_SLOTS_AUTO)
+        worker_pids(g, sh, pids);
 
     uint64_t total = c->epochs ? case_total(sh, c->epochs) : c->stop_after;
     assert_true(total <= TU_MAX_SEQ);
@@ -160,6 +163,24 @@ static void run_case(const struct gen_case *c)
     /* A finite run with no deaths loads each batch once, none past the end. */
     if (c->epochs)
         assert_int_equal(s.loaded, total);
+    if (c->slots == BR_SLOTS_AUTO) {
+        /* A deep ring: workers may have loaded everything and exited
+         * before the first br_next, so take each worker's pid from the
+         * first batch it loaded; check_worker_stats then holds every
+         * batch of that worker to the same pid. */
+        for (uint64_t seq = total; seq-- > 0;)
+            pids[atomic_load(&sh->worker_of[seq]) % 8] = atomic_load(&sh->pid_of[seq]);
+        /* A worker that loaded nothing (the others took every batch). */
+        for (uint32_t i = 0; i < sh->workers; i++) {
+            br_worker_stats ws;
+            assert_int_equal(br_worker_stats_get(g, i, &ws), 0);
+            if (pids[i] == 0) {
+                assert_int_equal(ws.batches, 0);
+                pids[i] = ws.pid;
+            }
+        }
+        assert_true(s.slots > 2 * (c->workers ? c->workers : 1));
+    }
     check_worker_stats(g, sh, pids, total);
 
     assert_int_equal(tu_close(g), 0);
@@ -305,6 +326,56 @@ static void test_gen_slots_one(void **state)
                              .size_mode = TU_SIZE_RECORDS,
                              .rec_bytes = 40};
         print_message("slots 1, workers %u\n", workers[i]);
+        run_case(&c);
+    }
+}
+
+/* The automatic depth: two slots per worker, deepened for small batches to
+ * about 4 MiB of ring (at most 128 slots); never for inline loading. */
+static uint32_t resolved_slots(uint32_t workers, size_t slot_bytes)
+{
+    br_options opt;
+    br_stats st;
+    br_gen *g = NULL;
+    tu_shared *sh = tu_shared_new();
+    assert_int_equal(br_options_init(&opt), 0);
+    opt.batch_size = 1;
+    opt.workers = workers;
+    opt.slot_bytes = slot_bytes;
+    opt.epochs = 1;
+    /* More batches than workers, so that none is lowered away. */
+    tu_shared_config(sh, NULL, NULL, 256, &opt, 8);
+    int rc = br_open(&g, tu_loader, sh, NULL, NULL, 256, &opt);
+    if (rc)
+        fail_msg("br_open: %s: %s", br_err_name(rc), br_last_error(NULL));
+    assert_int_equal(br_stats_get(g, &st), 0);
+    assert_int_equal(br_close(g), 0);
+    tu_shared_free(sh);
+    return st.slots;
+}
+
+static void test_gen_auto_depth(void **state)
+{
+    (void)state;
+    assert_int_equal(resolved_slots(0, 4096), 2);
+    assert_int_equal(resolved_slots(1, 16u << 20), 2);
+    assert_int_equal(resolved_slots(3, 1u << 20), 6);
+    assert_int_equal(resolved_slots(1, 1u << 20), 4);
+    assert_int_equal(resolved_slots(2, 64u << 10), 64);
+    assert_int_equal(resolved_slots(2, 4096), 128);
+    assert_int_equal(resolved_slots(100, 4096), 200);
+    /* And a whole run through such a ring: workers run far ahead, finish
+     * and exit while the consumer is still at the start. */
+    static const uint32_t workers[] = {1, 3};
+    for (size_t i = 0; i < 2; i++) {
+        struct gen_case c = {.n = 103,
+                             .batch_size = 10,
+                             .workers = workers[i],
+                             .slots = BR_SLOTS_AUTO,
+                             .epochs = 3,
+                             .size_mode = TU_SIZE_RECORDS,
+                             .rec_bytes = 24};
+        print_message("automatic depth, workers %u\n", workers[i]);
         run_case(&c);
     }
 }
@@ -497,6 +568,10 @@ static void test_gen_two_generators_independent(void **state)
     assert_int_equal(br_options_init(&ob), 0);
     oa.batch_size = 6;
     oa.workers = 2;
+    /* Shallow rings: the workers must still be running when one generator
+     * closes, to show that the other's keep running. */
+    oa.slots = 4;
+    ob.slots = 2;
     oa.epochs = 2;
     oa.slot_bytes = 6 * 16;
     ob.batch_size = 5;
@@ -558,6 +633,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gen_data_large_batches, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_gen_eof_repeated, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_gen_slots_one, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_auto_depth, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_gen_custom_ids, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_gen_variable_size, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_gen_empty_batches, tu_setup, tu_teardown),
