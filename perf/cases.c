@@ -66,9 +66,11 @@
 #define RECORD_BYTES (4 * KIB)
 /* Length of the subject's part of one loop iteration of a throughput case:
  * long enough that what each iteration starts with (a refilled ring, a
- * worker waking up, caches the baseline's chunk disturbed) is a small part
- * of it; 2 ms cost batchring 5-10% at 1 MiB. */
-#define STEP_NS UINT64_C(10000000)
+ * worker waking up, caches and TLBs the baseline's chunk disturbed) is a
+ * small part of it; 2 ms cost batchring 5-10% at 1 MiB, and 10 ms still
+ * cost the records cases 20-30%: their workers copy from a mapping whose
+ * page-table walks the baseline's chunk had pushed out of the caches. */
+#define STEP_NS UINT64_C(50000000)
 /* Untimed running before a subject's loop: every worker forked and mapped,
  * the ring in its steady state. */
 #define WARMUP_NS UINT64_C(30000000)
@@ -902,8 +904,17 @@ static int records_run(struct bench_loop *loop, const struct bench_params *p,
     }
     {
         br_worker_stats ws;
+        uint64_t reads = 0, copies = 0, load_ns = 0, wait_ns = 0, batches = 0;
         if (br_worker_stats_get(g, 0, &ws) == 0)
             add_figure(out, "io_backend_1uring_2pread", ws.io_backend);
+        for (uint32_t w = 0; w < p->workers && br_worker_stats_get(g, w, &ws) == 0; w++) {
+            reads += ws.io_reads, copies += ws.io_copies;
+            load_ns += ws.load_ns, wait_ns += ws.slot_wait_ns, batches += ws.batches;
+        }
+        /* What the reader did, and where the workers' time went. */
+        add_figure(out, "copied_fraction", reads ? (double)copies / (double)reads : 0);
+        add_figure(out, "worker_load_us_per_batch", batches ? (double)load_ns / 1e3 / (double)batches : 0);
+        add_figure(out, "worker_wait_us_per_batch", batches ? (double)wait_ns / 1e3 / (double)batches : 0);
     }
 done:
     br_close(g);
