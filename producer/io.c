@@ -505,51 +505,82 @@ static int wait_uring(br_io *io)
 
 /* ---- copies out of the page cache ---- */
 
-/* The copy that a SIGBUS on this thread abandons (NULL outside copies). */
-static _Thread_local sigjmp_buf *copy_escape;
+/* The copy that a SIGBUS on this thread abandons (NULL outside copies).
+ * Volatile, and fenced around the memcpy: the compiler sees no reader of
+ * it between the set and the reset, and would drop the set. */
+static _Thread_local sigjmp_buf *volatile copy_escape;
+/* What SIGBUS did before on_sigbus, and the process that installed it
+ * (0: none). A forked child inherits both, not necessarily the handler (a
+ * worker resets every handler after the fork): the pid tells them apart. */
 static struct sigaction previous_sigbus;
-static _Atomic uint32_t sigbus_installed;
+static _Atomic int32_t sigbus_owner;
 
-/* A fault outside a copy is not ours: hand it to whoever had SIGBUS. */
+/* A SIGBUS that is not a copy's fault is not ours: hand it to whoever had
+ * SIGBUS, or do what the default would. */
 static void on_sigbus(int sig, siginfo_t *info, void *context)
 {
+    /* si_code > 0: raised by the kernel for a fault of this thread; <= 0:
+     * sent (kill, raise, sigqueue), which no copy can cause. */
+    const bool fault = info && info->si_code > 0;
     sigjmp_buf *escape = copy_escape;
-    if (escape) {
+    if (escape && fault) {
         copy_escape = NULL;
         siglongjmp(*escape, 1);
     }
-    if (previous_sigbus.sa_flags & SA_SIGINFO) {
-        previous_sigbus.sa_sigaction(sig, info, context);
-    } else if (previous_sigbus.sa_handler != SIG_DFL && previous_sigbus.sa_handler != SIG_IGN) {
-        previous_sigbus.sa_handler(sig);
-    } else {
-        /* Default action: returning re-runs the faulting access, which
-         * now kills the process as it would have without us. */
+    if (previous_sigbus.sa_handler == SIG_IGN && !fault) {
+        /* Ignored, as before us (a fault cannot be ignored: below). */
+    } else if (previous_sigbus.sa_handler == SIG_DFL || previous_sigbus.sa_handler == SIG_IGN) {
+        /* Default action. Returning re-runs a faulting access, which now
+         * kills the process as it would have without us; a sent signal
+         * does not come back by itself. */
         signal(SIGBUS, SIG_DFL);
+        if (!fault)
+            raise(SIGBUS);
+    } else if (previous_sigbus.sa_flags & SA_SIGINFO) {
+        previous_sigbus.sa_sigaction(sig, info, context);
+    } else {
+        previous_sigbus.sa_handler(sig);
     }
 }
 
-/* NODEFER: the jump out of the handler does not restore the signal mask
+static bool sigbus_is_ours(const struct sigaction *sa)
+{
+    return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_sigbus;
+}
+
+/* Whether on_sigbus handles SIGBUS now, installing it if need be: before
+ * every batch's copies, one sigaction() looks. Copies are only safe with it
+ * in place: a worker's handlers were reset to the default after the fork
+ * even if the trainer had installed ours, and in one process, a handler set
+ * after ours (a test framework's, a crash reporter's) would take a copy's
+ * fault for a crash. Ours is installed over whatever SIGBUS had the first
+ * time in a process, and again where it has gone back to the default; a
+ * handler set after ours is left alone (it may pass signals on to ours:
+ * installing ours over it would make a loop), and batches read instead.
+ *
+ * NODEFER: the jump out of the handler does not restore the signal mask
  * (sigsetjmp(.., 0) saves none, to keep a syscall off every batch), so
  * SIGBUS must not be blocked while the handler runs. */
-static bool install_sigbus(void)
+static bool sigbus_ready(void)
 {
-    uint32_t expected = 0;
-    struct sigaction sa;
+    struct sigaction cur, sa, old;
 
-    if (br__load_acquire_u32(&sigbus_installed) == 1)
+    if (sigaction(SIGBUS, NULL, &cur) != 0)
+        return false;
+    if (sigbus_is_ours(&cur))
         return true;
-    if (!br__cas_acq_rel_u32(&sigbus_installed, &expected, 2))
-        return br__load_acquire_u32(&sigbus_installed) == 1;
+    if (cur.sa_handler != SIG_DFL && br__load_acquire_i32(&sigbus_owner) == (int32_t)getpid())
+        return false;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_sigbus;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGBUS, &sa, &previous_sigbus) != 0) {
-        br__store_release_u32(&sigbus_installed, 0);
+    if (sigaction(SIGBUS, &sa, &old) != 0)
         return false;
-    }
-    br__store_release_u32(&sigbus_installed, 1);
+    /* Another thread may have installed ours meanwhile: never chain to it. */
+    if (!sigbus_is_ours(&old))
+        previous_sigbus = old;
+    br__store_release_i32(&sigbus_owner, (int32_t)getpid());
     return true;
 }
 
@@ -617,7 +648,7 @@ static size_t copy_resident(br_io *io)
         if (now >= m->next_scan_ns)
             scan_residency(m, now);
     }
-    if (!now || !install_sigbus())
+    if (!now || !sigbus_ready())
         return 0;
     if (sigsetjmp(escape, 0)) {
         /* The copy of read i faulted: its pages are gone or the file is
@@ -640,7 +671,9 @@ static size_t copy_resident(br_io *io)
                 __builtin_prefetch(io->maps[n->mapped].base + n->offset, 0, 0);
         }
         copy_escape = &escape;
+        atomic_signal_fence(memory_order_seq_cst);
         memcpy(r->dst, io->maps[r->mapped].base + r->offset, r->len);
+        atomic_signal_fence(memory_order_seq_cst);
         copy_escape = NULL;
         r->done = r->len;
         used |= UINT64_C(1) << r->mapped;
