@@ -128,13 +128,15 @@ static void print_text(FILE *f, const char *name, const struct snap *s, const st
         fprintf(f, "\n");
     fprintf(f, "  restarts  %u worker deaths survived\n", st->restarts);
     fprintf(f, "  %6s %8s %10s %12s %10s %12s %8s  %s\n", "worker", "pid", "batches", "load ms/b",
-            "load s", "slot wait s", "restarts", "io");
+            "load s", "slot wait s", "restarts", "io (copied from page cache)");
     for (uint32_t i = 0; i < st->workers; i++) {
         const br_worker_stats *w = &s->w[i];
-        fprintf(f, "  %6u %8d %10" PRIu64 " %12.3f %10.3f %12.3f %8u  %s\n", i, (int)w->pid,
-                w->batches, w->batches ? (double)w->load_ns / (double)w->batches / 1e6 : 0.0,
+        fprintf(f, "  %6u %8d %10" PRIu64 " %12.3f %10.3f %12.3f %8u  %s (%.0f%%)\n", i,
+                (int)w->pid, w->batches,
+                w->batches ? (double)w->load_ns / (double)w->batches / 1e6 : 0.0,
                 (double)w->load_ns / 1e9, (double)w->slot_wait_ns / 1e9, w->restarts,
-                backend_name(w->io_backend));
+                backend_name(w->io_backend),
+                w->io_reads ? 100.0 * (double)w->io_copies / (double)w->io_reads : 0.0);
     }
 }
 
@@ -193,9 +195,9 @@ static void print_json(FILE *f, const char *name, const struct snap *s, const st
                 "%s{\"worker\": %u, \"pid\": %d, \"batches\": %" PRIu64 ", \"bytes\": %" PRIu64
                 ", \"load_ns\": %" PRIu64 ", \"slot_wait_ns\": %" PRIu64
                 ", \"restarts\": %u, \"io_backend\": \"%s\", \"io_reads\": %" PRIu64
-                ", \"io_bytes\": %" PRIu64 "}",
+                ", \"io_bytes\": %" PRIu64 ", \"io_copies\": %" PRIu64 "}",
                 i ? ", " : "", i, (int)w->pid, w->batches, w->bytes, w->load_ns, w->slot_wait_ns,
-                w->restarts, backend_name(w->io_backend), w->io_reads, w->io_bytes);
+                w->restarts, backend_name(w->io_backend), w->io_reads, w->io_bytes, w->io_copies);
     }
     fprintf(f, "]}\n");
 }

@@ -250,8 +250,8 @@ static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
                         "slot_bytes is 0: set it to the largest batch the loader writes");
     if (opt->slots == 0)
         return br__fail(msg, -EINVAL,
-                        "slots is 0: the ring needs at least 1 slot (BR_SLOTS_AUTO for 2 x "
-                        "max(workers, 1))");
+                        "slots is 0: the ring needs at least 1 slot (BR_SLOTS_AUTO for the "
+                        "automatic depth)");
     if (opt->slots != BR_SLOTS_AUTO && opt->slots > BR_MAX_SLOTS)
         return br__fail(msg, -EINVAL, "slots %u is larger than the limit %u", opt->slots,
                         BR_MAX_SLOTS);

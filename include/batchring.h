@@ -69,7 +69,9 @@ enum br_errno {
     BR_ERRNO_LAST = -30001   /* highest value of the reserved range */
 };
 
-/* Passing this as br_options.slots asks for 2 x max(workers, 1) slots. */
+/* Passing this as br_options.slots asks for the automatic depth: 2 slots
+ * per worker (2 for inline loading), and for small batches as many more as
+ * fit in about 4 MiB of ring, at most 128 (br_stats.slots tells). */
 #define BR_SLOTS_AUTO UINT32_MAX
 
 /* Upper bounds checked by br_open(). */
@@ -81,8 +83,10 @@ enum br_errno {
 /*
  * A worker's file reader: io_uring when the kernel allows it, pread
  * otherwise (or when BR_IO=pread is set in the environment), with the same
- * results. Each worker process has its own (created after the fork); with
- * workers = 0 the trainer has one. Loaders reach it as job->io.
+ * results; reads of registered files that the page cache holds are copied
+ * from a mapping (br_io_register_file). Each worker process has its own
+ * (created after the fork); with workers = 0 the trainer has one. Loaders
+ * reach it as job->io.
  */
 typedef struct br_io br_io;
 
@@ -180,7 +184,8 @@ typedef struct br_options {
     uint32_t workers;      /* 0: load inside br_next; n: n worker processes
                               (default 1) */
     uint32_t slots;        /* ring depth, the prefetch budget
-                              (default BR_SLOTS_AUTO = 2 x max(workers, 1)) */
+                              (default BR_SLOTS_AUTO: 2 x max(workers, 1),
+                              deeper for batches under 2 MiB) */
     size_t slot_bytes;     /* capacity of one slot: the largest batch the
                               loader writes (no default: must be set) */
     uint64_t epochs;       /* stop after this many epochs; 0 = forever
@@ -355,6 +360,15 @@ BR_API int br_io_wait(br_io *io);
  * holds the file open, so a registered fd must not be closed and reused
  * for another file. Returns 0 (also when the reader uses pread, or the
  * table is full: reads then work unregistered), or -EINVAL.
+ *
+ * A registered regular file opened for reading without O_DIRECT, no larger
+ * than RAM, is also mapped read-only, and later reads of it whose pages are
+ * in the page cache are copied from the mapping instead of read (counted in
+ * br_worker_stats.io_copies; docs/datasets.md). The reader catches SIGBUS
+ * during those copies (a handler that passes every other SIGBUS on to the
+ * one installed before it) and checks the file's size after them, so a file
+ * that shrinks gives the same error as with reads. BR_IO=uring or
+ * BR_IO=pread in the environment turns the copies off.
  */
 BR_API int br_io_register_file(br_io *io, int fd);
 

@@ -161,17 +161,22 @@ static void register_all(void)
         ROW(b, batch_bytes[i], 1);
 
     /* Files: 64 shuffled 4 KiB records per batch; sequential batches of
-     * 64 KiB and 1 MiB, each one coalesced read. */
+     * 64 KiB and 1 MiB, each one coalesced read. One worker shows the
+     * reader against the loop it replaces; two, what the trainer gets. */
     b = family("records-random", 20);
     ROW(b, 64 * 4096, 1);
     ROW(b, 64 * 4096, 2);
     b = family("records-seq", 20);
     ROW(b, 64 << 10, 1);
     ROW(b, 1 << 20, 1);
+    ROW(b, 64 << 10, 2);
+    ROW(b, 1 << 20, 2);
 
     b = family("records-direct", 10);
     ROW(b, 64 << 10, 1);
     ROW(b, 1 << 20, 1);
+    ROW(b, 64 << 10, 2);
+    ROW(b, 1 << 20, 2);
 
     family("schedule", 20);
 }

@@ -27,8 +27,9 @@
  * copied range is past the file's current end. Either way those reads go
  * through the read path again, which reports them as it would anyway.
  * Pages evicted since the scan still copy correctly (a major fault reads
- * them); scans repeat at most every BR_IO_SCAN_MIN_NS, and so that they take
- * at most 1% of the time.
+ * them); a file is scanned by 64 MiB regions as reads first need them, each
+ * again at most every BR_IO_SCAN_MIN_NS and so that scans take at most 1%
+ * of the time.
  *
  * Short reads advance buffer, length and file offset and go again; a read
  * of 0 bytes before the expected end means the file is shorter than the
@@ -64,6 +65,15 @@
 /* Rescan a mapped file's residency at most this often (and never spend more
  * than 1% of the time scanning: mincore costs ~80 ns a page here). */
 #define BR_IO_SCAN_MIN_NS UINT64_C(1000000000)
+/* Residency is scanned by regions of this many pages (64 MiB of 4 KiB
+ * pages, ~1.3 ms), each when a read first needs it: a large file costs no
+ * long scan before the first batch, and regions never read, none at all. */
+#define BR_IO_SCAN_REGION_PAGES UINT64_C(16384)
+/* How long a reader trusts that on_sigbus still handles SIGBUS before it
+ * looks again (one sigaction call): a handler installed after ours is
+ * noticed within this time, and a batch of one 64 KiB copy does not pay a
+ * syscall for it (~5% of the batch). */
+#define BR_IO_SIGBUS_CHECK_NS UINT64_C(10000000)
 /* Sources prefetched ahead of the copy: the first line of each starts the
  * page walk and the stream while the previous record is copied. */
 #define BR_IO_PREFETCH_AHEAD 4u
@@ -78,7 +88,7 @@ struct br_mapped_file {
     uint8_t *resident;    /* per page: 1 if in the page cache at the last scan
                              or read since */
     uint64_t pages;
-    uint64_t next_scan_ns;
+    uint64_t *next_scan_ns; /* per region of BR_IO_SCAN_REGION_PAGES */
 };
 
 struct br_read {
@@ -104,6 +114,8 @@ struct br_io {
     struct br_mapped_file maps[BR_IO_FIXED_FILES];
     unsigned nmaps;
     uint64_t page; /* the page size */
+    bool sigbus_ok; /* on_sigbus handled SIGBUS at sigbus_checked_ns */
+    uint64_t sigbus_checked_ns;
     /* The ring's data area (fixed buffers are its slots) and the slot the
      * current job may write. */
     uint8_t *data;
@@ -143,6 +155,7 @@ void br__io_destroy(br_io *io)
     for (unsigned i = 0; i < io->nmaps; i++) {
         munmap((void *)io->maps[i].base, io->maps[i].mapped);
         free(io->maps[i].resident);
+        free(io->maps[i].next_scan_ns);
     }
     free(io->slot_registered);
     free(io->queue);
@@ -247,6 +260,36 @@ BR_API const char *br_io_last_error(const br_io *io)
     return io ? io->msg : "no reader";
 }
 
+/* Maps size bytes of fd read-only at a 2 MiB-aligned address, so that the
+ * page cache's 2 MiB folios (the kernel makes some on its own) are mapped
+ * by one page-table entry each: fewer TLB misses per copy. NULL on failure. */
+static void *map_aligned(int fd, size_t size)
+{
+    const size_t align = (size_t)2 << 20, page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *area, *at, *end;
+    void *base;
+
+    if (size > SIZE_MAX - align)
+        return NULL;
+    area = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (area == MAP_FAILED)
+        return NULL;
+    at = (uint8_t *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));
+    base = mmap(at, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (base == MAP_FAILED) {
+        munmap(area, size + align);
+        return NULL;
+    }
+    /* Give back the reservation around the file's mapping, which ends at
+     * the page boundary after size. */
+    end = at + ((size + page - 1) & ~(page - 1));
+    if (at > area)
+        munmap(area, (size_t)(at - area));
+    if (area + size + align > end)
+        munmap(end, (size_t)(area + size + align - end));
+    return base;
+}
+
 /* Maps fd for copies out of the page cache when it is a regular file
  * opened for reading without O_DIRECT, of at most the machine's RAM (a
  * larger file cannot be resident, and its page map would be large). A
@@ -268,8 +311,8 @@ static void map_file(br_io *io, int fd)
     for (unsigned i = 0; i < io->nmaps; i++)
         if (io->maps[i].fd == fd)
             return;
-    base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED)
+    base = map_aligned(fd, (size_t)st.st_size);
+    if (!base)
         return;
     *m = (struct br_mapped_file){
         .fd = fd,
@@ -279,7 +322,11 @@ static void map_file(br_io *io, int fd)
         .pages = ((uint64_t)st.st_size + page - 1) / page,
     };
     m->resident = calloc(m->pages, 1);
-    if (!m->resident) {
+    m->next_scan_ns = calloc((m->pages + BR_IO_SCAN_REGION_PAGES - 1) / BR_IO_SCAN_REGION_PAGES,
+                             sizeof *m->next_scan_ns);
+    if (!m->resident || !m->next_scan_ns) {
+        free(m->resident);
+        free(m->next_scan_ns);
         munmap(base, m->mapped);
         return;
     }
@@ -549,7 +596,8 @@ static bool sigbus_is_ours(const struct sigaction *sa)
 }
 
 /* Whether on_sigbus handles SIGBUS now, installing it if need be: before
- * every batch's copies, one sigaction() looks. Copies are only safe with it
+ * a batch's copies, at most every BR_IO_SIGBUS_CHECK_NS per reader, one
+ * sigaction() looks. Copies are only safe with it
  * in place: a worker's handlers were reset to the default after the fork
  * even if the trainer had installed ours, and in one process, a handler set
  * after ours (a test framework's, a crash reporter's) would take a copy's
@@ -584,14 +632,27 @@ static bool sigbus_ready(void)
     return true;
 }
 
-static void scan_residency(struct br_mapped_file *m, uint64_t now)
+/* Scans the residency of every region that read r touches and that is
+ * due for a scan at `now`. */
+static void scan_residency(const br_io *io, struct br_mapped_file *m, const struct br_read *r,
+                           uint64_t now)
 {
-    uint64_t t1;
-    if (mincore((void *)m->base, m->mapped, m->resident) != 0)
-        memset(m->resident, 0, m->pages); /* unknown: read everything */
-    t1 = br__now_ns();
-    m->next_scan_ns = t1 + (100 * (t1 - now) > BR_IO_SCAN_MIN_NS ? 100 * (t1 - now)
-                                                                 : BR_IO_SCAN_MIN_NS);
+    const uint64_t last = (r->offset + r->len - 1) / io->page / BR_IO_SCAN_REGION_PAGES;
+    for (uint64_t region = r->offset / io->page / BR_IO_SCAN_REGION_PAGES; region <= last;
+         region++) {
+        const uint64_t first = region * BR_IO_SCAN_REGION_PAGES;
+        const uint64_t n = m->pages - first < BR_IO_SCAN_REGION_PAGES ? m->pages - first
+                                                                      : BR_IO_SCAN_REGION_PAGES;
+        uint64_t t0, t1;
+        if (now < m->next_scan_ns[region])
+            continue;
+        t0 = br__now_ns();
+        if (mincore((void *)(m->base + first * io->page), n * io->page, m->resident + first))
+            memset(m->resident + first, 0, n); /* unknown: read them all */
+        t1 = br__now_ns();
+        m->next_scan_ns[region] = t1 + (100 * (t1 - t0) > BR_IO_SCAN_MIN_NS ? 100 * (t1 - t0)
+                                                                            : BR_IO_SCAN_MIN_NS);
+    }
 }
 
 /* Whether read r may be served by a copy: inside the file, every page
@@ -639,24 +700,29 @@ static size_t copy_resident(br_io *io)
 
     for (size_t k = 0; k < io->queued; k++) {
         struct br_read *r = &io->queue[k];
-        struct br_mapped_file *m;
-        if (r->mapped < 0)
+        if (r->mapped < 0 || r->offset + r->len > io->maps[r->mapped].size)
             continue;
-        m = &io->maps[r->mapped];
         if (!now)
             now = br__now_ns();
-        if (now >= m->next_scan_ns)
-            scan_residency(m, now);
+        scan_residency(io, &io->maps[r->mapped], r, now);
     }
-    if (!now || !sigbus_ready())
+    /* sigbus_ready is a syscall: ask it at most every BR_IO_SIGBUS_CHECK_NS
+     * per reader (a reader is made in its own process, after any fork). */
+    if (!now)
+        return 0;
+    if (!io->sigbus_ok || now - io->sigbus_checked_ns >= BR_IO_SIGBUS_CHECK_NS) {
+        io->sigbus_ok = sigbus_ready();
+        io->sigbus_checked_ns = now;
+    }
+    if (!io->sigbus_ok)
         return 0;
     if (sigsetjmp(escape, 0)) {
         /* The copy of read i faulted: its pages are gone or the file is
          * shorter. Forget them until the next scan; the read path says why. */
         struct br_read *r = &io->queue[i];
         struct br_mapped_file *m = &io->maps[r->mapped];
-        const uint64_t page = io->page;
-        memset(m->resident + r->offset / page, 0, (r->len + page - 1) / page);
+        const uint64_t first = r->offset / io->page;
+        memset(m->resident + first, 0, (r->offset + r->len - 1) / io->page - first + 1);
         r->done = 0;
         used |= UINT64_C(1) << r->mapped;
         i = i + 1;
