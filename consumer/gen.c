@@ -510,7 +510,8 @@ static void load_inline(struct br_gen *g, uint64_t seq)
  * publishing worker (~6 us here) and a wake-up that preempts a worker, per
  * batch. Workers never wait for it: the other half of the ring is free.
  * The sleep is at most BR_GATHER_SLEEP_MS, after which seq is checked
- * again: a late batch in the half cannot hold back one that is ready.
+ * again: a late batch in the half cannot hold back one that is ready by
+ * more than that.
  * Returns whether it slept (false: sleep for seq itself). */
 static bool sleep_for_half_ring(struct br_gen *g, uint64_t seq)
 {
@@ -541,6 +542,7 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
     const uint32_t ready = br__slot_word(lap, BR_READY);
     const uint32_t failed = br__slot_word(lap, BR_FAILED);
     uint64_t t0, now, deadline, spin_ns;
+    bool gathered = false;
     uint32_t w;
     int rc = 0;
 
@@ -592,7 +594,10 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
             break;
         }
         left = (deadline - now + 999999u) / 1000000u;
-        if (sleep_for_half_ring(g, seq))
+        /* Once per wait: if the batch is still not ready after a sleep for
+         * half the ring, the workers are slow, and a sleep until it is
+         * published costs nothing next to their pace. */
+        if (!gathered && (gathered = true, sleep_for_half_ring(g, seq)))
             continue;
         br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
     }
