@@ -102,7 +102,8 @@ struct br_ring_header {
      * one word so that a consumer is claimed or taken over with one CAS. */
     _Atomic uint64_t consumer;
     /* Futex word that sleeping workers wait on; the consumer bumps it to
-     * wake them (see "Waking workers" in ring.c). */
+     * wake them (see "Waking workers" in ring.c), and the supervisor once,
+     * to stop them (br__ring_stop_workers). */
     _Atomic uint32_t kick;
     _Atomic uint32_t consumer_events; /* futex: bumped on attach, detach, end */
     _Atomic uint32_t consumer_done;   /* enum br_consumer_done */
