@@ -216,20 +216,6 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* Sample i of batch b is sample `id` of br_synth, size_of(id) bytes. */
-static void check_sample(const br_batch *b, uint32_t i, uint64_t id, size_t (*size_of)(uint64_t))
-{
-    size_t len = size_of(id), bad;
-    assert_int_equal(b->ids[i], id);
-    if (b->offsets[i + 1] - b->offsets[i] != len)
-        fail_msg("batch %" PRIu64 ", sample %u (id %" PRIu64 "): %" PRIu64 " bytes, expected %zu",
-                 b->seq, i, id, b->offsets[i + 1] - b->offsets[i], len);
-    bad = br_synth_check((const uint8_t *)b->data + b->offsets[i], len, SEED, id);
-    if (bad != len)
-        fail_msg("batch %" PRIu64 ", sample %u (id %" PRIu64 ", %zu bytes): wrong byte at %zu",
-                 b->seq, i, id, len, bad);
-}
-
 /* ---- 1. cached datasets ---------------------------------------------------- */
 
 #define REC_BYTES 520u /* not a multiple of 8 or of a page */
@@ -276,26 +262,6 @@ static void write_indexed_scrambled(const char *data, const char *index)
     free(offset);
 }
 
-/* A run of 40 adjacent ids, then every id in a scrambled order. */
-static uint64_t *scrambled_ids(uint64_t n, size_t *count)
-{
-    uint64_t *ids = malloc((n + 40) * sizeof *ids);
-    uint64_t x = 0x9e3779b9u;
-    assert_non_null(ids);
-    for (uint64_t i = 0; i < 40; i++)
-        ids[i] = (n / 3 + i) % n;
-    for (uint64_t i = 0; i < n; i++)
-        ids[40 + i] = i;
-    for (uint64_t i = n - 1; i > 0; i--) {
-        uint64_t j, t;
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        j = x % (i + 1);
-        t = ids[40 + i], ids[40 + i] = ids[40 + j], ids[40 + j] = t;
-    }
-    *count = n + 40;
-    return ids;
-}
-
 /* One epoch over ds, every byte checked; returns a digest of the batches
  * (ids, offsets, data) and the workers' counters in *sum. */
 static uint64_t run_cached(br_dataset *ds, size_t (*size_of)(uint64_t), uint64_t n,
@@ -328,7 +294,7 @@ static uint64_t run_cached(br_dataset *ds, size_t (*size_of)(uint64_t), uint64_t
         assert_int_equal(b.seq, seq);
         assert_int_equal(b.count, total - first < batch ? total - first : batch);
         for (uint32_t i = 0; i < b.count; i++)
-            check_sample(&b, i, ids ? ids[first + i] : first + i, size_of);
+            tf_check_sample(&b, i, ids ? ids[first + i] : first + i, SEED, size_of);
         digest = fnv(digest, b.ids, b.count * sizeof *b.ids);
         digest = fnv(digest, b.offsets, (b.count + 1) * sizeof *b.offsets);
         digest = fnv(digest, b.data, b.size);
@@ -370,7 +336,7 @@ static void cached_dataset(br_dataset *ds, const char *data, size_t (*size_of)(u
 {
     static const uint32_t workers[] = {1, 3};
     size_t n_scr;
-    uint64_t *scr = scrambled_ids(n, &n_scr);
+    uint64_t *scr = tf_scrambled_ids(n, 0x9e3779b9u, &n_scr);
 
     for (int order = 0; order < 2; order++) {
         const uint64_t *ids = order ? scr : NULL;
@@ -570,7 +536,7 @@ static void test_copy_mixed_residency(void **state)
                      br_err_name(rc), br_last_error(g));
         assert_int_equal(b.count, MIX_BATCH);
         for (uint32_t i = 0; i < b.count; i++)
-            check_sample(&b, i, ids[seq * MIX_BATCH + i], mix_size);
+            tf_check_sample(&b, i, ids[seq * MIX_BATCH + i], SEED, mix_size);
         /* slots = 1: the worker has loaded exactly batches 0..seq. */
         now = io_sum(g, 1);
         assert_int_equal(now.batches, seq + 1);
@@ -636,7 +602,7 @@ static void copy_inline_once(void)
     for (int k = 0; k < 4; k++) {
         assert_int_equal(br_next(g, &b), 0);
         for (uint32_t i = 0; i < b.count; i++)
-            check_sample(&b, i, (uint64_t)k * 16 + i, tr_rec_size);
+            tf_check_sample(&b, i, (uint64_t)k * 16 + i, SEED, tr_rec_size);
     }
     assert_int_equal(br_next(g, &b), BR_EOF);
     assert_int_equal(tu_close(g), 0);
@@ -697,7 +663,7 @@ static bool truncate_once(enum tr_layout l, uint32_t workers, const struct tr_ca
     if (rc)
         fail_msg("batch 0: %s: %s", br_err_name(rc), br_last_error(g));
     for (uint32_t i = 0; i < b.count; i++)
-        check_sample(&b, i, i, size_of);
+        tf_check_sample(&b, i, i, SEED, size_of);
     if (workers) {
         /* Batch 0 is one read (its ids are adjacent in the file), and it
          * was a copy: the worker mapped the file and found it resident. */

@@ -234,19 +234,6 @@ struct run_result {
     uint64_t io_bytes;
 };
 
-static void check_sample(const br_batch *b, uint32_t i, uint64_t id, size_t (*size_of)(uint64_t))
-{
-    size_t len = size_of(id), bad;
-    if (b->offsets[i + 1] - b->offsets[i] != len)
-        fail_msg("batch %" PRIu64 ", sample %u (id %" PRIu64 "): %" PRIu64 " bytes, expected %zu",
-                 b->seq, i, id, b->offsets[i + 1] - b->offsets[i], len);
-    bad = br_synth_check((const uint8_t *)b->data + b->offsets[i], len, SEED, id);
-    if (bad != len)
-        fail_msg("batch %" PRIu64 ", sample %u (id %" PRIu64 ", %zu bytes at offset %" PRIu64
-                 "): wrong byte at %zu",
-                 b->seq, i, id, len, b->offsets[i], bad);
-}
-
 static struct run_result run_and_check(const struct run *r)
 {
     const size_t n_ids = r->ids ? r->n_ids : (size_t)r->n;
@@ -287,7 +274,7 @@ static struct run_result run_and_check(const struct run *r)
             const uint64_t id = r->ids ? r->ids[first + i] : first + i;
             assert_int_equal(b.ids[i], id);
             assert_int_equal(b.labels[i], br_synth_label(SEED, id));
-            check_sample(&b, i, id, r->size_of);
+            tf_check_sample(&b, i, id, SEED, r->size_of);
         }
     }
     assert_int_equal(br_next(g, &b), BR_EOF);
@@ -321,28 +308,6 @@ static struct run_result run_and_check(const struct run *r)
     tf_backend_end();
     tu_leaks_check(&leaks);
     return res;
-}
-
-/* Ids for the shuffled runs: a run of 40 adjacent ids (one read for
- * records), then every id in a scrambled order (single reads, and ids
- * repeated from the run). */
-static uint64_t *scrambled_ids(uint64_t n, size_t *count)
-{
-    uint64_t *ids = malloc((n + 40) * sizeof *ids);
-    uint64_t x = 0x12345678u;
-    assert_non_null(ids);
-    for (uint64_t i = 0; i < 40; i++)
-        ids[i] = (n / 3 + i) % n;
-    for (uint64_t i = 0; i < n; i++)
-        ids[40 + i] = i;
-    for (uint64_t i = n - 1; i > 0; i--) {
-        uint64_t j, t;
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        j = x % (i + 1);
-        t = ids[40 + i], ids[40 + i] = ids[40 + j], ids[40 + j] = t;
-    }
-    *count = n + 40;
-    return ids;
 }
 
 /* Pages of path in the page cache. */
@@ -388,7 +353,7 @@ static void layout_matrix(enum layout l, unsigned flags, enum tf_backend backend
     static const uint32_t workers[] = {0, 1, 3};
     br_dataset *ds;
     size_t n_scr;
-    uint64_t *scr = scrambled_ids(layout_n[l], &n_scr);
+    uint64_t *scr = tf_scrambled_ids(layout_n[l], 0x12345678u, &n_scr);
 
     if ((flags & BR_DATASET_DIRECT) && why_no_direct[0]) {
         free(scr);
@@ -591,7 +556,7 @@ static void test_datasets_info(void **state)
     assert_null(b.labels);
     assert_int_equal(b.count, 10);
     for (uint32_t i = 0; i < 10; i++)
-        check_sample(&b, i, i, idx_size);
+        tf_check_sample(&b, i, i, SEED, idx_size);
     tu_close(g);
     assert_int_equal(br_dataset_close(ds), 0);
     assert_int_equal(br_dataset_close(NULL), 0);

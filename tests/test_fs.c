@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <linux/io_uring.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,4 +141,38 @@ uint32_t tf_backend_code(enum tf_backend b)
 const char *tf_backend_name(enum tf_backend b)
 {
     return b == TF_URING ? "io_uring" : "pread";
+}
+
+uint64_t *tf_scrambled_ids(uint64_t n, uint64_t seed, size_t *count)
+{
+    uint64_t *ids = malloc((n + 40) * sizeof *ids);
+    uint64_t x = seed ? seed : 1;
+    assert_non_null(ids);
+    for (uint64_t i = 0; i < 40; i++)
+        ids[i] = (n / 3 + i) % n;
+    for (uint64_t i = 0; i < n; i++)
+        ids[40 + i] = i;
+    for (uint64_t i = n - 1; i > 0; i--) {
+        uint64_t j, t;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        j = x % (i + 1);
+        t = ids[40 + i], ids[40 + i] = ids[40 + j], ids[40 + j] = t;
+    }
+    *count = n + 40;
+    return ids;
+}
+
+void tf_check_sample(const br_batch *b, uint32_t i, uint64_t id, uint64_t seed,
+                     size_t (*size_of)(uint64_t))
+{
+    size_t len = size_of(id), bad;
+    assert_int_equal(b->ids[i], id);
+    if (b->offsets[i + 1] - b->offsets[i] != len)
+        fail_msg("batch %" PRIu64 ", sample %u (id %" PRIu64 "): %" PRIu64 " bytes, expected %zu",
+                 b->seq, i, id, b->offsets[i + 1] - b->offsets[i], len);
+    bad = br_synth_check((const uint8_t *)b->data + b->offsets[i], len, seed, id);
+    if (bad != len)
+        fail_msg("batch %" PRIu64 ", sample %u (id %" PRIu64 ", %zu bytes at offset %" PRIu64
+                 "): wrong byte at %zu",
+                 b->seq, i, id, len, b->offsets[i], bad);
 }

@@ -15,6 +15,16 @@
 
 #include <batchring.h>
 
+/* Ids for shuffled runs over n samples: a run of 40 adjacent ids (one read
+ * for records), then every id in an order scrambled from `seed` (single
+ * reads, and ids repeated from the run). *count gets n + 40; free() it. */
+uint64_t *tf_scrambled_ids(uint64_t n, uint64_t seed, size_t *count);
+
+/* Checks sample i of batch b: id `id`, size_of(id) bytes of br_synth(seed)
+ * at b->offsets[i]. Fails the test naming the batch, sample and byte. */
+void tf_check_sample(const br_batch *b, uint32_t i, uint64_t id, uint64_t seed,
+                     size_t (*size_of)(uint64_t));
+
 /* The read paths a test runs under. */
 enum tf_backend { TF_URING, TF_PREAD };
 
