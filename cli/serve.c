@@ -38,7 +38,9 @@ struct source {
     bool direct;
     br_dataset *ds;
     void *dl;
+    br_plugin_args plugin_args;
     br_plugin plugin;
+    bool plugin_started;   /* its init returned 0: its fini is due */
     int32_t *label_values; /* plugin with --labels: read here */
 };
 
@@ -59,7 +61,7 @@ static void usage(FILE *to)
                 "  --records FILE --record-size N   fixed-size records in one file\n"
                 "  --files LIST                     one file per sample, listed in LIST\n"
                 "  --indexed DATA INDEX             variable-size samples and their index\n"
-                "  --plugin LIB.so [--plugin-arg S] a custom loader (br_plugin_init, see\n"
+                "  --plugin LIB.so [--plugin-arg S] a custom loader (br_plugin_init2, see\n"
                 "                                   batchring.h and docs/named-rings.md)\n"
                 "\n"
                 "  --name /NAME        the ring's name (required)\n"
@@ -95,11 +97,16 @@ static const char *plugin_path(const char *path, char *buf, size_t cap)
     return buf;
 }
 
-static int plugin_open(struct source *s)
+/*
+ * Loads the plugin and runs its init: br_plugin_init2 with what serve was
+ * given (opt), or the revision-1 br_plugin_init with --plugin-arg only.
+ */
+static int plugin_open(struct source *s, const br_options *opt)
 {
     char buf[4096];
     const char *path = plugin_path(s->path, buf, sizeof buf);
-    br_plugin_init_fn init;
+    br_plugin_init2_fn init2 = NULL;
+    br_plugin_init_fn init1 = NULL;
     void *sym;
     int rc;
 
@@ -108,30 +115,57 @@ static int plugin_open(struct source *s)
         fprintf(stderr, "batchring serve: cannot load the plugin %s: %s\n", s->path, dlerror());
         return -ENOENT;
     }
-    dlerror();
-    sym = dlsym(s->dl, "br_plugin_init");
-    if (!sym) {
+    /* POSIX guarantees that dlsym's result converts to a function pointer. */
+    if ((sym = dlsym(s->dl, "br_plugin_init2")))
+        init2 = (br_plugin_init2_fn)sym;
+    else if ((sym = dlsym(s->dl, "br_plugin_init")))
+        init1 = (br_plugin_init_fn)sym;
+    else {
         fprintf(stderr,
-                "batchring serve: the plugin %s does not export br_plugin_init (int "
-                "br_plugin_init(const char *arg, br_plugin *plugin), with default visibility; "
-                "see batchring.h)\n",
+                "batchring serve: the plugin %s exports neither br_plugin_init2 (int "
+                "br_plugin_init2(const br_plugin_args *args, br_plugin *plugin)) nor "
+                "br_plugin_init, with default visibility; see batchring.h\n",
                 s->path);
         return -ENOENT;
     }
-    /* POSIX guarantees that dlsym's result converts to a function pointer. */
-    init = (br_plugin_init_fn)sym;
+    s->plugin_args = (br_plugin_args){
+        .abi = BR_PLUGIN_ABI,
+        .batch_size = opt->batch_size,
+        .workers = opt->workers,
+        .slots = opt->slots == BR_SLOTS_AUTO ? 0 : opt->slots,
+        .slot_bytes = opt->slot_bytes,
+        .epochs = opt->epochs,
+        .seed = opt->seed,
+        .shuffle = opt->shuffle,
+        .drop_last = opt->drop_last,
+        .rank = opt->rank,
+        .world = opt->world ? opt->world : 1,
+        .arg = s->plugin_arg,
+        .path = s->path,
+        .name = opt->name,
+    };
     memset(&s->plugin, 0, sizeof s->plugin);
-    rc = init(s->plugin_arg, &s->plugin);
+    rc = init2 ? init2(&s->plugin_args, &s->plugin) : init1(s->plugin_arg, &s->plugin);
     s->plugin.err[sizeof s->plugin.err - 1] = '\0';
     if (rc) {
         fprintf(stderr, "batchring serve: the plugin %s failed to start (%s): %s\n", s->path,
                 br_err_name(rc), s->plugin.err[0] ? s->plugin.err : br_strerror(rc));
         return rc;
     }
-    if (!s->plugin.load || s->plugin.n_ids == 0) {
+    if (init1 && s->plugin.fini) {
+        /* A revision-1 plugin built against a newer header: its fields
+         * past err are not part of that entry point. */
         fprintf(stderr,
-                "batchring serve: the plugin %s returned 0 from br_plugin_init but set %s\n",
-                s->path, !s->plugin.load ? "no loader (plugin->load)" : "no samples (n_ids 0)");
+                "batchring serve: note: the plugin %s sets fini from br_plugin_init; only "
+                "br_plugin_init2 may, so it will not run\n",
+                s->path);
+        s->plugin.fini = NULL;
+    }
+    s->plugin_started = true;
+    if (!s->plugin.load || s->plugin.n_ids == 0) {
+        fprintf(stderr, "batchring serve: the plugin %s returned 0 from %s but set %s\n", s->path,
+                init2 ? "br_plugin_init2" : "br_plugin_init",
+                !s->plugin.load ? "no loader (plugin->load)" : "no samples (n_ids 0)");
         return -EINVAL;
     }
     return 0;
@@ -187,7 +221,7 @@ out:
     return rc;
 }
 
-static int source_open(struct source *s)
+static int source_open(struct source *s, const br_options *opt)
 {
     unsigned flags = s->direct ? BR_DATASET_DIRECT : 0;
     int rc;
@@ -202,7 +236,7 @@ static int source_open(struct source *s)
         rc = br_dataset_open_indexed(&s->ds, s->path, s->index, s->labels, flags);
         break;
     default:
-        rc = plugin_open(s);
+        rc = plugin_open(s, opt);
         if (rc == 0 && s->labels)
             rc = read_labels(s, s->plugin.n_ids);
         return rc;
@@ -216,8 +250,12 @@ static void source_close(struct source *s)
 {
     br_dataset_close(s->ds);
     s->ds = NULL;
-    /* The workers that ran the plugin's code are gone (br_close reaped
-     * them), so its code may go too. */
+    /* The generator is closed (or was never opened): the workers that ran
+     * the plugin's code are gone (br_close reaped them), so the plugin may
+     * free what its init made, and its code may go too. */
+    if (s->plugin_started && s->plugin.fini)
+        s->plugin.fini(s->plugin.user);
+    s->plugin_started = false;
     if (s->dl)
         dlclose(s->dl);
     s->dl = NULL;
@@ -432,46 +470,54 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
     return -1;
 }
 
-/* The generator over the opened source. */
-static int open_generator(br_gen **g, const struct serve_args *a, struct source *s)
+/* The generator's options from the command line, before the source is
+ * opened: a plugin's init sees them. */
+static int options_fill(br_options *opt, const struct serve_args *a)
 {
-    br_options opt;
     int rc;
 
-    br_options_init(&opt);
-    opt.name = a->name;
-    opt.batch_size = (uint32_t)a->batch;
-    opt.workers = (uint32_t)a->workers;
+    br_options_init(opt);
+    opt->name = a->name;
+    opt->batch_size = (uint32_t)a->batch;
+    opt->workers = (uint32_t)a->workers;
     if (a->slots)
-        opt.slots = (uint32_t)a->slots;
-    opt.slot_bytes = (size_t)a->slot_bytes;
-    opt.epochs = a->epochs;
-    opt.drop_last = a->drop_last;
-    opt.shuffle = a->shuffle;
-    opt.seed = a->seed;
+        opt->slots = (uint32_t)a->slots;
+    opt->slot_bytes = (size_t)a->slot_bytes;
+    opt->epochs = a->epochs;
+    opt->drop_last = a->drop_last;
+    opt->shuffle = a->shuffle;
+    opt->seed = a->seed;
     if (a->shard_from_env) {
-        rc = br_shard_from_env(&opt);
+        rc = br_shard_from_env(opt);
         if (rc) {
             fprintf(stderr, "batchring serve: --shard-from-env: %s\n", br_last_error(NULL));
             return rc;
         }
     }
+    return 0;
+}
+
+/* The generator over the opened source. */
+static int open_generator(br_gen **g, const struct serve_args *a, br_options *opt, struct source *s)
+{
+    int rc;
+
     if (s->kind != SRC_PLUGIN) {
-        rc = br_open_dataset(g, s->ds, NULL, 0, &opt);
+        rc = br_open_dataset(g, s->ds, NULL, 0, opt);
     } else {
-        if (!opt.slot_bytes)
-            opt.slot_bytes = s->plugin.slot_bytes;
-        if (!opt.slot_bytes) {
+        if (!opt->slot_bytes)
+            opt->slot_bytes = s->plugin.slot_bytes;
+        if (!opt->slot_bytes) {
             fprintf(stderr,
                     "batchring serve: the plugin %s does not say how large a batch is "
                     "(plugin->slot_bytes is 0): pass --slot-bytes N\n",
                     s->path);
             return -EINVAL;
         }
-        opt.worker_init = s->plugin.worker_init;
-        opt.worker_fini = s->plugin.worker_fini;
+        opt->worker_init = s->plugin.worker_init;
+        opt->worker_fini = s->plugin.worker_fini;
         rc = br_open(g, s->plugin.load, s->plugin.user, NULL, s->label_values,
-                     (size_t)s->plugin.n_ids, &opt);
+                     (size_t)s->plugin.n_ids, opt);
     }
     if (rc)
         fprintf(stderr, "batchring serve: cannot serve %s: %s: %s\n", a->name, br_err_name(rc),
@@ -571,6 +617,7 @@ int br_cli_serve(int argc, char **argv)
 {
     struct serve_args a;
     struct source s;
+    br_options opt;
     br_gen *g = NULL;
     br_stats st;
     char h[32];
@@ -585,7 +632,7 @@ int br_cli_serve(int argc, char **argv)
     /* Before the ring exists: a signal from now on ends in br_close, never
      * in a ring left behind. */
     br_cli_catch_stop_signals();
-    if (source_open(&s) || open_generator(&g, &a, &s)) {
+    if (options_fill(&opt, &a) || source_open(&s, &opt) || open_generator(&g, &a, &opt, &s)) {
         source_close(&s);
         return BR_CLI_FAILED;
     }
@@ -593,7 +640,7 @@ int br_cli_serve(int argc, char **argv)
     code = serve_loop(g, &a);
     br_stats_get(g, &st);
     br_close(g);
-    source_close(&s);
+    source_close(&s); /* the plugin's fini, after br_close */
     fprintf(stderr, "batchring serve: %s: served %" PRIu64 " batches (%s); ring removed\n", a.name,
             st.batches, br_mkdata_human(h, st.bytes));
     return code;

@@ -7,15 +7,15 @@
  *
  *   batchring mkdata --layout records --dir /tmp/synth --samples 16384
  *   batchring serve --name /batchring-demo --plugin ./plugin_example.so \
- *       --plugin-arg /tmp/synth/records.bin:4096 --batch 64 --workers 4 \
- *       --slot-bytes 256K
+ *       --plugin-arg /tmp/synth/records.bin:4096 --batch 64 --workers 4
  *   batchring consume --name /batchring-demo --verify --batches 100
  *
- * The argument is PATH:RECORD_BYTES. serve calls br_plugin_init once, in
- * the server process, before the ring exists; the workers are forked
- * afterwards and inherit what it set up (here the open file). The plugin
- * does not know the batch size, so serve needs --slot-bytes (batch x
- * record bytes) unless br_plugin.slot_bytes is set.
+ * The argument is PATH:RECORD_BYTES. serve calls br_plugin_init2 once, in
+ * the server process, before the ring exists, with what it was given
+ * (br_plugin_args); the workers are forked afterwards and inherit what it
+ * set up (here the open file). Knowing the batch size, the plugin sets the
+ * slot size itself, and refuses a --slot-bytes too small for a batch. When
+ * serve ends, after its workers are gone, fini closes the file.
  */
 #define _POSIX_C_SOURCE 200809L /* O_CLOEXEC in strict C11 */
 #include <errno.h>
@@ -34,6 +34,15 @@ struct records {
 };
 
 static struct records rec = {.fd = -1};
+
+/* Runs once in the server when serve ends, after the generator is closed
+ * (every worker has exited): undoes what br_plugin_init2 did. */
+static void fini(void *user)
+{
+    struct records *r = user;
+    close(r->fd);
+    r->fd = -1;
+}
 
 /* Runs once in each worker process, before its first batch. */
 static int worker_init(br_io *io, uint32_t worker, void *user, void **state, char *err,
@@ -81,12 +90,17 @@ fail:
 }
 
 /* The entry point serve looks up: exported whatever the default visibility
- * of the build (batchring itself builds with hidden visibility). */
-__attribute__((visibility("default"))) int br_plugin_init(const char *arg, br_plugin *plugin)
+ * of the build (batchring itself builds with hidden visibility). It uses
+ * only revision-2 fields (BR_PLUGIN_ABI in batchring.h), which every server
+ * that calls br_plugin_init2 fills, so it needs no check of args->abi. */
+__attribute__((visibility("default"))) int br_plugin_init2(const br_plugin_args *args,
+                                                           br_plugin *plugin)
 {
+    const char *arg = args->arg;
     const char *colon = arg ? strrchr(arg, ':') : NULL;
     char path[4096];
     struct stat st;
+    size_t batch_bytes;
     char *end;
 
     if (!colon || (size_t)(colon - arg) >= sizeof path) {
@@ -111,13 +125,32 @@ __attribute__((visibility("default"))) int br_plugin_init(const char *arg, br_pl
         snprintf(plugin->err, sizeof plugin->err,
                  "%.400s has %lld bytes, not a whole number of %zu-byte records", path,
                  (long long)st.st_size, rec.record_bytes);
-        close(rec.fd);
-        return -EINVAL;
+        goto fail;
+    }
+    /* A full batch: what a slot must hold. A failing init cleans up after
+     * itself (fini runs only after a successful one). */
+    if (!args->batch_size || rec.record_bytes > SIZE_MAX / args->batch_size) {
+        snprintf(plugin->err, sizeof plugin->err, "batches of %u records of %zu bytes overflow",
+                 args->batch_size, rec.record_bytes);
+        goto fail;
+    }
+    batch_bytes = (size_t)args->batch_size * rec.record_bytes;
+    if (args->slot_bytes && args->slot_bytes < batch_bytes) {
+        snprintf(plugin->err, sizeof plugin->err,
+                 "--slot-bytes %zu cannot hold a batch of %u records of %zu bytes (%zu): raise "
+                 "it or leave it out",
+                 args->slot_bytes, args->batch_size, rec.record_bytes, batch_bytes);
+        goto fail;
     }
     plugin->load = load;
     plugin->worker_init = worker_init;
+    plugin->fini = fini;
     plugin->user = &rec;
     plugin->n_ids = (uint64_t)st.st_size / rec.record_bytes;
-    plugin->slot_bytes = 0; /* batch x record_bytes: serve --slot-bytes */
+    plugin->slot_bytes = batch_bytes; /* --slot-bytes, when given, wins */
     return 0;
+fail:
+    close(rec.fd);
+    rec.fd = -1;
+    return -EINVAL;
 }

@@ -815,25 +815,97 @@ static void test_named_consume_verify_layouts(void **state)
     tu_leaks_check(&l);
 }
 
-/* --plugin: the loader and hooks come from a shared object; its failures,
- * and a loader failure at run time, are reported by both commands. */
+/*
+ * Checks the log that named_plugin writes with log=PATH, after serve pid
+ * `server` exited: the first line is the init's, in the server process,
+ * and equals `init`; worker_init and worker_fini lines come from other
+ * processes, as many of each (at least one); with `fini`, the last line is
+ * the one fini line, in the server process, after every worker_fini (it
+ * runs once the generator is closed); without, there is none.
+ */
+static void check_plugin_log(const char *path, pid_t server, const char *init, bool fini)
+{
+    char text[8192], want[64], line[512];
+    unsigned inits = 0, worker_inits = 0, worker_finis = 0, finis = 0, n = 0;
+    FILE *f = fopen(path, "r");
+    size_t len;
+
+    if (!f)
+        fail_msg("the plugin wrote no log %s: %s", path, strerror(errno));
+    len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    for (char *p = text, *end; *p; p = end + 1, n++) {
+        int pid = 0;
+        end = strchr(p, '\n');
+        if (!end)
+            fail_msg("%s: an unfinished line '%s'", path, p);
+        snprintf(line, sizeof line, "%.*s", (int)(end - p), p);
+        if (!strncmp(line, "init ", 5)) {
+            inits++;
+            if (n != 0 || strcmp(line, init))
+                fail_msg("%s: line %u is '%s', expected the init's first: '%s'\n%s", path, n + 1,
+                         line, init, text);
+        } else if (sscanf(line, "worker_init pid=%d", &pid) == 1) {
+            worker_inits++;
+        } else if (sscanf(line, "worker_fini pid=%d", &pid) == 1) {
+            worker_finis++;
+        } else if (sscanf(line, "fini pid=%d", &pid) == 1) {
+            finis++;
+            if (pid != (int)server || end[1] != '\0')
+                fail_msg("%s: '%s' is not the last line, from the server pid %d:\n%s", path, line,
+                         (int)server, text);
+            continue;
+        } else {
+            fail_msg("%s: unexpected line '%s'", path, line);
+        }
+        if (pid && pid == (int)server)
+            fail_msg("%s: '%s' ran in the server process, not in a worker", path, line);
+    }
+    snprintf(want, sizeof want, "init pid=%d ", (int)server);
+    if (inits != 1 || strncmp(text, want, strlen(want)))
+        fail_msg("%s: %u init lines, expected one from the server pid %d:\n%s", path, inits,
+                 (int)server, text);
+    if (worker_inits == 0 || worker_inits != worker_finis)
+        fail_msg("%s: %u worker_init and %u worker_fini lines:\n%s", path, worker_inits,
+                 worker_finis, text);
+    if (finis != (fini ? 1u : 0u))
+        fail_msg("%s: %u fini lines, expected %d:\n%s", path, finis, fini ? 1 : 0, text);
+}
+
+/* --plugin: the loader and hooks come from a shared object, whose init sees
+ * what serve was given and whose fini runs once serve is done; its
+ * failures, and a loader failure at run time, are reported by both
+ * commands. */
 static void test_named_plugin(void **state)
 {
     (void)state;
     tu_leaks l;
     tu_leaks_begin(&l);
-    const char *name = new_ring_name();
+    const char *dir = new_tmp_dir(), *name = new_ring_name();
+    char arg[4200], init[4600], log[4096];
     struct server s;
+
+    /* The init checks batch, workers and slot_bytes against what it was
+     * told to expect, and logs every input. */
+    snprintf(log, sizeof log, "%s", tf_path(dir, "plugin.log"));
+    snprintf(arg, sizeof arg,
+             "samples=100,bytes=300,seed=9,batch=10,workers=2,slot_bytes=3000,log=%s", log);
     serve_start(&s, name,
-                (const char *const[]){"--plugin", BR_TEST_PLUGIN, "--plugin-arg",
-                                      "samples=100,bytes=300,seed=9", "--batch", "10", "--workers",
-                                      "2", "--slot-bytes", "3000", "--epochs", "1", NULL});
+                (const char *const[]){"--plugin", BR_TEST_PLUGIN, "--plugin-arg", arg, "--batch",
+                                      "10", "--workers", "2", "--slot-bytes", "3000", "--slots",
+                                      "3", "--epochs", "1", "--seed", "5", NULL});
     cli_expect((const char *const[]){"consume", "--name", name, "--verify", "--seed", "9",
                                      "--sample-bytes", "300", NULL},
                0, out, err, CAP);
     tu_assert_contains(out, "10 batches (seq 0..9)");
     tu_assert_contains(out, "every sample verified; end of data");
     assert_exit_code(wait_exit(s.pid, TU_WAIT_MS), 0, "batchring serve after the last epoch");
+    snprintf(init, sizeof init,
+             "init pid=%d abi=%d batch=10 workers=2 slots=3 slot_bytes=3000 epochs=1 seed=5 "
+             "shuffle=0 drop_last=0 rank=0 world=1 name=%s arg=%s",
+             (int)s.pid, BR_PLUGIN_ABI, name, arg);
+    check_plugin_log(log, s.pid, init, true);
 
     /* A loader failure: the consumer names it, the server exits with 1. */
     name = new_ring_name();
@@ -848,26 +920,135 @@ static void test_named_plugin(void **state)
     assert_exit_code(wait_exit(s.pid, TU_WAIT_MS), 1, "batchring serve after its consumer failed");
     assert_false(ring_exists(name));
 
-    /* Plugins that cannot start: each message names the cause. */
+    /* Plugins that cannot start: each message names the plugin and the
+     * cause. */
     struct {
-        const char *path, *arg, *slot_bytes, *needle;
+        const char *path, *arg, *batch, *slot_bytes, *needle;
     } bad[] = {
-        {"/nonexistent/plugin.so", "samples=1,bytes=1", "64", "cannot load the plugin"},
-        {BR_LIB_PATH, "samples=1,bytes=1", "64", "does not export br_plugin_init"},
-        {BR_TEST_PLUGIN, "bogus", "64", "bad plugin argument 'bogus'"},
-        {BR_TEST_PLUGIN, "samples=10,bytes=8", NULL, "pass --slot-bytes"},
+        {"/nonexistent/plugin.so", "samples=1,bytes=1", "1", "64", "cannot load the plugin"},
+        {BR_LIB_PATH, "samples=1,bytes=1", "1", "64", "exports neither br_plugin_init2"},
+        {BR_TEST_PLUGIN, "bogus", "1", "64",
+         "failed to start (EINVAL): bad plugin argument 'bogus'"},
+        {BR_TEST_PLUGIN, "samples=10,bytes=8", "1", NULL, "pass --slot-bytes"},
+        /* The init refuses a batch size it was not built for. */
+        {BR_TEST_PLUGIN, "samples=100,bytes=8,batch=10", "7", "80",
+         "failed to start (EINVAL): serve gave batch_size 7, workers 1, slot_bytes 80; expected "
+         "10, 0, 0"},
+        {BR_TEST_PLUGIN, "samples=100,bytes=8,slot_bytes=80", "10", NULL,
+         "serve gave batch_size 10, workers 1, slot_bytes 0; expected 0, 0, 80"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         name = new_ring_name();
         cli_expect((const char *const[]){"serve", "--name", name, "--plugin", bad[i].path,
-                                         "--plugin-arg", bad[i].arg, "--batch", "1", "--workers",
-                                         "1", bad[i].slot_bytes ? "--slot-bytes" : NULL,
+                                         "--plugin-arg", bad[i].arg, "--batch", bad[i].batch,
+                                         "--workers", "1",
+                                         bad[i].slot_bytes ? "--slot-bytes" : NULL,
                                          bad[i].slot_bytes, NULL},
                    1, out, err, CAP);
         tu_assert_contains(err, bad[i].needle);
+        tu_assert_contains(err, bad[i].path);
         assert_false(ring_exists(name));
         assert_string_equal(out, "");
     }
+    reap_all(TU_WAIT_MS, true);
+    tu_leaks_check(&l);
+}
+
+/* The plugin's fini runs once, in the server, after the generator is
+ * closed, also when serve is stopped by a signal; and when serve fails
+ * after the init succeeded (here: no --slot-bytes), before any ring. */
+static void test_named_plugin_fini(void **state)
+{
+    (void)state;
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    static const int sigs[] = {SIGTERM, SIGINT};
+    const char *dir = new_tmp_dir();
+    char arg[4200], init[4600], log[4096], file[32];
+    struct server s;
+
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        const char *name = new_ring_name();
+        snprintf(file, sizeof file, "sig%d.log", sigs[i]);
+        snprintf(log, sizeof log, "%s", tf_path(dir, file));
+        snprintf(arg, sizeof arg, "samples=64,bytes=100,seed=4,log=%s", log);
+        serve_start(&s, name,
+                    (const char *const[]){"--plugin", BR_TEST_PLUGIN, "--plugin-arg", arg,
+                                          "--batch", "4", "--workers", "2", "--slot-bytes", "400",
+                                          NULL});
+        /* The workers have loaded batches before the stop. */
+        cli_expect((const char *const[]){"consume", "--name", name, "--verify", "--seed", "4",
+                                         "--sample-bytes", "100", "--batches", "5", NULL},
+                   0, out, err, CAP);
+        tu_assert_contains(out, "every sample verified");
+        serve_stop(&s, sigs[i]);
+        snprintf(init, sizeof init,
+                 "init pid=%d abi=%d batch=4 workers=2 slots=0 slot_bytes=400 epochs=0 seed=0 "
+                 "shuffle=0 drop_last=0 rank=0 world=1 name=%s arg=%s",
+                 (int)s.pid, BR_PLUGIN_ABI, name, arg);
+        check_plugin_log(log, s.pid, init, true);
+    }
+
+    /* serve fails after the init: fini still runs, and nothing else. */
+    const char *name = new_ring_name();
+    snprintf(log, sizeof log, "%s", tf_path(dir, "failed.log"));
+    snprintf(arg, sizeof arg, "samples=64,bytes=100,log=%s", log);
+    cli_expect((const char *const[]){"serve", "--name", name, "--plugin", BR_TEST_PLUGIN,
+                                     "--plugin-arg", arg, "--batch", "4", "--workers", "2", NULL},
+               1, out, err, CAP);
+    tu_assert_contains(err, "pass --slot-bytes");
+    assert_false(ring_exists(name));
+    char text[4096];
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    char *first_end = strchr(text, '\n');
+    assert_non_null(first_end);
+    assert_true(!strncmp(text, "init pid=", 9));
+    if (strncmp(first_end + 1, "fini pid=", 9) || strchr(first_end + 1, '\n')[1] != '\0')
+        fail_msg("%s: expected the init line, then the fini line only:\n%s", log, text);
+    reap_all(TU_WAIT_MS, true);
+    tu_leaks_check(&l);
+}
+
+/* A plugin built for revision 1 of the plugin interface (only
+ * br_plugin_init, the old struct, no fini) is still served as before. */
+static void test_named_plugin_abi_v1(void **state)
+{
+    (void)state;
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *dir = new_tmp_dir(), *name = new_ring_name();
+    char arg[4200], init[4600], log[4096];
+    struct server s;
+
+    snprintf(log, sizeof log, "%s", tf_path(dir, "v1.log"));
+    snprintf(arg, sizeof arg, "samples=50,bytes=200,seed=2,log=%s", log);
+    serve_start(&s, name,
+                (const char *const[]){"--plugin", BR_TEST_PLUGIN_V1, "--plugin-arg", arg, "--batch",
+                                      "5", "--workers", "2", "--slot-bytes", "1000", "--epochs",
+                                      "2", NULL});
+    cli_expect((const char *const[]){"consume", "--name", name, "--verify", "--seed", "2",
+                                     "--sample-bytes", "200", NULL},
+               0, out, err, CAP);
+    tu_assert_contains(out, "20 batches (seq 0..19)");
+    tu_assert_contains(out, "every sample verified; end of data");
+    assert_exit_code(wait_exit(s.pid, TU_WAIT_MS), 0, "batchring serve of a revision-1 plugin");
+    assert_false(ring_exists(name));
+    snprintf(init, sizeof init, "init pid=%d abi=1 arg=%s", (int)s.pid, arg);
+    check_plugin_log(log, s.pid, init, false);
+
+    /* Its init's failure is reported as before. */
+    name = new_ring_name();
+    cli_expect((const char *const[]){"serve", "--name", name, "--plugin", BR_TEST_PLUGIN_V1,
+                                     "--plugin-arg", "samples=0,bytes=1", "--batch", "1",
+                                     "--workers", "1", "--slot-bytes", "8", NULL},
+               1, out, err, CAP);
+    tu_assert_contains(err, BR_TEST_PLUGIN_V1);
+    tu_assert_contains(err, "failed to start (EINVAL): samples and bytes must be positive");
+    assert_false(ring_exists(name));
     reap_all(TU_WAIT_MS, true);
     tu_leaks_check(&l);
 }
@@ -1810,6 +1991,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_named_serve_attach_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_consume_verify_layouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_plugin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_plugin_fini, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_plugin_abi_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_consumer_killed_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_producer_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_second_consumer_refused, setup, teardown),
