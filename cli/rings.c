@@ -91,6 +91,16 @@ static void progress(const br_ring_status *st, char *buf, size_t cap)
                  st->finished == 2 ? ", consumer failed" : "");
 }
 
+/* "850 ms", "3.2 s": how long the consumer has waited so far. */
+static const char *duration(char *buf, size_t cap, uint64_t ns)
+{
+    if (ns < 1000000000u)
+        snprintf(buf, cap, "%.0f ms", (double)ns / 1e6);
+    else
+        snprintf(buf, cap, "%.1f s", (double)ns / 1e9);
+    return buf;
+}
+
 static void print_text(FILE *f, const char *name, const struct snap *s, const struct rates *r)
 {
     const br_ring_status *st = &s->st;
@@ -111,8 +121,13 @@ static void print_text(FILE *f, const char *name, const struct snap *s, const st
     fprintf(f, "  producer  pid %d, %s, uid %u\n", (int)st->owner_pid,
             st->owner_alive ? "running" : "DEAD (a stale ring: batchring gc removes it)",
             (unsigned)st->owner_uid);
-    if (st->consumer_pid)
-        fprintf(f, "  consumer  pid %d\n", (int)st->consumer_pid);
+    if (st->consumer_pid && st->consumer_waiting_seq != BR_NOT_WAITING) {
+        char waited[32];
+        fprintf(f, "  consumer  pid %d, waiting for batch %" PRIu64 " for %s\n",
+                (int)st->consumer_pid, st->consumer_waiting_seq,
+                duration(waited, sizeof waited, st->consumer_waiting_ns));
+    } else if (st->consumer_pid)
+        fprintf(f, "  consumer  pid %d, not waiting\n", (int)st->consumer_pid);
     else
         fprintf(f, "  consumer  none attached\n");
     fprintf(f, "  progress  %s; %" PRIu64 " handed to workers\n", where, st->claimed);
@@ -183,6 +198,12 @@ static void print_json(FILE *f, const char *name, const struct snap *s, const st
             st->claimed, st->cursor, st->consumer_batches, st->consumer_bytes,
             st->consumer_stall_ns, st->restarts, st->slots_free, st->slots_loading, st->slots_ready,
             st->slots_failed);
+    /* null and null: the consumer is not waiting in br_next right now. */
+    if (st->consumer_waiting_seq != BR_NOT_WAITING)
+        fprintf(f, ", \"consumer_waiting_seq\": %" PRIu64 ", \"consumer_waiting_ns\": %" PRIu64,
+                st->consumer_waiting_seq, st->consumer_waiting_ns);
+    else
+        fprintf(f, ", \"consumer_waiting_seq\": null, \"consumer_waiting_ns\": null");
     if (r && r->have)
         fprintf(f,
                 ", \"window_s\": %.3f, \"batches_per_s\": %.1f, \"gb_per_s\": %.4f"
@@ -216,9 +237,10 @@ static void stat_usage(FILE *to)
             "usage: batchring stat /NAME [--json] [--watch]\n"
             "\n"
             "Shows a named ring from outside, read-only: its producer (alive or not),\n"
-            "its consumer, the state of each slot, each worker's batches, load time,\n"
-            "slot-wait time, restarts and read path (io_uring or pread), and the\n"
-            "consumer's batches and data stall, measured over %d ms.\n"
+            "its consumer (and the batch it is waiting for right now, if any), the\n"
+            "state of each slot, each worker's batches, load time, slot-wait time,\n"
+            "restarts and read path (io_uring or pread), and the consumer's batches\n"
+            "and data stall, measured over %d ms.\n"
             "\n"
             "  --json      one JSON object on one line\n"
             "  --watch     refresh every second until Ctrl-C (in place on a terminal;\n"

@@ -83,6 +83,9 @@ struct br_gen {
     uint32_t released;      /* releases since the last wake-up */
     bool spin_adaptive;     /* a core is free for the consumer to spin on */
     uint64_t wait_avg_ns;   /* moving average of br_next's waits */
+    /* The start of the last wait that timed out, and its seq: a br_next
+     * that retries the same batch shows batchring stat the whole wait. */
+    uint64_t timed_out_seq, timed_out_t0;
     /* workers = 0: the trainer loads, with its own reader and counters. */
     struct br_worker_env inline_env;
     struct br_worker_rec inline_rec;
@@ -534,6 +537,39 @@ static bool sleep_for_half_ring(struct br_gen *g, uint64_t seq)
     return true;
 }
 
+/*
+ * The consumer's wait, seen from outside (batchring stat, br_ring_stat).
+ * Before its first sleep for batch seq, wait_ready stores the time the wait
+ * began in the header's consumer_wait_since; when the wait ends it stores
+ * 0, and br_next then moves the cursor. The seq waited for is the cursor,
+ * which the consumer stored (release) when it took the batch before, or
+ * when it attached. A reader pairs the two like a seqlock:
+ *
+ *   consumer                           reader (br_ring_stat)
+ *   cursor = s          (release)      t1 = since   (acquire)
+ *   since = T           (release)      c  = cursor  (acquire)
+ *   ... sleeps ...                     t2 = since   (relaxed, after c)
+ *   since = 0           (relaxed)      waiting for c since t1 iff
+ *   cursor = s + 1      (release)        t1 == t2 != 0
+ *
+ * t1 == T acquires the cursor store before it: c >= s. If c > s, the
+ * reader acquired a cursor store that came after the clear of T, so t2
+ * reads 0 or the start of a wait for a later batch, never T: that start
+ * was taken after every wait for s had ended. (A br_next that retries s
+ * after a timeout stores the same T again, but for the same s.) So t1 ==
+ * t2 means c is the batch that wait is for: never a seq from one wait with
+ * a time from another. The fast path (a ready batch) and a wait that ends
+ * in the spin store nothing.
+ */
+static void wait_announce(struct br_gen *g, uint64_t seq, uint64_t t0)
+{
+    uint64_t since = g->timed_out_t0 && g->timed_out_seq == seq ? g->timed_out_t0 : t0;
+    /* Release: pairs with the reader's acquire load of consumer_wait_since;
+     * it then sees the cursor (seq) stored before. Never 0: that is "not
+     * waiting". */
+    br__store_release_u64(&g->ring.hdr->consumer_wait_since, since ? since : 1);
+}
+
 static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
 {
     struct br_ring_header *h = g->ring.hdr;
@@ -542,7 +578,7 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
     const uint32_t ready = br__slot_word(lap, BR_READY);
     const uint32_t failed = br__slot_word(lap, BR_FAILED);
     uint64_t t0, now, deadline, spin_ns;
-    bool gathered = false;
+    bool gathered = false, announced = false;
     uint32_t w;
     int rc = 0;
 
@@ -594,6 +630,11 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
             break;
         }
         left = (deadline - now + 999999u) / 1000000u;
+        /* Past the spin, about to sleep: from now on the wait is visible. */
+        if (!announced) {
+            announced = true;
+            wait_announce(g, seq, t0);
+        }
         /* Once per wait: if the batch is still not ready after a sleep for
          * half the ring, the workers are slow, and a sleep until it is
          * published costs nothing next to their pace. */
@@ -602,6 +643,17 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
         br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
     }
 out:
+    /* Relaxed: br_next's release store of the cursor comes after it and
+     * carries it to a reader (see wait_announce). After an error the cursor
+     * stays; the word is simply 0 (not waiting) from here on. */
+    if (announced)
+        br__store_relaxed_u64(&h->consumer_wait_since, 0);
+    /* A br_next that timed out is usually called again for the same batch:
+     * that wait goes on from this one's start. */
+    if (rc == -ETIMEDOUT && !(g->timed_out_t0 && g->timed_out_seq == seq)) {
+        g->timed_out_seq = seq;
+        g->timed_out_t0 = t0;
+    }
     now = br__now_ns();
     /* An average over about 8 waits: it follows a change of pace quickly. */
     g->wait_avg_ns = g->wait_avg_ns - g->wait_avg_ns / 8 + (now - t0) / 8;
@@ -778,6 +830,10 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
             cursor = last;
     }
     g->cursor = cursor;
+    /* A consumer that died in a wait left its start behind. Cleared before
+     * the cursor store (release), which carries it to readers; until then
+     * a reader that sees us attached may still see that old wait. */
+    br__store_relaxed_u64(&h->consumer_wait_since, 0);
     br__store_release_u64(&h->cursor, cursor);
     br__store_relaxed_u32(&h->consumer_done, BR_CONSUMER_RUNNING);
     g->nworkers = h->nworkers;
@@ -885,6 +941,36 @@ static int map_for_reading(const char *name, struct br_ring *r, char *msg)
     return 0;
 }
 
+/* Whether the attached consumer waits in br_next right now, for which batch
+ * and since when: the reader's side of the protocol at wait_announce. */
+static void consumer_waiting(const struct br_ring_header *h, br_ring_status *out)
+{
+    out->consumer_waiting_seq = BR_NOT_WAITING;
+    out->consumer_waiting_ns = 0;
+    /* A dead consumer's word says nothing about now. */
+    if (!out->consumer_pid)
+        return;
+    /* A retry only when a wait ended and another began between our loads.
+     * Waits are at least a spin apart, so a few tries settle; a consumer
+     * that ends a wait every time we look is reported as not waiting. */
+    for (int tries = 0; tries < 4; tries++) {
+        /* Acquire: pairs with wait_announce's release; the cursor we load
+         * next is at least the seq of that wait. */
+        uint64_t since = br__load_acquire_u64(&h->consumer_wait_since), seq, now;
+        if (!since)
+            return;
+        /* Acquire: pairs with br_next's release of the cursor; if it moved
+         * past the wait above, the load below sees that wait's end. */
+        seq = br__load_acquire_u64(&h->cursor);
+        if (br__load_relaxed_u64(&h->consumer_wait_since) != since)
+            continue;
+        now = br__now_ns();
+        out->consumer_waiting_seq = seq;
+        out->consumer_waiting_ns = now > since ? now - since : 0;
+        return;
+    }
+}
+
 BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *workers,
                         uint32_t workers_cap)
 {
@@ -923,6 +1009,7 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
     out->consumer_stall_ns = br__load_relaxed_u64(&h->consumer_stall_ns);
     out->restarts = br__load_relaxed_u32(&h->restarts);
     out->finished = br__load_relaxed_u32(&h->consumer_done);
+    consumer_waiting(h, out);
     for (uint32_t i = 0; i < r.nslots; i++) {
         switch (br__load_relaxed_u32(&r.desc[i].word) & 3u) {
         case BR_FREE: out->slots_free++; break;

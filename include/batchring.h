@@ -488,7 +488,20 @@ typedef struct br_ring_status {
     uint64_t consumer_batches, consumer_bytes, consumer_stall_ns;
     uint32_t restarts;          /* worker deaths survived */
     uint32_t slots_free, slots_loading, slots_ready, slots_failed;
+    /* The consumer blocked in br_next right now: the batch it waits for
+     * and how long it has waited (counted from the start of its br_next
+     * call, or of the first of the calls that timed out on that batch and
+     * were retried), read at the moment of the call. Shown once the wait
+     * is past br_next's short spin (at most half a millisecond) and sleeps.
+     * Not waiting (the batch was ready, the consumer is busy elsewhere, or
+     * none is attached): BR_NOT_WAITING and 0. consumer_stall_ns grows by
+     * a wait only when it ends; this shows one that has not. */
+    uint64_t consumer_waiting_seq;
+    uint64_t consumer_waiting_ns;
 } br_ring_status;
+
+/* br_ring_status.consumer_waiting_seq of a consumer that is not waiting. */
+#define BR_NOT_WAITING UINT64_MAX
 
 /*
  * Reads the named ring's header, slot states and, when workers is not

@@ -21,7 +21,9 @@
 
 #define BR_RING_MAGIC 0x474e5242u /* "BRNG" in little-endian memory */
 #define BR_LAYOUT_MAJOR 1u
-#define BR_LAYOUT_MINOR 0u
+/* Minor 1: consumer_wait_since, in what was padding of line 4 (zero in a
+ * 1.0 ring, which reads as "not waiting"; a 1.0 reader ignores it). */
+#define BR_LAYOUT_MINOR 1u
 #define BR_CACHE_LINE 64u
 
 /* Phases of a slot; the futex word is (lap << 2) | phase. */
@@ -107,7 +109,15 @@ struct br_ring_header {
     _Atomic uint32_t kick;
     _Atomic uint32_t consumer_events; /* futex: bumped on attach, detach, end */
     _Atomic uint32_t consumer_done;   /* enum br_consumer_done */
-    uint8_t pad_consumer_line[12];
+    uint32_t pad_consumer_line;
+    /* CLOCK_MONOTONIC ns (br__now_ns) at which the consumer's current wait
+     * for batch `cursor` began, stored just before its first sleep of that
+     * wait (never for a ready batch or a wait that ends in the spin), and
+     * 0 again when the wait ends, before the cursor moves on. The waited-
+     * for seq is `cursor` itself; how a reader pairs the two without a
+     * torn pair is explained at wait_ready (consumer/gen.c) and
+     * br_ring_stat. */
+    _Atomic uint64_t consumer_wait_since;
 
     /* Line 5 and on: written by the supervisor. The first failure that no
      * slot can carry (a worker that died once too often): code and message
@@ -160,6 +170,8 @@ _Static_assert(sizeof(struct br_slot_desc) == BR_CACHE_LINE, "slot descriptor is
 _Static_assert(sizeof(struct br_worker_rec) == 2 * BR_CACHE_LINE, "worker record is two lines");
 _Static_assert(offsetof(struct br_ring_header, claim) == 3 * BR_CACHE_LINE, "claim on line 3");
 _Static_assert(offsetof(struct br_ring_header, cursor) == 4 * BR_CACHE_LINE, "cursor on line 4");
+_Static_assert(offsetof(struct br_ring_header, consumer_wait_since) == 4 * BR_CACHE_LINE + 56,
+               "the consumer's wait word is on the consumer's line 4");
 _Static_assert(offsetof(struct br_ring_header, state) == 5 * BR_CACHE_LINE, "state on line 5");
 _Static_assert(sizeof(struct br_ring_header) % BR_CACHE_LINE == 0, "header is whole lines");
 _Static_assert(sizeof(struct br_ring_header) == 896,

@@ -23,6 +23,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1760,6 +1761,203 @@ static void test_named_stat(void **state)
     tu_leaks_check(&l);
 }
 
+/* ---- stat: a consumer blocked right now --------------------------------- */
+
+/* Holds the load of seq sh->arg until release >= 1 and of sh->arg2 until
+ * release >= 2. */
+static int hook_hold_two(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    const uint32_t need = job->seq == sh->arg ? 1 : job->seq == sh->arg2 ? 2 : 0;
+    uint32_t v;
+    (void)attempt;
+    while ((v = atomic_load(&sh->release)) < need)
+        tu_futex_wait(&sh->release, v, -1);
+    return 0;
+}
+
+/* What one look at a waiting consumer must show. */
+struct wait_watch {
+    uint64_t seq;   /* the batch it waits for */
+    uint64_t asked; /* before its br_next for seq began (tu_now_ns) */
+    bool steady;    /* one wait: once seen waiting, it stays so */
+    bool seen;
+    uint64_t last_ns; /* the wait's length at the last look */
+};
+
+/*
+ * Looks at the ring with br_ring_stat until its consumer has waited for
+ * w->seq at least min_ns, for at most TU_WAIT_MS. A poll: the wait begins
+ * with no event the test could wait on. Every look must show that batch or
+ * no wait (none once w->steady and seen), a length that never shrinks, and
+ * never more than the time since the consumer asked for the batch.
+ */
+static void stat_until_waited(const char *name, struct wait_watch *w, uint64_t min_ns)
+{
+    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
+    br_ring_status st;
+    for (;;) {
+        assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+        const uint64_t now = tu_now_ns();
+        if (st.consumer_waiting_seq == BR_NOT_WAITING) {
+            assert_int_equal(st.consumer_waiting_ns, 0);
+            if (w->steady && w->seen)
+                fail_msg("the consumer waiting for batch %" PRIu64 " for %.3f s is shown as not "
+                         "waiting",
+                         w->seq, (double)w->last_ns / 1e9);
+        } else {
+            if (st.consumer_waiting_seq != w->seq)
+                fail_msg("the consumer is shown waiting for batch %" PRIu64 ", expected %" PRIu64,
+                         st.consumer_waiting_seq, w->seq);
+            if (st.consumer_waiting_ns > now - w->asked)
+                fail_msg("waiting for %" PRIu64 " ns, but it asked for the batch only %" PRIu64
+                         " ns ago",
+                         st.consumer_waiting_ns, now - w->asked);
+            if (w->seen && st.consumer_waiting_ns < w->last_ns)
+                fail_msg("the wait for batch %" PRIu64 " shrank from %" PRIu64 " to %" PRIu64 " ns",
+                         w->seq, w->last_ns, st.consumer_waiting_ns);
+            w->seen = true;
+            w->last_ns = st.consumer_waiting_ns;
+            assert_int_equal(st.cursor, w->seq);
+            if (st.consumer_waiting_ns >= min_ns)
+                return;
+        }
+        if (now >= deadline)
+            fail_msg("no look within %d ms showed the consumer waiting for batch %" PRIu64
+                     " for %" PRIu64 " ns (last: %s, %" PRIu64 " ns)",
+                     TU_WAIT_MS, w->seq, min_ns, w->seen ? "waiting" : "never seen waiting",
+                     w->last_ns);
+        sched_yield();
+    }
+}
+
+/* br_ring_stat and batchring stat show which batch a consumer blocked in
+ * br_next waits for and for how long, and that it waits no more once the
+ * batch came, once it died, or when a new consumer took over. */
+static void test_named_stat_waiting_consumer(void **state)
+{
+    (void)state;
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *name = new_ring_name();
+    br_options opt;
+    tu_shared *sh = small_ring(&opt, 64, false); /* 16 batches */
+    sh->hook = hook_hold_two;
+    sh->arg = 6;
+    sh->arg2 = 9;
+    pid_t prod = producer_start(name, sh, &opt);
+    br_ring_status st;
+    struct rep r;
+    char want[160];
+    int fd;
+
+    /* Nobody attached: nobody waits. */
+    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_true(st.consumer_waiting_seq == BR_NOT_WAITING);
+    assert_int_equal(st.consumer_waiting_ns, 0);
+
+    /* The first consumer takes 0..5, then waits for 6 with br_next calls
+     * that time out after 20 ms and are retried, as a trainer that checks
+     * for signals between calls does: one wait, from its first call. */
+    struct consumer_arg a1 = {.name = name, .sh = sh, .take = 7, .timeout_ms = 20};
+    pid_t c1 = child_fork(consume_then_wait, &a1, &fd);
+    get_rep(fd, &r, REP_ATTACH);
+    assert_int_equal(r.rc, 0);
+    for (uint64_t k = 0; k < 6; k++) {
+        get_rep(fd, &r, REP_BATCH);
+        if (r.rc || !r.ok || r.seq != k)
+            fail_msg("first consumer, batch %" PRIu64 ": rc %d seq %" PRIu64 ": %s", k, r.rc, r.seq,
+                     r.msg);
+    }
+    struct wait_watch w1 = {.seq = 6, .asked = r.t_ns};
+    stat_until_waited(name, &w1, 5 * 20 * 1000000u); /* five timeouts */
+
+    /* The batch comes: the consumer holds it and waits no more. */
+    tu_store_wake(&sh->release, 1);
+    get_rep(fd, &r, REP_BATCH);
+    if (r.rc || !r.ok || r.seq != 6)
+        fail_msg("first consumer, batch 6: rc %d seq %" PRIu64 ": %s", r.rc, r.seq, r.msg);
+    get_rep(fd, &r, REP_HOLDING);
+    close(fd);
+    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(st.consumer_pid, c1);
+    assert_int_equal(st.cursor, 7);
+    assert_true(st.consumer_waiting_seq == BR_NOT_WAITING);
+    assert_int_equal(st.consumer_waiting_ns, 0);
+    cli_expect((const char *const[]){"stat", name, NULL}, 0, out, err, CAP);
+    snprintf(want, sizeof want, "consumer  pid %d, not waiting\n", (int)c1);
+    tu_assert_contains(out, want);
+    cli_expect((const char *const[]){"stat", "--json", name, NULL}, 0, out, err, CAP);
+    tu_assert_contains(out, "\"consumer_waiting_seq\": null, \"consumer_waiting_ns\": null");
+    kill_child(c1);
+
+    /* The second resumes at 6 (held, never released), takes 6..8 and waits
+     * for 9 in one br_next call. */
+    struct consumer_arg a2 = {.name = name, .sh = sh, .take = 4, .timeout_ms = -1};
+    pid_t c2 = child_fork(consume_then_wait, &a2, &fd);
+    get_rep(fd, &r, REP_ATTACH);
+    assert_int_equal(r.rc, 0);
+    for (uint64_t k = 6; k < 9; k++) {
+        get_rep(fd, &r, REP_BATCH);
+        if (r.rc || !r.ok || r.seq != k)
+            fail_msg("second consumer, batch %" PRIu64 ": rc %d seq %" PRIu64 ": %s", k, r.rc,
+                     r.seq, r.msg);
+    }
+    struct wait_watch w2 = {.seq = 9, .asked = r.t_ns, .steady = true};
+    stat_until_waited(name, &w2, 0);
+    stat_until_waited(name, &w2, w2.last_ns + 50 * 1000000u); /* it grows */
+
+    /* The command line says so too: "waiting for batch 9 for 312 ms". */
+    cli_expect((const char *const[]){"stat", name, NULL}, 0, out, err, CAP);
+    snprintf(want, sizeof want, "consumer  pid %d, waiting for batch 9 for ", (int)c2);
+    tu_assert_contains(out, want);
+    cli_expect((const char *const[]){"stat", "--json", name, NULL}, 0, out, err, CAP);
+    tu_assert_contains(out, "\"consumer_waiting_seq\": 9, \"consumer_waiting_ns\": ");
+    {
+        unsigned long long ns = 0;
+        const char *p = strstr(out, "\"consumer_waiting_ns\": ");
+        assert_int_equal(sscanf(p, "\"consumer_waiting_ns\": %llu", &ns), 1);
+        if (ns < w2.last_ns)
+            fail_msg("batchring stat --json shows a wait of %llu ns, shorter than the %" PRIu64
+                     " ns seen before it",
+                     ns, w2.last_ns);
+    }
+
+    /* Killed in its wait, the consumer leaves the word set; a dead
+     * consumer waits for nothing, and the next one clears it. */
+    kill_child(c2);
+    close(fd);
+    int hfd = open(shm_path(name), O_RDONLY | O_CLOEXEC);
+    assert_true(hfd >= 0);
+    assert_true(field_read(hfd, HDR(consumer_wait_since)) != 0);
+    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(st.consumer_pid, 0);
+    assert_true(st.consumer_waiting_seq == BR_NOT_WAITING);
+    cli_expect((const char *const[]){"stat", name, NULL}, 0, out, err, CAP);
+    tu_assert_contains(out, "consumer  none attached");
+
+    br_gen *g;
+    br_batch b;
+    assert_int_equal(br_attach(&g, name, TU_WAIT_MS), 0);
+    tu_track(g);
+    assert_int_equal(field_read(hfd, HDR(consumer_wait_since)), 0);
+    assert_int_equal(close(hfd), 0);
+    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(st.consumer_pid, getpid());
+    assert_true(st.consumer_waiting_seq == BR_NOT_WAITING);
+    tu_store_wake(&sh->release, 2);
+    for (uint64_t seq = 9; seq < 16; seq++) {
+        assert_int_equal(tu_next(g, &b, NULL), 0);
+        tu_check_batch(sh, &b, seq);
+    }
+    assert_int_equal(br_next(g, &b), BR_EOF);
+    tu_close(g);
+    tu_assert_loaders_ok(sh);
+    assert_exit_code(wait_exit(prod, TU_WAIT_MS), PROD_DONE, "the producer after the last batch");
+    assert_false(ring_exists(name));
+    reap_all(TU_WAIT_MS, true);
+    tu_leaks_check(&l);
+}
+
 /* ---- the server's ways out ------------------------------------------------- */
 
 /* SIGTERM and SIGINT, with a consumer attached and holding a batch: the
@@ -2002,6 +2200,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_named_other_uid_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_ls_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_stat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_stat_waiting_consumer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_serve_signals_clean_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_exit_on_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_too_large, setup, teardown),
