@@ -1027,7 +1027,7 @@ static bool schedule_target(const struct bench_params *p, double *limit, bool *a
 
 /* ---- seed: the copying loader, beside a fork + pipe ---- */
 
-/* The seed model: the R original's DataGeneratorNonblock in C. A forked
+/* The seed model: a loader process that pipes its batches. A forked
  * child runs the loader into its own memory and writes each batch, behind
  * its length, into a pipe; we read it into our buffer. */
 struct seed_model {
@@ -1492,7 +1492,7 @@ const struct bench_case bench_cases[] = {
     },
     {
         .name = "seed",
-        .summary = "batches/s beside the R original's model: a forked child pipes each batch",
+        .summary = "batches/s beside the seed model: a forked child pipes each batch",
         .value_unit = "batches/s",
         .baseline_name = "same loader in a forked child, batches through a pipe",
         .baseline_unit = "batches/s",
