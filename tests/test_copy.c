@@ -616,6 +616,7 @@ struct tr_case {
     const char *what;
     uint64_t cut;    /* the new size of the data file */
     uint64_t victim; /* the first sample of batch 1 it cuts off */
+    uint64_t n;      /* samples in the file; 0: TR_N */
 };
 
 /* Opens a generator over a fresh cached copy of the layout, gets batch 0
@@ -637,7 +638,8 @@ static bool truncate_once(enum tr_layout l, uint32_t workers, const struct tr_ca
 
     snprintf(data, sizeof data, "%s", tf_path(dir, "shrinking.bin"));
     snprintf(index, sizeof index, "%s", tf_path(dir, "shrinking.idx"));
-    write_samples(data, TR_N, size_of);
+    const uint64_t n = c->n ? c->n : TR_N;
+    write_samples(data, n, size_of);
     assert_cached(data);
     if (l == TR_RECORDS) {
         rc = br_dataset_open_records(&ds, data, TR_REC, NULL, 0);
@@ -730,13 +732,18 @@ static void test_copy_truncated_records(void **state)
     /* Batch 1 is one read of bytes 32000..64000: pages 7..15. */
     const struct tr_case cases[] = {
         /* Page 9 and later are gone: the copy faults at 36864. */
-        {"page-aligned cut", 9 * PAGE, 36},
+        {"page-aligned cut", 9 * PAGE, 36, 0},
         /* Inside page 9, through record 40: the rest of page 9 reads as
          * zeros, page 10 faults. */
-        {"cut inside an early page", 40500, 40},
+        {"cut inside an early page", 40500, 40, 0},
         /* Inside page 15, the last of the read, through record 63: no
-         * page is past the end, the copy sees zeros and no fault. */
-        {"cut inside the last page", 63500, 63},
+         * page of the read is past the end, the copy sees zeros and no
+         * fault; the reader's probe of page 16 faults. */
+        {"cut inside the last page", 63500, 63, 0},
+        /* The same cut in a file of 64 records, whose last page is the
+         * read's: there is no page after it to probe, so the reader checks
+         * the file's size. */
+        {"cut inside the file's last page", 63500, 63, 64},
     };
     assert_true(63500 / PAGE == (2 * TR_BATCH * TR_REC - 1) / PAGE);
     truncate_cases(TR_RECORDS, cases, sizeof cases / sizeof cases[0], NULL);
@@ -758,8 +765,8 @@ static void test_copy_truncated_indexed(void **state)
     cut_in = (end1 - 1) / PAGE * PAGE + 100;
     cut_aligned = (end1 - 1) / PAGE * PAGE - PAGE;
     assert_true(cut_in < end1 && cut_aligned > offset[TR_BATCH]);
-    cases[0] = (struct tr_case){"page-aligned cut", cut_aligned, 0};
-    cases[1] = (struct tr_case){"cut inside the last page", cut_in, 0};
+    cases[0] = (struct tr_case){"page-aligned cut", cut_aligned, 0, 0};
+    cases[1] = (struct tr_case){"cut inside the last page", cut_in, 0, 0};
     for (size_t c = 0; c < 2; c++) {
         /* The first sample of batch 1 that ends past the cut; a cut inside
          * it, not at its start. */
