@@ -23,8 +23,9 @@
  * read them one by one), O_DIRECT files, reads past the mapped size. The
  * copy must never turn a fault into a crash or a file's shrinking into
  * zeros: a SIGBUS during a copy (a page past the new end of the file, an
- * I/O error) jumps back, and after the copies one fstat() checks that no
- * copied range is past the file's current end. Either way those reads go
+ * I/O error) jumps back, and a copy that may have read the zeros of a file
+ * cut inside its last page is caught by a probe of the page after it or by
+ * one fstat() after the copies (copy_resident). Either way those reads go
  * through the read path again, which reports them as it would anyway.
  * Pages evicted since the scan still copy correctly (a major fault reads
  * them); a file is scanned by 64 MiB regions as reads first need them, each
