@@ -692,8 +692,9 @@ static void mark_resident(br_io *io, const struct br_read *r)
 }
 
 /* The page just after read r's last page, if the copy may probe it: it is
- * in the mapping and resident (a probe must never wait for the disk).
- * UINT64_MAX otherwise. */
+ * inside the file and was resident at the last scan (a probe should not
+ * wait for the disk; one of a page evicted since then does, once, and is
+ * still correct). UINT64_MAX otherwise. */
 static uint64_t probe_page(const br_io *io, const struct br_read *r)
 {
     const struct br_mapped_file *m = &io->maps[r->mapped];
