@@ -301,8 +301,8 @@ static void gen_free(struct br_gen *g)
  * a wake-up of ~26 us on these machines (docs/perf/notes.md); a ring that
  * holds less than that much production makes workers and consumer wait
  * for each other in turn (64 KiB batches, 2 workers: 0.5x a pread loop
- * with 4 slots, 1.4x with 64). Inline generators load on demand and need
- * no depth. */
+ * with 4 slots, 1.5-1.7x with 64). Inline generators load on demand and
+ * need no depth. */
 static uint32_t auto_slots(uint32_t workers, size_t slot_bytes)
 {
     uint64_t slots = 2 * (uint64_t)(workers ? workers : 1), deep;
