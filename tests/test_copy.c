@@ -239,25 +239,8 @@ static size_t idx_size(uint64_t id)
 static void write_indexed_scrambled(const char *data, const char *index)
 {
     uint64_t *offset = calloc(N_IDX, sizeof *offset);
-    uint64_t at = 0;
-    int fd = open(data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     assert_non_null(offset);
-    assert_true(fd >= 0);
-    for (uint64_t k = 0; k < N_IDX; k++) {
-        uint64_t half = N_IDX / 2, id = k < half ? k : half + (k * 7) % half;
-        size_t gap = k < half ? 0 : (k % 5) * 11;
-        offset[id] = at;
-        tf_append_sample(fd, SEED, id, idx_size(id));
-        at += idx_size(id);
-        if (gap) {
-            uint8_t junk[64];
-            memset(junk, 0x5a, sizeof junk);
-            assert_int_equal(write(fd, junk, gap), (ssize_t)gap);
-            at += gap;
-        }
-    }
-    assert_int_equal(fsync(fd), 0);
-    assert_int_equal(close(fd), 0);
+    tf_write_indexed_data(data, SEED, N_IDX, idx_size, 11, offset);
     write_index(index, offset, idx_size, N_IDX);
     free(offset);
 }

@@ -118,25 +118,8 @@ static void put_le64(uint8_t *p, uint64_t v)
 static void write_indexed(void)
 {
     uint8_t index[N_IDX * 16];
-    uint64_t at = 0;
-    int fd = open(tf_path(dir, "data.bin"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    for (uint64_t k = 0; k < N_IDX; k++) {
-        /* 7 is coprime with 200: a permutation of 200..399. */
-        uint64_t id = k < 200 ? k : 200 + (k * 7) % 200;
-        size_t gap = k < 200 || k == N_IDX - 1 ? 0 : (k % 5) * 13;
-        idx_offset[id] = at;
-        tf_append_sample(fd, SEED, id, idx_size(id));
-        at += idx_size(id);
-        if (gap) {
-            uint8_t junk[64];
-            memset(junk, 0xa5, sizeof junk);
-            assert_int_equal(write(fd, junk, gap), (ssize_t)gap);
-            at += gap;
-        }
-    }
-    assert_int_equal(close(fd), 0);
-    idx_data_size = at;
+    idx_data_size = tf_write_indexed_data(tf_path(dir, "data.bin"), SEED, N_IDX, idx_size, 13,
+                                          idx_offset);
     assert_true(idx_data_size % 4096 != 0);
     for (uint64_t id = 0; id < N_IDX; id++) {
         put_le64(index + id * 16, idx_offset[id]);

@@ -176,3 +176,29 @@ void tf_check_sample(const br_batch *b, uint32_t i, uint64_t id, uint64_t seed,
                  "): wrong byte at %zu",
                  b->seq, i, id, len, b->offsets[i], bad);
 }
+
+uint64_t tf_write_indexed_data(const char *path, uint64_t seed, uint64_t n,
+                               size_t (*size_of)(uint64_t), unsigned gap_step, uint64_t *offset)
+{
+    const uint64_t half = n / 2;
+    uint64_t at = 0;
+    uint8_t junk[64];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_true((n - half) % 7 != 0 && 4 * gap_step <= sizeof junk);
+    memset(junk, 0xa5, sizeof junk);
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t id = k < half ? k : half + (k * 7) % (n - half);
+        size_t gap = k < half || k == n - 1 ? 0 : (k % 5) * gap_step;
+        offset[id] = at;
+        tf_append_sample(fd, seed, id, size_of(id));
+        at += size_of(id);
+        if (gap) {
+            assert_int_equal(write(fd, junk, gap), (ssize_t)gap);
+            at += gap;
+        }
+    }
+    assert_int_equal(fsync(fd), 0);
+    assert_int_equal(close(fd), 0);
+    return at;
+}

@@ -20,6 +20,16 @@
  * reads, and ids repeated from the run). *count gets n + 40; free() it. */
 uint64_t *tf_scrambled_ids(uint64_t n, uint64_t seed, size_t *count);
 
+/* Writes n samples of br_synth(seed), size_of(id) bytes each, to path as
+ * an indexed layout's data file: ids 0 .. n/2 - 1 one after another (reads
+ * of them coalesce), then the others in a scrambled order (n/2 + 7k mod
+ * (n - n/2), which must not be a multiple of 7) with (k % 5) x gap_step
+ * junk bytes after each but the last sample, so the file ends where a
+ * sample does.
+ * offset[id] gets each sample's offset. Synced; returns the file's size. */
+uint64_t tf_write_indexed_data(const char *path, uint64_t seed, uint64_t n,
+                               size_t (*size_of)(uint64_t), unsigned gap_step, uint64_t *offset);
+
 /* Checks sample i of batch b: id `id`, size_of(id) bytes of br_synth(seed)
  * at b->offsets[i]. Fails the test naming the batch, sample and byte. */
 void tf_check_sample(const br_batch *b, uint32_t i, uint64_t id, uint64_t seed,
