@@ -16,6 +16,7 @@ int br_cli_consume(int argc, char **argv); /* cli/consume.c */
 int br_cli_stat(int argc, char **argv);    /* cli/rings.c */
 int br_cli_ls(int argc, char **argv);      /* cli/rings.c */
 int br_cli_gc(int argc, char **argv);      /* cli/rings.c */
+int br_cli_soak(int argc, char **argv);    /* cli/soak.c */
 
 /* The files mkdata writes in its directory. */
 #define BR_MKDATA_RECORDS "records.bin"
