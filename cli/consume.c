@@ -247,7 +247,11 @@ int br_cli_consume(int argc, char **argv)
 
     for (;;) {
         if (br_cli_stop) {
+            /* A stop is not a failure, even when it cut short a br_next
+             * that was waiting (it returned -ETIMEDOUT at the end of its
+             * slice, and the loop came back here). */
             ended = "interrupted";
+            rc = 0;
             break;
         }
         if (limit && got == limit) {

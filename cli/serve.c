@@ -77,7 +77,12 @@ static void usage(FILE *to)
                 "  --seed N            the order's seed (default 0)\n"
                 "  --shard-from-env    take rank/world from RANK/WORLD_SIZE, Open MPI, MPICH\n"
                 "                      or Slurm variables\n"
-                "  --direct            read records or indexed data with OPT_DIRECT\n"
+                "  --direct            read records or indexed data with O_DIRECT\n"
+                "  --max-restarts N    worker deaths survived before the run fails (default\n"
+                "                      3, as br_options; 'unlimited' never gives up)\n"
+                "  --guard             debug a loader: a PROT_NONE page after each slot,\n"
+                "                      so a write past the slot kills the worker with\n"
+                "                      SIGSEGV, named with its batch (same as BR_GUARD=1)\n"
                 "  --exit-on-detach    exit when the consumer goes away instead of waiting\n"
                 "                      for the next one\n"
                 "  -h, --help          this text\n"
@@ -283,8 +288,9 @@ static void describe_source(const struct source *s, char *buf, size_t cap)
 
 struct serve_args {
     const char *name;
-    uint64_t batch, workers, slots, slot_bytes, epochs, seed;
+    uint64_t batch, workers, slots, slot_bytes, epochs, seed, max_restarts;
     bool have_batch, have_workers, drop_last, shuffle, shard_from_env, exit_on_detach;
+    bool have_max_restarts, guard;
 };
 
 /* Parses the command line into a and s. Returns -1 to go on, else the
@@ -311,6 +317,8 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         OPT_SHARD,
         OPT_DIRECT,
         OPT_EXIT_ON_DETACH,
+        OPT_MAX_RESTARTS,
+        OPT_GUARD,
     };
     static const struct option longopts[] = {
         {"name", required_argument, NULL, OPT_NAME},
@@ -332,6 +340,8 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         {"shard-from-env", no_argument, NULL, OPT_SHARD},
         {"direct", no_argument, NULL, OPT_DIRECT},
         {"exit-on-detach", no_argument, NULL, OPT_EXIT_ON_DETACH},
+        {"max-restarts", required_argument, NULL, OPT_MAX_RESTARTS},
+        {"guard", no_argument, NULL, OPT_GUARD},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -414,6 +424,18 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         case OPT_EXIT_ON_DETACH:
             a->exit_on_detach = true;
             break;
+        case OPT_MAX_RESTARTS:
+            /* An endless session outlives any fixed budget of deaths. */
+            if (!strcmp(optarg, "unlimited"))
+                a->max_restarts = BR_MAX_RESTARTS_UNLIMITED;
+            else
+                ok = br_cli_number("serve", "max-restarts", optarg, 0, UINT32_MAX, false,
+                                   &a->max_restarts);
+            a->have_max_restarts = true;
+            break;
+        case OPT_GUARD:
+            a->guard = true;
+            break;
         default:
             fprintf(stderr, "(batchring serve --help lists the options)\n");
             return BR_CLI_USAGE;
@@ -487,6 +509,15 @@ static int options_fill(br_options *opt, const struct serve_args *a)
     opt->drop_last = a->drop_last;
     opt->shuffle = a->shuffle;
     opt->seed = a->seed;
+    if (a->have_max_restarts)
+        opt->max_restarts = (uint32_t)a->max_restarts;
+    /* br_open reads the guard mode from the environment (br_options has
+     * no field for it before the ABI redesign). */
+    if (a->guard && setenv("BR_GUARD", "1", 1) < 0) {
+        rc = -errno;
+        fprintf(stderr, "batchring serve: --guard: setenv: %s\n", strerror(errno));
+        return rc;
+    }
     if (a->shard_from_env) {
         rc = br_shard_from_env(opt);
         if (rc) {

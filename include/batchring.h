@@ -74,6 +74,30 @@ enum br_errno {
  * fit in about 4 MiB of ring, at most 128 (br_stats.slots tells). */
 #define BR_SLOTS_AUTO UINT32_MAX
 
+/* br_options.max_restarts that is never used up: every worker death is
+ * survived (a loader that dies on one batch every time then loops; for
+ * endless named rings, `batchring serve --max-restarts unlimited`). */
+#define BR_MAX_RESTARTS_UNLIMITED UINT32_MAX
+
+/*
+ * Guard mode, for debugging a loader that writes past job->cap: with
+ * BR_GUARD=1 in the environment, br_open (and so br_open_dataset and
+ * batchring serve, whose --guard sets it) lays the ring out with a
+ * PROT_NONE page after every slot's data. A write past the slot then
+ * kills the worker with SIGSEGV, reported as that worker's death at the
+ * batch it was loading (BR_EWORKER once max_restarts is used up), instead
+ * of silently corrupting another batch. The slot's writable bytes are
+ * job->cap rounded up to the page size: a write past the rounded end
+ * faults at once; one between job->cap and the rounded end is found
+ * when the loader returns (the tail is filled with a pattern before the
+ * loader runs and checked after it), and fails that batch with
+ * BR_ELOADER naming the offset. job->out stays page-aligned. Costs one
+ * page per slot and the pattern check per batch. BR_GUARD unset, empty
+ * or 0: off; any other value than 1 makes br_open fail with -EINVAL.
+ * With workers = 0 the loader runs in the calling process, which a
+ * write past the slot kills.
+ */
+
 /* Upper bounds checked by br_open(). */
 #define BR_MAX_WORKERS 1024u
 #define BR_MAX_SLOTS 65536u
@@ -196,7 +220,8 @@ typedef struct br_options {
                               -1 = forever (default -1); with workers = 0
                               loading is inline and never times out */
     uint32_t max_restarts; /* worker deaths survived over the generator's
-                              life before br_next fails (default 3) */
+                              life before br_next fails (default 3;
+                              BR_MAX_RESTARTS_UNLIMITED: never) */
     br_worker_init_fn worker_init; /* optional, see br_worker_init_fn */
     br_worker_fini_fn worker_fini; /* optional */
     bool shuffle;          /* a different order each epoch (default false) */

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The batchring command's own behaviour, run as a user runs it (exec'd):
+ * `consume` interrupted while it waits for a batch, `serve --max-restarts`
+ * surviving more worker deaths than the library's default budget, `serve
+ * --guard`, and the help texts. Rings are served by `batchring serve
+ * --plugin` with the test plugin (tests/named_plugin.c), whose batches are
+ * mkdata's synthetic samples, so that `consume --verify` checks every byte.
+ *
+ * Every wait is on an event: a pipe (the ring's name printed by serve), a
+ * pidfd (a process ended), or the ring's own header read through
+ * br_ring_stat (a consumer asleep in br_next, a worker replaced), looked
+ * at again every millisecond until a deadline; never a sleep standing in
+ * for "long enough".
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+#ifndef BR_CLI_PATH
+#error "BR_CLI_PATH (the batchring binary) comes from tests/CMakeLists.txt"
+#endif
+
+/* The plugin's samples: 64 bytes each, seed 0 (consume --verify's default). */
+#define SAMPLE_BYTES "64"
+
+static pid_t children[8];
+
+static void track(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+        if (!children[i]) {
+            children[i] = pid;
+            return;
+        }
+    fail_msg("more than %zu children at once", sizeof children / sizeof children[0]);
+}
+
+static void untrack(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
+/* A ring name no other test or run uses; "brtest" so that the other
+ * tests' /dev/shm leak checks know it is not theirs. */
+static const char *new_ring_name(void)
+{
+    static char names[8][64];
+    static unsigned n;
+    char *name = names[n % 8];
+    snprintf(name, sizeof names[0], "/brtest-%d-cli%u", (int)getpid(), n++);
+    return name;
+}
+
+/* Starts the batchring binary with args; its stdout and stderr go to one
+ * pipe, returned in *out_fd. */
+static pid_t cli_spawn(const char *const *args, int *out_fd)
+{
+    const char *argv[32];
+    size_t n = 0;
+    int out[2];
+    pid_t parent = getpid(), pid;
+
+    argv[n++] = BR_CLI_PATH;
+    while (*args) {
+        assert_true(n < sizeof argv / sizeof argv[0] - 1);
+        argv[n++] = *args++;
+    }
+    argv[n] = NULL;
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sigset_t none;
+        /* A test that dies must not leave a server running. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(out[1], STDOUT_FILENO);
+        dup2(out[1], STDERR_FILENO);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(BR_CLI_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    track(pid);
+    close(out[1]);
+    *out_fd = out[0];
+    return pid;
+}
+
+/* Reads fd until end of file (the process closed it: it has exited) into
+ * buf, at most TU_WAIT_MS. */
+static void read_all(int fd, char *buf, size_t cap)
+{
+    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        uint64_t now = tu_now_ns();
+        char tmp[1024];
+        if (now >= deadline)
+            fail_msg("no end of output within %d ms; so far: %s", TU_WAIT_MS, buf);
+        if (poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) <= 0)
+            continue;
+        ssize_t got = read(fd, tmp, sizeof tmp);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        size_t take = used + (size_t)got < cap ? (size_t)got : cap - 1 - used;
+        memcpy(buf + used, tmp, take);
+        used += take;
+        buf[used] = '\0';
+    }
+    close(fd);
+}
+
+/* Reads one line (without '\n') byte by byte, at most TU_WAIT_MS. */
+static bool read_line(int fd, char *buf, size_t cap)
+{
+    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
+    size_t n = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        uint64_t now = tu_now_ns();
+        char c;
+        if (now >= deadline)
+            return false;
+        if (poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) <= 0)
+            continue;
+        ssize_t got = read(fd, &c, 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return false;
+        if (c == '\n')
+            break;
+        if (n + 1 < cap)
+            buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return true;
+}
+
+/* Waits (pidfd) for child pid to end and reaps it; returns its status. */
+static int wait_exit(pid_t pid)
+{
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0), status;
+    if (fd >= 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r;
+        while ((r = poll(&p, 1, TU_WAIT_MS)) < 0 && errno == EINTR)
+            ;
+        close(fd);
+        if (r == 0)
+            fail_msg("pid %d is still running %d ms later", (int)pid, TU_WAIT_MS);
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
+    untrack(pid);
+    return status;
+}
+
+/* Runs the binary to its end: exit code, output (stdout and stderr). */
+static int cli_run(const char *const *args, char *out, size_t cap)
+{
+    int fd;
+    pid_t pid = cli_spawn(args, &fd);
+    read_all(fd, out, cap);
+    int status = wait_exit(pid);
+    if (!WIFEXITED(status))
+        fail_msg("batchring %s ended by signal %d; output: %s", args[0], WTERMSIG(status), out);
+    return WEXITSTATUS(status);
+}
+
+struct server {
+    pid_t pid;
+    int out; /* the rest of its output */
+    const char *name;
+};
+
+/* `batchring serve --name NAME --plugin ... args`: returns once the ring
+ * is ready (serve printed its name). */
+static void serve_start(struct server *s, const char *name, const char *plugin_arg,
+                        const char *const *args)
+{
+    const char *argv[32] = {"serve",        "--name", name,       "--plugin", BR_TEST_PLUGIN,
+                            "--plugin-arg", plugin_arg};
+    size_t n = 7;
+    char line[512];
+    while (*args) {
+        assert_true(n < sizeof argv / sizeof argv[0] - 1);
+        argv[n++] = *args++;
+    }
+    argv[n] = NULL;
+    s->pid = cli_spawn(argv, &s->out);
+    s->name = name;
+    if (!read_line(s->out, line, sizeof line)) {
+        char rest[4096];
+        read_all(s->out, rest, sizeof rest);
+        fail_msg("batchring serve --name %s printed no ring name: %s", name, rest);
+    }
+    assert_string_equal(line, name);
+}
+
+/* SIGTERMs the server: it must exit 0 and leave no process behind. */
+static void serve_stop(struct server *s)
+{
+    char rest[8192];
+    assert_int_equal(kill(s->pid, SIGTERM), 0);
+    read_all(s->out, rest, sizeof rest);
+    int status = wait_exit(s->pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("batchring serve exited with status 0x%x after SIGTERM: %s", status, rest);
+    assert_int_equal(tu_descendant_count(NULL, 0), 0);
+}
+
+/* Reads the ring's status until pred says yes, every millisecond, at most
+ * TU_WAIT_MS. */
+typedef bool (*status_pred)(const br_ring_status *rs, const br_worker_stats *w, uint64_t arg);
+
+static void await_status(const char *name, status_pred pred, uint64_t arg, const char *what,
+                         br_ring_status *rs, br_worker_stats *w)
+{
+    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
+    for (;;) {
+        int rc = br_ring_stat(name, rs, w, 1);
+        if (rc)
+            fail_msg("br_ring_stat %s: %s: %s", name, br_err_name(rc), br_last_error(NULL));
+        if (pred(rs, w, arg))
+            return;
+        if (tu_now_ns() >= deadline)
+            fail_msg("%s: not within %d ms", what, TU_WAIT_MS);
+        poll(NULL, 0, 1);
+    }
+}
+
+static bool consumer_waits(const br_ring_status *rs, const br_worker_stats *w, uint64_t arg)
+{
+    (void)w;
+    (void)arg;
+    return rs->consumer_pid != 0 && rs->consumer_waiting_seq != BR_NOT_WAITING;
+}
+
+/*
+ * consume, interrupted while it is asleep in br_next waiting for a batch
+ * that never comes (the plugin blocks from batch 0 on), exits 0 and says
+ * "interrupted", as its help promises; it used to exit 1 with FAILED,
+ * since the last br_next had returned -ETIMEDOUT.
+ */
+static void test_cli_consume_interrupted_while_waiting(void **state)
+{
+    (void)state;
+    static const int sigs[] = {SIGINT, SIGTERM};
+    const char *name = new_ring_name();
+    struct server s;
+    serve_start(&s, name, "samples=100,bytes=" SAMPLE_BYTES ",block=0",
+                (const char *const[]){"--batch", "4", "--workers", "1", "--slot-bytes", "4K",
+                                      NULL});
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        br_ring_status rs;
+        char out[4096];
+        int fd;
+        pid_t c = cli_spawn((const char *const[]){"consume", "--name", name, "-q", NULL}, &fd);
+        await_status(name, consumer_waits, 0, "consume waiting in br_next", &rs, NULL);
+        assert_int_equal(rs.consumer_pid, c);
+        assert_int_equal(rs.consumer_waiting_seq, 0);
+        assert_int_equal(kill(c, sigs[i]), 0);
+        read_all(fd, out, sizeof out);
+        int status = wait_exit(c);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("consume interrupted by %s while waiting: status 0x%x (exit %d): %s",
+                     strsignal(sigs[i]), status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                     out);
+        if (strstr(out, "FAILED"))
+            fail_msg("consume interrupted by %s says FAILED: %s", strsignal(sigs[i]), out);
+        tu_assert_contains(out, "interrupted");
+    }
+    serve_stop(&s);
+}
+
+/* arg: the deaths so far in the low half, the last victim's pid in the
+ * high half. */
+static bool worker_replaced(const br_ring_status *rs, const br_worker_stats *w, uint64_t arg)
+{
+    return rs->restarts >= (uint32_t)arg && w[0].pid > 0 && w[0].pid != (int32_t)(arg >> 32) &&
+           rs->slots_ready == rs->slots;
+}
+
+static uint64_t replaced_arg(uint32_t deaths, int32_t victim)
+{
+    return (uint64_t)(uint32_t)victim << 32 | deaths;
+}
+
+/* Kills serve's only worker `deaths` times, each time once its
+ * replacement runs and has filled the ring again. */
+static void kill_worker_times(const char *name, uint32_t deaths)
+{
+    br_ring_status rs;
+    br_worker_stats w;
+    await_status(name, worker_replaced, 0, "the ring filled", &rs, &w);
+    for (uint32_t k = 1; k <= deaths; k++) {
+        int32_t victim = w.pid;
+        assert_int_equal(tu_kill_descendant(victim, SIGKILL), 1);
+        await_status(name, worker_replaced, replaced_arg(k, victim), "a replacement worker", &rs,
+                     &w);
+        assert_int_not_equal(w.pid, victim);
+        assert_int_equal(rs.restarts, k);
+    }
+}
+
+/*
+ * serve --max-restarts N survives N worker deaths, more than the default
+ * budget of 3 that used to end an endless serve session; every batch is
+ * still delivered byte-exact. "unlimited" is accepted too, and the
+ * default still fails the run at the 4th death.
+ */
+static void test_cli_serve_max_restarts(void **state)
+{
+    (void)state;
+    const char *verify[] = {"consume", "--name", NULL, "--verify", "--sample-bytes", SAMPLE_BYTES,
+                            "--batches", "60", "-q", NULL};
+    char out[8192];
+    int code;
+
+    for (int unlimited = 0; unlimited < 2; unlimited++) {
+        const char *name = new_ring_name();
+        struct server s;
+        serve_start(&s, name, "samples=100,bytes=" SAMPLE_BYTES,
+                    (const char *const[]){"--batch", "4", "--workers", "1", "--slots", "4",
+                                          "--slot-bytes", "4K", "--max-restarts",
+                                          unlimited ? "unlimited" : "5", NULL});
+        kill_worker_times(name, 5);
+        verify[2] = name;
+        code = cli_run(verify, out, sizeof out);
+        if (code != 0)
+            fail_msg("consume --verify after 5 worker deaths with --max-restarts %s: exit %d: %s",
+                     unlimited ? "unlimited" : "5", code, out);
+        tu_assert_contains(out, "60 batches");
+        tu_assert_contains(out, "every sample verified");
+        serve_stop(&s);
+    }
+
+    /* The default budget: the 4th death fails the run, named. */
+    {
+        const char *name = new_ring_name();
+        struct server s;
+        serve_start(&s, name, "samples=100,bytes=" SAMPLE_BYTES,
+                    (const char *const[]){"--batch", "4", "--workers", "1", "--slots", "4",
+                                          "--slot-bytes", "4K", NULL});
+        kill_worker_times(name, 3);
+        {
+            br_ring_status rs;
+            br_worker_stats w;
+            await_status(name, worker_replaced, 3, "the ring filled", &rs, &w);
+            assert_int_equal(tu_kill_descendant(w.pid, SIGKILL), 1);
+        }
+        verify[2] = name;
+        code = cli_run(verify, out, sizeof out);
+        assert_int_equal(code, 1);
+        tu_assert_contains(out, "BR_EWORKER");
+        tu_assert_contains(out, "max_restarts is 3");
+        /* serve ends by itself when its consumer stops on an error. */
+        read_all(s.out, out, sizeof out);
+        int status = wait_exit(s.pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(tu_descendant_count(NULL, 0), 0);
+    }
+}
+
+/* serve refuses a bad --max-restarts on the command line (exit 2). */
+static void test_cli_serve_max_restarts_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"-1", "abc", "4294967296", ""};
+    char out[4096];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int code = cli_run((const char *const[]){"serve", "--name", "/brtest-cli-never",
+                                                 "--plugin", BR_TEST_PLUGIN, "--batch", "4",
+                                                 "--workers", "1", "--max-restarts", bad[i],
+                                                 NULL},
+                           out, sizeof out);
+        if (code != 2)
+            fail_msg("serve --max-restarts '%s': exit %d, expected 2: %s", bad[i], code, out);
+        tu_assert_contains(out, "max-restarts");
+    }
+}
+
+/* The help texts name real things: no enum constant leaked into them. */
+static void test_cli_help_texts(void **state)
+{
+    (void)state;
+    static const char *const cmds[] = {"serve", "consume"};
+    char out[16384];
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        assert_int_equal(cli_run((const char *const[]){cmds[i], "--help", NULL}, out, sizeof out),
+                         0);
+        if (strstr(out, "OPT_"))
+            fail_msg("batchring %s --help names an option constant: %s", cmds[i], out);
+    }
+    tu_assert_contains(out, "interrupted");
+    assert_int_equal(cli_run((const char *const[]){"serve", "--help", NULL}, out, sizeof out), 0);
+    tu_assert_contains(out, "O_DIRECT");
+    tu_assert_contains(out, "--max-restarts");
+    tu_assert_contains(out, "--guard");
+}
+
+static int teardown(void **state)
+{
+    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+        if (children[i]) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+    return tu_teardown(state);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cli_consume_interrupted_while_waiting, tu_setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cli_serve_max_restarts, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_serve_max_restarts_bad, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_help_texts, tu_setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
