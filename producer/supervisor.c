@@ -107,15 +107,36 @@ static bool find_orphan(struct br_supervisor *s, uint32_t i, uint64_t *orphan)
     return true;
 }
 
-/* Records the failure that the consumer will meet at `seq`. The first one
- * stands; the consumer reads fail_seq with acquire, then code and text. */
+/*
+ * Records the failure that the consumer will meet at `seq`: the lowest seq
+ * that cannot be delivered wins, with the text of the death that lost it.
+ * Keeping the first failure instead lost batches: when the death past the
+ * budget held k + 1 and a later one held k, nobody loaded k and the
+ * consumer waited for it for ever (issue 10, defect 1). So fail_seq only
+ * ever goes down.
+ *
+ * Why rewriting code and text under a consumer cannot tear what it reads:
+ * the consumer reads fail_seq (acquire, pairing with the release below),
+ * and only if fail_seq <= its cursor does it read code and text. We lower
+ * fail_seq from F to seq < F only in two cases. (1) seq is an orphan past
+ * the budget, or one whose replacement could not be forked: nobody holds
+ * it and nobody ever will, so the cursor stays <= seq < F and no consumer
+ * is reading the text of F. (2) seq is the claim counter (a death that
+ * held no batch): it never lowers anything, since any earlier fail_seq is
+ * an earlier claim value or an orphan taken before it, both <= seq. So the
+ * text is never rewritten while a consumer may be reading it, and the
+ * consumer that sees the lower fail_seq acquires the text written here.
+ */
 static void record_failure(struct br_supervisor *s, uint64_t seq, int code, const char *text)
 {
     struct br_ring_header *h = s->ring->hdr;
-    if (br__load_relaxed_u64(&h->fail_seq) != BR_NO_FAILURE)
+    /* Relaxed: the supervisor is its only writer. */
+    if (seq >= br__load_relaxed_u64(&h->fail_seq))
         return;
     h->fail_code = code;
     snprintf(h->fail_msg, sizeof h->fail_msg, "%s", text);
+    /* Release: pairs with wait_ready's acquire load of fail_seq (consumer/
+     * gen.c); code and text are visible to whoever sees this seq. */
     br__store_release_u64(&h->fail_seq, seq);
 }
 

@@ -957,6 +957,208 @@ static void test_faults_restarts_exhausted(void **state)
     }
 }
 
+/* ---- the restart budget, deaths in every order (issue 10, defect 1) ---- */
+
+/*
+ * Which batches the workers of a lost_batch run hold when the budget runs
+ * out. The hook parks the first attempt at batch k (sh->arg) and, with
+ * two loaders or more, at k + 1, until the test kills them; the first
+ * attempts at batches 2 .. 2 + m - 1 (m = sh->arg2) kill their own worker,
+ * which spends the budget before the test's kills. With park_init set,
+ * worker `init_worker`'s first process parks in worker_init: a worker
+ * that holds no batch at all, so that its death is one "between batches".
+ */
+struct park_ctl {
+    uint32_t init_worker; /* UINT32_MAX: nobody parks in worker_init */
+    bool pair;            /* park k + 1 too */
+    _Atomic uint32_t init_parked; /* futex word: 1 once it is parked */
+    _Atomic int32_t init_pid;
+    _Atomic uint32_t never; /* never set: what the parked ones wait for */
+};
+/* Set before br_open and inherited by every process forked after it. */
+static struct park_ctl *park;
+
+static int park_init(br_io *io, uint32_t worker, void *user, void **state, char *err,
+                     size_t err_cap)
+{
+    (void)io, (void)user, (void)err, (void)err_cap;
+    *state = NULL;
+    uint32_t zero = 0;
+    /* Only the first process of that worker: a replacement would not hold
+     * the budget's fate. */
+    if (worker == park->init_worker && atomic_compare_exchange_strong(&park->init_parked, &zero, 1)) {
+        atomic_store(&park->init_pid, (int32_t)getpid());
+        tu_futex_wake(&park->init_parked);
+        tu_block_until_set(&park->never);
+    }
+    return 0;
+}
+
+static int hook_park_pair(br_job *job, tu_shared *sh, uint32_t attempt)
+{
+    if (attempt != 0)
+        return 0;
+    if (job->seq >= 2 && job->seq < 2 + sh->arg2) {
+        uint32_t d = atomic_fetch_add(&sh->deaths, 1);
+        if (d < TU_MAX_DEATHS)
+            atomic_store(&sh->death_pid[d], (int32_t)getpid());
+        raise(SIGKILL);
+    }
+    if (job->seq == sh->arg || (job->seq == sh->arg + 1 && park->pair)) {
+        atomic_fetch_add(&sh->blocked, 1);
+        tu_futex_wake(&sh->blocked);
+        tu_block_until_set(&park->never);
+    }
+    return 0;
+}
+
+/* Kills pid (worker w) and waits until the supervisor has handled that
+ * death: its record no longer shows pid (0, or a replacement's). The
+ * supervisor announces no event for it, so the record is polled; it
+ * handles deaths one at a time, so the next kill is handled after this
+ * one, which is the order the test is about. */
+static void kill_and_wait_handled(br_gen *g, uint32_t w, int32_t pid)
+{
+    assert_int_equal(tu_kill_descendant(pid, SIGKILL), 1);
+    uint64_t deadline = tu_now_ns() + UINT64_C(1000000) * TU_WAIT_MS;
+    for (;;) {
+        br_worker_stats ws;
+        assert_int_equal(br_worker_stats_get(g, w, &ws), 0);
+        if (ws.pid != pid)
+            return;
+        if (tu_now_ns() > deadline)
+            fail_msg("worker %u (pid %d) was killed, but the supervisor did not handle its "
+                     "death within %d ms", w, (int)pid, TU_WAIT_MS);
+        poll(NULL, 0, 1);
+    }
+}
+
+enum kill_order {
+    HIGH_THEN_LOW,         /* the holder of k + 1, then the holder of k */
+    LOW_THEN_HIGH,         /* the holder of k, then the holder of k + 1 */
+    BETWEEN_HIGH_THEN_LOW, /* a worker holding nothing, then as HIGH_THEN_LOW */
+    BETWEEN_LOW_THEN_HIGH, /* a worker holding nothing, then as LOW_THEN_HIGH */
+};
+
+/*
+ * `workers` workers, max_restarts m, all spent by deaths at batches 2 ..
+ * m + 1 (each redone by a replacement). Then the workers that hold batch
+ * k and k + 1 (and, for BETWEEN_*, one that holds none, parked in
+ * worker_init) are killed in `order`, each death handled before the next
+ * kill. Batch k can never be delivered: the consumer must get 0 .. k - 1
+ * exactly once each, then BR_EWORKER naming the death that lost batch k,
+ * and never wait past it, whatever the order.
+ */
+static void lost_batch(uint32_t workers, uint32_t m, enum kill_order order)
+{
+    const uint64_t k = 10;
+    const bool between = order == BETWEEN_HIGH_THEN_LOW || order == BETWEEN_LOW_THEN_HIGH;
+    const uint32_t loaders = between ? workers - 1 : workers;
+    struct fixture fx;
+    print_message("workers %u, max_restarts %u, order %d\n", workers, m, (int)order);
+    fx_init(&fx, 400, 10, workers);
+    fx.opt.max_restarts = m;
+    /* The hang guard: once the kills are handled nothing can make batch k
+     * ready, so a br_next that times out is the defect, not a slow
+     * machine. */
+    fx.opt.timeout_ms = 5000;
+    park = tu_page_alloc(sizeof *park);
+    park->init_worker = between ? workers - 1 : UINT32_MAX;
+    if (between)
+        fx.opt.worker_init = park_init;
+    fx.sh->hook = hook_park_pair;
+    fx.sh->arg = k;
+    fx.sh->arg2 = m;
+    /* A single loader cannot park twice: it holds k only. */
+    park->pair = loaders >= 2;
+    fx_open(&fx);
+
+    /* Every death inside the budget has been handled once its batch came. */
+    fx_read(&fx, 0, k);
+    br_stats s;
+    assert_int_equal(br_stats_get(fx.g, &s), 0);
+    assert_int_equal(s.restarts, m);
+    assert_true(tu_wait_ge(&fx.sh->blocked, loaders >= 2 ? 2 : 1, TU_WAIT_MS));
+    if (between)
+        assert_true(tu_wait_ge(&park->init_parked, 1, TU_WAIT_MS));
+
+    int32_t lo = atomic_load(&fx.sh->pid_of[k]);
+    uint32_t lo_w = atomic_load(&fx.sh->worker_of[k]);
+    int32_t hi = loaders >= 2 ? atomic_load(&fx.sh->pid_of[k + 1]) : 0;
+    uint32_t hi_w = loaders >= 2 ? atomic_load(&fx.sh->worker_of[k + 1]) : 0;
+    assert_true(lo > 0);
+    assert_true(loaders < 2 || (hi > 0 && hi != lo));
+    if (between)
+        kill_and_wait_handled(fx.g, workers - 1, atomic_load(&park->init_pid));
+    if (order == HIGH_THEN_LOW || order == BETWEEN_HIGH_THEN_LOW) {
+        if (hi)
+            kill_and_wait_handled(fx.g, hi_w, hi);
+        kill_and_wait_handled(fx.g, lo_w, lo);
+    } else {
+        kill_and_wait_handled(fx.g, lo_w, lo);
+        if (hi)
+            kill_and_wait_handled(fx.g, hi_w, hi);
+    }
+
+    br_batch b;
+    int rc = br_next(fx.g, &b);
+    if (rc == -ETIMEDOUT)
+        fail_msg("br_next waits for batch %" PRIu64 ", which no worker holds any more: %s", k,
+                 br_last_error(fx.g));
+    if (rc != BR_EWORKER)
+        fail_msg("br_next for batch %" PRIu64 ": %s (%s), expected BR_EWORKER", k,
+                 br_err_name(rc), br_last_error(fx.g));
+    /* The message is the death that lost batch k. */
+    const char *msg = br_last_error(fx.g);
+    char want[64];
+    snprintf(want, sizeof want, "pid %d)", (int)lo);
+    tu_assert_contains(msg, want);
+    tu_assert_contains(msg, "signal 9");
+    snprintf(want, sizeof want, "batch %" PRIu64 " ", k);
+    tu_assert_contains(msg, want);
+    fx_expect_stopped(&fx, want);
+
+    /* Exactly once before k: the budget's batches twice (the dead attempt
+     * and the redo), every other one once. */
+    for (uint64_t seq = 0; seq < k; seq++) {
+        uint32_t want_n = seq >= 2 && seq < 2 + m ? 2 : 1;
+        uint32_t got = atomic_load(&fx.sh->attempts[seq]);
+        if (got != want_n)
+            fail_msg("seq %" PRIu64 " loaded %u times, expected %u", seq, got, want_n);
+    }
+    assert_int_equal(tu_close(fx.g), 0);
+    fx.g = NULL;
+    fx_close_and_check(&fx);
+    tu_page_free(park, sizeof *park);
+    park = NULL;
+}
+
+static void lost_batch_all(enum kill_order order)
+{
+    for (uint32_t workers = 2; workers <= 3; workers++)
+        for (uint32_t m = 0; m <= 2; m++)
+            lost_batch(workers, m, order);
+}
+
+static void test_faults_lost_batch_high_then_low(void **state)
+{
+    (void)state;
+    lost_batch_all(HIGH_THEN_LOW);
+}
+
+static void test_faults_lost_batch_low_then_high(void **state)
+{
+    (void)state;
+    lost_batch_all(LOW_THEN_HIGH);
+}
+
+static void test_faults_lost_batch_between_then_orphans(void **state)
+{
+    (void)state;
+    lost_batch_all(BETWEEN_HIGH_THEN_LOW);
+    lost_batch_all(BETWEEN_LOW_THEN_HIGH);
+}
+
 /* ---- timeouts ----------------------------------------------------------- */
 
 static void test_faults_timeout_then_resume(void **state)
@@ -1327,6 +1529,12 @@ int main(void)
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_stress_random_kills, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_restarts_exhausted, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_lost_batch_high_then_low, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_lost_batch_low_then_high, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_lost_batch_between_then_orphans, tu_setup,
+                                        tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_timeout_then_resume, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_timeout_zero_polls, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_timeout_inline_ignored, tu_setup, tu_teardown),
