@@ -9,11 +9,12 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 DEBIAN_PACKAGES := build-essential cmake pkg-config liburing-dev \
-                   libcmocka-dev libbenchmark-dev gnuplot-nox openmpi-bin
+                   libcmocka-dev libbenchmark-dev gnuplot-nox openmpi-bin \
+                   abigail-tools
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup build demo test test-plain test-sanitize perf clean
+.PHONY: all setup build demo test test-plain test-sanitize package-check perf clean
 
 all: build
 
@@ -35,19 +36,24 @@ build: setup
 demo: build
 	$(BUILD)/cli/batchring demo
 
-test: setup test-plain test-sanitize
+test: setup test-plain test-sanitize package-check
 
 test-plain:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBR_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-sanitize:
-	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DBR_SANITIZE=address,undefined \
+	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DBR_SANITIZE=address,undefined -DBR_WERROR=ON \
 	  -DBR_BUILD_PERF=OFF $(CMAKE_ARGS) >/dev/null
 	cmake --build $(BUILD_SAN) -j $(JOBS)
 	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS)
+
+# Install, find_package, pkg-config, .deb, ABI (abi/) and library-only
+# builds of a scratch Release build (tests/package/check.sh, ~1 minute).
+package-check: setup
+	JOBS=$(JOBS) sh tests/package/check.sh
 
 perf: build
 	perf/run.sh $(BUILD)
