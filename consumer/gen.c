@@ -314,6 +314,21 @@ static uint32_t auto_slots(uint32_t workers, size_t slot_bytes)
     return (uint32_t)(deep > slots ? deep : slots);
 }
 
+/* Guard mode from the environment (BR_GUARD, see batchring.h): no field
+ * of br_options carries it before the ABI redesign. Returns the ring flag
+ * to add, or -EINVAL with a message for a value that is neither on nor
+ * off, rather than guess what the user meant. */
+static int guard_flag(char *msg)
+{
+    const char *v = getenv("BR_GUARD");
+    if (!v || !v[0] || !strcmp(v, "0"))
+        return 0;
+    if (!strcmp(v, "1"))
+        return (int)BR_RING_GUARD;
+    return br__fail(msg, -EINVAL, "BR_GUARD is '%.64s': set it to 1 (guard pages after every "
+                    "slot) or 0 (none)", v);
+}
+
 BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *ids,
                    const int32_t *labels, size_t n_ids, const br_options *opt)
 {
@@ -403,6 +418,10 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     geo.nworkers = workers;
     geo.batch_size = opt->batch_size;
     geo.flags = (labels ? BR_RING_LABELS : 0) | (opt->drop_last ? BR_RING_DROP_LAST : 0);
+    rc = guard_flag(msg);
+    if (rc < 0)
+        goto fail;
+    geo.flags |= (uint32_t)rc;
     geo.slot_bytes = opt->slot_bytes;
     geo.n_ids = n_ids;
     geo.epochs = opt->epochs;
@@ -470,11 +489,19 @@ static int gen_stop(struct br_gen *g, int code)
     return code;
 }
 
-/* Is the process serving our attached ring still there? */
+/* Is the process serving our attached ring still there? Its lock says,
+ * in whatever PID namespace it runs (one fcntl per sleep slice). */
 static int check_producer(struct br_gen *g)
 {
-    if (g->role != ROLE_ATTACHED || br__proc_alive(g->producer_pid, g->producer_start))
+    int alive;
+    if (g->role != ROLE_ATTACHED)
         return 0;
+    alive = br__ring_producer_alive(g->ring.owner_fd);
+    if (alive > 0)
+        return 0;
+    if (alive < 0)
+        return br__fail(g->msg, alive, "testing the producer's lock on ring %s: %s", g->name,
+                        strerror(-alive));
     return br__fail(g->msg, BR_EPRODUCER, "the producer of ring %s (pid %d) is gone", g->name,
                     (int)g->producer_pid);
 }
@@ -764,11 +791,11 @@ BR_API const char *br_last_error(const br_gen *handle)
     return g ? g->msg : "the generator is closed";
 }
 
-static bool consumer_alive(uint64_t id)
+/* Whether a consumer holds its lock on the ring behind fd (a descriptor
+ * other than the consumer's own). */
+static bool consumer_alive(int fd)
 {
-    pid_t pid = (pid_t)(id & 0xffffffffu);
-    uint64_t start = br__proc_start_time(pid);
-    return start && (uint32_t)start == (uint32_t)(id >> 32) && br__proc_alive(pid, start);
+    return br__ring_consumer_alive(fd) > 0;
 }
 
 BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
@@ -776,7 +803,7 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     char *msg = open_error;
     struct br_ring_header *h;
     struct br_gen *g;
-    uint64_t mine, cur, cursor;
+    uint64_t mine, cursor;
     int rc;
 
     msg[0] = '\0';
@@ -792,6 +819,8 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
         return br__fail(msg, -ENOMEM, "out of memory for the generator");
     g->role = ROLE_ATTACHED;
     g->timeout_ms = timeout_ms;
+    /* Checks the producer's lock and takes the consumer's (one consumer at
+     * a time; a dead one's lock went with it) before it faults anything in. */
     rc = br__ring_attach(&g->ring, name, msg);
     if (rc)
         goto fail;
@@ -799,25 +828,12 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     h = g->ring.hdr;
     g->producer_pid = h->owner_pid;
     g->producer_start = h->owner_start;
-    if (!br__proc_alive(g->producer_pid, g->producer_start)) {
-        rc = br__fail(msg, BR_EPRODUCER, "the producer of ring %s (pid %d) is gone; batchring "
-                      "gc removes such rings", name, (int)g->producer_pid);
-        goto fail;
-    }
 
-    /* One consumer at a time: claim the ring, or take it over from a
-     * consumer that died. */
+    /* The consumer word is for display (stat, serve's messages): our pid
+     * here and the low half of our start time. Release pairs with the
+     * acquire loads in br_ring_stat, br_consumer_pid and br__ring_attach. */
     mine = (br__proc_start_time(getpid()) << 32) | (uint32_t)getpid();
-    cur = br__load_acquire_u64(&h->consumer);
-    for (;;) {
-        if (cur && consumer_alive(cur)) {
-            rc = br__fail(msg, -EBUSY, "ring %s already has a consumer: pid %u", name,
-                          (unsigned)(cur & 0xffffffffu));
-            goto fail;
-        }
-        if (br__cas_acq_rel_u64(&h->consumer, &cur, mine))
-            break;
-    }
+    br__store_release_u64(&h->consumer, mine);
     g->consumer_id = mine;
 
     /* Resume at the first batch not released: a consumer that died holding
@@ -880,8 +896,9 @@ BR_API int br_serve_wait(br_gen *handle, int timeout_ms)
         rc = br__sup_check(&g->sup, g->msg);
         if (rc)
             return rc;
-        /* A consumer that died leaves its claim; clear it for the next. */
-        if (consumer && !consumer_alive(consumer))
+        /* A consumer that died leaves its word (its lock went with it);
+         * clear the word for display. */
+        if (consumer && !consumer_alive(g->ring.owner_fd))
             br__cas_acq_rel_u64(&h->consumer, &consumer, 0);
         now = br__now_ns();
         if (now >= deadline)
@@ -903,8 +920,16 @@ BR_API int br_consumer_pid(const br_gen *handle, int32_t *pid)
     uint64_t id;
     if (!g || !pid)
         return -EINVAL;
-    id = br__load_acquire_u64(&g->ring.hdr->consumer);
-    *pid = id && consumer_alive(id) ? (int32_t)(id & 0xffffffffu) : 0;
+    /* Pairs with br_attach's release store of the word. */
+    id = g->ring.hdr ? br__load_acquire_u64(&g->ring.hdr->consumer) : 0;
+    /* Our own lock is invisible to our own test: an attached generator is
+     * its ring's consumer while it holds its claim. */
+    if (g->role == ROLE_ATTACHED)
+        *pid = g->consumer_id ? (int32_t)getpid() : 0;
+    else
+        *pid = id && g->ring.has_owner_fd && consumer_alive(g->ring.owner_fd)
+                   ? (int32_t)(id & 0xffffffffu)
+                   : 0;
     return 0;
 }
 
@@ -916,28 +941,31 @@ static int map_for_reading(const char *name, struct br_ring *r, char *msg)
     int fd, rc = br__ring_check_name(name, msg);
     if (rc)
         return rc;
-    fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    /* Never blocks (a FIFO at the name is refused), never follows a link. */
+    fd = br__ring_open(name, O_RDONLY, &st, msg);
     if (fd < 0)
-        return br__fail(msg, -errno, "cannot open ring %s: %s", name, strerror(errno));
-    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < sizeof(struct br_ring_header)) {
+        return fd;
+    if ((uint64_t)st.st_size < sizeof(struct br_ring_header)) {
         close(fd);
         return br__fail(msg, BR_EBADRING, "%s is not a batchring ring (too small)", name);
     }
-    if (st.st_uid != geteuid()) {
-        close(fd);
-        return br__fail(msg, -EACCES, "ring %s belongs to uid %u", name, (unsigned)st.st_uid);
-    }
     base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    rc = -errno;
-    close(fd);
-    if (base == MAP_FAILED)
+    if (base == MAP_FAILED) {
+        rc = -errno;
+        close(fd);
         return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
+    }
     rc = br__ring_validate(base, (size_t)st.st_size, msg);
     if (rc) {
         munmap(base, (size_t)st.st_size);
+        close(fd);
         return rc;
     }
     br__ring_bind(r, base, (size_t)st.st_size);
+    /* Kept until br__ring_unmap: the producer's and consumer's locks are
+     * tested on it. */
+    r->owner_fd = fd;
+    r->has_owner_fd = true;
     return 0;
 }
 
@@ -989,10 +1017,14 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
     h = r.hdr;
     memset(out, 0, sizeof *out);
     out->owner_pid = h->owner_pid;
-    out->owner_alive = br__proc_alive(h->owner_pid, h->owner_start);
+    /* The locks, not the pids: a producer or consumer in another PID
+     * namespace is alive too. */
+    out->owner_alive = br__ring_producer_alive(r.owner_fd) > 0;
     out->owner_uid = h->owner_uid;
+    /* Pairs with br_attach's release store of the word. */
     consumer = br__load_acquire_u64(&h->consumer);
-    out->consumer_pid = consumer && consumer_alive(consumer) ? (int32_t)(consumer & 0xffffffffu) : 0;
+    out->consumer_pid =
+        consumer && consumer_alive(r.owner_fd) ? (int32_t)(consumer & 0xffffffffu) : 0;
     out->slots = h->nslots;
     out->workers = h->nworkers;
     out->batch_size = h->batch_size;
@@ -1020,7 +1052,9 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
     }
     for (uint32_t i = 0; workers && i < h->nworkers && i < workers_cap; i++) {
         const struct br_worker_rec *rec = &r.workers[i];
-        workers[i].pid = br__load_relaxed_i32(&rec->pid);
+        /* A stale ring's workers died with their producer (their parent-
+         * death signal): their recorded pids name nothing now. */
+        workers[i].pid = out->owner_alive ? br__load_relaxed_i32(&rec->pid) : 0;
         workers[i].restarts = br__load_relaxed_u32(&rec->restarts);
         workers[i].batches = br__load_relaxed_u64(&rec->batches);
         workers[i].bytes = br__load_relaxed_u64(&rec->bytes);

@@ -124,6 +124,7 @@ struct br_io {
      * current job may write. */
     uint8_t *data;
     uint64_t slot_stride;
+    uint64_t slot_span; /* a slot's writable bytes: never its guard page */
     uint32_t nslots;
     uint8_t *job_lo, *job_hi;
     struct br_read *queue;
@@ -141,6 +142,7 @@ int br__io_create(br_io **out, const struct br_ring *ring, struct br_worker_rec 
     io->single_issuer = single_issuer;
     io->data = ring->data;
     io->slot_stride = ring->slot_stride;
+    io->slot_span = ring->slot_span;
     io->nslots = ring->nslots;
     io->rec = rec;
     io->page = (uint64_t)sysconf(_SC_PAGESIZE);
@@ -200,7 +202,8 @@ static void reserve_buffers(br_io *io)
 static int slot_buffer(br_io *io, uint32_t slot)
 {
     if (!io->slot_registered[slot]) {
-        struct iovec iov = {io->data + (uint64_t)slot * io->slot_stride, io->slot_stride};
+        /* Not the guard page (guard mode): pinning a PROT_NONE page fails. */
+        struct iovec iov = {io->data + (uint64_t)slot * io->slot_stride, io->slot_span};
         if (io_uring_register_buffers_update_tag(&io->uring, slot, &iov, NULL, 1) != 1)
             return -1;
         io->slot_registered[slot] = 1;

@@ -87,7 +87,7 @@ static void populate_slot(const struct br_ring *r, struct br_worker_env *env, ui
         return;
     /* On failure the loader takes the faults instead: slower, not wrong. */
     br__ring_populate_range(r, (uint64_t)(r->data - (uint8_t *)r->base) + index * r->slot_stride,
-                            r->slot_stride, msg);
+                            r->slot_span, msg);
     env->populated[index] = 1;
 }
 
@@ -126,6 +126,31 @@ static bool offsets_valid(const uint64_t *offsets, uint32_t count, size_t size)
     return offsets[count] <= size;
 }
 
+/* Guard mode: the bytes between a slot's cap and its guard page (cap
+ * rounded up to the page) are writable, so a write there does not fault.
+ * They get this pattern before the loader runs and are checked after it;
+ * a pattern that varies with the offset is unlikely to be rewritten by an
+ * overrun of zeros, copies or a memset. */
+static uint8_t tail_byte(uint64_t i)
+{
+    return (uint8_t)(0xa5u ^ (uint8_t)(i * 0x3bu));
+}
+
+static void tail_fill(uint8_t *tail, uint64_t len)
+{
+    for (uint64_t i = 0; i < len; i++)
+        tail[i] = tail_byte(i);
+}
+
+/* The offset of the first tail byte the loader changed, or len. */
+static uint64_t tail_check(const uint8_t *tail, uint64_t len)
+{
+    for (uint64_t i = 0; i < len; i++)
+        if (tail[i] != tail_byte(i))
+            return i;
+    return len;
+}
+
 int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
                   struct br_worker_env *env, uint64_t seq)
 {
@@ -158,12 +183,23 @@ int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
         .offsets = br__slot_offsets(r, seq),
         .has_offsets = false,
     };
+    uint8_t *tail = (uint8_t *)job.out + r->slot_bytes;
+    const uint64_t tail_len = r->slot_span < r->slot_stride ? r->slot_span - r->slot_bytes : 0;
+    tail_fill(tail, tail_len);
     br__io_begin_job(env->io, job.out, job.cap);
     t0 = br__now_ns();
     rc = ctx->load(&job, ctx->user);
     t1 = br__now_ns();
     err[BR_ERR_CAP - 1] = '\0';
-    if (rc > 0) {
+    const uint64_t past = tail_check(tail, tail_len);
+    if (past < tail_len) {
+        /* Whatever the loader returned: its batch is not what it meant. */
+        snprintf(err, BR_ERR_CAP,
+                 "loader wrote past job->cap (%llu bytes): byte %llu of the slot was changed "
+                 "(found by guard mode, BR_GUARD=1)",
+                 (unsigned long long)r->slot_bytes, (unsigned long long)(r->slot_bytes + past));
+        rc = BR_ELOADER;
+    } else if (rc > 0) {
         snprintf(err, BR_ERR_CAP, "loader returned %d; a loader returns 0 or a negative code",
                  rc);
         rc = BR_ELOADER;

@@ -20,7 +20,9 @@
 #include <batchring.h>
 
 #define BR_RING_MAGIC 0x474e5242u /* "BRNG" in little-endian memory */
-#define BR_LAYOUT_MAJOR 1u
+/* Major 2: liveness is the OFD locks on bytes 0 and 1 of the object (ring.c,
+ * "Named rings"), not pids; a major-1 tool would misjudge a major-2 ring. */
+#define BR_LAYOUT_MAJOR 2u
 /* Minor 1: consumer_wait_since, in what was padding of line 4 (zero in a
  * 1.0 ring, which reads as "not waiting"; a 1.0 reader ignores it). */
 #define BR_LAYOUT_MINOR 1u
@@ -50,7 +52,11 @@ enum br_run_state { BR_RUN_RUNNING = 1, BR_RUN_STOPPING = 2 };
 /* Header flags. */
 #define BR_RING_LABELS 0x1u
 #define BR_RING_DROP_LAST 0x2u
-#define BR_RING_KNOWN_FLAGS (BR_RING_LABELS | BR_RING_DROP_LAST)
+/* Guard mode (BR_GUARD=1): each slot's stride is its data rounded up to
+ * the page size plus one PROT_NONE page, so that a loader writing past
+ * its slot faults instead of corrupting the next one. */
+#define BR_RING_GUARD 0x4u
+#define BR_RING_KNOWN_FLAGS (BR_RING_LABELS | BR_RING_DROP_LAST | BR_RING_GUARD)
 
 /* Worker record `job`: idle, holding seq s, or about to claim s. */
 #define BR_JOB_IDLE UINT64_MAX

@@ -56,7 +56,6 @@
 #include <linux/futex.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -123,7 +122,12 @@ int br__ring_layout(const struct br_ring_geometry *g, struct br_ring_header *h, 
         __builtin_add_overflow(meta_end, h->meta_offset, &meta_end) ||
         !round_up(meta_end, page, &h->data_offset))
         goto overflow;
+    /* Guard mode adds a PROT_NONE page after each slot's page-rounded data
+     * (br__ring_protect_guards): data stays page-aligned, and a write past
+     * the rounded end faults. */
     if (g->slot_bytes == 0 || !round_up(g->slot_bytes, page, &h->slot_stride) ||
+        ((g->flags & BR_RING_GUARD) &&
+         __builtin_add_overflow(h->slot_stride, page, &h->slot_stride)) ||
         __builtin_mul_overflow(h->slot_stride, (uint64_t)g->nslots, &slots_bytes) ||
         __builtin_add_overflow(slots_bytes, h->data_offset, &h->total_bytes) ||
         h->total_bytes > (uint64_t)SSIZE_MAX)
@@ -219,10 +223,12 @@ int br__ring_check_name(const char *name, char *msg)
     if (!name)
         return br__fail(msg, -EINVAL, "ring name is NULL");
     len = strlen(name);
-    if (name[0] != '/' || len < 2 || len > 251 || strchr(name + 1, '/'))
+    /* "/." and "/.." would name /dev/shm itself or its parent. */
+    if (name[0] != '/' || len < 2 || len > 251 || strchr(name + 1, '/') ||
+        !strcmp(name, "/.") || !strcmp(name, "/.."))
         return br__fail(msg, -EINVAL,
                         "ring name '%s' must be '/' followed by 1 to 250 characters, none of "
-                        "them '/' (like /train)",
+                        "them '/', and not . or .. (like /train)",
                         name);
     return 0;
 }
@@ -248,74 +254,196 @@ static int check_shm_room(const struct br_ring_header *h, char *msg)
                     (unsigned long long)(h->total_bytes >> 20) * 2 + 64);
 }
 
-/* The owner of an existing named ring, read from its header without
- * trusting anything else in it. Returns false if it has no valid header. */
-static bool read_owner(int fd, pid_t *pid, uint64_t *start)
+/*
+ * Named rings: opening a name, and who holds it.
+ *
+ * A name in /dev/shm may hold anything any local user put there: a FIFO
+ * (whose open would block), a symbolic link, another program's shared
+ * memory, another user's object. Every open of a ring name goes through
+ * br__ring_open (O_NONBLOCK | O_NOFOLLOW, then fstat), and nothing but a
+ * regular object of ours is used, let alone unlinked.
+ *
+ * Liveness has one source, OFD byte-range locks on the object (fcntl
+ * F_OFD_*), which belong to the open file description: the kernel drops
+ * them when its last descriptor is closed, that is when the process that
+ * holds it is gone, in whatever PID namespace it ran. Pids are for display.
+ *
+ *   byte 0  the producer's read lock, taken right after it creates the
+ *           object and held for the ring's life (the supervisor closes its
+ *           inherited copy, so the lock dies with the producer). A gc or a
+ *           replacing producer takes the write lock on it before it unlinks.
+ *   byte 1  the attached consumer's write lock, held while it is attached:
+ *           one consumer at a time.
+ *
+ * Anyone tests a lock with F_OFD_GETLK, which changes nothing and works on
+ * a read-only descriptor. GETLK does not report the caller's own lock (the
+ * same open file description), so test with a descriptor of your own open.
+ */
+
+static const char *file_kind(mode_t mode)
+{
+    return S_ISFIFO(mode)   ? "FIFO"
+           : S_ISDIR(mode)  ? "directory"
+           : S_ISLNK(mode)  ? "symbolic link"
+           : S_ISSOCK(mode) ? "socket"
+           : S_ISCHR(mode)  ? "character device"
+           : S_ISBLK(mode)  ? "block device"
+                            : "file of an unknown type";
+}
+
+int br__ring_open(const char *name, int flags, struct stat *st, char *msg)
+{
+    /* shm_open passes its flags to open(2): O_NONBLOCK makes the open of a
+     * FIFO return at once (fstat below refuses it), O_NOFOLLOW refuses a
+     * symbolic link. For a regular object O_NONBLOCK changes nothing. */
+    int fd = shm_open(name, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP || e == EISDIR)
+            return br__fail(msg, BR_EBADRING,
+                            "%s is not a batchring ring: /dev/shm%s is a %s (left alone)", name,
+                            name, e == ELOOP ? "symbolic link" : "directory");
+        return br__fail(msg, -e, "cannot open ring %s: %s%s", name, strerror(e),
+                        e == ENOENT ? " (is its producer running? batchring ls lists rings)"
+                                    : "");
+    }
+    if (fstat(fd, st) < 0) {
+        int e = errno;
+        close(fd);
+        return br__fail(msg, -e, "fstat of ring %s: %s", name, strerror(e));
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return br__fail(msg, BR_EBADRING,
+                        "%s is not a batchring ring: /dev/shm%s is a %s, not a shared-memory "
+                        "object (left alone)",
+                        name, name, file_kind(st->st_mode));
+    }
+    if (st->st_uid != geteuid()) {
+        close(fd);
+        return br__fail(msg, -EACCES, "ring %s belongs to uid %u, not to this process (uid %u)",
+                        name, (unsigned)st->st_uid, (unsigned)geteuid());
+    }
+    return fd;
+}
+
+/* F_OFD_SETLK of `type` on byte `byte`: 0, -EBUSY if another open file
+ * description holds a conflicting lock, or -errno. */
+static int ofd_setlk(int fd, short type, off_t byte)
+{
+    struct flock lk = {.l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    if (fcntl(fd, F_OFD_SETLK, &lk) == 0)
+        return 0;
+    return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+}
+
+/* F_OFD_GETLK: 1 if another open file description holds any lock on byte
+ * `byte` (a write lock conflicts with every lock), 0 if none, or -errno. */
+static int ofd_held(int fd, off_t byte)
+{
+    struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &lk) < 0)
+        return -errno;
+    return lk.l_type != F_UNLCK;
+}
+
+int br__ring_lock_producer(int fd) { return ofd_setlk(fd, F_RDLCK, BR_LOCK_PRODUCER); }
+int br__ring_lock_consumer(int fd) { return ofd_setlk(fd, F_WRLCK, BR_LOCK_CONSUMER); }
+int br__ring_producer_alive(int fd) { return ofd_held(fd, BR_LOCK_PRODUCER); }
+int br__ring_consumer_alive(int fd) { return ofd_held(fd, BR_LOCK_CONSUMER); }
+
+/* What an existing object at a ring's name is, from its header, trusting
+ * nothing else in it: 0 for a ring of this layout (*pid its producer), or
+ * BR_EBADRING / BR_EVERSION with a message that says it is left alone. */
+static int read_owner(int fd, const char *name, pid_t *pid, char *msg)
 {
     struct br_ring_header h;
-    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
-        return false;
-    if (br__load_relaxed_u32(&h.magic) != BR_RING_MAGIC || h.layout_major != BR_LAYOUT_MAJOR)
-        return false;
+    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
+        br__load_relaxed_u32(&h.magic) != BR_RING_MAGIC)
+        return br__fail(msg, BR_EBADRING,
+                        "%s is not a batchring ring (no ring header in /dev/shm%s; left alone)",
+                        name, name);
+    if (h.layout_major != BR_LAYOUT_MAJOR)
+        return br__fail(msg, BR_EVERSION,
+                        "ring %s has layout %u.%u, from another version of batchring (this one "
+                        "knows %u.x); left alone: that version's batchring gc removes it",
+                        name, h.layout_major, h.layout_minor, BR_LAYOUT_MAJOR);
     *pid = h.owner_pid;
-    *start = h.owner_start;
-    return true;
+    return 0;
 }
 
 int br__ring_unlink_stale(const char *name, pid_t *owner, char *msg)
 {
-    uint64_t start;
-    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0)
-        return br__fail(msg, -errno, "cannot open ring %s: %s", name, strerror(errno));
+    struct stat st, now;
+    char path[300];
+    pid_t pid = 0;
+    int rc, fd;
+
     *owner = 0;
-    if (!read_owner(fd, owner, &start))
-        *owner = 0;
-    /* Exclusive only if no producer holds its shared lock. Held while we
-     * unlink, so that nobody can take the name over in between: a new
-     * producer's O_EXCL create fails until the old name is gone. */
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
+    fd = br__ring_open(name, O_RDWR, &st, msg);
+    if (fd < 0)
+        return fd;
+    /* The write lock on the producer's byte: only if no producer holds its
+     * read lock, which it takes before the object has any content. Held
+     * while we unlink, so that nobody else replaces the ring meanwhile. */
+    rc = ofd_setlk(fd, F_WRLCK, BR_LOCK_PRODUCER);
+    if (rc == -EBUSY) {
+        if (read_owner(fd, name, &pid, msg) == 0)
+            *owner = pid;
         close(fd);
-        if (e == EWOULDBLOCK)
+        if (pid)
             return br__fail(msg, -EBUSY, "ring %s is served by pid %d, which is running", name,
-                            (int)*owner);
-        return br__fail(msg, -e, "flock on ring %s: %s", name, strerror(e));
+                            (int)pid);
+        return br__fail(msg, -EBUSY, "ring %s is locked by a running process (a producer "
+                        "creating it?)", name);
     }
-    if (shm_unlink(name) < 0 && errno != ENOENT) {
-        int e = errno;
-        close(fd);
-        return br__fail(msg, -e, "shm_unlink %s: %s", name, strerror(e));
-    }
+    if (rc == 0)
+        rc = read_owner(fd, name, &pid, msg);
+    else
+        br__fail(msg, rc, "locking ring %s: %s", name, strerror(-rc));
+    *owner = pid;
+    /* The name must still refer to the object we locked: a name unlinked
+     * and created again since our open is someone else's now. */
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    if (rc == 0 && (lstat(path, &now) < 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino))
+        rc = br__fail(msg, -ENOENT, "ring %s was removed or replaced meanwhile", name);
+    if (rc == 0 && shm_unlink(name) < 0 && errno != ENOENT)
+        rc = br__fail(msg, -errno, "shm_unlink %s: %s", name, strerror(errno));
     close(fd);
-    return 0;
+    return rc;
 }
 
-/* Opens `name` for a new ring, replacing a stale one whose producer is
- * gone, and takes the producer's shared lock on it. */
+/* Opens `name` for a new ring, replacing a stale ring of ours whose
+ * producer is gone (nothing else), and takes the producer's lock on it. */
 static int open_named(const char *name, char *msg)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         pid_t owner;
-        int rc, fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        int rc, fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd >= 0) {
             /* Taken before the object has any content: a ring that exists
              * at all is locked until its producer is gone. */
-            if (flock(fd, LOCK_SH) < 0) {
-                int e = errno;
-                close(fd);
-                shm_unlink(name);
-                return br__fail(msg, -e, "flock on ring %s: %s", name, strerror(e));
-            }
-            return fd;
+            rc = br__ring_lock_producer(fd);
+            if (rc == 0)
+                return fd;
+            /* A gc looked at our empty object in the instant before the
+             * lock (it leaves non-rings alone): ours to remove and retry. */
+            close(fd);
+            shm_unlink(name);
+            if (rc == -EBUSY)
+                continue;
+            return br__fail(msg, rc, "locking ring %s: %s", name, strerror(-rc));
         }
         if (errno != EEXIST)
             return br__fail(msg, -errno, "shm_open %s: %s", name, strerror(errno));
         rc = br__ring_unlink_stale(name, &owner, msg);
-        if (rc == -EBUSY)
-            return br__fail(msg, -EEXIST, "ring %s is served by pid %d, which is running", name,
-                            (int)owner);
-        if (rc && rc != -ENOENT)
+        if (rc == -ENOENT)
+            continue;
+        /* Served, not a ring, another version's ring, another user's: the
+         * name is taken, and the message says by what. */
+        if (rc == -EBUSY || rc == BR_EBADRING || rc == BR_EVERSION || rc == -EACCES)
+            return -EEXIST;
+        if (rc)
             return rc;
     }
     return br__fail(msg, -EEXIST, "ring %s: could not replace a stale ring", name);
@@ -410,6 +538,9 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
     }
 
     rc = br__ring_populate(r, msg);
+    /* Before any worker is forked: they inherit the protection. */
+    if (!rc)
+        rc = br__ring_protect_guards(r, msg);
     if (rc) {
         /* Unlink while we still hold the lock (unmap drops it). */
         if (name)
@@ -449,7 +580,28 @@ int br__ring_populate_range(const struct br_ring *r, uint64_t offset, uint64_t l
 
 int br__ring_populate(const struct br_ring *r, char *msg)
 {
-    return br__ring_populate_range(r, 0, r->bytes, msg);
+    const uint64_t data_off = (uint64_t)(r->data - (uint8_t *)r->base);
+    int rc;
+    if (r->slot_span == r->slot_stride)
+        return br__ring_populate_range(r, 0, r->bytes, msg);
+    /* Guard mode: every page but the guards, which are PROT_NONE (or about
+     * to be) and must stay unwritten. */
+    rc = br__ring_populate_range(r, 0, data_off, msg);
+    for (uint32_t i = 0; rc == 0 && i < r->nslots; i++)
+        rc = br__ring_populate_range(r, data_off + (uint64_t)i * r->slot_stride, r->slot_span,
+                                     msg);
+    return rc;
+}
+
+int br__ring_protect_guards(const struct br_ring *r, char *msg)
+{
+    for (uint32_t i = 0; i < r->nslots && r->slot_span < r->slot_stride; i++) {
+        uint8_t *guard = r->data + (uint64_t)i * r->slot_stride + r->slot_span;
+        if (mprotect(guard, r->slot_stride - r->slot_span, PROT_NONE) < 0)
+            return br__fail(msg, -errno, "guard mode: mprotect of the guard page after slot %u: %s",
+                            i, strerror(errno));
+    }
+    return 0;
 }
 
 int br__ring_attach(struct br_ring *r, const char *name, char *msg)
@@ -462,42 +614,75 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
     rc = br__ring_check_name(name, msg);
     if (rc)
         return rc;
-    fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    fd = br__ring_open(name, O_RDWR, &st, msg);
     if (fd < 0)
-        return br__fail(msg, -errno, "cannot open ring %s: %s%s", name, strerror(errno),
-                        errno == ENOENT ? " (is its producer running? batchring ls lists rings)"
-                                        : "");
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        close(fd);
-        return br__fail(msg, rc, "fstat of ring %s: %s", name, strerror(-rc));
-    }
-    if (st.st_uid != geteuid()) {
-        close(fd);
-        return br__fail(msg, -EACCES, "ring %s belongs to uid %u, not to this process (uid %u)",
-                        name, (unsigned)st.st_uid, (unsigned)geteuid());
-    }
+        return fd;
     if ((uint64_t)st.st_size < sizeof(struct br_ring_header)) {
         close(fd);
         return br__fail(msg, BR_EBADRING, "bad ring %s: the object has %lld bytes, less than "
                         "the %zu-byte header", name, (long long)st.st_size,
                         sizeof(struct br_ring_header));
     }
+    /* Mapped without touching anything past the header: until the checks
+     * below pass, this process allocates none of the object's memory. */
     base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    rc = -errno;
-    close(fd);
-    if (base == MAP_FAILED)
+    if (base == MAP_FAILED) {
+        rc = -errno;
+        close(fd);
         return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
+    }
     rc = br__ring_validate(base, (size_t)st.st_size, msg);
     if (rc == 0 && ((struct br_ring_header *)base)->owner_uid != (uint32_t)geteuid())
         rc = br__fail(msg, -EACCES, "ring %s was made by uid %u, not this process's uid %u",
                       name, ((struct br_ring_header *)base)->owner_uid, (unsigned)geteuid());
+    /* A producer reserves the whole object (fallocate in br__ring_create).
+     * Faulting in a sparse one would allocate the difference here, and on
+     * a small /dev/shm fill it. */
+    if (rc == 0 && (uint64_t)st.st_blocks * 512u < (uint64_t)st.st_size) {
+        char have[32], want[32];
+        rc = br__fail(msg, BR_EBADRING,
+                      "bad ring %s: only %s of its %s are allocated, and a producer allocates "
+                      "all of it (a sparse object: not attaching)",
+                      name, br__format_bytes(have, (uint64_t)st.st_blocks * 512u),
+                      br__format_bytes(want, (uint64_t)st.st_size));
+    }
+    if (rc == 0) {
+        int alive = br__ring_producer_alive(fd);
+        if (alive < 0)
+            rc = br__fail(msg, alive, "testing the producer's lock on ring %s: %s", name,
+                          strerror(-alive));
+        else if (!alive)
+            rc = br__fail(msg, BR_EPRODUCER, "the producer of ring %s (pid %d) is gone; "
+                          "batchring gc removes such rings",
+                          name, (int)((struct br_ring_header *)base)->owner_pid);
+    }
+    /* One consumer at a time: the lock is the claim, held until unmap. */
+    if (rc == 0) {
+        rc = br__ring_lock_consumer(fd);
+        if (rc == -EBUSY) {
+            /* For the message only: pairs with br_attach's release store
+             * of the word, after its lock. */
+            uint64_t cur = br__load_acquire_u64(&((struct br_ring_header *)base)->consumer);
+            rc = br__fail(msg, -EBUSY, "ring %s already has a consumer: pid %u", name,
+                          (unsigned)(cur & 0xffffffffu));
+        } else if (rc) {
+            rc = br__fail(msg, rc, "taking the consumer's lock on ring %s: %s", name,
+                          strerror(-rc));
+        }
+    }
     if (rc) {
         munmap(base, (size_t)st.st_size);
+        close(fd);
         return rc;
     }
     br__ring_bind(r, base, (size_t)st.st_size);
+    r->owner_fd = fd;
+    r->has_owner_fd = true;
     rc = br__ring_populate(r, msg);
+    /* The consumer only reads the slots, but a guard ring's guards are
+     * PROT_NONE in every mapping of it that can write. */
+    if (!rc)
+        rc = br__ring_protect_guards(r, msg);
     if (rc)
         br__ring_unmap(r);
     return rc;
@@ -515,6 +700,7 @@ void br__ring_bind(struct br_ring *r, void *base, size_t bytes)
     r->data = (uint8_t *)base + h->data_offset;
     r->meta_stride = h->meta_stride;
     r->slot_stride = h->slot_stride;
+    r->slot_span = (h->flags & BR_RING_GUARD) ? h->slot_stride - h->page_size : h->slot_stride;
     r->slot_bytes = h->slot_bytes;
     r->nslots = h->nslots;
     r->batch_size = h->batch_size;

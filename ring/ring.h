@@ -39,14 +39,20 @@ struct br_ring {
     uint8_t *data;
     uint64_t meta_stride;
     uint64_t slot_stride;
+    /* Bytes of a slot's data that are mapped read-write: slot_stride, less
+     * the guard page in guard mode (BR_RING_GUARD). Populating and
+     * registering a slot covers this much, never the guard. */
+    uint64_t slot_span;
     uint64_t slot_bytes;
     uint32_t nslots;
     uint32_t batch_size;
     bool labels;
-    /* A named ring's producer keeps its shm descriptor open with a shared
-     * flock for the ring's life: the lock, which the kernel drops when the
-     * producer (and its workers) are gone, is what tells a stale ring from
-     * a served one before anyone unlinks it. */
+    /* A named ring's descriptor, kept open for the mapping's life: the
+     * producer's carries its read lock on byte BR_LOCK_PRODUCER, an
+     * attached consumer's its write lock on byte BR_LOCK_CONSUMER, an
+     * observer's (br_ring_stat) none but serves to test both. The locks,
+     * which the kernel drops when their holder is gone, are the one source
+     * of liveness (see "Named rings" in ring.c). */
     int owner_fd;
     bool has_owner_fd;
 };
@@ -64,17 +70,58 @@ int br__ring_layout(const struct br_ring_geometry *g, struct br_ring_header *hdr
 int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const char *name,
                     char *msg);
 
-/* Maps the named ring for a consumer or an observer: checks the owner's
- * uid, validates every header field, prefaults. Returns 0, -ENOENT,
- * -EACCES, BR_EBADRING, BR_EVERSION, with a message. */
+/* Maps the named ring for its consumer: checks the object's type and
+ * uid, validates every header field, checks that the object is fully
+ * allocated (as a producer leaves it), that its producer is alive and that
+ * no other consumer is attached (taking the consumer's lock, kept in
+ * r->owner_fd until br__ring_unmap), and only then prefaults. Returns 0,
+ * -ENOENT, -EACCES, BR_EBADRING, BR_EVERSION, BR_EPRODUCER, -EBUSY, with a
+ * message. */
 int br__ring_attach(struct br_ring *r, const char *name, char *msg);
 
-/* Unlinks the named ring if no producer holds it (its flock is free).
- * Returns 0 (removed), -EBUSY (served: *owner is its pid when known),
- * -ENOENT, or another -errno; message in msg. */
+/* Unlinks the named ring if it is a ring of ours (a regular object of our
+ * uid with a ring header of this layout) and no producer holds it: takes
+ * the write lock on the producer's byte, then checks that the name still
+ * refers to the locked object. Returns 0 (removed), -EBUSY (served:
+ * *owner is its pid when known), -ENOENT (gone or replaced meanwhile),
+ * BR_EBADRING (not a ring), BR_EVERSION (another layout), -EACCES
+ * (another user's), or another -errno; message in msg. */
 int br__ring_unlink_stale(const char *name, pid_t *owner, char *msg);
 
-/* Checks that name is "/" plus 1..250 characters without another '/'. */
+/* Opens the object of ring name with flags (O_RDONLY or O_RDWR; it adds
+ * O_NONBLOCK, O_NOFOLLOW and O_CLOEXEC) and fstats it into *st, never
+ * blocking: a FIFO, a directory or a symbolic link is BR_EBADRING ("not a
+ * batchring ring"), another uid's object -EACCES, a missing one -ENOENT.
+ * Returns the descriptor, or the negative code with a message. */
+struct stat;
+int br__ring_open(const char *name, int flags, struct stat *st, char *msg);
+
+/* The liveness protocol of named rings: OFD locks on two bytes of the
+ * object (fcntl F_OFD_SETLK / F_OFD_GETLK), dropped by the kernel when
+ * the holder's open file description is closed, so with its process. */
+#define BR_LOCK_PRODUCER 0 /* the producer's read lock, for the ring's life */
+#define BR_LOCK_CONSUMER 1 /* the attached consumer's write lock */
+
+/* Takes the producer's read lock on fd (a descriptor of the object, held
+ * open for as long as the producer lives; a forked helper that outlives
+ * the producer must close its copy). Returns 0, -EBUSY (a gc or replacing
+ * producer holds the write lock right now), or -errno. A fuzzing harness
+ * calls it to act as a live producer. */
+int br__ring_lock_producer(int fd);
+
+/* Takes the consumer's write lock on fd (opened O_RDWR): 0, -EBUSY if
+ * another consumer holds it, or -errno. */
+int br__ring_lock_consumer(int fd);
+
+/* Whether a producer (or consumer) holds its lock on the object of fd,
+ * tested without side effects (F_OFD_GETLK; works on an O_RDONLY fd).
+ * Returns 1 (alive), 0 (none), or -errno. The caller's own lock on the same
+ * open file description is not seen: test with a descriptor of your own. */
+int br__ring_producer_alive(int fd);
+int br__ring_consumer_alive(int fd);
+
+/* Checks that name is "/" plus 1..250 characters without another '/', and
+ * not "/." or "/..". */
 int br__ring_check_name(const char *name, char *msg);
 
 /* The start time of process pid (clock ticks since boot, from
@@ -87,11 +134,17 @@ bool br__proc_alive(pid_t pid, uint64_t start);
 
 /* Faults every page of the mapping into this process's page tables, so the
  * hot path never takes a fault. Every process that maps the ring calls it
- * (page tables of shared mappings are not copied by fork). */
+ * (page tables of shared mappings are not copied by fork). Guard pages
+ * are skipped. */
 int br__ring_populate(const struct br_ring *r, char *msg);
 
 /* The same for bytes [offset, offset + len) of the object. */
 int br__ring_populate_range(const struct br_ring *r, uint64_t offset, uint64_t len, char *msg);
+
+/* In guard mode (BR_RING_GUARD), makes the page after each slot's data
+ * PROT_NONE in this process's mapping (forked workers inherit it); does
+ * nothing otherwise. Returns 0 or a negative errno with a message. */
+int br__ring_protect_guards(const struct br_ring *r, char *msg);
 
 /* Checks every field of a header found in `bytes` bytes at base, in order,
  * before any offset is used. Returns 0, BR_EBADRING or BR_EVERSION with a
