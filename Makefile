@@ -6,16 +6,19 @@
 BUILD      ?= build
 BUILD_SAN  ?= build-asan
 BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
+# Executions per libFuzzer harness in `make fuzz` (4 harnesses, 2 at a time).
+FUZZ_RUNS  ?= 25000
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 DEBIAN_PACKAGES := build-essential cmake pkg-config liburing-dev \
                    libcmocka-dev libbenchmark-dev gnuplot-nox openmpi-bin \
-                   abigail-tools
+                   abigail-tools clang libfuzzer-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup build demo test test-plain test-sanitize test-tsan package-check perf clean
+.PHONY: all setup build demo test test-plain test-sanitize test-tsan package-check fuzz perf clean
 
 all: build
 
@@ -37,7 +40,7 @@ build: setup
 demo: build
 	$(BUILD)/cli/batchring demo
 
-test: setup test-plain test-sanitize test-tsan package-check
+test: setup test-plain test-sanitize test-tsan package-check fuzz
 
 test-plain:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBR_WERROR=ON $(CMAKE_ARGS) >/dev/null
@@ -68,8 +71,18 @@ test-tsan:
 package-check: setup
 	JOBS=$(JOBS) sh tests/package/check.sh
 
+# The libFuzzer harnesses (fuzz/, docs/testing.md), built with clang in
+# their own directory: replays fuzz/regressions, then FUZZ_RUNS executions
+# each from the seed corpus in a scratch dir; fails on a crash, leak or hang.
+fuzz: setup
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DBR_BUILD_FUZZ=ON -DBUILD_TESTING=OFF -DBR_BUILD_PERF=OFF -DBR_BUILD_EXAMPLES=OFF \
+	  -DBR_BUILD_CLI=OFF -DBR_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all
+	sh fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_RUNS)
+
 perf: build
 	perf/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_TSAN) $(BUILD_FUZZ)
