@@ -51,9 +51,22 @@ int br__schedule_init(struct br_schedule *s, const struct br_schedule_options *o
                         "epochs %llu x %llu batches per epoch overflows; use epochs = 0 for "
                         "an endless run",
                         (unsigned long long)o->epochs, (unsigned long long)s->batches_per_epoch);
-    if (o->start_seq > s->end_seq || o->start_seq >= (UINT64_C(1) << 62))
-        return br__fail(msg, -EINVAL, "start_seq %llu is past the end of the run (%llu batches)",
-                        (unsigned long long)o->start_seq, (unsigned long long)s->end_seq);
+    /* Seqs stay below 2^62, as end_seq does above: a worker record marks
+     * a claim in bit 63 of the seq (BR_JOB_PENDING) and the ring adds up
+     * to a lap of slots to a seq, neither of which may overflow. An
+     * endless run (end_seq UINT64_MAX) has no end to be past: only that
+     * limit applies to it. */
+    if (o->start_seq >= (UINT64_C(1) << 62))
+        return br__fail(msg, -EINVAL,
+                        "start_seq %llu is too large: batch numbers must stay below 2^62 "
+                        "(%llu)",
+                        (unsigned long long)o->start_seq, (unsigned long long)(UINT64_C(1) << 62));
+    if (o->start_seq > s->end_seq)
+        return br__fail(msg, -EINVAL,
+                        "start_seq %llu is past the end of the run (%llu batches: %llu epochs x "
+                        "%llu)",
+                        (unsigned long long)o->start_seq, (unsigned long long)s->end_seq,
+                        (unsigned long long)o->epochs, (unsigned long long)s->batches_per_epoch);
     s->half_bits = 1;
     while (s->half_bits < 32 && (UINT64_C(1) << (2 * s->half_bits)) < o->n_ids)
         s->half_bits++;

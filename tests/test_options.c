@@ -392,6 +392,53 @@ static void test_options_last_error_per_thread(void **state)
     tu_assert_contains(br_last_error(NULL), "batch_size");
 }
 
+static int empty_loader(br_job *job, void *user)
+{
+    (void)user;
+    job->size = 0;
+    return 0;
+}
+
+/* start_seq: past the end of a finite run, or beyond what seq arithmetic
+ * allows (2^62) in an endless one, each refused with what is really wrong;
+ * an endless run has no end to be past. */
+static void test_options_start_seq_limits(void **state)
+{
+    (void)state;
+    br_options opt;
+    br_gen *g;
+    br_batch b;
+    br_options_init(&opt);
+    opt.batch_size = 5;
+    opt.workers = 0;
+    opt.slot_bytes = 64;
+
+    opt.epochs = 0;
+    opt.start_seq = UINT64_C(1) << 63;
+    g = NOT_NULL;
+    assert_int_equal(br_open(&g, never_called, NULL, NULL, NULL, 20, &opt), -EINVAL);
+    assert_null(g);
+    tu_assert_contains(br_last_error(NULL), "start_seq 9223372036854775808");
+    tu_assert_contains(br_last_error(NULL), "2^62");
+    if (strstr(br_last_error(NULL), "past the end"))
+        fail_msg("an endless run has no end: %s", br_last_error(NULL));
+
+    opt.epochs = 2; /* 8 batches */
+    opt.start_seq = 9;
+    assert_int_equal(br_open(&g, never_called, NULL, NULL, NULL, 20, &opt), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "start_seq 9 is past the end of the run (8 batches");
+
+    /* The largest start_seq of an endless run works: its first batch. */
+    opt.epochs = 0;
+    opt.start_seq = (UINT64_C(1) << 62) - 1;
+    assert_int_equal(br_open(&g, empty_loader, NULL, NULL, NULL, 20, &opt), 0);
+    tu_track(g);
+    assert_int_equal(br_next(g, &b), 0);
+    assert_int_equal(b.seq, opt.start_seq);
+    assert_int_equal(b.epoch, opt.start_seq / 4);
+    assert_int_equal(tu_close(g), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +452,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_options_workers0_has_no_worker_stats, tu_setup,
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_options_last_error_per_thread, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_options_start_seq_limits, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
