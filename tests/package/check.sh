@@ -150,7 +150,7 @@ step_deb() {
     run dpkg -i "$deb" || return 1
     run cmake -S "$src/tests/package/consumer" -B "$work/consumer-deb" || return 1
     run cmake --build "$work/consumer-deb" || return 1
-    ldd "$work/consumer-deb/consumer" | grep -E 'libbatchring.so.* => /usr/' || {
+    ldd "$work/consumer-deb/consumer" | grep -E 'libbatchring[.]so[.0-9]* => /(usr/)?lib/' || {
         echo "consumer-deb does not use the packaged library"; return 1; }
     run "$work/consumer-deb/consumer" || return 1
     flags=$(env -u PKG_CONFIG_PATH pkg-config --cflags --libs batchring) || return 1
