@@ -409,6 +409,60 @@ static void test_cli_serve_max_restarts_bad(void **state)
     }
 }
 
+/* Does this process map PROT_NONE pages of `what` (guard pages)? */
+static bool maps_guard(const char *what)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    char line[512];
+    bool found = false;
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, " ---s ") && strstr(line, what))
+            found = true;
+    fclose(f);
+    return found;
+}
+
+/*
+ * serve --guard: a guard ring, attached by a consumer that maps the guard
+ * pages PROT_NONE too, delivers every batch byte-exact (consume --verify).
+ */
+static void test_cli_serve_guard_attach(void **state)
+{
+    (void)state;
+    const char *name = new_ring_name();
+    struct server s;
+    br_gen *g;
+    br_batch b;
+    br_ring_status rs;
+    char out[8192];
+    serve_start(&s, name, "samples=100,bytes=" SAMPLE_BYTES,
+                (const char *const[]){"--batch", "5", "--workers", "2", "--slots", "4",
+                                      "--slot-bytes", "320", "--guard", NULL});
+    assert_int_equal(br_ring_stat(name, &rs, NULL, 0), 0);
+    /* 4 slots of one data page and one guard page each. */
+    assert_true(rs.total_bytes >= 4 * 2 * (uint64_t)sysconf(_SC_PAGESIZE));
+    int rc = br_attach(&g, name, TU_WAIT_MS);
+    if (rc)
+        fail_msg("br_attach %s: %s: %s", name, br_err_name(rc), br_last_error(NULL));
+    assert_true(maps_guard(name));
+    for (uint64_t i = 0; i < 30; i++) {
+        assert_int_equal(br_next(g, &b), 0);
+        assert_int_equal(b.seq, i);
+        assert_int_equal(b.size, 5 * 64);
+    }
+    assert_int_equal(br_close(g), 0);
+    assert_false(maps_guard(name));
+    int code = cli_run((const char *const[]){"consume", "--name", name, "--verify",
+                                             "--sample-bytes", SAMPLE_BYTES, "--batches", "50",
+                                             "-q", NULL},
+                       out, sizeof out);
+    if (code != 0)
+        fail_msg("consume --verify of a guard ring: exit %d: %s", code, out);
+    tu_assert_contains(out, "every sample verified");
+    serve_stop(&s);
+}
+
 /* The help texts name real things: no enum constant leaked into them. */
 static void test_cli_help_texts(void **state)
 {
@@ -446,6 +500,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cli_serve_max_restarts, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_serve_max_restarts_bad, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_serve_guard_attach, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_help_texts, tu_setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
