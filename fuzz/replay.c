@@ -4,7 +4,10 @@
  * libFuzzer, so that any compiler's build (the gcc suite, under ASan or
  * not) runs the regressions and seeds as a plain CTest. Arguments are
  * files or directories of files; a missing directory is skipped, but no
- * input at all is a skip (exit 77), never a pass.
+ * input at all is a skip (exit 77), never a pass. Each input runs in its
+ * own child process, so that one failure does not hide the next, and a
+ * ring that a crashed harness left in /dev/shm (brtest-fuzz-PID-N, named
+ * after that child) is removed here and counted as a failure.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -13,10 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int replay_file(const char *path)
+static void run_input(const char *path)
 {
     FILE *f = fopen(path, "rb");
     uint8_t *buf;
@@ -35,9 +40,61 @@ static int replay_file(const char *path)
         exit(1);
     }
     fclose(f);
-    fprintf(stderr, "replay: %s (%ld bytes)\n", path, len);
     LLVMFuzzerTestOneInput(buf, (size_t)len);
     free(buf);
+}
+
+/* Removes the rings child `pid` left; returns how many there were. */
+static int remove_left_rings(pid_t pid)
+{
+    char prefix[64];
+    int n = 0;
+    struct dirent *e;
+    DIR *d = opendir("/dev/shm");
+    snprintf(prefix, sizeof prefix, "brtest-fuzz-%d-", (int)pid);
+    while (d && (e = readdir(d)) != NULL) {
+        char path[512];
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+        unlink(path);
+        n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static int failures;
+
+static int replay_file(const char *path)
+{
+    int status, left;
+    pid_t pid;
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        perror("replay: fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        run_input(path);
+        exit(0);
+    }
+    if (waitpid(pid, &status, 0) != pid) {
+        perror("replay: waitpid");
+        exit(1);
+    }
+    left = remove_left_rings(pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || left) {
+        failures++;
+        fprintf(stderr, "replay: FAILED %s (%s %d%s)\n", path,
+                WIFEXITED(status) ? "exit" : "signal",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                left ? ", left rings in /dev/shm" : "");
+    } else {
+        fprintf(stderr, "replay: ok %s\n", path);
+    }
     return 1;
 }
 
@@ -73,6 +130,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "replay: no inputs found: skipped\n");
         return 77;
     }
-    fprintf(stderr, "replay: %d inputs, no failure\n", n);
-    return 0;
+    fprintf(stderr, "replay: %d inputs, %d failed\n", n, failures);
+    return failures ? 1 : 0;
 }
