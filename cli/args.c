@@ -104,11 +104,12 @@ bad:
 bool br_cli_ring_name_ok(const char *cmd, const char *name)
 {
     size_t len = strlen(name);
-    if (name[0] == '/' && len >= 2 && len <= 251 && !strchr(name + 1, '/'))
+    if (name[0] == '/' && len >= 2 && len <= 251 && !strchr(name + 1, '/') &&
+        strcmp(name, "/.") && strcmp(name, "/.."))
         return true;
     fprintf(stderr,
             "batchring %s: bad ring name '%s': a name is '/' followed by 1 to 250 characters, "
-            "none of them '/' (like /train)\n",
+            "none of them '/', and not . or .. (like /train)\n",
             cmd, name);
     return false;
 }

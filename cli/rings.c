@@ -146,8 +146,14 @@ static void print_text(FILE *f, const char *name, const struct snap *s, const st
             "load s", "slot wait s", "restarts", "io (copied from page cache)");
     for (uint32_t i = 0; i < st->workers; i++) {
         const br_worker_stats *w = &s->w[i];
-        fprintf(f, "  %6u %8d %10" PRIu64 " %12.3f %10.3f %12.3f %8u  %s (%.0f%%)\n", i,
-                (int)w->pid, w->batches,
+        char pid[16];
+        /* pid 0: not running (a stale ring's workers died with it). */
+        if (w->pid)
+            snprintf(pid, sizeof pid, "%d", (int)w->pid);
+        else
+            snprintf(pid, sizeof pid, "%s", st->owner_alive ? "-" : "dead");
+        fprintf(f, "  %6u %8s %10" PRIu64 " %12.3f %10.3f %12.3f %8u  %s (%.0f%%)\n", i, pid,
+                w->batches,
                 w->batches ? (double)w->load_ns / (double)w->batches / 1e6 : 0.0,
                 (double)w->load_ns / 1e9, (double)w->slot_wait_ns / 1e9, w->restarts,
                 backend_name(w->io_backend),

@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -506,15 +507,133 @@ static int check_producer(struct br_gen *g)
                     (int)g->producer_pid);
 }
 
-static int loader_failure(struct br_gen *g, uint64_t seq)
+/* One load of a plain descriptor field. The fields are published by the
+ * slot word's release and read after its acquire, so no atomic is needed
+ * for ordering; volatile only makes the load happen exactly once, so that a
+ * writer that damages the descriptor after our check cannot make the
+ * compiler's second load hand out a value that was never checked. */
+#define BR_READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
+
+/* A slot descriptor as br_next uses it: every field read once from shared
+ * memory, checked, and used from here. */
+struct slot_fields {
+    uint64_t seq, epoch, batch, size;
+    uint32_t count, worker, has_offsets;
+    int32_t error;
+};
+
+/* A damaged descriptor: BR_EBADRING naming the batch, its slot, the field,
+ * its value and what it may be; the generator stops as after any failure. */
+__attribute__((format(printf, 3, 4))) static int slot_bad(struct br_gen *g, uint64_t seq,
+                                                          const char *fmt, ...)
 {
-    const struct br_slot_desc *d = br__slot_desc(&g->ring, seq);
+    char what[BR_MSG_CAP / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    br__fail(g->msg, 0, "bad ring: the descriptor of batch %llu (slot %u) is damaged: %s",
+             (unsigned long long)seq, br__slot_index(&g->ring, seq), what);
+    return gen_stop(g, BR_EBADRING);
+}
+
+/*
+ * Reads the descriptor of seq (published READY, or FAILED when `failed`)
+ * once into *f and checks every field against the ring's geometry before
+ * br_next uses any of them to index memory or hands it to the caller:
+ * workers write descriptors, and a named ring's object can be written by
+ * anyone who can open it. A handful of compares and one multiply; the
+ * offsets loop only when the loader filled offsets.
+ * Returns 0, or BR_EBADRING with the generator stopped.
+ */
+static int slot_check(struct br_gen *g, uint64_t seq, bool failed, struct slot_fields *f)
+{
+    const struct br_ring *r = &g->ring;
+    const struct br_slot_desc *d = br__slot_desc(r, seq);
+    /* Geometry, read once from the header's read-only lines. */
+    const uint64_t per_epoch = BR_READ_ONCE(r->hdr->batches_per_epoch);
+    const uint32_t workers = g->nworkers ? g->nworkers : 1; /* inline: worker 0 */
+    uint64_t first;
+
+    f->seq = BR_READ_ONCE(d->seq);
+    f->epoch = BR_READ_ONCE(d->epoch);
+    f->batch = BR_READ_ONCE(d->batch);
+    f->size = BR_READ_ONCE(d->size);
+    f->count = BR_READ_ONCE(d->count);
+    f->worker = BR_READ_ONCE(d->worker);
+    f->has_offsets = BR_READ_ONCE(d->has_offsets);
+    f->error = BR_READ_ONCE(d->error);
+
+    if (f->seq != seq)
+        return slot_bad(g, seq, "seq is %llu, expected %llu", (unsigned long long)f->seq,
+                        (unsigned long long)seq);
+    /* Before anything indexes ids, labels or offsets with it. */
+    if (f->count < 1 || f->count > r->batch_size)
+        return slot_bad(g, seq, "count is %u, expected 1..%u (batch_size)", f->count,
+                        r->batch_size);
+    /* epoch x per_epoch + batch == seq, without a division on the hot path. */
+    if (f->batch >= per_epoch || __builtin_mul_overflow(f->epoch, per_epoch, &first) ||
+        first + f->batch != seq) {
+        if (per_epoch == 0)
+            return slot_bad(g, seq, "batches_per_epoch is 0 in the ring's header");
+        if (f->epoch != seq / per_epoch)
+            return slot_bad(g, seq, "epoch is %llu, expected %llu (%llu batches per epoch)",
+                            (unsigned long long)f->epoch, (unsigned long long)(seq / per_epoch),
+                            (unsigned long long)per_epoch);
+        return slot_bad(g, seq, "batch is %llu, expected %llu (%llu batches per epoch)",
+                        (unsigned long long)f->batch, (unsigned long long)(seq % per_epoch),
+                        (unsigned long long)per_epoch);
+    }
+    if (f->worker >= workers)
+        return slot_bad(g, seq, "worker is %u, expected 0..%u", f->worker, workers - 1);
+    if (failed) {
+        /* The loader's code: a loader returns 0 or a negative code, and a
+         * positive one was turned into BR_ELOADER by its worker. */
+        if (f->error >= 0)
+            return slot_bad(g, seq, "error is %d in a FAILED slot, expected a negative code",
+                            (int)f->error);
+        return 0;
+    }
+    if (f->size > r->slot_bytes)
+        return slot_bad(g, seq, "size is %llu, expected 0..%llu (slot_bytes)",
+                        (unsigned long long)f->size, (unsigned long long)r->slot_bytes);
+    if (f->has_offsets > 1)
+        return slot_bad(g, seq, "has_offsets is %u, expected 0 or 1", f->has_offsets);
+    if (f->has_offsets) {
+        /* The caller walks offsets[0..count] into data[0..size). */
+        const uint64_t *offsets = br__slot_offsets(r, seq);
+        uint64_t prev = BR_READ_ONCE(offsets[0]);
+        for (uint32_t i = 1; i <= f->count; i++) {
+            uint64_t cur = BR_READ_ONCE(offsets[i]);
+            if (cur < prev)
+                return slot_bad(g, seq, "offsets[%u] is %llu, below offsets[%u] = %llu "
+                                "(offsets must rise)", i, (unsigned long long)cur, i - 1,
+                                (unsigned long long)prev);
+            prev = cur;
+        }
+        if (prev > f->size)
+            return slot_bad(g, seq, "offsets[%u] is %llu, expected at most size %llu",
+                            f->count, (unsigned long long)prev, (unsigned long long)f->size);
+    }
+    return 0;
+}
+
+/* A FAILED slot whose descriptor slot_check accepted. */
+static int loader_failure(struct br_gen *g, uint64_t seq, const struct slot_fields *f)
+{
     const uint64_t *ids = br__slot_ids(&g->ring, seq);
-    const char *text = br__slot_err(&g->ring, seq);
+    char text[BR_ERR_CAP];
+    /* One copy of the loader's text, checked in the copy: the shared one
+     * may change under us. */
+    memcpy(text, br__slot_err(&g->ring, seq), sizeof text);
+    if (!memchr(text, '\0', sizeof text))
+        return slot_bad(g, seq, "its error text is not NUL-terminated within %u bytes",
+                        (unsigned)BR_ERR_CAP);
     br__fail(g->msg, 0, "loader failed on batch %llu (epoch %llu, %u samples, ids %llu..%llu): %s [%s]",
-             (unsigned long long)seq, (unsigned long long)d->epoch, d->count,
-             (unsigned long long)ids[0], (unsigned long long)ids[d->count - 1],
-             text[0] ? text : br_strerror(d->error), br_err_name(d->error));
+             (unsigned long long)seq, (unsigned long long)f->epoch, f->count,
+             (unsigned long long)BR_READ_ONCE(ids[0]),
+             (unsigned long long)BR_READ_ONCE(ids[f->count - 1]),
+             text[0] ? text : br_strerror(f->error), br_err_name(f->error));
     return gen_stop(g, BR_ELOADER);
 }
 
@@ -710,7 +829,7 @@ BR_API int br_next(br_gen *handle, br_batch *out)
 {
     struct br_gen *g = gen_lookup(handle);
     struct br_ring_header *h;
-    const struct br_slot_desc *d;
+    struct slot_fields f;
     uint64_t seq;
     uint32_t word;
     int rc;
@@ -744,19 +863,21 @@ BR_API int br_next(br_gen *handle, br_batch *out)
         return rc;
     if (rc)
         return gen_stop(g, rc);
+    rc = slot_check(g, seq, (word & 3u) == BR_FAILED, &f);
+    if (rc)
+        return rc;
     if ((word & 3u) == BR_FAILED)
-        return loader_failure(g, seq);
+        return loader_failure(g, seq, &f);
 
-    d = br__slot_desc(&g->ring, seq);
     out->seq = seq;
-    out->epoch = d->epoch;
-    out->batch = d->batch;
-    out->count = d->count;
+    out->epoch = f.epoch;
+    out->batch = f.batch;
+    out->count = f.count;
     out->ids = br__slot_ids(&g->ring, seq);
     out->labels = br__slot_labels(&g->ring, seq);
     out->data = br__slot_data(&g->ring, seq);
-    out->size = (size_t)d->size;
-    out->offsets = d->has_offsets ? br__slot_offsets(&g->ring, seq) : NULL;
+    out->size = (size_t)f.size;
+    out->offsets = f.has_offsets ? br__slot_offsets(&g->ring, seq) : NULL;
     g->holding = true;
     g->held = seq;
     g->cursor = seq + 1;
@@ -765,7 +886,7 @@ BR_API int br_next(br_gen *handle, br_batch *out)
     /* Only this process writes these: a plain load and store, no locked
      * instruction on the hot path. */
     br__store_relaxed_u64(&h->consumer_batches, br__load_relaxed_u64(&h->consumer_batches) + 1);
-    br__store_relaxed_u64(&h->consumer_bytes, br__load_relaxed_u64(&h->consumer_bytes) + d->size);
+    br__store_relaxed_u64(&h->consumer_bytes, br__load_relaxed_u64(&h->consumer_bytes) + f.size);
     return 0;
 }
 

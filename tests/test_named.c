@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -39,6 +40,7 @@
 #include "../cli/cli.h"
 #include "../cli/synth.h"
 #include "ring/layout.h"
+#include "ring/ring.h"
 #include "test_fs.h"
 #include "test_util.h"
 
@@ -257,16 +259,16 @@ static bool read_line(int fd, char *buf, size_t cap, int timeout_ms)
     return true;
 }
 
-/* Starts the batchring binary with args (argv[1..], NULL-terminated). Its
- * stdout goes to *out_fd; its stderr to *err_fd, or ours when NULL. */
-static pid_t cli_spawn(const char *const *args, int *out_fd, int *err_fd)
+/* Starts program prog with args (argv[1..], NULL-terminated). Its stdout
+ * goes to *out_fd; its stderr to *err_fd, or ours when NULL. */
+static pid_t prog_spawn(const char *prog, const char *const *args, int *out_fd, int *err_fd)
 {
     const char *argv[48];
     int out[2], err[2] = {-1, -1};
     size_t n = 0;
     pid_t parent = getpid(), pid;
 
-    argv[n++] = BR_CLI_PATH;
+    argv[n++] = prog;
     while (*args) {
         assert_true(n < sizeof argv / sizeof argv[0] - 1);
         argv[n++] = *args++;
@@ -288,7 +290,7 @@ static pid_t cli_spawn(const char *const *args, int *out_fd, int *err_fd)
         if (err_fd)
             dup2(err[1], STDERR_FILENO);
         child_prepare();
-        execv(BR_CLI_PATH, (char *const *)argv);
+        execv(prog, (char *const *)argv);
         _exit(127);
     }
     track_pid(pid);
@@ -299,6 +301,12 @@ static pid_t cli_spawn(const char *const *args, int *out_fd, int *err_fd)
         *err_fd = err[0];
     }
     return pid;
+}
+
+/* The batchring binary with args. */
+static pid_t cli_spawn(const char *const *args, int *out_fd, int *err_fd)
+{
+    return prog_spawn(BR_CLI_PATH, args, out_fd, err_fd);
 }
 
 /* Drains fd into buf (cap bytes, NUL-terminated, the rest dropped). Returns
@@ -318,15 +326,16 @@ static bool drain(int fd, char *buf, size_t cap, size_t *used)
     return true;
 }
 
-/* Runs the batchring binary to its end; its stdout and stderr go to out
- * and err (cap bytes each). Returns the wait status. */
-static int cli_run(const char *const *args, char *out, char *err, size_t cap)
+/* Runs prog to its end; its stdout and stderr go to out and err (cap bytes
+ * each). A run that has not ended within TU_WAIT_MS fails the test (and
+ * teardown kills it): the hang guard. Returns the wait status. */
+static int prog_run(const char *prog, const char *const *args, char *out, char *err, size_t cap)
 {
     int fds[2];
     size_t used[2] = {0, 0};
     char *bufs[2] = {out, err};
     const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
-    pid_t pid = cli_spawn(args, &fds[0], &fds[1]);
+    pid_t pid = prog_spawn(prog, args, &fds[0], &fds[1]);
     bool open_[2] = {true, true};
 
     out[0] = err[0] = '\0';
@@ -336,7 +345,7 @@ static int cli_run(const char *const *args, char *out, char *err, size_t cap)
         int which[2];
         uint64_t now = tu_now_ns();
         if (now >= deadline)
-            fail_msg("batchring %s did not finish within %d ms", args[0], TU_WAIT_MS);
+            fail_msg("%s %s did not finish within %d ms", prog, args[0], TU_WAIT_MS);
         for (int i = 0; i < 2; i++)
             if (open_[i]) {
                 p[n] = (struct pollfd){.fd = fds[i], .events = POLLIN};
@@ -351,6 +360,12 @@ static int cli_run(const char *const *args, char *out, char *err, size_t cap)
             }
     }
     return wait_exit(pid, TU_WAIT_MS);
+}
+
+/* Runs the batchring binary to its end (prog_run). */
+static int cli_run(const char *const *args, char *out, char *err, size_t cap)
+{
+    return prog_run(BR_CLI_PATH, args, out, err, cap);
 }
 
 /* cli_run, asserting the exit code; prints both streams when it differs. */
@@ -2178,6 +2193,344 @@ static void test_named_cli_errors(void **state)
     tu_leaks_check(&l);
 }
 
+/* ---- hostile names: other programs' objects, FIFOs, namespaces ------------ */
+
+#define UNSHARE_PATH "/usr/bin/unshare"
+
+/* A plugin ring: 40 samples of 100 bytes (seed 5), one epoch. */
+static const char *const plugin_ring[] = {"--plugin", BR_TEST_PLUGIN, "--plugin-arg",
+                                          "samples=40,bytes=100,seed=5", "--batch", "4",
+                                          "--workers", "2", "--slot-bytes", "400", "--epochs",
+                                          "1", NULL};
+
+/* serve --name over anything but a stale ring of ours is -EEXIST, and the
+ * object is left as it was: another program's shared memory, and a stale
+ * ring that belongs to another user. */
+static void test_named_foreign_object_kept(void **state)
+{
+    (void)state;
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *junk = new_ring_name();
+    char data[4096], back[4096], want[128];
+    br_options opt;
+    tu_shared *sh = small_ring(&opt, 64, false);
+    br_gen *g = NULL;
+
+    /* Another program's block, larger than a ring's header. */
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)('a' + i % 26);
+    int fd = shm_open(junk, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, sizeof data), (ssize_t)sizeof data);
+    const char *serve_junk[16] = {"serve", "--name", junk};
+    for (size_t i = 0; plugin_ring[i]; i++)
+        serve_junk[3 + i] = plugin_ring[i];
+    cli_expect(serve_junk, 1, out, err, CAP);
+    tu_assert_contains(err, "EEXIST");
+    tu_assert_contains(err, "not a batchring ring");
+    tu_assert_contains(err, junk);
+    opt.name = junk;
+    assert_int_equal(br_open(&g, tu_loader, sh, sh->ids, NULL, sh->n_ids, &opt), -EEXIST);
+    assert_null(g);
+    tu_assert_contains(br_last_error(NULL), "not a batchring ring");
+    cli_expect((const char *const[]){"gc", junk, NULL}, 1, out, err, CAP);
+    cli_expect((const char *const[]){"gc", NULL}, 0, out, err, CAP);
+    struct stat st;
+    assert_int_equal(stat(shm_path(junk), &st), 0);
+    assert_int_equal(pread(fd, back, sizeof back, 0), (ssize_t)sizeof back);
+    if (memcmp(back, data, sizeof data) != 0 || st.st_size != (off_t)sizeof data)
+        fail_msg("the object at %s was changed", junk);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(shm_unlink(junk), 0);
+
+    if (geteuid() != 0) {
+        tu_shared_free(sh);
+        tu_leaks_check(&l);
+        print_message("skipped the other-user part: needs root to chown to uid %u\n", NOBODY);
+        skip();
+    }
+    /* A stale ring of ours, given to another user: not ours to replace. */
+    const char *other = new_ring_name();
+    opt.name = NULL;
+    pid_t prod = producer_start(other, sh, &opt);
+    assert_int_equal(kill(prod, SIGKILL), 0);
+    wait_exit(prod, TU_WAIT_MS);
+    reap_all(TU_WAIT_MS, true);
+    assert_int_equal(chown(shm_path(other), NOBODY, NOBODY), 0);
+    const char *serve_other[16] = {"serve", "--name", other};
+    for (size_t i = 0; plugin_ring[i]; i++)
+        serve_other[3 + i] = plugin_ring[i];
+    cli_expect(serve_other, 1, out, err, CAP);
+    tu_assert_contains(err, "EEXIST");
+    snprintf(want, sizeof want, "belongs to uid %u", NOBODY);
+    tu_assert_contains(err, want);
+    cli_expect((const char *const[]){"gc", other, NULL}, 1, out, err, CAP);
+    cli_expect((const char *const[]){"gc", NULL}, 0, out, err, CAP);
+    assert_int_equal(stat(shm_path(other), &st), 0);
+    assert_int_equal(st.st_uid, NOBODY);
+    /* Given back, it is a stale ring of ours again: gc removes it. */
+    assert_int_equal(chown(shm_path(other), 0, 0), 0);
+    cli_expect((const char *const[]){"gc", other, NULL}, 0, out, err, CAP);
+    snprintf(want, sizeof want, "removed %s:", other);
+    tu_assert_contains(out, want);
+    assert_false(ring_exists(other));
+    tu_shared_free(sh);
+    tu_leaks_check(&l);
+}
+
+/* A FIFO at a ring's name (any user can make one in /dev/shm) blocks
+ * nothing: serve, stat and gc refuse it at once, and leave it. */
+static void test_named_fifo_blocks_nothing(void **state)
+{
+    (void)state;
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *name = new_ring_name();
+    struct stat st;
+    char want[300];
+
+    assert_int_equal(mkfifo(shm_path(name), 0666), 0);
+    if (geteuid() == 0)
+        assert_int_equal(chown(shm_path(name), NOBODY, NOBODY), 0);
+    const char *serve[16] = {"serve", "--name", name};
+    for (size_t i = 0; plugin_ring[i]; i++)
+        serve[3 + i] = plugin_ring[i];
+    /* cli_expect is the hang guard: a command still running after
+     * TU_WAIT_MS fails the test. */
+    cli_expect(serve, 1, out, err, CAP);
+    tu_assert_contains(err, "EEXIST");
+    tu_assert_contains(err, "not a batchring ring");
+    cli_expect((const char *const[]){"stat", name, NULL}, 1, out, err, CAP);
+    tu_assert_contains(err, "not a batchring ring");
+    tu_assert_contains(err, name);
+    cli_expect((const char *const[]){"gc", name, NULL}, 1, out, err, CAP);
+    tu_assert_contains(err, "not a batchring ring");
+    cli_expect((const char *const[]){"gc", "-v", NULL}, 0, out, err, CAP);
+    snprintf(want, sizeof want, "removed %s", name);
+    if (strstr(out, want))
+        fail_msg("batchring gc removed the FIFO %s:\n%s", name, out);
+    cli_expect((const char *const[]){"ls", NULL}, 0, out, err, CAP);
+    br_ring_status rs;
+    assert_int_equal(br_ring_stat(name, &rs, NULL, 0), BR_EBADRING);
+    attach_refused(name, BR_EBADRING, "a FIFO");
+    assert_int_equal(lstat(shm_path(name), &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_int_equal(unlink(shm_path(name)), 0);
+    tu_leaks_check(&l);
+}
+
+/* A consumer in another PID namespace (as containers that share /dev/shm
+ * but not PIDs): it attaches and consumes to the end, stat there sees the
+ * producer running, and gc here agrees. */
+static void test_named_other_pid_namespace(void **state)
+{
+    (void)state;
+    if (geteuid() != 0 || access(UNSHARE_PATH, X_OK) != 0) {
+        print_message("skipped: needs root and %s for a PID namespace\n", UNSHARE_PATH);
+        skip();
+    }
+    int status = prog_run(UNSHARE_PATH, (const char *const[]){"-p", "-f", "--mount-proc", "true",
+                                                              NULL},
+                          out, err, CAP);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        print_message("skipped: unshare -p -f --mount-proc fails here: %s\n", err);
+        skip();
+    }
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *name = new_ring_name();
+    char want[128], how[96];
+    struct server s;
+    serve_start(&s, name, plugin_ring);
+
+    status = prog_run(UNSHARE_PATH,
+                      (const char *const[]){"-p", "-f", "--mount-proc", BR_CLI_PATH, "stat", name,
+                                            NULL},
+                      out, err, CAP);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("stat in another PID namespace %s: %s", describe_status(status, how, sizeof how),
+                 err);
+    snprintf(want, sizeof want, "producer  pid %d, running", (int)s.pid);
+    tu_assert_contains(out, want);
+    status = prog_run(UNSHARE_PATH,
+                      (const char *const[]){"-p", "-f", "--mount-proc", BR_CLI_PATH, "stat",
+                                            "--json", name, NULL},
+                      out, err, CAP);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    tu_assert_contains(out, "\"owner_alive\": true");
+    cli_expect((const char *const[]){"gc", name, NULL}, 0, out, err, CAP);
+    snprintf(want, sizeof want, "kept %s: its producer (pid %d) is running", name, (int)s.pid);
+    tu_assert_contains(out, want);
+    cli_expect((const char *const[]){"stat", name, NULL}, 0, out, err, CAP);
+    snprintf(want, sizeof want, "producer  pid %d, running", (int)s.pid);
+    tu_assert_contains(out, want);
+
+    status = prog_run(UNSHARE_PATH,
+                      (const char *const[]){"-p", "-f", "--mount-proc", BR_CLI_PATH, "consume",
+                                            "--name", name, "--verify", "--seed", "5", NULL},
+                      out, err, CAP);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("consume in another PID namespace %s\nstdout: %s\nstderr: %s",
+                 describe_status(status, how, sizeof how), out, err);
+    /* The consumer took the last batch: the server ends by itself. */
+    assert_exit_code(wait_exit(s.pid, TU_WAIT_MS), 0, "batchring serve after the last batch");
+    assert_false(ring_exists(name));
+    reap_all(TU_WAIT_MS, true);
+    tu_leaks_check(&l);
+}
+
+/* In a child with its own 64 MiB /dev/shm: a sparse object whose valid
+ * header claims 2 GiB, held by a live producer's lock (this child's).
+ * br_attach must refuse it without allocating anything. */
+static void sparse_attach(int rfd, void *p)
+{
+    const char *name = p;
+    char why[BR_ERR_CAP + 256], msg[1024];
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("brtest", "/dev/shm", "tmpfs", 0, "size=64m") != 0) {
+        snprintf(why, sizeof why, "cannot mount a private 64 MiB /dev/shm: %s", strerror(errno));
+        send_rep(rfd, REP_SKIP, -errno, 0, true, why);
+        return;
+    }
+    struct br_ring_geometry geo = {.nslots = 2, .nworkers = 1, .batch_size = 1,
+                                   .slot_bytes = UINT64_C(1) << 30, .n_ids = 1, .epochs = 1,
+                                   .batches_per_epoch = 1, .end_seq = 1};
+    struct br_ring_header h;
+    memset(&h, 0, sizeof h);
+    if (br__ring_layout(&geo, &h, msg) != 0) {
+        send_rep(rfd, REP_END, -1, 0, false, msg);
+        return;
+    }
+    h.magic = BR_RING_MAGIC;
+    h.layout_major = BR_LAYOUT_MAJOR;
+    h.layout_minor = BR_LAYOUT_MINOR;
+    h.owner_pid = (int32_t)getpid();
+    h.owner_start = br__proc_start_time(getpid());
+    h.owner_uid = (uint32_t)geteuid();
+    h.fail_seq = BR_NO_FAILURE;
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    struct flock lk = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    if (fd < 0 || ftruncate(fd, (off_t)h.total_bytes) != 0 ||
+        pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || fcntl(fd, F_OFD_SETLK, &lk) != 0) {
+        snprintf(why, sizeof why, "making the sparse object: %s", strerror(errno));
+        send_rep(rfd, REP_END, -errno, 0, false, why);
+        return;
+    }
+    struct stat st0, st1;
+    struct statvfs v0, v1;
+    br_gen *g = NULL;
+    fstat(fd, &st0);
+    statvfs("/dev/shm", &v0);
+    int rc = br_attach(&g, name, 0);
+    fstat(fd, &st1);
+    statvfs("/dev/shm", &v1);
+    if (rc == 0)
+        br_close(g);
+    bool ok = rc == BR_EBADRING && strstr(br_last_error(NULL), name) &&
+              st1.st_blocks == st0.st_blocks && v1.f_bfree == v0.f_bfree;
+    snprintf(why, sizeof why,
+             "br_attach of a sparse %llu-byte object returned %s (%s); its blocks went from %lld "
+             "to %lld, /dev/shm's free blocks from %llu to %llu",
+             (unsigned long long)h.total_bytes, br_err_name(rc), br_last_error(NULL),
+             (long long)st0.st_blocks, (long long)st1.st_blocks, (unsigned long long)v0.f_bfree,
+             (unsigned long long)v1.f_bfree);
+    shm_unlink(name);
+    close(fd);
+    send_rep(rfd, REP_END, rc, 0, ok, why);
+}
+
+static void test_named_sparse_attach(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("skipped: needs root to mount a small /dev/shm of its own\n");
+        skip();
+    }
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *name = new_ring_name();
+    struct rep r;
+    int fd;
+    pid_t c = child_fork(sparse_attach, (void *)name, &fd);
+    assert_true(read_within(fd, &r, sizeof r, TU_WAIT_MS));
+    close(fd);
+    assert_exit_code(wait_exit(c, TU_WAIT_MS), 0, "the sparse-attach child");
+    if (r.kind == REP_SKIP) {
+        tu_leaks_check(&l);
+        print_message("skipped: %s\n", r.msg);
+        skip();
+    }
+    assert_int_equal(r.kind, REP_END);
+    if (!r.ok)
+        fail_msg("%s", r.msg);
+    tu_assert_contains(r.msg, "allocated");
+    tu_leaks_check(&l);
+}
+
+/* "/." and "/.." are refused by the name rule, not by shm_unlink later. */
+static void test_named_dot_names(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"/.", "/.."};
+    br_ring_status st;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(br_ring_stat(names[i], &st, NULL, 0), -EINVAL);
+        tu_assert_contains(br_last_error(NULL), "must be '/' followed by");
+        tu_assert_contains(attach_refused(names[i], -EINVAL, names[i]), "must be '/' followed by");
+        assert_int_equal(br_ring_remove_stale(names[i]), -EINVAL);
+        cli_expect((const char *const[]){"stat", names[i], NULL}, 2, out, err, CAP);
+        tu_assert_contains(err, "bad ring name");
+        cli_expect((const char *const[]){"gc", names[i], NULL}, 2, out, err, CAP);
+        tu_assert_contains(err, "bad ring name");
+    }
+}
+
+/* stat of a stale ring: its workers died with their producer and are
+ * shown as dead, not by their old pids. */
+static void test_named_stale_workers_dead(void **state)
+{
+    (void)state;
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *name = new_ring_name();
+    br_options opt;
+    tu_shared *sh = small_ring(&opt, 64, false);
+    br_ring_status st;
+    br_worker_stats w[2];
+    char pid[32];
+    pid_t prod = producer_start(name, sh, &opt);
+
+    /* The workers publish their pids as they start: wait for both. */
+    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
+    do {
+        assert_int_equal(br_ring_stat(name, &st, w, 2), 0);
+        assert_true(tu_now_ns() < deadline);
+    } while (!w[0].pid || !w[1].pid);
+    const int32_t old[2] = {w[0].pid, w[1].pid};
+    assert_true(st.owner_alive);
+
+    assert_int_equal(kill(prod, SIGKILL), 0);
+    wait_exit(prod, TU_WAIT_MS);
+    reap_all(TU_WAIT_MS, true);
+    assert_int_equal(br_ring_stat(name, &st, w, 2), 0);
+    assert_false(st.owner_alive);
+    assert_int_equal(w[0].pid, 0);
+    assert_int_equal(w[1].pid, 0);
+    cli_expect((const char *const[]){"stat", name, NULL}, 0, out, err, CAP);
+    tu_assert_contains(out, "DEAD");
+    tu_assert_contains(out, "dead");
+    for (int i = 0; i < 2; i++) {
+        snprintf(pid, sizeof pid, " %d ", (int)old[i]);
+        if (strstr(out, pid))
+            fail_msg("stat of a stale ring shows dead worker pid %d:\n%s", (int)old[i], out);
+    }
+    cli_expect((const char *const[]){"gc", name, NULL}, 0, out, err, CAP);
+    assert_false(ring_exists(name));
+    tu_shared_free(sh);
+    tu_leaks_check(&l);
+}
+
 int main(void)
 {
     /* Orphans of a killed producer come to us, to be reaped and counted. */
@@ -2185,6 +2538,9 @@ int main(void)
         perror("prctl(PR_SET_CHILD_SUBREAPER)");
         return 1;
     }
+    /* BR_TEST_FILTER=test_named_fifo* runs the matching cases only. */
+    if (getenv("BR_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("BR_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_named_serve_attach_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_consume_verify_layouts, setup, teardown),
@@ -2205,6 +2561,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_named_exit_on_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_cli_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_foreign_object_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_fifo_blocks_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_other_pid_namespace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_sparse_attach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_dot_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_stale_workers_dead, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
