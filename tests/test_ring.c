@@ -130,7 +130,7 @@ static void test_ring_corrupted_header_is_refused_by_field(void **state)
     (void)state;
     static const struct corruption cases[] = {
         {"magic", offsetof(struct br_ring_header, magic), 4, 0x12345678, BR_EBADRING},
-        CORRUPT(layout_major, 2, BR_EVERSION),
+        CORRUPT(layout_major, BR_LAYOUT_MAJOR + 1, BR_EVERSION),
         CORRUPT(header_bytes, 64, BR_EBADRING),
         CORRUPT(total_bytes, 1, BR_EBADRING),
         CORRUPT(page_size, 512, BR_EBADRING),
