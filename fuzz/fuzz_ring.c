@@ -74,7 +74,7 @@ static bool inside(uintptr_t lo, uintptr_t hi, const void *p, uint64_t len)
 static void check_batch(const char *name, const struct br_ring *r, const br_batch *b)
 {
     const struct br_ring_header *h = r->hdr;
-    uintptr_t lo, hi;
+    uintptr_t lo = 0, hi = 0;
     volatile uint8_t sink = 0;
 
     FUZZ_CHECK(consumer_map(name, r->base, &lo, &hi), "no consumer mapping of %s", name);
