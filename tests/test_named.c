@@ -582,7 +582,8 @@ static void send_rep(int fd, int kind, int rc, uint64_t seq, bool ok, const char
     r.seq = seq;
     r.ok = ok;
     r.t_ns = tu_now_ns();
-    snprintf(r.msg, sizeof r.msg, "%s", msg ? msg : "");
+    /* Cut to the record's size (a longer message is truncated, on purpose). */
+    snprintf(r.msg, sizeof r.msg, "%.*s", (int)sizeof r.msg - 1, msg ? msg : "");
     if (write(fd, &r, sizeof r) != (ssize_t)sizeof r)
         _exit(99);
 }
