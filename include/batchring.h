@@ -480,10 +480,13 @@ BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, si
  * Attaches to the named ring as its consumer; timeout_ms is br_next's
  * (-1: wait forever). Every header field is checked before use.
  * Returns 0, or: -ENOENT (no such ring), -EACCES (another user's),
- * BR_EBADRING / BR_EVERSION (a bad or foreign header; the message names
- * the field), BR_EPRODUCER (its producer is dead), -EBUSY (a live consumer
- * holds it; the message names its pid), -EINVAL. Message in
- * br_last_error(NULL).
+ * BR_EBADRING / BR_EVERSION (a bad or foreign header, not a regular
+ * shared-memory object such as a FIFO, or a sparse object: nothing is
+ * faulted in before these checks; the message names the problem),
+ * BR_EPRODUCER (its producer is dead), -EBUSY (a live consumer holds it;
+ * the message names its pid), -EINVAL. Liveness comes from locks on the
+ * object, so a producer in another PID namespace counts as alive. Message
+ * in br_last_error(NULL).
  */
 BR_API int br_attach(br_gen **out, const char *name, int timeout_ms);
 
