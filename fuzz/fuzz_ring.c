@@ -16,7 +16,8 @@
  * geometry chosen by the input, and then overwrites parts of it. Input:
  *
  *   byte 0..4  nslots 1..8, nworkers 0..3, batch_size 1..8, flags
- *              (BR_RING_LABELS, BR_RING_DROP_LAST), slot_bytes 1 + 97 x b
+ *              (BR_RING_KNOWN_FLAGS: labels, drop_last, guard pages),
+ *              slot_bytes 1 + 97 x b
  *   then patches, each: region (u8), index (u8), offset (u16 LE),
  *              length (u8), that many bytes
  *
@@ -103,7 +104,9 @@ static void check_batch(const char *name, const struct br_ring *r, const br_batc
     (void)sink;
 }
 
-static void apply_patches(struct br_ring *r, struct fuzz_in *in)
+/* Writes the patches through a descriptor of the object, not through our
+ * mapping: a guard-mode ring (BR_RING_GUARD) has PROT_NONE pages in it. */
+static void apply_patches(struct br_ring *r, const char *name, struct fuzz_in *in)
 {
     /* Where the regions are in the ring as created: patches change the
      * header as they go, and only the fuzzer's bytes, not our arithmetic,
@@ -113,6 +116,8 @@ static void apply_patches(struct br_ring *r, struct fuzz_in *in)
     const uint64_t workers = (uint64_t)((uint8_t *)r->workers - (uint8_t *)r->base);
     const uint64_t meta = (uint64_t)(r->meta - (uint8_t *)r->base);
     const uint64_t data = (uint64_t)(r->data - (uint8_t *)r->base);
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    FUZZ_CHECK(fd >= 0, "shm_open %s: %s", name, strerror(errno));
     while (in->left) {
         uint8_t region = fuzz_u8(in) % 6, index = fuzz_u8(in);
         uint64_t off = fuzz_u16(in), at;
@@ -130,11 +135,14 @@ static void apply_patches(struct br_ring *r, struct fuzz_in *in)
             len = in->left;
         if (at < total && off < total - at) {
             size_t room = (size_t)(total - at - off);
-            memcpy((uint8_t *)r->base + at + off, in->p, len < room ? len : room);
+            size_t n = len < room ? len : room;
+            FUZZ_CHECK(pwrite(fd, in->p, n, (off_t)(at + off)) == (ssize_t)n, "pwrite %s: %s",
+                       name, strerror(errno));
         }
         in->p += len;
         in->left -= len;
     }
+    close(fd);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -164,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(name, sizeof name, "/brtest-fuzz-%d-%u", (int)getpid(), counter++);
     rc = br__ring_create(&r, &geo, name, msg);
     FUZZ_CHECK(rc == 0, "creating ring %s: %s", name, msg);
-    apply_patches(&r, &in);
+    apply_patches(&r, name, &in);
 
     rc = br_ring_stat(name, &st, ws, 4);
     FUZZ_CHECK_RC("br_ring_stat", rc, br_last_error(NULL));
