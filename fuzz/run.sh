@@ -10,7 +10,7 @@
 # crash inputs are kept in BUILD_DIR/fuzz-artifacts/.
 set -u
 build=$(cd "$1" && pwd)
-runs=${2:-25000}
+runs=${2:-60000}
 src=$(cd "$(dirname "$0")" && pwd)
 harnesses="fuzz_ring fuzz_records fuzz_indexed fuzz_files"
 opts="-timeout=10 -detect_leaks=1 -rss_limit_mb=2048 -max_len=4200"
