@@ -106,6 +106,50 @@ struct writer {
     struct progress *progress;
 };
 
+/* What a file that is not a regular file is, for messages. */
+static const char *file_kind(mode_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFIFO: return "a FIFO";
+    case S_IFDIR: return "a directory";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFSOCK: return "a socket";
+    default: return "not a regular file";
+    }
+}
+
+/* Creates (or truncates) the regular file path for writing. Never blocks in
+ * open(): something already at path that is not a regular file (a FIFO
+ * would wait there for a reader) is refused and left as it is. Returns the
+ * descriptor or a negative code with the message in err. */
+static int create_regular(const char *path, char *err, size_t cap)
+{
+    struct stat st;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0644), e;
+    if (fd < 0) {
+        e = errno;
+        /* ENXIO: a FIFO without a reader; say what is in the way. */
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return fail(err, cap, -EINVAL, "cannot create %s: it is %s, not a regular file",
+                        path, file_kind(st.st_mode));
+        return fail(err, cap, -e, "cannot create %s: %s", path, strerror(e));
+    }
+    if (fstat(fd, &st) < 0) {
+        e = errno;
+        close(fd);
+        return fail(err, cap, -e, "cannot stat %s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(err, cap, -EINVAL, "cannot create %s: it is %s, not a regular file", path,
+                    file_kind(st.st_mode));
+    }
+    /* Plain blocking writes from here on. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+
 /* bytes: what will be written, when known and small (one file of the
  * files layout), so that a buffer of that size does; 0 for large files. */
 static int writer_open(struct writer *w, const char *dir, const char *name, uint64_t bytes,
@@ -120,12 +164,13 @@ static int writer_open(struct writer *w, const char *dir, const char *name, uint
     w->buf = malloc(w->cap);
     if (!w->buf)
         return fail(err, cap, -ENOMEM, "out of memory for a write buffer");
-    w->fd = open(w->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    w->fd = create_regular(w->path, err, cap);
     if (w->fd < 0) {
-        int e = errno;
+        int e = w->fd;
+        w->fd = -1;
         free(w->buf);
         w->buf = NULL;
-        return fail(err, cap, -e, "cannot create %s: %s", w->path, strerror(e));
+        return e;
     }
     return 0;
 }
@@ -260,10 +305,16 @@ static int write_manifest(const struct br_mkdata_spec *s, char *err, size_t cap)
 {
     char path[4096];
     FILE *f;
+    int fd;
     snprintf(path, sizeof path, "%s/%s", s->dir, BR_MKDATA_MANIFEST);
-    f = fopen(path, "w");
-    if (!f)
-        return fail(err, cap, -errno, "cannot create %s: %s", path, strerror(errno));
+    fd = create_regular(path, err, cap);
+    if (fd < 0)
+        return fd;
+    f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return fail(err, cap, -ENOMEM, "cannot create %s: %s", path, strerror(errno));
+    }
     fprintf(f,
             "# batchring mkdata: a synthetic dataset. Sample i holds br_synth_fill(seed, i)\n"
             "# (cli/synth.c), br_synth_size(seed, i, min_bytes, max_bytes) bytes long,\n"

@@ -182,7 +182,9 @@ static int read_labels(struct source *s, uint64_t n)
     struct stat st;
     uint8_t *raw = NULL;
     size_t got = 0, want;
-    int fd = open(s->labels, O_RDONLY | O_CLOEXEC), rc = 0;
+    /* O_NONBLOCK: a FIFO would block open() until a writer came; it is
+     * refused below, and a regular file is read with it cleared. */
+    int fd = open(s->labels, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc = 0;
 
     if (fd < 0) {
         rc = -errno;
@@ -190,6 +192,17 @@ static int read_labels(struct source *s, uint64_t n)
                 strerror(errno));
         return rc;
     }
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "batchring serve: the labels file %s is %s, not a regular file\n",
+                s->labels,
+                S_ISFIFO(st.st_mode)  ? "a FIFO"
+                : S_ISDIR(st.st_mode) ? "a directory"
+                : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                              : "a socket");
+        close(fd);
+        return -EINVAL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != n * 4) {
         fprintf(stderr,
                 "batchring serve: the labels file %s has %lld bytes; the plugin's %" PRIu64

@@ -130,41 +130,86 @@ static struct br_dataset *ds_new(enum layout layout, unsigned flags, const char 
     return ds;
 }
 
+/* What a file that is not a regular file is, for messages. */
+static const char *file_kind(mode_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFIFO: return "a FIFO";
+    case S_IFDIR: return "a directory";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFSOCK: return "a socket";
+    default: return "not a regular file";
+    }
+}
+
+/*
+ * Opens path (relative to dirfd) for reading, never blocking in open(): a
+ * FIFO would wait there for a writer (forever, in a worker), and a device
+ * may too, so it is opened with O_NONBLOCK, checked with fstat, and only a
+ * regular file is kept. O_NONBLOCK is then cleared: it means nothing for a
+ * regular file today, and we want plain blocking reads whatever the file
+ * system makes of it. Block devices are refused too: the datasets read
+ * files whose size fstat gives, which a device's is not.
+ * Returns the descriptor (*st filled), or -errno; -EINVAL with *irregular
+ * set for a file that is not regular, st->st_mode saying what it is.
+ */
+static int open_file_at(int dirfd, const char *path, int flags, struct stat *st, bool *irregular)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags), rc;
+    *irregular = false;
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, st) < 0)
+        rc = -errno;
+    else if (!S_ISREG(st->st_mode))
+        rc = -EINVAL, *irregular = true;
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+        rc = -errno;
+    else
+        return fd;
+    close(fd);
+    return rc;
+}
+
 /* Opens a regular file for reading; `what` names its role in messages. */
 static int open_regular(const char *path, const char *what, int *fd_out, uint64_t *size, char *msg)
 {
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    bool irregular;
+    int fd = open_file_at(AT_FDCWD, path, 0, &st, &irregular);
+    if (irregular)
+        return br__fail(msg, -EINVAL, "the %s %s is %s, not a regular file", what, path,
+                        file_kind(st.st_mode));
     if (fd < 0)
-        return br__fail(msg, -errno, "cannot open the %s %s: %s", what, path, br_strerror(-errno));
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return br__fail(msg, -e, "cannot stat the %s %s: %s", what, path, br_strerror(-e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return br__fail(msg, -EINVAL, "the %s %s is not a regular file", what, path);
-    }
+        return br__fail(msg, fd, "cannot open the %s %s: %s", what, path, br_strerror(fd));
     *fd_out = fd;
     *size = (uint64_t)st.st_size;
     return 0;
 }
 
 /* A second descriptor with O_DIRECT: the buffered one stays for fstat and
- * for the unaligned tail of an indexed data file. */
+ * for the unaligned tail of an indexed data file. The path is opened again,
+ * so it is checked again: it may have been replaced since. */
 static int open_direct(struct br_dataset *ds, const char *what, char *msg)
 {
-    ds->dfd = open(ds->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-    if (ds->dfd >= 0)
+    struct stat st;
+    bool irregular;
+    int fd = open_file_at(AT_FDCWD, ds->path, O_DIRECT, &st, &irregular);
+    if (fd >= 0) {
+        ds->dfd = fd;
         return 0;
-    if (errno == EINVAL || errno == EOPNOTSUPP)
+    }
+    if (irregular)
+        return br__fail(msg, -EINVAL, "the %s %s is %s, not a regular file", what, ds->path,
+                        file_kind(st.st_mode));
+    if (fd == -EINVAL || fd == -EOPNOTSUPP)
         return br__fail(msg, -EOPNOTSUPP,
                         "the file system refuses O_DIRECT for %s (the %s): open it without "
                         "BR_DATASET_DIRECT",
                         ds->path, what);
-    return br__fail(msg, -errno, "cannot open the %s %s with O_DIRECT: %s", what, ds->path,
-                    br_strerror(-errno));
+    return br__fail(msg, fd, "cannot open the %s %s with O_DIRECT: %s", what, ds->path,
+                    br_strerror(fd));
 }
 
 static int open_data(struct br_dataset *ds, const char *what, char *msg)
@@ -494,22 +539,21 @@ BR_API int br_dataset_open_files(br_dataset **out, const char *list_path, const 
         char buf[1024];
         const char *name = file_name(ds, i, buf, sizeof buf);
         struct stat st;
-        int fd = openat(ds->dirfd, ds->names + ds->name_at[i], O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            rc = br__fail(msg, -errno, "cannot open %s (sample %llu, line %llu of %s): %s", name,
-                          (unsigned long long)i, (unsigned long long)i + 1, list_path,
-                          br_strerror(-errno));
+        bool irregular;
+        int fd = open_file_at(ds->dirfd, ds->names + ds->name_at[i], 0, &st, &irregular);
+        if (irregular) {
+            rc = br__fail(msg, -EINVAL, "%s (sample %llu, line %llu of %s) is %s, not a regular "
+                          "file", name, (unsigned long long)i, (unsigned long long)i + 1,
+                          list_path, file_kind(st.st_mode));
             break;
         }
-        if (fstat(fd, &st) < 0)
-            rc = br__fail(msg, -errno, "cannot stat %s (sample %llu): %s", name,
-                          (unsigned long long)i, br_strerror(-errno));
-        else if (!S_ISREG(st.st_mode))
-            rc = br__fail(msg, -EINVAL, "%s (sample %llu, line %llu of %s) is not a regular file",
-                          name, (unsigned long long)i, (unsigned long long)i + 1, list_path);
-        close(fd);
-        if (rc)
+        if (fd < 0) {
+            rc = br__fail(msg, fd, "cannot open %s (sample %llu, line %llu of %s): %s", name,
+                          (unsigned long long)i, (unsigned long long)i + 1, list_path,
+                          br_strerror(fd));
             break;
+        }
+        close(fd);
         ds->sizes[i] = (uint64_t)st.st_size;
         ds->total_bytes += ds->sizes[i];
         if (ds->sizes[i] > ds->max_bytes)
@@ -829,20 +873,23 @@ static int files_load(br_job *job, void *user)
             uint32_t i = first + opened;
             uint64_t id = job->ids[i];
             struct stat st;
-            int fd = openat(ds->dirfd, ds->names + ds->name_at[id], O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                rc = job_fail(job, -errno, "cannot open %s (sample %llu): %s",
+            bool irregular;
+            /* Never blocks: a file replaced by a FIFO since the open fails
+             * the batch instead of hanging the worker. */
+            int fd = open_file_at(ds->dirfd, ds->names + ds->name_at[id], 0, &st, &irregular);
+            if (irregular) {
+                rc = job_fail(job, -EINVAL, "%s (sample %llu) is now %s, not a regular file",
                               file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
-                              br_strerror(-errno));
+                              file_kind(st.st_mode));
+                break;
+            }
+            if (fd < 0) {
+                rc = job_fail(job, fd, "cannot open %s (sample %llu): %s",
+                              file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
+                              br_strerror(fd));
                 break;
             }
             fds[opened++] = fd;
-            if (fstat(fd, &st) < 0) {
-                rc = job_fail(job, -errno, "cannot stat %s (sample %llu): %s",
-                              file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
-                              br_strerror(-errno));
-                break;
-            }
             /* A file that changed size since the dataset was opened would
              * give a silently different sample, or overrun its place. */
             if ((uint64_t)st.st_size != ds->sizes[id]) {
