@@ -497,6 +497,7 @@ static void test_hostile_damaged_descriptor_cli(void **state)
                      k, dm->says, describe_status(status, how, sizeof how), out, err);
         tu_assert_contains(err, dm->says);
         tu_assert_contains(err, "BR_EBADRING");
+        print_message("consume: %s", strstr(err, "batchring consume"));
 
         /* The server sees its consumer fail, and ends by itself. */
         close(sout);
