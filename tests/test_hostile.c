@@ -583,7 +583,8 @@ static void make_datasets(const char *dir)
     static const char *const layouts[] = {"records", "files", "indexed"};
     for (int i = 0; i < 3; i++) {
         char sub[4096], e[512];
-        snprintf(sub, sizeof sub, "%s/%s", dir, layouts[i]);
+        if ((size_t)snprintf(sub, sizeof sub, "%s/%s", dir, layouts[i]) >= sizeof sub)
+            fail_msg("%s/%s is too long", dir, layouts[i]);
         assert_int_equal(mkdir(sub, 0700), 0);
         struct br_mkdata_spec spec = {
             .layout = layouts[i], .dir = sub, .samples = 50, .min_bytes = 100,
