@@ -550,8 +550,8 @@ static int slot_check(struct br_gen *g, uint64_t seq, bool failed, struct slot_f
 {
     const struct br_ring *r = &g->ring;
     const struct br_slot_desc *d = br__slot_desc(r, seq);
-    /* Geometry, read once from the header's read-only lines. */
-    const uint64_t per_epoch = BR_READ_ONCE(r->hdr->batches_per_epoch);
+    /* Geometry from the header copy checked at open or attach. */
+    const uint64_t per_epoch = r->geo.batches_per_epoch;
     const uint32_t workers = g->nworkers ? g->nworkers : 1; /* inline: worker 0 */
     uint64_t first;
 
@@ -664,13 +664,12 @@ static void load_inline(struct br_gen *g, uint64_t seq)
  * Returns whether it slept (false: sleep for seq itself). */
 static bool sleep_for_half_ring(struct br_gen *g, uint64_t seq)
 {
-    const struct br_ring_header *h = g->ring.hdr;
     uint64_t k = g->ring.nslots / 2, last;
     struct br_slot_desc *d;
     uint32_t w;
 
-    if (k > h->end_seq - seq)
-        k = h->end_seq - seq;
+    if (k > g->ring.geo.end_seq - seq)
+        k = g->ring.geo.end_seq - seq;
     if (k < 2)
         return false;
     last = seq + k - 1;
@@ -764,8 +763,11 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
         /* Acquire pairs with record_failure's release: code and text are
          * written before fail_seq. */
         if (br__load_acquire_u64(&h->fail_seq) <= seq) {
-            snprintf(g->msg, sizeof g->msg, "%s", h->fail_msg);
-            rc = h->fail_code;
+            /* Bounded: the text lies in shared memory, its NUL included
+             * only if no other writer damaged it. A code that is not a
+             * failure still fails the wait. */
+            snprintf(g->msg, sizeof g->msg, "%.*s", (int)sizeof h->fail_msg, h->fail_msg);
+            rc = h->fail_code < 0 ? h->fail_code : BR_EWORKER;
             break;
         }
         now = br__now_ns();
@@ -850,11 +852,12 @@ BR_API int br_next(br_gen *handle, br_batch *out)
     h = g->ring.hdr;
     release_held(g);
     seq = g->cursor;
-    if (seq >= h->end_seq) {
+    if (seq >= g->ring.geo.end_seq) {
         g->state = GEN_EOF;
         consumer_finished(g, BR_CONSUMER_EOF);
         return br__fail(g->msg, BR_EOF, "end of data: %llu epochs of %llu batches delivered",
-                        (unsigned long long)h->epochs, (unsigned long long)h->batches_per_epoch);
+                        (unsigned long long)g->ring.geo.epochs,
+                        (unsigned long long)g->ring.geo.batches_per_epoch);
     }
     if (g->nworkers == 0)
         load_inline(g, seq);
@@ -947,8 +950,8 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
         goto fail;
     snprintf(g->name, sizeof g->name, "%s", name);
     h = g->ring.hdr;
-    g->producer_pid = h->owner_pid;
-    g->producer_start = h->owner_start;
+    g->producer_pid = g->ring.geo.owner_pid;
+    g->producer_start = g->ring.geo.owner_start;
 
     /* The consumer word is for display (stat, serve's messages): our pid
      * here and the low half of our start time. Release pairs with the
@@ -960,7 +963,7 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     /* Resume at the first batch not released: a consumer that died holding
      * batch cursor - 1 left its slot READY (or FAILED) on that lap. */
     cursor = br__load_acquire_u64(&h->cursor);
-    if (cursor > h->start_seq) {
+    if (cursor > g->ring.geo.start_seq) {
         uint64_t last = cursor - 1, lap = br__slot_lap(&g->ring, last);
         uint32_t w = br__load_acquire_u32(&br__slot_desc(&g->ring, last)->word);
         if (w == br__slot_word(lap, BR_READY) || w == br__slot_word(lap, BR_FAILED))
@@ -973,9 +976,9 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     br__store_relaxed_u64(&h->consumer_wait_since, 0);
     br__store_release_u64(&h->cursor, cursor);
     br__store_relaxed_u32(&h->consumer_done, BR_CONSUMER_RUNNING);
-    g->nworkers = h->nworkers;
+    g->nworkers = g->ring.geo.nworkers;
     g->kick_every = g->ring.nslots / 2 ? g->ring.nslots / 2 : 1;
-    g->spin_adaptive = g->ring.hdr->nworkers < online_cpus();
+    g->spin_adaptive = g->ring.geo.nworkers < online_cpus();
     g->opened_ns = br__now_ns();
     rc = gen_register(g, msg);
     if (rc)
@@ -1076,13 +1079,12 @@ static int map_for_reading(const char *name, struct br_ring *r, char *msg)
         close(fd);
         return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
     }
-    rc = br__ring_validate(base, (size_t)st.st_size, msg);
+    rc = br__ring_check_bind(r, base, (size_t)st.st_size, msg);
     if (rc) {
         munmap(base, (size_t)st.st_size);
         close(fd);
         return rc;
     }
-    br__ring_bind(r, base, (size_t)st.st_size);
     /* Kept until br__ring_unmap: the producer's and consumer's locks are
      * tested on it. */
     r->owner_fd = fd;
@@ -1137,24 +1139,24 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
         return rc;
     h = r.hdr;
     memset(out, 0, sizeof *out);
-    out->owner_pid = h->owner_pid;
+    out->owner_pid = r.geo.owner_pid;
     /* The locks, not the pids: a producer or consumer in another PID
      * namespace is alive too. */
     out->owner_alive = br__ring_producer_alive(r.owner_fd) > 0;
-    out->owner_uid = h->owner_uid;
+    out->owner_uid = r.geo.owner_uid;
     /* Pairs with br_attach's release store of the word. */
     consumer = br__load_acquire_u64(&h->consumer);
     out->consumer_pid =
         consumer && consumer_alive(r.owner_fd) ? (int32_t)(consumer & 0xffffffffu) : 0;
-    out->slots = h->nslots;
-    out->workers = h->nworkers;
-    out->batch_size = h->batch_size;
-    out->slot_bytes = h->slot_bytes;
-    out->total_bytes = h->total_bytes;
-    out->n_ids = h->n_ids;
-    out->epochs = h->epochs;
-    out->batches_per_epoch = h->batches_per_epoch;
-    out->end_seq = h->end_seq;
+    out->slots = r.geo.nslots;
+    out->workers = r.geo.nworkers;
+    out->batch_size = r.geo.batch_size;
+    out->slot_bytes = r.geo.slot_bytes;
+    out->total_bytes = r.geo.total_bytes;
+    out->n_ids = r.geo.n_ids;
+    out->epochs = r.geo.epochs;
+    out->batches_per_epoch = r.geo.batches_per_epoch;
+    out->end_seq = r.geo.end_seq;
     out->claimed = br__load_acquire_u64(&h->claim);
     out->cursor = br__load_acquire_u64(&h->cursor);
     out->consumer_batches = br__load_relaxed_u64(&h->consumer_batches);
@@ -1171,7 +1173,7 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
         default: out->slots_failed++; break;
         }
     }
-    for (uint32_t i = 0; workers && i < h->nworkers && i < workers_cap; i++) {
+    for (uint32_t i = 0; workers && i < r.geo.nworkers && i < workers_cap; i++) {
         const struct br_worker_rec *rec = &r.workers[i];
         /* A stale ring's workers died with their producer (their parent-
          * death signal): their recorded pids name nothing now. */

@@ -521,7 +521,7 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
     hdr->start_seq = g->start_seq;
     br__store_relaxed_u32(&hdr->state, BR_RUN_RUNNING);
     br__store_relaxed_u64(&hdr->fail_seq, BR_NO_FAILURE);
-    br__ring_bind(r, base, h.total_bytes);
+    br__ring_bind(r, base, h.total_bytes, base);
     if (name) {
         r->owner_fd = fd;
         r->has_owner_fd = true;
@@ -604,8 +604,32 @@ int br__ring_protect_guards(const struct br_ring *r, char *msg)
     return 0;
 }
 
+/* Validates a private copy of the header mapped at base, taken once, so
+ * that whatever is checked is what is used (br__ring_bind keeps it). */
+static int header_copy_validate(const void *base, size_t bytes, struct br_ring_header *copy,
+                                char *msg)
+{
+    if (bytes < sizeof *copy)
+        return br__ring_validate(base, bytes, msg); /* names the short object */
+    /* Pairs with the creator's release store of magic: a copy taken after
+     * it holds the whole header the creator wrote. */
+    (void)br__load_acquire_u32(&((const struct br_ring_header *)base)->magic);
+    memcpy(copy, base, sizeof *copy);
+    return br__ring_validate(copy, bytes, msg);
+}
+
+int br__ring_check_bind(struct br_ring *r, void *base, size_t bytes, char *msg)
+{
+    struct br_ring_header geo;
+    int rc = header_copy_validate(base, bytes, &geo, msg);
+    if (rc == 0)
+        br__ring_bind(r, base, bytes, &geo);
+    return rc;
+}
+
 int br__ring_attach(struct br_ring *r, const char *name, char *msg)
 {
+    struct br_ring_header geo;
     struct stat st;
     void *base;
     int fd, rc;
@@ -631,10 +655,15 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
         close(fd);
         return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
     }
-    rc = br__ring_validate(base, (size_t)st.st_size, msg);
-    if (rc == 0 && ((struct br_ring_header *)base)->owner_uid != (uint32_t)geteuid())
+    rc = header_copy_validate(base, (size_t)st.st_size, &geo, msg);
+    if (rc == 0 && geo.owner_uid != (uint32_t)geteuid())
         rc = br__fail(msg, -EACCES, "ring %s was made by uid %u, not this process's uid %u",
-                      name, ((struct br_ring_header *)base)->owner_uid, (unsigned)geteuid());
+                      name, geo.owner_uid, (unsigned)geteuid());
+    /* br_open refuses a named ring without workers; a consumer that took
+     * one would load inline with no loader (found by fuzz_ring). */
+    if (rc == 0 && geo.nworkers == 0)
+        rc = br__fail(msg, BR_EBADRING, "bad ring %s: nworkers is 0, and a served ring has at "
+                      "least 1 worker", name);
     /* A producer reserves the whole object (fallocate in br__ring_create).
      * Faulting in a sparse one would allocate the difference here, and on
      * a small /dev/shm fill it. */
@@ -654,7 +683,7 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
         else if (!alive)
             rc = br__fail(msg, BR_EPRODUCER, "the producer of ring %s (pid %d) is gone; "
                           "batchring gc removes such rings",
-                          name, (int)((struct br_ring_header *)base)->owner_pid);
+                          name, (int)geo.owner_pid);
     }
     /* One consumer at a time: the lock is the claim, held until unmap. */
     if (rc == 0) {
@@ -675,7 +704,7 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
         close(fd);
         return rc;
     }
-    br__ring_bind(r, base, (size_t)st.st_size);
+    br__ring_bind(r, base, (size_t)st.st_size, &geo);
     r->owner_fd = fd;
     r->has_owner_fd = true;
     rc = br__ring_populate(r, msg);
@@ -688,12 +717,13 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
     return rc;
 }
 
-void br__ring_bind(struct br_ring *r, void *base, size_t bytes)
+void br__ring_bind(struct br_ring *r, void *base, size_t bytes, const struct br_ring_header *geo)
 {
-    struct br_ring_header *h = base;
+    const struct br_ring_header *h = &r->geo;
+    memcpy(&r->geo, geo, sizeof r->geo);
     r->base = base;
     r->bytes = bytes;
-    r->hdr = h;
+    r->hdr = base;
     r->desc = (struct br_slot_desc *)((uint8_t *)base + h->desc_offset);
     r->workers = (struct br_worker_rec *)((uint8_t *)base + h->worker_offset);
     r->meta = (uint8_t *)base + h->meta_offset;

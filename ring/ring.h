@@ -47,6 +47,11 @@ struct br_ring {
     uint32_t nslots;
     uint32_t batch_size;
     bool labels;
+    /* The header as it was checked (a private copy): whatever sizes or
+     * indexes the ring (nworkers, end_seq, geometry) is read from here,
+     * never again from shared memory, where another writer could change it
+     * between the check and the use. */
+    struct br_ring_header geo;
     /* A named ring's descriptor, kept open for the mapping's life: the
      * producer's carries its read lock on byte BR_LOCK_PRODUCER, an
      * attached consumer's its write lock on byte BR_LOCK_CONSUMER, an
@@ -151,8 +156,14 @@ int br__ring_protect_guards(const struct br_ring *r, char *msg);
  * message naming the field. */
 int br__ring_validate(const void *base, size_t bytes, char *msg);
 
-/* Derives the view pointers of r from a validated (or created) header. */
-void br__ring_bind(struct br_ring *r, void *base, size_t bytes);
+/* Derives the view pointers of r from geo, a validated (or created) header
+ * of the object mapped at base, and keeps a copy of it in r->geo. */
+void br__ring_bind(struct br_ring *r, void *base, size_t bytes, const struct br_ring_header *geo);
+
+/* Copies the header of the object mapped at base once, validates the copy
+ * (br__ring_validate) and binds r from it: nothing is read twice from the
+ * shared header. Returns 0, BR_EBADRING or BR_EVERSION with a message. */
+int br__ring_check_bind(struct br_ring *r, void *base, size_t bytes, char *msg);
 
 /* Unmaps; safe on a zeroed or already unmapped ring. */
 void br__ring_unmap(struct br_ring *r);

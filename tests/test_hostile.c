@@ -274,10 +274,9 @@ static void find_local_ring(struct br_ring *view)
         }
     fclose(f);
     assert_true(found);
-    if (br__ring_validate((void *)lo, hi - lo, msg))
-        fail_msg("the generator's ring does not validate: %s", msg);
     memset(view, 0, sizeof *view);
-    br__ring_bind(view, (void *)lo, hi - lo);
+    if (br__ring_check_bind(view, (void *)lo, hi - lo, msg))
+        fail_msg("the generator's ring does not validate: %s", msg);
 }
 
 /* Waits (futex, bounded) until the slot of seq holds `want`. */
@@ -478,10 +477,9 @@ static void test_hostile_damaged_descriptor_cli(void **state)
         size_t bytes;
         void *base = map_named(ring_name, &bytes);
         char msg[BR_MSG_CAP];
-        if (br__ring_validate(base, bytes, msg))
-            fail_msg("the served ring does not validate: %s", msg);
         struct br_ring view = {0};
-        br__ring_bind(&view, base, bytes);
+        if (br__ring_check_bind(&view, base, bytes, msg))
+            fail_msg("the served ring does not validate: %s", msg);
         /* The consumer starts at batch 0: damage it once it is published. */
         wait_word(&view, 0, br__slot_word(0, BR_READY));
         damage_slot(&view, 0, dm->field);
