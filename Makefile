@@ -15,7 +15,7 @@ CMAKE_ARGS ?=
 
 DEBIAN_PACKAGES := build-essential cmake pkg-config liburing-dev \
                    libcmocka-dev libbenchmark-dev gnuplot-nox openmpi-bin \
-                   abigail-tools clang libfuzzer-14-dev
+                   abigail-tools clang libfuzzer-14-dev spin
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -125,10 +125,13 @@ struct br_ring_header {
      * br_ring_stat. */
     _Atomic uint64_t consumer_wait_since;
 
-    /* Line 5 and on: written by the supervisor. The first failure that no
-     * slot can carry (a worker that died once too often): code and message
-     * first, then fail_seq with release; the consumer loads fail_seq with
-     * acquire and fails when its cursor reaches it. */
+    /* Line 5 and on: written by the supervisor. The failure that no slot
+     * can carry (a worker that died once too often) at the lowest seq that
+     * cannot be delivered: fail_seq only goes down (record_failure in
+     * producer/supervisor.c says why the text is never rewritten under a
+     * reader). Code and message first, then fail_seq with release; the
+     * consumer loads fail_seq with acquire and fails when its cursor
+     * reaches it. */
     _Alignas(64) _Atomic uint32_t state; /* enum br_run_state */
     _Atomic uint32_t restarts;           /* deaths survived so far */
     int32_t fail_code;

@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A model of batchring's slot protocol, checked with spin (model/check.sh,
+ * run by CTest as model_slots and model_slots_old_rule).
+ *
+ * It mirrors, step by step:
+ *   producer/worker.c   claim_next, take_slot, br__worker_main (the claim
+ *                       counter, PENDING(c) records, waiting for the
+ *                       slot's lap, LOADING, publishing READY / FAILED,
+ *                       a replacement redoing its dead predecessor's batch)
+ *   producer/supervisor.c  handle_exit, find_orphan, held_by_live,
+ *                       seq_done, the restart budget, spawn,
+ *                       record_failure
+ *   consumer/gen.c      br_next, release_held, wait_ready (the failure
+ *                       check), br_attach (a new consumer taking over
+ *                       from a dead one resumes at the first batch not
+ *                       released)
+ * A worker can die before any of its steps (the `unless` around its
+ * body), and so can the consumer. A change to the protocol changes the
+ * code and this model together.
+ *
+ * What spin checks (safety run, with invalid end states):
+ *   - no slot is overwritten while the consumer reads it, and a LOADING
+ *     slot is only taken over from a dead loader;
+ *   - every batch is published at most once, handed out in order, and
+ *     handed out twice only when a consumer died holding it unreleased;
+ *   - at the end of data every batch was handed out and released: a
+ *     batch a dead consumer held is handed to its successor;
+ *   - a failure the consumer reads is never being rewritten under it;
+ *   - liveness, as an invalid end state: a consumer blocked for good
+ *     while no process can move (defect 1 of issue 10: the batch that
+ *     nobody will load and nobody reports). Processes that may legitimately
+ *     stay blocked when the run is over (workers waiting for a slot, the
+ *     supervisor waiting for a death, the killer) wait at end labels; the
+ *     consumer never does.
+ *
+ * -DOLD_RULE restores the supervisor's old rule (the first failure
+ * stands): spin must then find the consumer blocked, which shows that the
+ * model can fail.
+ *
+ * Sizes (small, so that spin finishes in seconds): W workers, S slots, N
+ * batches, BUDGET = max_restarts, KILLS worker deaths, CKILLS consumer
+ * deaths.
+ */
+#ifndef W
+#define W 2
+#endif
+#ifndef S
+#define S 2
+#endif
+#ifndef N
+#define N 4
+#endif
+#ifndef BUDGET
+#define BUDGET 0
+#endif
+#ifndef KILLS
+#define KILLS (BUDGET + 2)
+#endif
+#ifndef CKILLS
+#define CKILLS 1
+#endif
+
+/* ring/layout.h: BR_JOB_IDLE, BR_JOB_PENDING, BR_NO_FAILURE, enum br_phase,
+ * br__slot_word (lap << 2 | phase; lap = seq / nslots). */
+#define IDLE 255
+#define PEND 16
+#define NOFAIL 255
+#define FREE 0
+#define LOADING 1
+#define READY 2
+#define FAILED 3
+#define SLOT(q) ((q) % S)
+#define WORD(q, ph) (((q) / S) * 4 + (ph))
+#define DONE(q) ((q) < cursor || word[SLOT(q)] == WORD(q, READY) || word[SLOT(q)] == WORD(q, FAILED))
+
+/* The shared object (struct br_ring_header, br_slot_desc, br_worker_rec). */
+byte claim;                 /* hdr->claim */
+byte job[W];                /* workers[i].job */
+byte word[S];               /* desc[s].word */
+byte cursor;                /* hdr->cursor */
+byte restarts;              /* hdr->restarts */
+byte fail_seq = NOFAIL;     /* hdr->fail_seq */
+byte fail_msg = NOFAIL;     /* hdr->fail_msg: here, the batch it names */
+
+/* The supervisor's own state (struct br_supervisor) and the kernel's. */
+bool running[W];            /* s->pids[i] > 0: forked, not reaped */
+bool died[W];               /* worker i's process has ended (SIGCHLD) */
+bool exit0[W];              /* ... with status 0 */
+bool kill[W];               /* a SIGKILL is on its way to worker i */
+bool ckill;                 /* ... to the consumer */
+
+/* Ghosts: what the assertions need, no counterpart in the code. */
+bool loader_alive[S];       /* the process that moved slot s to LOADING lives */
+bool reading[S];            /* the consumer holds the batch in slot s */
+byte published[N];
+byte handed[N];
+bool released[N];
+byte may_redo = NOFAIL;     /* batch a dead consumer held unreleased */
+bool msg_writing;           /* record_failure is writing fail_msg */
+bool cdone;                 /* the consumer has ended (EOF or error) */
+byte kills;
+byte ckills;
+
+/* producer/worker.c: br__worker_main with claim_next, take_slot and
+ * br__fill_slot. first is BR_JOB_IDLE, or the batch a replacement redoes. */
+proctype worker(byte i; byte first)
+{
+    byte c = first;
+    bool takeover = (first != IDLE);
+    bool loading;
+
+    {
+        do
+        :: if
+           :: takeover -> skip
+           :: else ->
+              /* claim_next: PENDING(c) before the CAS, c after it. */
+              c = claim;
+retry:
+              /* The load of claim has no effect of its own: taken in
+               * one step with the PENDING record. */
+              atomic {
+                  if
+                  :: c >= N -> goto finished
+                  :: else -> job[i] = c + PEND
+                  fi
+              };
+              atomic {
+                  if
+                  :: claim == c -> claim = c + 1
+                  :: else -> c = claim; goto retry
+                  fi
+              };
+              job[i] = c
+           fi;
+           /* take_slot: wait for (lap, FREE), or, taking over, accept the
+            * dead loader's (lap, LOADING). Blocked for good once the
+            * consumer has stopped: br_close kills us then. */
+end_slot:
+           atomic {
+               (word[SLOT(c)] == WORD(c, FREE) ||
+                (takeover && word[SLOT(c)] == WORD(c, LOADING))) ->
+               assert(word[SLOT(c)] == WORD(c, FREE) || !loader_alive[SLOT(c)]);
+               assert(!reading[SLOT(c)]);
+               word[SLOT(c)] = WORD(c, LOADING);
+               loader_alive[SLOT(c)] = true;
+               loading = true
+           };
+           takeover = false;
+           /* br__fill_slot: the loader runs, then publish (worker.c). */
+           atomic {
+               assert(word[SLOT(c)] == WORD(c, LOADING) && loading);
+               assert(published[c] == 0 && !reading[SLOT(c)]);
+               published[c]++;
+               loading = false;
+               if
+               :: word[SLOT(c)] = WORD(c, READY)
+#ifndef NO_LOADER_ERRORS
+               :: word[SLOT(c)] = WORD(c, FAILED)
+#endif
+               fi
+           }
+        od;
+finished:
+        /* worker_exit: out of work, exit(0). */
+        exit0[i] = true
+    } unless { kill[i] };
+    /* Dead (or exited): the supervisor gets SIGCHLD. */
+    atomic {
+        if
+        :: loading -> loader_alive[SLOT(c)] = false
+        :: else -> skip
+        fi;
+        died[i] = true
+    }
+}
+
+/* producer/supervisor.c: spawn (job recorded before the fork). */
+inline spawn(k, first)
+{
+    atomic {
+        job[k] = first;
+        died[k] = false;
+        exit0[k] = false;
+        kill[k] = false;
+        running[k] = true;
+        run worker(k, first)
+    }
+}
+
+/* producer/supervisor.c: record_failure, the rule. The new one: the
+ * lowest seq that cannot be delivered wins. OLD_RULE: the first failure
+ * stands (defect 1 of issue 10). */
+#ifdef OLD_RULE
+#define FAIL_WINS(x) (fail_seq == NOFAIL)
+#else
+#define FAIL_WINS(x) ((x) < fail_seq)
+#endif
+
+/* producer/supervisor.c: handle_exit with find_orphan, held_by_live and
+ * seq_done, then record_failure. One step up to the wait for rivals and
+ * one after it: a dead worker's job is frozen, claim and "done" only
+ * grow, and a seq no live worker holds cannot become done, so reading
+ * them apart would change no outcome. record_failure writes code and text
+ * in one step and fail_seq (release) in the next, so that the consumer
+ * can read in between. */
+inline handle_exit(k)
+{
+    atomic {
+        running[k] = false;
+        has_orphan = false;
+        jb = job[k];
+        q = (jb >= PEND -> jb - PEND : jb);
+        if
+        :: jb == IDLE -> skip
+        :: jb != IDLE && jb >= PEND && claim <= q -> skip /* its CAS never happened */
+        :: else ->
+           /* held_by_live: a live rival in PENDING(q) resolves first
+            * (waitid tells a dead one, which is not waited for). */
+           (k == 0 || !running[0] || died[0] || job[0] != q + PEND);
+           (k == 1 || !running[1] || died[1] || job[1] != q + PEND);
+#if W > 2
+           (k == 2 || !running[2] || died[2] || job[2] != q + PEND);
+#endif
+           held = (k != 0 && running[0] && job[0] == q) ||
+                  (k != 1 && running[1] && job[1] == q)
+#if W > 2
+                  || (k != 2 && running[2] && job[2] == q)
+#endif
+                  ;
+           if
+           :: !held && !DONE(q) -> has_orphan = true
+           :: else -> skip
+           fi
+        fi;
+        if
+        :: exit0[k] && !has_orphan && claim >= N -> skip /* ran out of work */
+        :: else ->
+           if
+           :: restarts + 1 > BUDGET ->
+              /* The budget is spent: fail at the batch this death cost,
+               * or at the first one nobody has taken. */
+              if
+              :: has_orphan -> fq = q
+              :: !has_orphan && claim < N -> fq = claim
+              :: else -> skip
+              fi
+           :: else ->
+              restarts++;
+              if
+              :: has_orphan -> spawn(k, q)
+              :: !has_orphan -> spawn(k, IDLE)
+#ifdef FORK_FAILS
+              /* fork fails: the run fails where the replacement would
+               * have started. */
+              :: has_orphan -> fq = q
+              :: !has_orphan && claim < N -> fq = claim
+#endif
+              fi
+           fi
+        fi;
+        /* record_failure: code and text first. */
+        if
+        :: fq != NOFAIL && FAIL_WINS(fq) -> msg_writing = true; fail_msg = fq
+        :: else -> fq = NOFAIL
+        fi;
+        jb = 0;
+        q = 0;
+        held = false;
+        has_orphan = false
+    };
+    /* ... then fail_seq, with release. */
+    atomic {
+        if
+        :: fq != NOFAIL -> msg_writing = false; fail_seq = fq; fq = NOFAIL
+        :: else -> skip
+        fi
+    }
+}
+
+/* producer/supervisor.c: supervisor_main's loop, reap_workers. Waiting
+ * for SIGCHLD is a legitimate end: the run may be over. */
+proctype supervisor()
+{
+    byte jb, q, fq = NOFAIL;
+    bool has_orphan, held;
+end_sup:
+    do
+    :: died[0] && running[0] -> handle_exit(0)
+    :: died[1] && running[1] -> handle_exit(1)
+#if W > 2
+    :: died[2] && running[2] -> handle_exit(2)
+#endif
+    od
+}
+
+/* consumer/gen.c: br_attach's resume rule, then br_next in a loop
+ * (release_held, wait_ready, take). The consumer may die at any step; the
+ * next one attaches. It never waits at an end label: blocked for good is
+ * the hang spin must find. */
+active proctype consumer()
+{
+    byte seq, held, s, f = NOFAIL;
+    bool holding;
+
+attach:
+    atomic {
+        /* br_attach: a consumer that died holding cursor - 1 left it
+         * READY (or FAILED) on its lap: resume there. */
+        seq = cursor;
+        if
+        :: seq > 0 && (word[SLOT(seq - 1)] == WORD(seq - 1, READY) ||
+                       word[SLOT(seq - 1)] == WORD(seq - 1, FAILED)) ->
+           seq = seq - 1;
+           may_redo = seq
+        :: else -> skip
+        fi;
+        cursor = seq;
+        holding = false
+    };
+    {
+        do
+        :: /* release_held: (lap + 1, FREE). */
+           if
+           :: holding ->
+              atomic {
+                  reading[SLOT(held)] = false;
+                  released[held] = true;
+                  word[SLOT(held)] = WORD(held + S, FREE);
+                  holding = false
+              }
+           :: else -> skip
+           fi;
+           if
+           :: seq >= N ->
+              /* BR_EOF: every batch was handed out and released (one a
+               * consumer died holding was handed out again). */
+              atomic {
+                  s = 0;
+                  do
+                  :: s < N -> assert(handed[s] > 0 && released[s]); s++
+                  :: else -> break
+                  od;
+                  cdone = true;
+                  goto out
+              }
+           :: else -> skip
+           fi;
+           /* wait_ready: the slot's word first, then the failure record
+            * (fail_seq with acquire; code and text in a later step). */
+           atomic {
+               (word[SLOT(seq)] == WORD(seq, READY) || word[SLOT(seq)] == WORD(seq, FAILED) ||
+                fail_seq <= seq) ->
+               if
+               :: word[SLOT(seq)] == WORD(seq, READY) ->
+                  /* br_next hands out the batch. */
+                  assert(handed[seq] == 0 || seq == may_redo);
+                  assert(!released[seq] && published[seq] == 1);
+                  handed[seq]++;
+                  reading[SLOT(seq)] = true;
+                  holding = true;
+                  held = seq;
+                  seq++;
+                  cursor = seq
+               :: word[SLOT(seq)] == WORD(seq, FAILED) ->
+                  /* BR_ELOADER: the run stops. */
+                  cdone = true;
+                  goto out
+               :: else ->
+                  f = fail_seq
+               fi
+           };
+           if
+           :: f != NOFAIL ->
+              /* BR_EWORKER with the text of the death that lost f. */
+              atomic {
+                  assert(!msg_writing && fail_msg == f);
+                  cdone = true;
+                  goto out
+              }
+           :: else -> skip
+           fi
+        od
+    } unless { ckill };
+    /* The consumer died: its batch stays unreleased, the next one
+     * attaches. */
+    atomic {
+        if
+        :: holding -> reading[SLOT(held)] = false
+        :: else -> skip
+        fi;
+        ckill = false
+    };
+    goto attach;
+out:
+    skip
+}
+
+/* Deaths: any worker before any of its steps, the consumer likewise, up
+ * to the bounds (the `unless` escape is taken as soon as its flag is set).
+ * Only while the consumer still runs: after it ends, br_close kills
+ * everything anyway. */
+active proctype killer()
+{
+end_kill:
+    do
+    :: atomic { kills < KILLS && !cdone && running[0] && !died[0] && !exit0[0] && !kill[0] ->
+                kill[0] = true; kills++ }
+    :: atomic { kills < KILLS && !cdone && running[1] && !died[1] && !exit0[1] && !kill[1] ->
+                kill[1] = true; kills++ }
+#if W > 2
+    :: atomic { kills < KILLS && !cdone && running[2] && !died[2] && !exit0[2] && !kill[2] ->
+                kill[2] = true; kills++ }
+#endif
+    :: atomic { ckills < CKILLS && !cdone && !ckill -> ckill = true; ckills++ }
+    od
+}
+
+init
+{
+    atomic {
+        byte k = 0;
+        do
+        :: k < S -> word[k] = WORD(0, FREE); k++
+        :: else -> break
+        od;
+        k = 0;
+        do
+        :: k < W -> spawn(k, IDLE); k++
+        :: else -> break
+        od;
+        run supervisor()
+    }
+}
