@@ -761,7 +761,9 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
         if (rc)
             break;
         /* Acquire pairs with record_failure's release: code and text are
-         * written before fail_seq. */
+         * written before fail_seq. fail_seq only goes down, and only to a
+         * batch nobody will ever load (so >= our cursor): once we see it
+         * <= seq, nothing rewrites the text we copy (record_failure). */
         if (br__load_acquire_u64(&h->fail_seq) <= seq) {
             /* Bounded: the text lies in shared memory, its NUL included
              * only if no other writer damaged it. A code that is not a
