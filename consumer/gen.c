@@ -768,8 +768,12 @@ static int wait_ready(struct br_gen *g, uint64_t seq, uint32_t *word)
             /* Bounded: the text lies in shared memory, its NUL included
              * only if no other writer damaged it. A code that is not a
              * failure still fails the wait. */
+            int code = h->fail_code;
             snprintf(g->msg, sizeof g->msg, "%.*s", (int)sizeof h->fail_msg, h->fail_msg);
-            rc = h->fail_code < 0 ? h->fail_code : BR_EWORKER;
+            if (!g->msg[0])
+                br__fail(g->msg, 0, "the producer recorded a failure at batch %llu without a "
+                         "message (code %d)", (unsigned long long)seq, code);
+            rc = code < 0 ? code : BR_EWORKER;
             break;
         }
         now = br__now_ns();
