@@ -12,6 +12,13 @@
 #define BR_STR2_(x) #x
 #define BR_STR_(x) BR_STR2_(x)
 
+static _Thread_local char open_error[BR_MSG_CAP];
+
+char *br__open_error_buffer(void)
+{
+    return open_error;
+}
+
 int br__fail(char *msg, int code, const char *fmt, ...)
 {
     va_list ap;

@@ -45,7 +45,6 @@
 
 #include <batchring.h>
 
-#include "producer/datasets.h"
 #include "ring/error.h"
 
 #define DIRECT_ALIGN 4096u

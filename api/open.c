@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/* Options, the launcher environment, and br_open. */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/gen.h"
+
+/* BR_SLOTS_AUTO deepens the ring of small batches to about this much data,
+ * and at most this many slots (auto_slots). */
+#define BR_AUTO_RING_BYTES (UINT64_C(4) << 20)
+#define BR_AUTO_MAX_SLOTS 128u
+
+uint32_t br__online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+BR_API int br_options_init(br_options *opt)
+{
+    if (!opt)
+        return -EINVAL;
+    memset(opt, 0, sizeof *opt);
+    opt->batch_size = 32;
+    opt->workers = 1;
+    opt->slots = BR_SLOTS_AUTO;
+    opt->slot_bytes = 0;
+    opt->epochs = 0;
+    opt->drop_last = false;
+    opt->timeout_ms = -1;
+    opt->max_restarts = 3;
+    opt->world = 1;
+    return 0;
+}
+
+/* Parses a whole decimal number of at most max; false if it is not one. */
+static bool parse_u32(const char *text, uint32_t max, uint32_t *out)
+{
+    char *end = NULL;
+    unsigned long long v;
+    if (!text || !*text || *text == '-' || *text == '+')
+        return false;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno || *end || v > max)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+BR_API int br_shard_from_env(br_options *opt)
+{
+    /* The launchers' variable pairs, most specific first. */
+    static const char *const pairs[][2] = {
+        {"RANK", "WORLD_SIZE"},
+        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+        {"PMI_RANK", "PMI_SIZE"},
+        {"SLURM_PROCID", "SLURM_NTASKS"},
+    };
+    char *msg = br__open_error_buffer();
+    if (!opt)
+        return br__fail(msg, -EINVAL, "opt is NULL");
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        const char *rank = getenv(pairs[i][0]), *world = getenv(pairs[i][1]);
+        uint32_t r, w;
+        if (!rank && !world)
+            continue;
+        if (!parse_u32(rank, UINT32_MAX, &r) || !parse_u32(world, UINT32_MAX, &w) || w == 0 ||
+            r >= w)
+            return br__fail(msg, -EINVAL, "%s=%s and %s=%s do not make a rank below a world size",
+                            pairs[i][0], rank ? rank : "(unset)", pairs[i][1],
+                            world ? world : "(unset)");
+        opt->rank = r;
+        opt->world = w;
+        return 0;
+    }
+    return br__fail(msg, -ENOENT,
+                    "no launcher variables found (RANK/WORLD_SIZE, OMPI_COMM_WORLD_RANK/"
+                    "OMPI_COMM_WORLD_SIZE, PMI_RANK/PMI_SIZE, SLURM_PROCID/SLURM_NTASKS)");
+}
+
+/* Checks the arguments of br_open; the message names the first bad one. */
+static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
+                           const br_options *opt, char *msg)
+{
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_gen *");
+    if (!load)
+        return br__fail(msg, -EINVAL, "load is NULL: pass a loader function");
+    if (!opt)
+        return br__fail(msg, -EINVAL, "opt is NULL: initialise options with br_options_init");
+    if (n_ids == 0)
+        return br__fail(msg, -EINVAL, "n_ids is 0: a generator needs at least one sample");
+    if (opt->batch_size == 0)
+        return br__fail(msg, -EINVAL, "batch_size is 0: it must be at least 1");
+    if (opt->batch_size > BR_MAX_BATCH_SIZE)
+        return br__fail(msg, -EINVAL, "batch_size %u is larger than the limit %u",
+                        opt->batch_size, BR_MAX_BATCH_SIZE);
+    if (opt->batch_size > n_ids)
+        return br__fail(msg, -EINVAL, "batch_size %u is larger than n_ids %zu", opt->batch_size,
+                        n_ids);
+    if (opt->slot_bytes == 0)
+        return br__fail(msg, -EINVAL,
+                        "slot_bytes is 0: set it to the largest batch the loader writes");
+    if (opt->slots == 0)
+        return br__fail(msg, -EINVAL,
+                        "slots is 0: the ring needs at least 1 slot (BR_SLOTS_AUTO for the "
+                        "automatic depth)");
+    if (opt->slots != BR_SLOTS_AUTO && opt->slots > BR_MAX_SLOTS)
+        return br__fail(msg, -EINVAL, "slots %u is larger than the limit %u", opt->slots,
+                        BR_MAX_SLOTS);
+    if (opt->workers > BR_MAX_WORKERS)
+        return br__fail(msg, -EINVAL, "workers %u is larger than the limit %u", opt->workers,
+                        BR_MAX_WORKERS);
+    if (opt->timeout_ms < -1)
+        return br__fail(msg, -EINVAL, "timeout_ms %d is invalid: use -1 (forever) or >= 0",
+                        opt->timeout_ms);
+    return 0;
+}
+
+/* BR_SLOTS_AUTO: two slots per worker, and for small batches as many more
+ * as fit in BR_AUTO_RING_BYTES (at most BR_AUTO_MAX_SLOTS). Any wait costs
+ * a wake-up of ~26 us on these machines (docs/perf/notes.md); a ring that
+ * holds less than that much production makes workers and consumer wait
+ * for each other in turn (64 KiB batches, 2 workers: 0.5x a pread loop
+ * with 4 slots, 1.5-1.7x with 64). Inline generators load on demand and
+ * need no depth. */
+static uint32_t auto_slots(uint32_t workers, size_t slot_bytes)
+{
+    uint64_t slots = 2 * (uint64_t)(workers ? workers : 1), deep;
+    if (workers == 0 || slot_bytes == 0)
+        return (uint32_t)slots;
+    deep = BR_AUTO_RING_BYTES / slot_bytes;
+    if (deep > BR_AUTO_MAX_SLOTS)
+        deep = BR_AUTO_MAX_SLOTS;
+    return (uint32_t)(deep > slots ? deep : slots);
+}
+
+/* Guard mode from the environment (BR_GUARD, see batchring.h): no field
+ * of br_options carries it before the ABI redesign. Returns the ring flag
+ * to add, or -EINVAL with a message for a value that is neither on nor
+ * off, rather than guess what the user meant. */
+static int guard_flag(char *msg)
+{
+    const char *v = getenv("BR_GUARD");
+    if (!v || !v[0] || !strcmp(v, "0"))
+        return 0;
+    if (!strcmp(v, "1"))
+        return (int)BR_RING_GUARD;
+    return br__fail(msg, -EINVAL, "BR_GUARD is '%.64s': set it to 1 (guard pages after every "
+                    "slot) or 0 (none)", v);
+}
+
+BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *ids,
+                   const int32_t *labels, size_t n_ids, const br_options *opt)
+{
+    char *msg = br__open_error_buffer();
+    struct br_ring_geometry geo;
+    struct br_gen *g;
+    uint32_t workers;
+    int rc;
+
+    msg[0] = '\0';
+    if (out)
+        *out = NULL;
+    rc = check_open_args(out, load, n_ids, opt, msg);
+    if (rc)
+        return rc;
+
+    g = calloc(1, sizeof *g);
+    if (!g)
+        return br__fail(msg, -ENOMEM, "out of memory for the generator");
+
+    {
+        struct br_schedule_options so = {
+            .n_ids = n_ids,
+            .batch_size = opt->batch_size,
+            .drop_last = opt->drop_last,
+            .epochs = opt->epochs,
+            .shuffle = opt->shuffle,
+            .seed = opt->seed,
+            .rank = opt->rank,
+            .world = opt->world,
+            .shard_drop_tail = opt->shard_drop_tail,
+            .start_seq = opt->start_seq,
+        };
+        rc = br__schedule_init(&g->ctx.sched, &so, msg);
+        if (rc)
+            goto fail;
+    }
+    g->cursor = opt->start_seq;
+    /* As the R DataGenerator does: more workers than batches in flight
+     * could ever use is lowered, not refused. */
+    workers = opt->workers;
+    if (workers && (uint64_t)opt->batch_size * workers > g->ctx.sched.per_epoch) {
+        workers = (uint32_t)(g->ctx.sched.per_epoch / opt->batch_size);
+        snprintf(g->msg, sizeof g->msg,
+                 "workers lowered from %u to %u: batch_size %u x workers %u is more than "
+                 "the %llu samples per epoch%s",
+                 opt->workers, workers, opt->batch_size, opt->workers,
+                 (unsigned long long)g->ctx.sched.per_epoch,
+                 g->ctx.sched.world > 1 ? " of this rank" : " (n_ids)");
+    }
+    g->nworkers = workers;
+    g->timeout_ms = opt->timeout_ms;
+
+    /* Workers see the arrays as they are now: the supervisor is forked in
+     * this call and forks every worker, first or replacement, from that
+     * snapshot. Loading inline reads them on every br_next, so it keeps a
+     * copy; either way the caller may free them once br_open returns. */
+    if (workers == 0 && (ids || labels)) {
+        if (n_ids > SIZE_MAX / sizeof *g->ids) {
+            rc = br__fail(msg, -EOVERFLOW, "n_ids %zu is too large to copy", n_ids);
+            goto fail;
+        }
+        g->ids = ids ? malloc(n_ids * sizeof *g->ids) : NULL;
+        g->labels = labels ? malloc(n_ids * sizeof *g->labels) : NULL;
+        if ((ids && !g->ids) || (labels && !g->labels)) {
+            char size[32];
+            rc = br__fail(msg, -ENOMEM, "out of memory copying %zu ids and labels (%s)", n_ids,
+                          br__format_bytes(size, n_ids * (sizeof *g->ids + sizeof *g->labels)));
+            goto fail;
+        }
+        if (ids)
+            memcpy(g->ids, ids, n_ids * sizeof *g->ids);
+        if (labels)
+            memcpy(g->labels, labels, n_ids * sizeof *g->labels);
+        ids = g->ids;
+        labels = g->labels;
+    }
+    g->ctx.load = load;
+    g->ctx.worker_init = opt->worker_init;
+    g->ctx.worker_fini = opt->worker_fini;
+    g->ctx.user = user;
+    g->ctx.ids = ids;
+    g->ctx.labels = labels;
+
+    memset(&geo, 0, sizeof geo);
+    geo.nslots = opt->slots == BR_SLOTS_AUTO ? auto_slots(workers, opt->slot_bytes) : opt->slots;
+    geo.nworkers = workers;
+    geo.batch_size = opt->batch_size;
+    geo.flags = (labels ? BR_RING_LABELS : 0) | (opt->drop_last ? BR_RING_DROP_LAST : 0);
+    rc = guard_flag(msg);
+    if (rc < 0)
+        goto fail;
+    geo.flags |= (uint32_t)rc;
+    geo.slot_bytes = opt->slot_bytes;
+    geo.n_ids = n_ids;
+    geo.epochs = opt->epochs;
+    geo.batches_per_epoch = g->ctx.sched.batches_per_epoch;
+    geo.end_seq = g->ctx.sched.end_seq;
+    geo.start_seq = g->ctx.sched.start_seq;
+    if (opt->name) {
+        if (workers == 0) {
+            rc = br__fail(msg, -EINVAL, "a named ring (%s) needs workers >= 1: its consumer is "
+                          "another process", opt->name);
+            goto fail;
+        }
+        g->role = ROLE_SERVE;
+        snprintf(g->name, sizeof g->name, "%s", opt->name);
+    }
+    rc = br__ring_create(&g->ring, &geo, opt->name, msg);
+    if (rc)
+        goto fail;
+
+    if (workers == 0) {
+        /* Not single-issuer: the trainer may call br_next from another
+         * thread than br_open's. */
+        rc = br__worker_env_init(&g->inline_env, &g->ring, &g->ctx, 0, &g->inline_rec, false, msg);
+        if (rc)
+            goto fail;
+        g->inline_ready = true;
+    }
+    rc = br__gen_register(g, msg);
+    if (rc)
+        goto fail;
+    g->kick_every = geo.nslots / 2 ? geo.nslots / 2 : 1;
+    g->spin_adaptive = workers > 0 && workers < br__online_cpus();
+    g->opened_ns = br__now_ns();
+    rc = br__sup_start(&g->sup, &g->ring, &g->ctx, opt->max_restarts, msg);
+    if (rc) {
+        struct br_gen *same;
+        br__gen_unregister((br_gen *)(uintptr_t)g->handle, &same);
+        goto fail;
+    }
+    *out = (br_gen *)(uintptr_t)g->handle;
+    return 0;
+fail:
+    br__gen_free(g);
+    return rc;
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/* A generator's counters and its checkpoint. */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/gen.h"
+
+BR_API int br_checkpoint(const br_gen *handle, uint64_t *next_seq)
+{
+    const struct br_gen *g = br__gen_lookup(handle);
+    if (!g || !next_seq)
+        return -EINVAL;
+    *next_seq = g->cursor;
+    return 0;
+}
+
+BR_API int br_stats_get(const br_gen *handle, br_stats *out)
+{
+    const struct br_gen *g = br__gen_lookup(handle);
+    const struct br_ring_header *h;
+    if (!g || !out)
+        return -EINVAL;
+    h = g->ring.hdr;
+    memset(out, 0, sizeof *out);
+    out->batches = br__load_relaxed_u64(&h->consumer_batches);
+    out->bytes = br__load_relaxed_u64(&h->consumer_bytes);
+    out->stall_ns = br__load_relaxed_u64(&h->consumer_stall_ns);
+    out->elapsed_ns = br__now_ns() - g->opened_ns;
+    out->workers = g->nworkers;
+    out->slots = g->ring.nslots;
+    out->restarts = br__load_relaxed_u32(&h->restarts);
+    out->loaded = br__load_relaxed_u64(&g->inline_rec.batches);
+    out->load_ns = br__load_relaxed_u64(&g->inline_rec.load_ns);
+    for (uint32_t i = 0; i < g->nworkers; i++) {
+        const struct br_worker_rec *rec = &g->ring.workers[i];
+        out->loaded += br__load_relaxed_u64(&rec->batches);
+        out->load_ns += br__load_relaxed_u64(&rec->load_ns);
+        out->slot_wait_ns += br__load_relaxed_u64(&rec->slot_wait_ns);
+    }
+    return 0;
+}
+
+BR_API int br_worker_stats_get(const br_gen *handle, uint32_t i, br_worker_stats *out)
+{
+    const struct br_gen *g = br__gen_lookup(handle);
+    const struct br_worker_rec *rec;
+    if (!g || !out || i >= g->nworkers)
+        return -EINVAL;
+    rec = &g->ring.workers[i];
+    out->pid = br__load_relaxed_i32(&rec->pid);
+    out->restarts = br__load_relaxed_u32(&rec->restarts);
+    out->batches = br__load_relaxed_u64(&rec->batches);
+    out->bytes = br__load_relaxed_u64(&rec->bytes);
+    out->load_ns = br__load_relaxed_u64(&rec->load_ns);
+    out->slot_wait_ns = br__load_relaxed_u64(&rec->slot_wait_ns);
+    out->io_backend = br__load_relaxed_u32(&rec->io_backend);
+    out->io_reads = br__load_relaxed_u64(&rec->io_reads);
+    out->io_bytes = br__load_relaxed_u64(&rec->io_bytes);
+    out->io_copies = br__load_relaxed_u64(&rec->io_copies);
+    return 0;
+}
