@@ -39,8 +39,8 @@ uint64_t br_cli_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-bool br_cli_number(const char *cmd, const char *opt, const char *text, uint64_t min, uint64_t max,
-                   bool sizes, uint64_t *out)
+bool br_cli_number(const char *opt, const char *text, uint64_t min, uint64_t max, bool sizes,
+                   uint64_t *out)
 {
     const char *why = "not a whole number";
     unsigned long long v;
@@ -86,10 +86,8 @@ bool br_cli_number(const char *cmd, const char *opt, const char *text, uint64_t 
         goto too_large;
     v <<= shift;
     if (v < min || v > max) {
-        fprintf(stderr,
-                "batchring %s: bad value '%s' for --%s: it must be between %" PRIu64 " and %" PRIu64
-                "\n",
-                cmd, text, opt, min, max);
+        br_cli_error("bad value '%s' for --%s: it must be between %" PRIu64 " and %" PRIu64, text,
+                     opt, min, max);
         return false;
     }
     *out = v;
@@ -97,19 +95,18 @@ bool br_cli_number(const char *cmd, const char *opt, const char *text, uint64_t 
 too_large:
     why = "too large";
 bad:
-    fprintf(stderr, "batchring %s: bad value '%s' for --%s: %s\n", cmd, text ? text : "", opt, why);
+    br_cli_error("bad value '%s' for --%s: %s", text ? text : "", opt, why);
     return false;
 }
 
-bool br_cli_ring_name_ok(const char *cmd, const char *name)
+bool br_cli_ring_name_ok(const char *name)
 {
     size_t len = strlen(name);
     if (name[0] == '/' && len >= 2 && len <= 251 && !strchr(name + 1, '/') &&
         strcmp(name, "/.") && strcmp(name, "/.."))
         return true;
-    fprintf(stderr,
-            "batchring %s: bad ring name '%s': a name is '/' followed by 1 to 250 characters, "
-            "none of them '/', and not . or .. (like /train)\n",
-            cmd, name);
+    br_cli_error("bad ring name '%s': a name is '/' followed by 1 to 250 characters, "
+                 "none of them '/', and not . or .. (like /train)",
+                 name);
     return false;
 }

@@ -161,7 +161,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'c':
             o->only = strcmp(optarg, "all") ? bench_case_find(optarg) : NULL;
             if (!o->only && strcmp(optarg, "all")) {
-                fprintf(stderr, "batchring bench: no case '%s' (see --help)\n", optarg);
+                br_cli_error("no case '%s' (see --help)", optarg);
                 return 2;
             }
             break;
@@ -192,26 +192,26 @@ static int parse_options(int argc, char **argv, struct options *o)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "batchring bench: unexpected argument '%s'\n", argv[optind]);
+        br_cli_error("unexpected argument '%s'", argv[optind]);
         return 2;
     }
     for (unsigned i = 0; i < o->n_batch_bytes; i++)
         if (o->batch_bytes[i] < 8 || o->batch_bytes[i] > (UINT64_C(1) << 30)) {
-            fprintf(stderr, "batchring bench: --batch-bytes must be 8 B to 1 GiB\n");
+            br_cli_error("--batch-bytes must be 8 B to 1 GiB");
             return 2;
         }
     for (unsigned i = 0; i < o->n_workers; i++)
         if (o->workers[i] < 1 || o->workers[i] > BR_MAX_WORKERS) {
-            fprintf(stderr, "batchring bench: --workers must be 1 to %u\n", BR_MAX_WORKERS);
+            br_cli_error("--workers must be 1 to %u", BR_MAX_WORKERS);
             return 2;
         }
     return -1;
 bad:
-    fprintf(stderr, "batchring bench: bad value '%s' for --%s (see --help)\n", optarg,
-            c == 'b'   ? "batch-bytes"
-            : c == 'w' ? "workers"
-            : c == 'r' ? "ring-bytes"
-                       : "seconds");
+    br_cli_error("bad value '%s' for --%s (see --help)", optarg,
+                 c == 'b'   ? "batch-bytes"
+                 : c == 'w' ? "workers"
+                 : c == 'r' ? "ring-bytes"
+                            : "seconds");
     return 2;
 }
 
@@ -232,12 +232,19 @@ static const char *num(char buf[32], double v)
     return buf;
 }
 
-static void json_number(double v)
+/* A string field: names and units are ours, but an error message may
+ * quote a path, which may hold any byte. */
+static void json_field(const char *key, const char *value)
 {
-    if (isnan(v) || isinf(v))
-        printf("null");
-    else
-        printf("%.6g", v);
+    printf(", \"%s\": ", key);
+    br_cli_json_string(stdout, value);
+}
+
+/* A double field, every digit kept (null when not a number). */
+static void json_double(const char *key, double v)
+{
+    printf(", \"%s\": ", key);
+    br_cli_json_double(stdout, v);
 }
 
 static void print_header(void)
@@ -290,7 +297,8 @@ static void print_json(const struct bench_case *c, const struct bench_params *p,
     bool at_least;
     int verdict = rc ? -1 : bench_verdict(c, p, r->ratio, &limit, &at_least);
 
-    printf("%s\n  {\"case\": \"%s\"", first ? "" : ",", c->name);
+    printf("%s\n  {\"case\": ", first ? "" : ",");
+    br_cli_json_string(stdout, c->name);
     if (c->uses & BENCH_USES_BATCH_BYTES)
         printf(", \"batch_bytes\": %llu", (unsigned long long)p->batch_bytes);
     if (c->uses & BENCH_USES_WORKERS)
@@ -298,34 +306,30 @@ static void print_json(const struct bench_case *c, const struct bench_params *p,
     if (c->uses & BENCH_USES_RING_BYTES)
         printf(", \"ring_bytes\": %llu", (unsigned long long)p->ring_bytes);
     if (rc) {
-        /* The message is ours and printable; only quotes and backslashes
-         * need escaping. */
-        printf(", \"error\": \"");
-        for (const char *s = r->error; *s; s++)
-            printf(*s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-        printf("\"}");
+        json_field("error", r->error);
+        printf("}");
         return;
     }
-    printf(", \"value\": ");
-    json_number(r->value);
-    printf(", \"value_unit\": \"%s\", \"baseline\": ", c->value_unit);
-    json_number(r->baseline);
-    printf(", \"baseline_unit\": \"%s\", \"baseline_name\": \"%s\", \"ratio\": ", c->baseline_unit,
-           c->baseline_name);
-    json_number(r->ratio);
-    printf(", \"ratio_name\": \"%s\"", c->ratio_name);
+    json_double("value", r->value);
+    json_field("value_unit", c->value_unit);
+    json_double("baseline", r->baseline);
+    json_field("baseline_unit", c->baseline_unit);
+    json_field("baseline_name", c->baseline_name);
+    json_double("ratio", r->ratio);
+    json_field("ratio_name", c->ratio_name);
     if (verdict >= 0) {
-        printf(", \"target\": ");
-        json_number(limit);
-        printf(", \"target_op\": \"%s\", \"pass\": %s",
-               at_least ? ">=" : "<=", verdict ? "true" : "false");
+        json_double("target", limit);
+        json_field("target_op", at_least ? ">=" : "<=");
+        printf(", \"pass\": %s", verdict ? "true" : "false");
     }
-    printf(", \"units\": %llu, \"seconds\": ", (unsigned long long)r->units);
-    json_number(r->seconds);
+    printf(", \"units\": %llu", (unsigned long long)r->units);
+    json_double("seconds", r->seconds);
     printf(", \"figures\": {");
     for (unsigned f = 0; f < r->n_figures; f++) {
-        printf("%s\"%s\": ", f ? ", " : "", r->figures[f].name);
-        json_number(r->figures[f].value);
+        printf("%s", f ? ", " : "");
+        br_cli_json_string(stdout, r->figures[f].name);
+        printf(": ");
+        br_cli_json_double(stdout, r->figures[f].value);
     }
     printf("}}");
 }

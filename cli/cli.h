@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Each subcommand: argv[0] is the subcommand's name. Returns the exit code. */
 int br_cli_demo(int argc, char **argv);
@@ -47,6 +48,36 @@ int br_mkdata_write(const struct br_mkdata_spec *spec, uint64_t *data_bytes, cha
 /* "512 B", "64.00 MiB". Returns buf. */
 const char *br_mkdata_human(char buf[32], uint64_t bytes);
 
+/* ---------------------------------------------- output (cli/output.c) */
+
+/* The subcommand running ("ls"), set by main before it dispatches; NULL
+ * before that. Messages name it. */
+extern const char *br_cli_cmd;
+
+/*
+ * Prints "batchring CMD: MESSAGE" and a newline on stderr (plain
+ * "batchring: " with no subcommand yet). Every error and note of every
+ * subcommand goes through here, so that a script or a person can tell
+ * which command of a pipeline spoke. fmt has no trailing newline.
+ */
+void br_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * JSON output. Strings: UTF-8 is passed through; quotes, backslashes and control
+ * characters (and DEL) are escaped; a byte that is not part of valid UTF-8
+ * (a ring name in /dev/shm may hold any byte but '/' and NUL) is written as
+ * U+FFFD. Returns false when that happened, i.e. the string is not the
+ * exact bytes.
+ */
+bool br_cli_json_string(FILE *f, const char *s);
+/* "KEY": "NAME", plus "KEY_hex": "2f..." (every byte of NAME in hex) when
+ * NAME is not valid UTF-8, so that its exact bytes are never lost. */
+void br_cli_json_name(FILE *f, const char *key, const char *name);
+/* A double that reads back as the same double (up to 17 significant
+ * digits); null for NaN and infinities, which JSON lacks. Integers are
+ * printed with PRIu64/%u/%d directly: they are exact as they are. */
+void br_cli_json_double(FILE *f, double v);
+
 /* ------------------------------------------------ helpers (cli/args.c) */
 
 /* Exit codes of every subcommand. */
@@ -59,12 +90,12 @@ const char *br_mkdata_human(char buf[32], uint64_t bytes);
  * suffix (K, M, G, with optional "iB") is allowed. On failure prints
  * "batchring CMD: bad value 'TEXT' for --OPT: WHY" and returns false.
  */
-bool br_cli_number(const char *cmd, const char *opt, const char *text, uint64_t min, uint64_t max,
-                   bool sizes, uint64_t *out);
+bool br_cli_number(const char *opt, const char *text, uint64_t min, uint64_t max, bool sizes,
+                   uint64_t *out);
 
 /* Checks a ring name as the library will ("/" and 1 to 250 characters,
  * no other "/"); prints why not and returns false. */
-bool br_cli_ring_name_ok(const char *cmd, const char *name);
+bool br_cli_ring_name_ok(const char *name);
 
 /* The signal that asked a long-running command to stop (SIGINT, SIGTERM,
  * SIGHUP), 0 while none has. Set by br_cli_catch_stop_signals' handler. */

@@ -166,25 +166,25 @@ int br_cli_consume(int argc, char **argv)
             v.on = true;
             break;
         case OPT_BATCHES:
-            ok = br_cli_number("consume", "batches", optarg, 1, UINT64_MAX, false, &limit);
+            ok = br_cli_number("batches", optarg, 1, UINT64_MAX, false, &limit);
             break;
         case OPT_SEED:
-            ok = br_cli_number("consume", "seed", optarg, 0, UINT64_MAX, false, &v.seed);
+            ok = br_cli_number("seed", optarg, 0, UINT64_MAX, false, &v.seed);
             break;
         case OPT_SAMPLE_BYTES:
-            ok = br_cli_number("consume", "sample-bytes", optarg, 0, SIZE_MAX, true, &sample_bytes);
+            ok = br_cli_number("sample-bytes", optarg, 0, SIZE_MAX, true, &sample_bytes);
             have_size = true;
             break;
         case OPT_MIN_BYTES:
-            ok = br_cli_number("consume", "min-bytes", optarg, 0, SIZE_MAX, true, &v.min_bytes);
+            ok = br_cli_number("min-bytes", optarg, 0, SIZE_MAX, true, &v.min_bytes);
             have_min = true;
             break;
         case OPT_MAX_BYTES:
-            ok = br_cli_number("consume", "max-bytes", optarg, 0, SIZE_MAX, true, &v.max_bytes);
+            ok = br_cli_number("max-bytes", optarg, 0, SIZE_MAX, true, &v.max_bytes);
             have_max = true;
             break;
         case OPT_TIMEOUT:
-            ok = br_cli_number("consume", "timeout-ms", optarg, 0, INT32_MAX, false, &timeout_ms);
+            ok = br_cli_number("timeout-ms", optarg, 0, INT32_MAX, false, &timeout_ms);
             have_timeout = true;
             break;
         default:
@@ -195,27 +195,26 @@ int br_cli_consume(int argc, char **argv)
             return BR_CLI_USAGE;
     }
     if (optind < argc) {
-        fprintf(stderr, "batchring consume: unexpected argument '%s'\n", argv[optind]);
+        br_cli_error("unexpected argument '%s'", argv[optind]);
         return BR_CLI_USAGE;
     }
     if (!name) {
-        fprintf(stderr, "batchring consume: --name /NAME is required (batchring consume --help)\n");
+        br_cli_error("--name /NAME is required (batchring consume --help)");
         return BR_CLI_USAGE;
     }
-    if (!br_cli_ring_name_ok("consume", name))
+    if (!br_cli_ring_name_ok(name))
         return BR_CLI_USAGE;
     if ((have_size || have_min || have_max) && !v.on) {
-        fprintf(stderr, "batchring consume: --sample-bytes, --min-bytes and --max-bytes are for "
-                        "--verify\n");
+        br_cli_error("--sample-bytes, --min-bytes and --max-bytes are for "
+                     "--verify");
         return BR_CLI_USAGE;
     }
     if (have_size && (have_min || have_max)) {
-        fprintf(stderr,
-                "batchring consume: give either --sample-bytes or --min-bytes/--max-bytes\n");
+        br_cli_error("give either --sample-bytes or --min-bytes/--max-bytes");
         return BR_CLI_USAGE;
     }
     if (have_min != have_max || (have_min && v.min_bytes > v.max_bytes)) {
-        fprintf(stderr, "batchring consume: --min-bytes and --max-bytes go together, min <= max\n");
+        br_cli_error("--min-bytes and --max-bytes go together, min <= max");
         return BR_CLI_USAGE;
     }
     if (have_size)
@@ -228,8 +227,7 @@ int br_cli_consume(int argc, char **argv)
     br_gen *g;
     int rc = br_attach(&g, name, slice);
     if (rc) {
-        fprintf(stderr, "batchring consume: cannot attach to %s: %s: %s\n", name, br_err_name(rc),
-                br_last_error(NULL));
+        br_cli_error("cannot attach to %s: %s: %s", name, br_err_name(rc), br_last_error(NULL));
         return BR_CLI_FAILED;
     }
 
@@ -263,10 +261,11 @@ int br_cli_consume(int argc, char **argv)
             if (have_timeout && br_cli_now_ns() - last_batch_ns >= timeout_ms * 1000000u) {
                 uint64_t next = 0;
                 br_checkpoint(g, &next);
-                fprintf(stderr,
-                        "\nbatchring consume: %s: no batch within --timeout-ms %" PRIu64
-                        " (waiting for batch %" PRIu64 ")\n",
-                        name, timeout_ms, next);
+                if (tty)
+                    fputc('\n', stderr); /* below the progress line */
+                br_cli_error("%s: no batch within --timeout-ms %" PRIu64
+                             " (waiting for batch %" PRIu64 ")",
+                             name, timeout_ms, next);
                 break; /* rc stays -ETIMEDOUT: a failure */
             }
             continue;
@@ -276,8 +275,9 @@ int br_cli_consume(int argc, char **argv)
             break;
         }
         if (rc) {
-            fprintf(stderr, "\nbatchring consume: %s: br_next: %s: %s\n", name, br_err_name(rc),
-                    br_last_error(g));
+            if (tty)
+                fputc('\n', stderr);
+            br_cli_error("%s: br_next: %s: %s", name, br_err_name(rc), br_last_error(g));
             break;
         }
         if (got && b.seq != last + 1) {
@@ -288,10 +288,11 @@ int br_cli_consume(int argc, char **argv)
             why = check_batch(&b, &v, why_buf, sizeof why_buf);
         }
         if (why) {
-            fprintf(stderr,
-                    "\nbatchring consume: %s: batch %" PRIu64 " (epoch %" PRIu64 ", batch %" PRIu64
-                    " of it) does not match: %s\n",
-                    name, b.seq, b.epoch, b.batch, why);
+            if (tty)
+                fputc('\n', stderr);
+            br_cli_error("%s: batch %" PRIu64 " (epoch %" PRIu64 ", batch %" PRIu64
+                         " of it) does not match: %s",
+                         name, b.seq, b.epoch, b.batch, why);
             break;
         }
         if (!got)

@@ -48,8 +48,7 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 static void remove_tree(const char *dir)
 {
     if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        fprintf(stderr, "batchring demo: could not remove %s completely: %s\n", dir,
-                strerror(errno));
+        br_cli_error("could not remove %s completely: %s", dir, strerror(errno));
 }
 
 static void usage(FILE *to)
@@ -88,7 +87,7 @@ static int open_dataset(br_dataset **ds, const char *layout, const char *dir, si
               : !strcmp(layout, "files") ? BR_MKDATA_LIST
                                          : BR_MKDATA_DATA) ||
         !join(b, sizeof b, dir, BR_MKDATA_INDEX)) {
-        fprintf(stderr, "batchring demo: the path %s is too long\n", dir);
+        br_cli_error("the path %s is too long", dir);
         return -ENAMETOOLONG;
     }
     if (!strcmp(layout, "records"))
@@ -175,7 +174,7 @@ int br_cli_demo(int argc, char **argv)
             for (const struct option *o = longopts; o->name; o++)
                 if (o->val == c)
                     name = o->name;
-            fprintf(stderr, "batchring demo: bad value '%s' for --%s\n", optarg, name);
+            br_cli_error("bad value '%s' for --%s", optarg, name);
             return 2;
         }
         switch (c) {
@@ -199,15 +198,14 @@ int br_cli_demo(int argc, char **argv)
         }
     }
     if (strcmp(layout, "records") && strcmp(layout, "files") && strcmp(layout, "indexed")) {
-        fprintf(stderr, "batchring demo: unknown --layout '%s': use records, files or indexed\n",
-                layout);
+        br_cli_error("unknown --layout '%s': use records, files or indexed", layout);
         return 2;
     }
     if (sample_bytes == 0 || samples == 0 || batch == 0 || batch > samples || seconds <= 0 ||
         workers > BR_MAX_WORKERS || batch > BR_MAX_BATCH_SIZE || slots > BR_MAX_SLOTS) {
-        fprintf(stderr, "batchring demo: --sample-bytes, --samples, --batch and --seconds must be "
-                        "positive, --batch at most --samples, and --workers, --batch, --slots "
-                        "within the library's limits\n");
+        br_cli_error("--sample-bytes, --samples, --batch and --seconds must be "
+                     "positive, --batch at most --samples, and --workers, --batch, --slots "
+                     "within the library's limits");
         return 2;
     }
 
@@ -216,7 +214,7 @@ int br_cli_demo(int argc, char **argv)
     char dir[4096], err[1024], h[32];
     snprintf(dir, sizeof dir, "%s/batchring-demo-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
-        fprintf(stderr, "batchring demo: cannot create a directory %s: %s\n", dir, strerror(errno));
+        br_cli_error("cannot create a directory %s: %s", dir, strerror(errno));
         return 1;
     }
     struct br_mkdata_spec spec = {
@@ -233,14 +231,13 @@ int br_cli_demo(int argc, char **argv)
     br_gen *g = NULL;
     int rc = br_mkdata_write(&spec, &data_bytes, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "batchring demo: %s\n", err);
+        br_cli_error("%s", err);
         remove_tree(dir);
         return 1;
     }
     rc = open_dataset(&ds, layout, dir, sample_bytes, direct ? BR_DATASET_DIRECT : 0);
     if (rc) {
-        fprintf(stderr, "batchring demo: opening the dataset: %s: %s\n", br_err_name(rc),
-                br_last_error(NULL));
+        br_cli_error("opening the dataset: %s: %s", br_err_name(rc), br_last_error(NULL));
         remove_tree(dir);
         return 1;
     }
@@ -253,14 +250,13 @@ int br_cli_demo(int argc, char **argv)
         opt.slots = (uint32_t)slots;
     rc = br_open_dataset(&g, ds, NULL, 0, &opt);
     if (rc) {
-        fprintf(stderr, "batchring demo: br_open_dataset: %s: %s\n", br_err_name(rc),
-                br_last_error(NULL));
+        br_cli_error("br_open_dataset: %s: %s", br_err_name(rc), br_last_error(NULL));
         br_dataset_close(ds);
         remove_tree(dir);
         return 1;
     }
     if (br_last_error(g)[0])
-        fprintf(stderr, "batchring demo: note: %s\n", br_last_error(g));
+        br_cli_error("note: %s", br_last_error(g));
 
     /* Ctrl-C ends the run early but still cleans up (workers ignore it). */
     struct sigaction sa, old_int, old_term;
@@ -286,9 +282,11 @@ int br_cli_demo(int argc, char **argv)
         char why_buf[128];
         const char *why =
             check_batch(&b, expect_seq, samples, batch, &spec, why_buf, sizeof why_buf);
-        if (why && bad++ == 0)
-            fprintf(stderr, "\nbatchring demo: batch %" PRIu64 " does not match the dataset: %s\n",
-                    b.seq, why);
+        if (why && bad++ == 0) {
+            if (tty)
+                fputc('\n', stderr); /* below the progress line */
+            br_cli_error("batch %" PRIu64 " does not match the dataset: %s", b.seq, why);
+        }
         expect_seq = b.seq + 1;
         bytes += b.size;
         if ((b.seq & 15) == 0) {
@@ -304,8 +302,11 @@ int br_cli_demo(int argc, char **argv)
             }
         }
     }
-    if (rc)
-        fprintf(stderr, "\nbatchring demo: br_next: %s: %s\n", br_err_name(rc), br_last_error(g));
+    if (rc) {
+        if (tty)
+            fputc('\n', stderr);
+        br_cli_error("br_next: %s: %s", br_err_name(rc), br_last_error(g));
+    }
     elapsed = seconds_since(&t0);
     br_stats_get(g, &st);
 

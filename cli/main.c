@@ -32,7 +32,9 @@ static const struct subcommand subcommands[] = {
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: batchring <command> [options]   (batchring <command> --help)\n\n"
+    fprintf(to, "usage: batchring <command> [options]   (batchring <command> --help)\n"
+                "       batchring -V | --version\n"
+                "       batchring -h | --help\n\n"
                 "commands:\n");
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         fprintf(to, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
@@ -49,14 +51,23 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (!strcmp(argv[1], "--version")) {
+    /* The version of the library this command runs with, which is the
+     * one that matters when the two were installed apart. */
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
         printf("batchring %s\n", br_version_string());
         return 0;
     }
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
-        if (!strcmp(argv[1], subcommands[i].name))
+        if (!strcmp(argv[1], subcommands[i].name)) {
+            /* getopt_long prefixes its own complaints ("unrecognized
+             * option") with argv[0]: make that "batchring ls" too. */
+            static char prog[64];
+            snprintf(prog, sizeof prog, "batchring %s", subcommands[i].name);
+            br_cli_cmd = subcommands[i].name;
+            argv[1] = prog;
             return subcommands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "batchring: unknown command '%s'\n\n", argv[1]);
+        }
+    br_cli_error("unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
 }

@@ -287,26 +287,26 @@ int br_cli_stat(int argc, char **argv)
         }
     }
     if (optind + 1 != argc) {
-        fprintf(stderr, optind == argc ? "batchring stat: which ring? batchring stat /NAME "
-                                         "(batchring ls lists them)\n"
-                                       : "batchring stat: one ring at a time\n");
+        br_cli_error("%s", optind == argc ? "which ring? batchring stat /NAME "
+                                            "(batchring ls lists them)"
+                                          : "one ring at a time");
         return BR_CLI_USAGE;
     }
     name = argv[optind];
-    if (!br_cli_ring_name_ok("stat", name))
+    if (!br_cli_ring_name_ok(name))
         return BR_CLI_USAGE;
 
     a = calloc(1, sizeof *a);
     b = calloc(1, sizeof *b);
     if (!a || !b) {
-        fprintf(stderr, "batchring stat: out of memory\n");
+        br_cli_error("out of memory");
         free(a);
         free(b);
         return BR_CLI_FAILED;
     }
     rc = snap_take(name, a);
     if (rc) {
-        fprintf(stderr, "batchring stat: %s: %s\n", br_err_name(rc), br_last_error(NULL));
+        br_cli_error("%s: %s", br_err_name(rc), br_last_error(NULL));
         code = BR_CLI_FAILED;
         goto out;
     }
@@ -336,8 +336,8 @@ int br_cli_stat(int argc, char **argv)
             rc = snap_take(name, b);
             if (rc) {
                 /* A producer that ends removes its ring: the view ends too. */
-                fprintf(stderr, "batchring stat: %s: %s\n",
-                        rc == -ENOENT ? "ring gone" : br_err_name(rc), br_last_error(NULL));
+                br_cli_error("%s: %s", rc == -ENOENT ? "ring gone" : br_err_name(rc),
+                             br_last_error(NULL));
                 code = rc == -ENOENT ? BR_CLI_OK : BR_CLI_FAILED;
                 break;
             }
@@ -386,7 +386,7 @@ static long shm_names(char ***out, bool verbose)
     *out = NULL;
     if (!d) {
         int rc = -errno;
-        fprintf(stderr, "batchring: cannot list %s: %s\n", SHM_DIR, strerror(errno));
+        br_cli_error("cannot list %s: %s", SHM_DIR, strerror(errno));
         return rc;
     }
     while ((e = readdir(d)) != NULL) {
@@ -477,7 +477,7 @@ int br_cli_ls(int argc, char **argv)
     if (!verbose_flag(argc, argv, "ls", &verbose, ls_usage, &code))
         return code;
     if (optind < argc) {
-        fprintf(stderr, "batchring ls: unexpected argument '%s'\n", argv[optind]);
+        br_cli_error("unexpected argument '%s'", argv[optind]);
         return BR_CLI_USAGE;
     }
     n = shm_names(&names, verbose);
@@ -538,7 +538,7 @@ int br_cli_gc(int argc, char **argv)
     listed = optind < argc;
     if (listed) {
         for (int i = optind; i < argc; i++)
-            if (!br_cli_ring_name_ok("gc", argv[i]))
+            if (!br_cli_ring_name_ok(argv[i]))
                 return BR_CLI_USAGE;
         names = argv + optind;
         n = argc - optind;
@@ -555,7 +555,7 @@ int br_cli_gc(int argc, char **argv)
             /* Asked for by name, a non-ring is an error; met in a scan of
              * /dev/shm, it is someone else's file. */
             if (listed) {
-                fprintf(stderr, "batchring gc: %s: %s\n", br_err_name(rc), br_last_error(NULL));
+                br_cli_error("%s: %s", br_err_name(rc), br_last_error(NULL));
                 code = BR_CLI_FAILED;
             } else if (verbose) {
                 printf("skipped %s%s: not a ring (%s)\n", SHM_DIR, names[i], br_last_error(NULL));
@@ -580,8 +580,8 @@ int br_cli_gc(int argc, char **argv)
             if (verbose || listed)
                 printf("kept %s: %s\n", names[i], br_last_error(NULL));
         } else if (rc != -ENOENT) {
-            fprintf(stderr, "batchring gc: cannot remove %s: %s: %s\n", names[i], br_err_name(rc),
-                    br_last_error(NULL));
+            br_cli_error("cannot remove %s: %s: %s", names[i], br_err_name(rc),
+                         br_last_error(NULL));
             code = BR_CLI_FAILED;
         }
     }

@@ -117,7 +117,7 @@ static int plugin_open(struct source *s, const br_options *opt)
 
     s->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!s->dl) {
-        fprintf(stderr, "batchring serve: cannot load the plugin %s: %s\n", s->path, dlerror());
+        br_cli_error("cannot load the plugin %s: %s", s->path, dlerror());
         return -ENOENT;
     }
     /* POSIX guarantees that dlsym's result converts to a function pointer. */
@@ -126,11 +126,10 @@ static int plugin_open(struct source *s, const br_options *opt)
     else if ((sym = dlsym(s->dl, "br_plugin_init")))
         init1 = (br_plugin_init_fn)sym;
     else {
-        fprintf(stderr,
-                "batchring serve: the plugin %s exports neither br_plugin_init2 (int "
-                "br_plugin_init2(const br_plugin_args *args, br_plugin *plugin)) nor "
-                "br_plugin_init, with default visibility; see batchring.h\n",
-                s->path);
+        br_cli_error("the plugin %s exports neither br_plugin_init2 (int "
+                     "br_plugin_init2(const br_plugin_args *args, br_plugin *plugin)) nor "
+                     "br_plugin_init, with default visibility; see batchring.h",
+                     s->path);
         return -ENOENT;
     }
     s->plugin_args = (br_plugin_args){
@@ -153,24 +152,23 @@ static int plugin_open(struct source *s, const br_options *opt)
     rc = init2 ? init2(&s->plugin_args, &s->plugin) : init1(s->plugin_arg, &s->plugin);
     s->plugin.err[sizeof s->plugin.err - 1] = '\0';
     if (rc) {
-        fprintf(stderr, "batchring serve: the plugin %s failed to start (%s): %s\n", s->path,
-                br_err_name(rc), s->plugin.err[0] ? s->plugin.err : br_strerror(rc));
+        br_cli_error("the plugin %s failed to start (%s): %s", s->path, br_err_name(rc),
+                     s->plugin.err[0] ? s->plugin.err : br_strerror(rc));
         return rc;
     }
     if (init1 && s->plugin.fini) {
         /* A revision-1 plugin built against a newer header: its fields
          * past err are not part of that entry point. */
-        fprintf(stderr,
-                "batchring serve: note: the plugin %s sets fini from br_plugin_init; only "
-                "br_plugin_init2 may, so it will not run\n",
-                s->path);
+        br_cli_error("note: the plugin %s sets fini from br_plugin_init; only "
+                     "br_plugin_init2 may, so it will not run",
+                     s->path);
         s->plugin.fini = NULL;
     }
     s->plugin_started = true;
     if (!s->plugin.load || s->plugin.n_ids == 0) {
-        fprintf(stderr, "batchring serve: the plugin %s returned 0 from %s but set %s\n", s->path,
-                init2 ? "br_plugin_init2" : "br_plugin_init",
-                !s->plugin.load ? "no loader (plugin->load)" : "no samples (n_ids 0)");
+        br_cli_error("the plugin %s returned 0 from %s but set %s", s->path,
+                     init2 ? "br_plugin_init2" : "br_plugin_init",
+                     !s->plugin.load ? "no loader (plugin->load)" : "no samples (n_ids 0)");
         return -EINVAL;
     }
     return 0;
@@ -188,26 +186,23 @@ static int read_labels(struct source *s, uint64_t n)
 
     if (fd < 0) {
         rc = -errno;
-        fprintf(stderr, "batchring serve: cannot open the labels file %s: %s\n", s->labels,
-                strerror(errno));
+        br_cli_error("cannot open the labels file %s: %s", s->labels, strerror(errno));
         return rc;
     }
     if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "batchring serve: the labels file %s is %s, not a regular file\n",
-                s->labels,
-                S_ISFIFO(st.st_mode)  ? "a FIFO"
-                : S_ISDIR(st.st_mode) ? "a directory"
-                : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
-                                                              : "a socket");
+        br_cli_error("the labels file %s is %s, not a regular file", s->labels,
+                     S_ISFIFO(st.st_mode)                         ? "a FIFO"
+                     : S_ISDIR(st.st_mode)                        ? "a directory"
+                     : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                  : "a socket");
         close(fd);
         return -EINVAL;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != n * 4) {
-        fprintf(stderr,
-                "batchring serve: the labels file %s has %lld bytes; the plugin's %" PRIu64
-                " samples need %" PRIu64 " (one int32 each)\n",
-                s->labels, (long long)st.st_size, n, n * 4);
+        br_cli_error("the labels file %s has %lld bytes; the plugin's %" PRIu64
+                     " samples need %" PRIu64 " (one int32 each)",
+                     s->labels, (long long)st.st_size, n, n * 4);
         close(fd);
         return -EINVAL;
     }
@@ -215,7 +210,7 @@ static int read_labels(struct source *s, uint64_t n)
     raw = malloc(want);
     s->label_values = malloc((size_t)n * sizeof *s->label_values);
     if (!raw || !s->label_values) {
-        fprintf(stderr, "batchring serve: out of memory for %" PRIu64 " labels\n", n);
+        br_cli_error("out of memory for %" PRIu64 " labels", n);
         rc = -ENOMEM;
         goto out;
     }
@@ -223,8 +218,8 @@ static int read_labels(struct source *s, uint64_t n)
         ssize_t r = read(fd, raw + got, want - got);
         if (r <= 0) {
             rc = r < 0 ? -errno : -ENODATA;
-            fprintf(stderr, "batchring serve: reading the labels file %s: %s\n", s->labels,
-                    r < 0 ? strerror(errno) : "it ended early");
+            br_cli_error("reading the labels file %s: %s", s->labels,
+                         r < 0 ? strerror(errno) : "it ended early");
             goto out;
         }
         got += (size_t)r;
@@ -260,7 +255,7 @@ static int source_open(struct source *s, const br_options *opt)
         return rc;
     }
     if (rc)
-        fprintf(stderr, "batchring serve: %s: %s\n", br_err_name(rc), br_last_error(NULL));
+        br_cli_error("%s: %s", br_err_name(rc), br_last_error(NULL));
     return rc;
 }
 
@@ -383,8 +378,8 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         case OPT_INDEXED:
             kind = SRC_INDEXED;
             if (optind >= argc || argv[optind][0] == '-') {
-                fprintf(stderr, "batchring serve: --indexed needs two files: --indexed DATA "
-                                "INDEX\n");
+                br_cli_error("--indexed needs two files: --indexed DATA "
+                             "INDEX");
                 return BR_CLI_USAGE;
             }
             s->index = argv[optind++];
@@ -399,28 +394,28 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             s->labels = optarg;
             break;
         case OPT_RECORD_SIZE:
-            ok = br_cli_number("serve", "record-size", optarg, 1, SIZE_MAX, true, &s->record_bytes);
+            ok = br_cli_number("record-size", optarg, 1, SIZE_MAX, true, &s->record_bytes);
             have_record_size = true;
             break;
         case OPT_BATCH:
-            ok = br_cli_number("serve", "batch", optarg, 1, BR_MAX_BATCH_SIZE, false, &a->batch);
+            ok = br_cli_number("batch", optarg, 1, BR_MAX_BATCH_SIZE, false, &a->batch);
             a->have_batch = true;
             break;
         case OPT_WORKERS:
-            ok = br_cli_number("serve", "workers", optarg, 1, BR_MAX_WORKERS, false, &a->workers);
+            ok = br_cli_number("workers", optarg, 1, BR_MAX_WORKERS, false, &a->workers);
             a->have_workers = true;
             break;
         case OPT_SLOTS:
-            ok = br_cli_number("serve", "slots", optarg, 1, BR_MAX_SLOTS, false, &a->slots);
+            ok = br_cli_number("slots", optarg, 1, BR_MAX_SLOTS, false, &a->slots);
             break;
         case OPT_SLOT_BYTES:
-            ok = br_cli_number("serve", "slot-bytes", optarg, 1, SIZE_MAX, true, &a->slot_bytes);
+            ok = br_cli_number("slot-bytes", optarg, 1, SIZE_MAX, true, &a->slot_bytes);
             break;
         case OPT_EPOCHS:
-            ok = br_cli_number("serve", "epochs", optarg, 0, UINT64_MAX, false, &a->epochs);
+            ok = br_cli_number("epochs", optarg, 0, UINT64_MAX, false, &a->epochs);
             break;
         case OPT_SEED:
-            ok = br_cli_number("serve", "seed", optarg, 0, UINT64_MAX, false, &a->seed);
+            ok = br_cli_number("seed", optarg, 0, UINT64_MAX, false, &a->seed);
             break;
         case OPT_DROP_LAST:
             a->drop_last = true;
@@ -442,8 +437,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             if (!strcmp(optarg, "unlimited"))
                 a->max_restarts = BR_MAX_RESTARTS_UNLIMITED;
             else
-                ok = br_cli_number("serve", "max-restarts", optarg, 0, UINT32_MAX, false,
-                                   &a->max_restarts);
+                ok = br_cli_number("max-restarts", optarg, 0, UINT32_MAX, false, &a->max_restarts);
             a->have_max_restarts = true;
             break;
         case OPT_GUARD:
@@ -459,8 +453,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             static const char *const names[] = {"", "--records", "--files", "--indexed",
                                                 "--plugin"};
             if (s->kind != SRC_NONE) {
-                fprintf(stderr, "batchring serve: %s and %s: give one source of data\n",
-                        names[s->kind], names[kind]);
+                br_cli_error("%s and %s: give one source of data", names[s->kind], names[kind]);
                 return BR_CLI_USAGE;
             }
             s->kind = kind;
@@ -468,38 +461,38 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "batchring serve: unexpected argument '%s'\n", argv[optind]);
+        br_cli_error("unexpected argument '%s'", argv[optind]);
         return BR_CLI_USAGE;
     }
     if (!a->name) {
-        fprintf(stderr, "batchring serve: --name /NAME is required (batchring serve --help)\n");
+        br_cli_error("--name /NAME is required (batchring serve --help)");
         return BR_CLI_USAGE;
     }
-    if (!br_cli_ring_name_ok("serve", a->name))
+    if (!br_cli_ring_name_ok(a->name))
         return BR_CLI_USAGE;
     if (s->kind == SRC_NONE) {
-        fprintf(stderr, "batchring serve: nothing to serve: give --records FILE --record-size N, "
-                        "--files LIST, --indexed DATA INDEX or --plugin LIB.so\n");
+        br_cli_error("nothing to serve: give --records FILE --record-size N, "
+                     "--files LIST, --indexed DATA INDEX or --plugin LIB.so");
         return BR_CLI_USAGE;
     }
     if (!a->have_batch || !a->have_workers) {
-        fprintf(stderr, "batchring serve: --batch B and --workers W are required\n");
+        br_cli_error("--batch B and --workers W are required");
         return BR_CLI_USAGE;
     }
     if (s->kind == SRC_RECORDS && !have_record_size) {
-        fprintf(stderr, "batchring serve: --records needs --record-size N (bytes per record)\n");
+        br_cli_error("--records needs --record-size N (bytes per record)");
         return BR_CLI_USAGE;
     }
     if (s->kind != SRC_RECORDS && have_record_size) {
-        fprintf(stderr, "batchring serve: --record-size is for --records only\n");
+        br_cli_error("--record-size is for --records only");
         return BR_CLI_USAGE;
     }
     if (s->kind != SRC_PLUGIN && s->plugin_arg) {
-        fprintf(stderr, "batchring serve: --plugin-arg is for --plugin only\n");
+        br_cli_error("--plugin-arg is for --plugin only");
         return BR_CLI_USAGE;
     }
     if (s->direct && (s->kind == SRC_FILES || s->kind == SRC_PLUGIN)) {
-        fprintf(stderr, "batchring serve: --direct is for --records and --indexed only\n");
+        br_cli_error("--direct is for --records and --indexed only");
         return BR_CLI_USAGE;
     }
     return -1;
@@ -528,13 +521,13 @@ static int options_fill(br_options *opt, const struct serve_args *a)
      * no field for it before the ABI redesign). */
     if (a->guard && setenv("BR_GUARD", "1", 1) < 0) {
         rc = -errno;
-        fprintf(stderr, "batchring serve: --guard: setenv: %s\n", strerror(errno));
+        br_cli_error("--guard: setenv: %s", strerror(errno));
         return rc;
     }
     if (a->shard_from_env) {
         rc = br_shard_from_env(opt);
         if (rc) {
-            fprintf(stderr, "batchring serve: --shard-from-env: %s\n", br_last_error(NULL));
+            br_cli_error("--shard-from-env: %s", br_last_error(NULL));
             return rc;
         }
     }
@@ -552,10 +545,9 @@ static int open_generator(br_gen **g, const struct serve_args *a, br_options *op
         if (!opt->slot_bytes)
             opt->slot_bytes = s->plugin.slot_bytes;
         if (!opt->slot_bytes) {
-            fprintf(stderr,
-                    "batchring serve: the plugin %s does not say how large a batch is "
-                    "(plugin->slot_bytes is 0): pass --slot-bytes N\n",
-                    s->path);
+            br_cli_error("the plugin %s does not say how large a batch is "
+                         "(plugin->slot_bytes is 0): pass --slot-bytes N",
+                         s->path);
             return -EINVAL;
         }
         opt->worker_init = s->plugin.worker_init;
@@ -564,8 +556,7 @@ static int open_generator(br_gen **g, const struct serve_args *a, br_options *op
                      (size_t)s->plugin.n_ids, opt);
     }
     if (rc)
-        fprintf(stderr, "batchring serve: cannot serve %s: %s: %s\n", a->name, br_err_name(rc),
-                br_last_error(NULL));
+        br_cli_error("cannot serve %s: %s: %s", a->name, br_err_name(rc), br_last_error(NULL));
     return rc;
 }
 
@@ -594,7 +585,7 @@ static void announce(br_gen *g, const struct serve_args *a, const struct source 
            br_mkdata_human(total, rs.total_bytes), epochs, (int)getpid());
     fflush(stdout);
     if (br_last_error(g)[0])
-        fprintf(stderr, "batchring serve: note: %s\n", br_last_error(g));
+        br_cli_error("note: %s", br_last_error(g));
 }
 
 /* Serves until done, stopped or failed. Returns the exit code. */
@@ -608,23 +599,22 @@ static int serve_loop(br_gen *g, const struct serve_args *a)
     for (;;) {
         int32_t pid = 0;
         if (br_cli_stop) {
-            fprintf(stderr, "batchring serve: %s: stopping on SIG%s\n", a->name,
-                    sigabbrev_np(br_cli_stop) ? sigabbrev_np(br_cli_stop) : "?");
+            br_cli_error("%s: stopping on SIG%s", a->name,
+                         sigabbrev_np(br_cli_stop) ? sigabbrev_np(br_cli_stop) : "?");
             return BR_CLI_OK;
         }
         rc = br_serve_wait(g, SERVE_POLL_MS);
         if (rc == 0) {
-            fprintf(stderr, "batchring serve: %s: the consumer has taken the last batch\n",
-                    a->name);
+            br_cli_error("%s: the consumer has taken the last batch", a->name);
             return BR_CLI_OK;
         }
         if (rc != -ETIMEDOUT && br_cli_stop)
             continue; /* a signal to the whole group also stopped the workers */
         if (rc != -ETIMEDOUT) {
-            fprintf(stderr, "batchring serve: %s: %s: %s\n", a->name, br_err_name(rc),
-                    rc == BR_ESTOPPED ? "the consumer stopped on an error (its output has the "
-                                        "message)"
-                                      : br_last_error(g));
+            br_cli_error("%s: %s: %s", a->name, br_err_name(rc),
+                         rc == BR_ESTOPPED ? "the consumer stopped on an error (its output has the "
+                                             "message)"
+                                           : br_last_error(g));
             return BR_CLI_FAILED;
         }
         br_consumer_pid(g, &pid);
@@ -633,10 +623,9 @@ static int serve_loop(br_gen *g, const struct serve_args *a)
              * as one that went away. */
             br_stats_get(g, &st);
             if (a->exit_on_detach && !pid && st.batches) {
-                fprintf(stderr,
-                        "batchring serve: %s: the consumer went away; exiting "
-                        "(--exit-on-detach)\n",
-                        a->name);
+                br_cli_error("%s: the consumer went away; exiting "
+                             "(--exit-on-detach)",
+                             a->name);
                 return BR_CLI_OK;
             }
             continue;
@@ -651,8 +640,8 @@ static int serve_loop(br_gen *g, const struct serve_args *a)
         if (consumer && a->exit_on_detach)
             return BR_CLI_OK;
         if (pid)
-            fprintf(stderr, "batchring serve: %s: consumer pid %d attached at batch %" PRIu64 "\n",
-                    a->name, (int)pid, rs.cursor);
+            br_cli_error("%s: consumer pid %d attached at batch %" PRIu64 "", a->name, (int)pid,
+                         rs.cursor);
         consumer = pid;
     }
 }
@@ -685,7 +674,7 @@ int br_cli_serve(int argc, char **argv)
     br_stats_get(g, &st);
     br_close(g);
     source_close(&s); /* the plugin's fini, after br_close */
-    fprintf(stderr, "batchring serve: %s: served %" PRIu64 " batches (%s); ring removed\n", a.name,
-            st.batches, br_mkdata_human(h, st.bytes));
+    br_cli_error("%s: served %" PRIu64 " batches (%s); ring removed", a.name, st.batches,
+                 br_mkdata_human(h, st.bytes));
     return code;
 }

@@ -77,8 +77,7 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 static void remove_tree(const char *dir)
 {
     if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        fprintf(stderr, "batchring soak: could not remove %s completely: %s\n", dir,
-                strerror(errno));
+        br_cli_error("could not remove %s completely: %s", dir, strerror(errno));
 }
 
 /* The random stream of a run: splitmix64 on the seed. */
@@ -197,8 +196,7 @@ static int run_producer(const struct soak_opts *o, const char *dir, int ready,
     snprintf(labels, sizeof labels, "%s/%s", dir, BR_MKDATA_LABELS);
     int rc = br_dataset_open_records(&ds, records, o->record_size, labels, 0);
     if (rc) {
-        fprintf(stderr, "batchring soak: producer: opening %s: %s\n", records,
-                br_last_error(NULL));
+        br_cli_error("producer: opening %s: %s", records, br_last_error(NULL));
         return 1;
     }
     br_options opt;
@@ -212,8 +210,7 @@ static int run_producer(const struct soak_opts *o, const char *dir, int ready,
     opt.name = o->name;
     rc = br_open_dataset(&g, ds, NULL, 0, &opt);
     if (rc) {
-        fprintf(stderr, "batchring soak: producer: br_open_dataset: %s: %s\n", br_err_name(rc),
-                br_last_error(NULL));
+        br_cli_error("producer: br_open_dataset: %s: %s", br_err_name(rc), br_last_error(NULL));
         br_dataset_close(ds);
         return 1;
     }
@@ -228,8 +225,7 @@ static int run_producer(const struct soak_opts *o, const char *dir, int ready,
             continue;
         }
         if (rc) {
-            fprintf(stderr, "batchring soak: producer: br_serve_wait: %s: %s\n",
-                    br_err_name(rc), br_last_error(g));
+            br_cli_error("producer: br_serve_wait: %s: %s", br_err_name(rc), br_last_error(g));
             break;
         }
         break; /* 0: the consumer reached the end, which an endless run has not */
@@ -267,10 +263,9 @@ static bool check_batch(const br_batch *b, const struct soak_opts *o, uint64_t p
     }
     if (!why)
         return true;
-    fprintf(stderr,
-            "batchring soak: consumer %d: batch %" PRIu64 " (epoch %" PRIu64
-            ") is wrong: %s (sample %" PRIu64 ", byte %zu)\n",
-            (int)getpid(), b->seq, b->epoch, why, bad_id, at);
+    br_cli_error("consumer %d: batch %" PRIu64 " (epoch %" PRIu64 ") is wrong: %s (sample %" PRIu64
+                 ", byte %zu)",
+                 (int)getpid(), b->seq, b->epoch, why, bad_id, at);
     return false;
 }
 
@@ -298,8 +293,8 @@ static int run_consumer(const struct soak_opts *o, int out, const sigset_t *old)
         nanosleep(&ts, NULL);
     }
     if (rc) {
-        fprintf(stderr, "batchring soak: consumer %d: br_attach %s: %s: %s\n", (int)getpid(),
-                o->name, br_err_name(rc), br_last_error(NULL));
+        br_cli_error("consumer %d: br_attach %s: %s: %s", (int)getpid(), o->name, br_err_name(rc),
+                     br_last_error(NULL));
         free(buf);
         return 1;
     }
@@ -311,8 +306,8 @@ static int run_consumer(const struct soak_opts *o, int out, const sigset_t *old)
             continue;
         }
         if (rc) {
-            fprintf(stderr, "batchring soak: consumer %d: br_next: %s: %s\n", (int)getpid(),
-                    br_err_name(rc), br_last_error(g));
+            br_cli_error("consumer %d: br_next: %s: %s", (int)getpid(), br_err_name(rc),
+                         br_last_error(g));
             break;
         }
         struct soak_report r = {.seq = b.seq,
@@ -324,8 +319,7 @@ static int run_consumer(const struct soak_opts *o, int out, const sigset_t *old)
         memcpy(buf, &r, sizeof r);
         memcpy((char *)buf + sizeof r, b.ids, r.count * sizeof(uint64_t));
         if (!write_all(out, buf, sizeof r + r.count * sizeof(uint64_t))) {
-            fprintf(stderr, "batchring soak: consumer %d: report pipe: %s\n", (int)getpid(),
-                    strerror(errno));
+            br_cli_error("consumer %d: report pipe: %s", (int)getpid(), strerror(errno));
             rc = -EPIPE;
             break;
         }
@@ -357,8 +351,8 @@ struct judge {
 static void judge_close_epoch(struct judge *j, bool finished)
 {
     if (finished && j->seen_n != j->o->samples) {
-        fprintf(stderr, "batchring soak: epoch %" PRIu64 " delivered %" PRIu64 " of %" PRIu64
-                " samples\n", j->epoch, j->seen_n, j->o->samples);
+        br_cli_error("epoch %" PRIu64 " delivered %" PRIu64 " of %" PRIu64 " samples", j->epoch,
+                     j->seen_n, j->o->samples);
         j->lost += j->o->samples - j->seen_n;
     }
     memset(j->seen, 0, (j->o->samples + 63) / 64 * 8);
@@ -378,8 +372,9 @@ static void judge_count(struct judge *j, const struct soak_report *r, const uint
             continue;
         }
         if (j->seen[id / 64] >> (id % 64) & 1) {
-            fprintf(stderr, "batchring soak: sample %" PRIu64 " delivered twice in epoch %" PRIu64
-                    " (batch %" PRIu64 ")\n", id, r->epoch, r->seq);
+            br_cli_error("sample %" PRIu64 " delivered twice in epoch %" PRIu64 " (batch %" PRIu64
+                         ")",
+                         id, r->epoch, r->seq);
             j->repeated++;
             continue;
         }
@@ -400,22 +395,20 @@ static void judge_report(struct judge *j, const struct soak_report *r, const uin
         j->redelivered++;
         if (r->epoch != j->held.epoch || r->count != j->held.count ||
             memcmp(ids, j->held_ids, r->count * sizeof *ids)) {
-            fprintf(stderr, "batchring soak: batch %" PRIu64 " delivered again with other ids\n",
-                    r->seq);
+            br_cli_error("batch %" PRIu64 " delivered again with other ids", r->seq);
             j->bad++;
         }
         return;
     }
     j->boundary = false;
     if (r->seq < j->next_seq) {
-        fprintf(stderr, "batchring soak: batch %" PRIu64 " delivered again (expected %" PRIu64
-                ")\n", r->seq, j->next_seq);
+        br_cli_error("batch %" PRIu64 " delivered again (expected %" PRIu64 ")", r->seq,
+                     j->next_seq);
         j->repeated++;
         return;
     }
     if (r->seq > j->next_seq) {
-        fprintf(stderr, "batchring soak: batches %" PRIu64 "..%" PRIu64 " never delivered\n",
-                j->next_seq, r->seq - 1);
+        br_cli_error("batches %" PRIu64 "..%" PRIu64 " never delivered", j->next_seq, r->seq - 1);
         j->lost += r->seq - j->next_seq;
     }
     j->next_seq = r->seq + 1;
@@ -437,7 +430,7 @@ static void judge_parse(struct judge *j, char *buf, size_t *len)
         memcpy(&r, buf + at, sizeof r);
         size_t need = sizeof r + (size_t)r.count * sizeof(uint64_t);
         if (r.count > j->o->batch) {
-            fprintf(stderr, "batchring soak: a garbled report (count %u)\n", r.count);
+            br_cli_error("a garbled report (count %u)", r.count);
             j->bad++;
             at = *len;
             break;
@@ -576,8 +569,7 @@ static bool parse_rate(const char *opt, const char *text, double max, double *ou
     errno = 0;
     double v = strtod(text, &end);
     if (errno || !end || *end || text[0] == '-' || !(v >= 0) || v > max) {
-        fprintf(stderr, "batchring soak: bad value '%s' for --%s: a number from 0 to %g\n", text,
-                opt, max);
+        br_cli_error("bad value '%s' for --%s: a number from 0 to %g", text, opt, max);
         return false;
     }
     *out = v;
@@ -613,7 +605,7 @@ int br_cli_soak(int argc, char **argv)
         case 's':
             ok = parse_rate("seconds", optarg, 86400.0 * 365, &o.seconds) && o.seconds > 0;
             if (!ok && o.seconds == 0)
-                fprintf(stderr, "batchring soak: --seconds must be more than 0\n");
+                br_cli_error("--seconds must be more than 0");
             break;
         case 'k':
             ok = parse_rate("kill-rate", optarg, 10000, &o.kill_rate);
@@ -622,22 +614,22 @@ int br_cli_soak(int argc, char **argv)
             ok = parse_rate("consumer-kill-rate", optarg, 100, &o.consumer_kill_rate);
             break;
         case 'w':
-            ok = br_cli_number("soak", "workers", optarg, 1, SOAK_MAX_WORKERS, false, &o.workers);
+            ok = br_cli_number("workers", optarg, 1, SOAK_MAX_WORKERS, false, &o.workers);
             break;
         case 'b':
-            ok = br_cli_number("soak", "batch", optarg, 1, 65536, false, &o.batch);
+            ok = br_cli_number("batch", optarg, 1, 65536, false, &o.batch);
             break;
         case 'r':
-            ok = br_cli_number("soak", "record-size", optarg, 1, 1u << 24, true, &o.record_size);
+            ok = br_cli_number("record-size", optarg, 1, 1u << 24, true, &o.record_size);
             break;
         case 'n':
-            ok = br_cli_number("soak", "samples", optarg, 1, 1u << 26, false, &o.samples);
+            ok = br_cli_number("samples", optarg, 1, 1u << 26, false, &o.samples);
             break;
         case 'x':
-            ok = br_cli_number("soak", "seed", optarg, 0, UINT64_MAX, false, &o.seed);
+            ok = br_cli_number("seed", optarg, 0, UINT64_MAX, false, &o.seed);
             break;
         case 'N':
-            ok = br_cli_ring_name_ok("soak", optarg) &&
+            ok = br_cli_ring_name_ok(optarg) &&
                  snprintf(o.name, sizeof o.name, "%s", optarg) < (int)sizeof o.name;
             break;
         default:
@@ -648,12 +640,13 @@ int br_cli_soak(int argc, char **argv)
             return BR_CLI_USAGE;
     }
     if (optind < argc) {
-        fprintf(stderr, "batchring soak: unexpected argument '%s'\n", argv[optind]);
+        br_cli_error("unexpected argument '%s'", argv[optind]);
         return BR_CLI_USAGE;
     }
     if (o.batch * o.workers > o.samples) {
-        fprintf(stderr, "batchring soak: --batch x --workers (%" PRIu64 ") is more than --samples "
-                "(%" PRIu64 ")\n", o.batch * o.workers, o.samples);
+        br_cli_error("--batch x --workers (%" PRIu64 ") is more than --samples "
+                     "(%" PRIu64 ")",
+                     o.batch * o.workers, o.samples);
         return BR_CLI_USAGE;
     }
 
@@ -662,8 +655,7 @@ int br_cli_soak(int argc, char **argv)
     char dir[4096], err[1024], h[32];
     snprintf(dir, sizeof dir, "%s/batchring-soak-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
-        fprintf(stderr, "batchring soak: cannot create a directory %s: %s\n", dir,
-                strerror(errno));
+        br_cli_error("cannot create a directory %s: %s", dir, strerror(errno));
         return BR_CLI_FAILED;
     }
     struct br_mkdata_spec spec = {.layout = "records", .dir = dir, .samples = o.samples,
@@ -671,7 +663,7 @@ int br_cli_soak(int argc, char **argv)
                                   .seed = SOAK_DATA_SEED};
     uint64_t data_bytes = 0;
     if (br_mkdata_write(&spec, &data_bytes, err, sizeof err)) {
-        fprintf(stderr, "batchring soak: %s\n", err);
+        br_cli_error("%s", err);
         remove_tree(dir);
         return BR_CLI_FAILED;
     }
@@ -688,7 +680,7 @@ int br_cli_soak(int argc, char **argv)
     int ready[2];
     pid_t producer = -1;
     if (!j.seen || !j.held_ids || !j.ids || pipe2(ready, O_CLOEXEC) < 0) {
-        fprintf(stderr, "batchring soak: out of memory or descriptors\n");
+        br_cli_error("out of memory or descriptors");
         failed = true;
         goto out;
     }
@@ -704,7 +696,7 @@ int br_cli_soak(int argc, char **argv)
     ssize_t got = producer < 0 ? -1 : read(ready[0], &one, 1);
     close(ready[0]);
     if (got != 1) {
-        fprintf(stderr, "batchring soak: the producer did not start\n");
+        br_cli_error("the producer did not start");
         failed = true;
         goto out;
     }
@@ -721,7 +713,7 @@ int br_cli_soak(int argc, char **argv)
         o.consumer_kill_rate > 0 ? t0 + rnd_gap_ns(&rs, o.consumer_kill_rate) : UINT64_MAX;
     int e = consumer_start(&cons, &o);
     if (e) {
-        fprintf(stderr, "batchring soak: starting a consumer: %s\n", strerror(-e));
+        br_cli_error("starting a consumer: %s", strerror(-e));
         failed = true;
         goto out;
     }
@@ -733,14 +725,14 @@ int br_cli_soak(int argc, char **argv)
         if (poll(&pf, 1, ms) > 0 && !consumer_read(&cons, &j)) {
             /* The consumer ended on its own: an error (it said which). */
             consumer_finish(&cons, &j);
-            fprintf(stderr, "batchring soak: the consumer ended before the run did\n");
+            br_cli_error("the consumer ended before the run did");
             failed = true;
             break;
         }
         int st;
         if (waitpid(producer, &st, WNOHANG) == producer) {
             producer = -1;
-            fprintf(stderr, "batchring soak: the producer ended before the run did\n");
+            br_cli_error("the producer ended before the run did");
             failed = true;
             break;
         }
@@ -759,7 +751,7 @@ int br_cli_soak(int argc, char **argv)
             kill(cons.pid, SIGKILL); /* our own unreaped child: the pid is still it */
             int how = consumer_finish(&cons, &j);
             if (how < 0) {
-                fprintf(stderr, "batchring soak: the consumer failed before it was killed\n");
+                br_cli_error("the consumer failed before it was killed");
                 failed = true;
                 break;
             }
@@ -767,7 +759,7 @@ int br_cli_soak(int argc, char **argv)
             j.boundary = true;
             e = consumer_start(&cons, &o);
             if (e) {
-                fprintf(stderr, "batchring soak: starting a consumer: %s\n", strerror(-e));
+                br_cli_error("starting a consumer: %s", strerror(-e));
                 failed = true;
                 break;
             }
@@ -779,7 +771,7 @@ int br_cli_soak(int argc, char **argv)
     if (cons.pid > 0) {
         kill(cons.pid, SIGTERM);
         if (consumer_finish(&cons, &j) != 0) {
-            fprintf(stderr, "batchring soak: the last consumer did not end cleanly\n");
+            br_cli_error("the last consumer did not end cleanly");
             failed = true;
         }
     }
@@ -792,7 +784,7 @@ out:
         while (waitpid(producer, &st, 0) < 0 && errno == EINTR)
             ;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "batchring soak: the producer ended with an error\n");
+            br_cli_error("the producer ended with an error");
             failed = true;
         }
     }
@@ -800,8 +792,7 @@ out:
     struct stat sst;
     snprintf(shm, sizeof shm, "/dev/shm%s", o.name);
     if (started && lstat(shm, &sst) == 0) {
-        fprintf(stderr, "batchring soak: the ring %s is still there after the producer ended\n",
-                shm);
+        br_cli_error("the ring %s is still there after the producer ended", shm);
         failed = true;
     }
     remove_tree(dir);
@@ -810,7 +801,7 @@ out:
     free(j.held_ids);
     free(j.ids);
     if (!failed && j.batches == 0) {
-        fprintf(stderr, "batchring soak: no batch was delivered\n");
+        br_cli_error("no batch was delivered");
         failed = true;
     }
     printf("soak: %.1f s, worker kills %" PRIu64 ", consumer kills %" PRIu64 ", batches %" PRIu64
