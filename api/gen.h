@@ -3,7 +3,7 @@
  * The generator's state, shared by the files of the API layer (api/):
  * handles.c (the handle table, close), open.c (options, br_open),
  * named.c (named rings: attach, serve, observers), stats.c (counters,
- * checkpoint) and consumer/next.c (the hot path, br_next).
+ * checkpoint) and next.c (br_next around consumer/, the hot path).
  */
 #ifndef BR_API_GEN_H
 #define BR_API_GEN_H
@@ -14,6 +14,7 @@
 
 #include <batchring.h>
 
+#include "consumer/consumer.h"
 #include "producer/schedule.h"
 #include "producer/worker.h"
 #include "ring/error.h"
@@ -33,20 +34,12 @@ struct br_gen {
     struct br_supervisor sup;
     uint64_t *ids;         /* our copy */
     int32_t *labels;       /* our copy, or NULL */
-    uint64_t cursor;       /* next seq to return */
-    uint64_t held;         /* seq of the batch the caller holds */
-    bool holding;
+    /* The hot path's state: cursor, held batch, spin and wake pacing. Set
+     * up once the ring is mapped (br__consumer_init). */
+    struct br_consumer cons;
     enum gen_state state;
     uint32_t nworkers;
-    int timeout_ms;
     uint64_t opened_ns;
-    uint32_t kick_every;    /* releases between wake-ups of sleeping workers */
-    uint32_t released;      /* releases since the last wake-up */
-    bool spin_adaptive;     /* a core is free for the consumer to spin on */
-    uint64_t wait_avg_ns;   /* moving average of br_next's waits */
-    /* The start of the last wait that timed out, and its seq: a br_next
-     * that retries the same batch shows batchring stat the whole wait. */
-    uint64_t timed_out_seq, timed_out_t0;
     /* workers = 0: the trainer loads, with its own reader and counters. */
     struct br_worker_env inline_env;
     struct br_worker_rec inline_rec;
@@ -68,10 +61,12 @@ int br__gen_register(struct br_gen *g, char *msg);
 bool br__gen_unregister(const br_gen *handle, struct br_gen **out);
 /* Stops the workers, gives up a consumer claim, unmaps and frees g. */
 void br__gen_free(struct br_gen *g);
-/* Online CPUs, at least 1. */
-uint32_t br__online_cpus(void);
-/* Gives the batch the caller holds back to the workers. */
-void br__gen_release_held(struct br_gen *g);
+/* The consumer's check_alive (api/next.c): the supervisor's recorded
+ * failures, and for an attached ring the producer's lock. */
+int br__gen_check_alive(struct br_consumer *c);
+/* One worker's shared record into the public counters (stats.c): the
+ * one copy that br_worker_stats_get and br_ring_stat share. */
+void br__worker_stats_copy(const struct br_worker_rec *rec, br_worker_stats *out);
 /* Whether a consumer holds its lock on the ring behind fd. */
 bool br__consumer_alive(int fd);
 

@@ -7,11 +7,9 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -86,8 +84,7 @@ static void consumer_detach(struct br_gen *g)
         return;
     g->consumer_id = 0;
     br__cas_acq_rel_u64(&h->consumer, &mine, 0);
-    br__add_seq_cst_u32(&h->consumer_events, 1);
-    syscall(SYS_futex, (uint32_t *)&h->consumer_events, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    br__ring_consumer_event(h);
 }
 
 void br__gen_free(struct br_gen *g)
@@ -114,7 +111,7 @@ BR_API int br_close(br_gen *handle)
     /* A consumer that detaches cleanly is done with its batch: the next
      * consumer starts after it. */
     if (g->role == ROLE_ATTACHED)
-        br__gen_release_held(g);
+        br__consumer_release(&g->cons);
     br__gen_free(g);
     return 0;
 }

@@ -2,11 +2,9 @@
 /* Named rings: attach, serve, and the observers (stat, remove, pid). */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -44,7 +42,6 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     if (!g)
         return br__fail(msg, -ENOMEM, "out of memory for the generator");
     g->role = ROLE_ATTACHED;
-    g->timeout_ms = timeout_ms;
     /* Checks the producer's lock and takes the consumer's (one consumer at
      * a time; a dead one's lock went with it) before it faults anything in. */
     rc = br__ring_attach(&g->ring, name, msg);
@@ -71,7 +68,7 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
         if (w == br__slot_word(lap, BR_READY) || w == br__slot_word(lap, BR_FAILED))
             cursor = last;
     }
-    g->cursor = cursor;
+    br__consumer_init(&g->cons, &g->ring, cursor, timeout_ms, g->msg, br__gen_check_alive);
     /* A consumer that died in a wait left its start behind. Cleared before
      * the cursor store (release), which carries it to readers; until then
      * a reader that sees us attached may still see that old wait. */
@@ -79,14 +76,11 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     br__store_release_u64(&h->cursor, cursor);
     br__store_relaxed_u32(&h->consumer_done, BR_CONSUMER_RUNNING);
     g->nworkers = g->ring.geo.nworkers;
-    g->kick_every = g->ring.nslots / 2 ? g->ring.nslots / 2 : 1;
-    g->spin_adaptive = g->ring.geo.nworkers < br__online_cpus();
     g->opened_ns = br__now_ns();
     rc = br__gen_register(g, msg);
     if (rc)
         goto fail;
-    br__add_seq_cst_u32(&h->consumer_events, 1);
-    syscall(SYS_futex, (uint32_t *)&h->consumer_events, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    br__ring_consumer_event(h);
     *out = (br_gen *)(uintptr_t)g->handle;
     return 0;
 fail:
@@ -134,8 +128,8 @@ BR_API int br_serve_wait(br_gen *handle, int timeout_ms)
             struct timespec slice = {0, 100 * 1000000L};
             if (left < 100u * 1000000u)
                 slice.tv_nsec = (long)left;
-            syscall(SYS_futex, (uint32_t *)&h->consumer_events, FUTEX_WAIT, events, &slice,
-                    NULL, 0);
+            /* [E2]: pairs with [E1] (ring.c, "Named rings"). */
+            br__futex_wait(&h->consumer_events, events, &slice);
         }
     }
 }
@@ -159,68 +153,17 @@ BR_API int br_consumer_pid(const br_gen *handle, int32_t *pid)
     return 0;
 }
 
-/* Maps a named ring read-only for an observer: no claim, no prefault. */
-static int map_for_reading(const char *name, struct br_ring *r, char *msg)
-{
-    struct stat st;
-    void *base;
-    int fd, rc = br__ring_check_name(name, msg);
-    if (rc)
-        return rc;
-    /* Never blocks (a FIFO at the name is refused), never follows a link. */
-    fd = br__ring_open(name, O_RDONLY, &st, msg);
-    if (fd < 0)
-        return fd;
-    if ((uint64_t)st.st_size < sizeof(struct br_ring_header)) {
-        close(fd);
-        return br__fail(msg, BR_EBADRING, "%s is not a batchring ring (too small)", name);
-    }
-    base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) {
-        rc = -errno;
-        close(fd);
-        return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
-    }
-    rc = br__ring_check_bind(r, base, (size_t)st.st_size, msg);
-    if (rc) {
-        munmap(base, (size_t)st.st_size);
-        close(fd);
-        return rc;
-    }
-    /* Kept until br__ring_unmap: the producer's and consumer's locks are
-     * tested on it. */
-    r->owner_fd = fd;
-    r->has_owner_fd = true;
-    return 0;
-}
-
 /* Whether the attached consumer waits in br_next right now, for which batch
- * and since when: the reader's side of the protocol at wait_announce. */
+ * and since when. */
 static void consumer_waiting(const struct br_ring_header *h, br_ring_status *out)
 {
+    uint64_t seq, waited;
     out->consumer_waiting_seq = BR_NOT_WAITING;
     out->consumer_waiting_ns = 0;
     /* A dead consumer's word says nothing about now. */
-    if (!out->consumer_pid)
-        return;
-    /* A retry only when a wait ended and another began between our loads.
-     * Waits are at least a spin apart, so a few tries settle; a consumer
-     * that ends a wait every time we look is reported as not waiting. */
-    for (int tries = 0; tries < 4; tries++) {
-        /* Acquire: pairs with wait_announce's release; the cursor we load
-         * next is at least the seq of that wait. */
-        uint64_t since = br__load_acquire_u64(&h->consumer_wait_since), seq, now;
-        if (!since)
-            return;
-        /* Acquire: pairs with br_next's release of the cursor; if it moved
-         * past the wait above, the load below sees that wait's end. */
-        seq = br__load_acquire_u64(&h->cursor);
-        if (br__load_relaxed_u64(&h->consumer_wait_since) != since)
-            continue;
-        now = br__now_ns();
+    if (out->consumer_pid && br__consumer_waiting(h, &seq, &waited)) {
         out->consumer_waiting_seq = seq;
-        out->consumer_waiting_ns = now > since ? now - since : 0;
-        return;
+        out->consumer_waiting_ns = waited;
     }
 }
 
@@ -236,7 +179,7 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
     msg[0] = '\0';
     if (!out)
         return br__fail(msg, -EINVAL, "out is NULL");
-    rc = map_for_reading(name, &r, msg);
+    rc = br__ring_observe(&r, name, msg);
     if (rc)
         return rc;
     h = r.hdr;
@@ -276,19 +219,11 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
         }
     }
     for (uint32_t i = 0; workers && i < r.geo.nworkers && i < workers_cap; i++) {
-        const struct br_worker_rec *rec = &r.workers[i];
+        br__worker_stats_copy(&r.workers[i], &workers[i]);
         /* A stale ring's workers died with their producer (their parent-
          * death signal): their recorded pids name nothing now. */
-        workers[i].pid = out->owner_alive ? br__load_relaxed_i32(&rec->pid) : 0;
-        workers[i].restarts = br__load_relaxed_u32(&rec->restarts);
-        workers[i].batches = br__load_relaxed_u64(&rec->batches);
-        workers[i].bytes = br__load_relaxed_u64(&rec->bytes);
-        workers[i].load_ns = br__load_relaxed_u64(&rec->load_ns);
-        workers[i].slot_wait_ns = br__load_relaxed_u64(&rec->slot_wait_ns);
-        workers[i].io_backend = br__load_relaxed_u32(&rec->io_backend);
-        workers[i].io_reads = br__load_relaxed_u64(&rec->io_reads);
-        workers[i].io_bytes = br__load_relaxed_u64(&rec->io_bytes);
-        workers[i].io_copies = br__load_relaxed_u64(&rec->io_copies);
+        if (!out->owner_alive)
+            workers[i].pid = 0;
     }
     br__ring_unmap(&r);
     return 0;

@@ -2,11 +2,9 @@
 /* Options, the launcher environment, and br_open. */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -21,12 +19,6 @@
  * and at most this many slots (auto_slots). */
 #define BR_AUTO_RING_BYTES (UINT64_C(4) << 20)
 #define BR_AUTO_MAX_SLOTS 128u
-
-uint32_t br__online_cpus(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (uint32_t)n : 1;
-}
 
 BR_API int br_options_init(br_options *opt)
 {
@@ -200,7 +192,6 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
         if (rc)
             goto fail;
     }
-    g->cursor = opt->start_seq;
     /* As the R DataGenerator does: more workers than batches in flight
      * could ever use is lowered, not refused. */
     workers = opt->workers;
@@ -214,7 +205,6 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
                  g->ctx.sched.world > 1 ? " of this rank" : " (n_ids)");
     }
     g->nworkers = workers;
-    g->timeout_ms = opt->timeout_ms;
 
     /* Workers see the arrays as they are now: the supervisor is forked in
      * this call and forks every worker, first or replacement, from that
@@ -283,11 +273,11 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
             goto fail;
         g->inline_ready = true;
     }
+    br__consumer_init(&g->cons, &g->ring, opt->start_seq, opt->timeout_ms, g->msg,
+                      br__gen_check_alive);
     rc = br__gen_register(g, msg);
     if (rc)
         goto fail;
-    g->kick_every = geo.nslots / 2 ? geo.nslots / 2 : 1;
-    g->spin_adaptive = workers > 0 && workers < br__online_cpus();
     g->opened_ns = br__now_ns();
     rc = br__sup_start(&g->sup, &g->ring, &g->ctx, opt->max_restarts, msg);
     if (rc) {

@@ -2,11 +2,9 @@
 /* A generator's counters and its checkpoint. */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -17,12 +15,28 @@
 
 #include "api/gen.h"
 
+void br__worker_stats_copy(const struct br_worker_rec *rec, br_worker_stats *out)
+{
+    /* Relaxed: each counter is a statistic on its own, written by its
+     * worker alone; no reader orders one against another. */
+    out->pid = br__load_relaxed_i32(&rec->pid);
+    out->restarts = br__load_relaxed_u32(&rec->restarts);
+    out->batches = br__load_relaxed_u64(&rec->batches);
+    out->bytes = br__load_relaxed_u64(&rec->bytes);
+    out->load_ns = br__load_relaxed_u64(&rec->load_ns);
+    out->slot_wait_ns = br__load_relaxed_u64(&rec->slot_wait_ns);
+    out->io_backend = br__load_relaxed_u32(&rec->io_backend);
+    out->io_reads = br__load_relaxed_u64(&rec->io_reads);
+    out->io_bytes = br__load_relaxed_u64(&rec->io_bytes);
+    out->io_copies = br__load_relaxed_u64(&rec->io_copies);
+}
+
 BR_API int br_checkpoint(const br_gen *handle, uint64_t *next_seq)
 {
     const struct br_gen *g = br__gen_lookup(handle);
     if (!g || !next_seq)
         return -EINVAL;
-    *next_seq = g->cursor;
+    *next_seq = g->cons.cursor;
     return 0;
 }
 
@@ -59,15 +73,6 @@ BR_API int br_worker_stats_get(const br_gen *handle, uint32_t i, br_worker_stats
     if (!g || !out || i >= g->nworkers)
         return -EINVAL;
     rec = &g->ring.workers[i];
-    out->pid = br__load_relaxed_i32(&rec->pid);
-    out->restarts = br__load_relaxed_u32(&rec->restarts);
-    out->batches = br__load_relaxed_u64(&rec->batches);
-    out->bytes = br__load_relaxed_u64(&rec->bytes);
-    out->load_ns = br__load_relaxed_u64(&rec->load_ns);
-    out->slot_wait_ns = br__load_relaxed_u64(&rec->slot_wait_ns);
-    out->io_backend = br__load_relaxed_u32(&rec->io_backend);
-    out->io_reads = br__load_relaxed_u64(&rec->io_reads);
-    out->io_bytes = br__load_relaxed_u64(&rec->io_bytes);
-    out->io_copies = br__load_relaxed_u64(&rec->io_copies);
+    br__worker_stats_copy(rec, out);
     return 0;
 }

@@ -23,9 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <linux/futex.h>
 #include <limits.h>
 #include <time.h>
 #include <unistd.h>
@@ -293,7 +291,7 @@ static void set_sup_state(struct br_ring_header *h, enum br_sup_state state)
     /* Release pairs with br_open's acquire: a failure's code and text are
      * written before the state says FAILED. */
     br__store_release_u32(&h->sup_state, state);
-    syscall(SYS_futex, (uint32_t *)&h->sup_state, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    br__futex_wake(&h->sup_state, INT_MAX);
 }
 
 /* The supervisor process: start the workers, then sleep until a worker
@@ -386,8 +384,7 @@ int br__sup_start(struct br_supervisor *s, struct br_ring *ring, const struct br
         struct timespec slice = {0, 10 * 1000000L};
         if (br__sup_check(s, msg))
             goto failed;
-        syscall(SYS_futex, (uint32_t *)&h->sup_state, FUTEX_WAIT, BR_SUP_STARTING, &slice,
-                NULL, 0);
+        br__futex_wait(&h->sup_state, BR_SUP_STARTING, &slice);
     }
     if (state == BR_SUP_RUNNING)
         return 0;

@@ -46,6 +46,44 @@
  * wait fails (the word changed) or is woken: no worker sleeps through a
  * stop.
  *
+ * Every sleep above and below goes through one wrapper, br__futex_wait /
+ * br__futex_wake: a wait compares the word in the kernel, so a wake that
+ * comes between the sleeper's load and its sleep is never lost, and every
+ * sleep is bounded anyway.
+ *
+ * Starting the workers (supervisor). br_open forks the supervisor and
+ * sleeps on the header's `sup_state` while it is STARTING, in 10 ms slices
+ * between which it checks that the supervisor lives. The supervisor stores
+ * RUNNING once every worker is forked, or FAILED after writing fail_code
+ * and fail_msg, with release, then wakes every sleeper
+ * (supervisor.c, set_sup_state); pairs with br_open's acquire load of
+ * sup_state (supervisor.c, br__sup_start), which then reads the text.
+ *
+ * Named rings. A producer (br_open with a name, then br_serve_wait) and a
+ * consumer in another process (br_attach) meet through four header words:
+ *  - `consumer`, the claim: br_attach stores (start time << 32) | pid with
+ *    release once it holds the consumer's lock (byte 1 of the object);
+ *    pairs with the acquire loads in br_ring_stat, br_consumer_pid and
+ *    br__ring_attach. The word is for display; liveness is the lock.
+ *    Detach clears it with a CAS (acq_rel) from its own value only, so a
+ *    newer consumer's claim is never erased; br_serve_wait clears a dead
+ *    consumer's word the same way.
+ *  - `cursor` and `consumer_wait_since`: stored by br_attach (the first
+ *    batch not released, and 0) before it announces itself; the wait
+ *    protocol beside wait_announce (consumer/consumer.c) says how readers
+ *    pair them.
+ *  - `consumer_done`: RUNNING at attach, EOF or FAILED when the run ends,
+ *    stored with release (api/next.c, consumer_finished).
+ *  - `consumer_events`, a futex word: [E1] after any of the stores above
+ *    (attach, detach, end of run) the consumer bumps it (seq_cst) and wakes
+ *    the producer (br__ring_consumer_event). [E2] br_serve_wait loads
+ *    consumer_events (acquire), then consumer_done and consumer, and sleeps
+ *    while consumer_events still holds what it loaded. [E1] pairs with
+ *    [E2]: if the producer's load saw the bump, its acquire makes the
+ *    stores before it visible; if not, its futex wait finds the word
+ *    changed or is woken. The sleep is in 100 ms slices, between which the
+ *    producer checks its supervisor and the consumer's lock.
+ *
  * The header's claim counter hands out seqs; the consumer's cursor says what
  * is consumed. Worker records say which seq each worker holds, so that the
  * supervisor can give a dead worker's batch to its replacement.
@@ -627,7 +665,11 @@ int br__ring_check_bind(struct br_ring *r, void *base, size_t bytes, char *msg)
     return rc;
 }
 
-int br__ring_attach(struct br_ring *r, const char *name, char *msg)
+/* The one opener of an existing named ring, for its consumer (read-write,
+ * with the claim and the prefault) or for an observer (read-only: no lock
+ * taken, nothing faulted in, no uid or liveness demanded, since stat and gc
+ * look at stale and foreign rings too). */
+static int ring_map_named(struct br_ring *r, const char *name, bool consumer, char *msg)
 {
     struct br_ring_header geo;
     struct stat st;
@@ -638,7 +680,8 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
     rc = br__ring_check_name(name, msg);
     if (rc)
         return rc;
-    fd = br__ring_open(name, O_RDWR, &st, msg);
+    /* Never blocks (a FIFO at the name is refused), never follows a link. */
+    fd = br__ring_open(name, consumer ? O_RDWR : O_RDONLY, &st, msg);
     if (fd < 0)
         return fd;
     if ((uint64_t)st.st_size < sizeof(struct br_ring_header)) {
@@ -649,13 +692,16 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
     }
     /* Mapped without touching anything past the header: until the checks
      * below pass, this process allocates none of the object's memory. */
-    base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    base = mmap(NULL, (size_t)st.st_size, consumer ? PROT_READ | PROT_WRITE : PROT_READ,
+                MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
         rc = -errno;
         close(fd);
         return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
     }
     rc = header_copy_validate(base, (size_t)st.st_size, &geo, msg);
+    if (rc == 0 && !consumer)
+        goto bind;
     if (rc == 0 && geo.owner_uid != (uint32_t)geteuid())
         rc = br__fail(msg, -EACCES, "ring %s was made by uid %u, not this process's uid %u",
                       name, geo.owner_uid, (unsigned)geteuid());
@@ -704,9 +750,14 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
         close(fd);
         return rc;
     }
+bind:
     br__ring_bind(r, base, (size_t)st.st_size, &geo);
+    /* Kept until br__ring_unmap: the locks (the consumer's claim, and the
+     * liveness tests of both sides) are held and tested on it. */
     r->owner_fd = fd;
     r->has_owner_fd = true;
+    if (!consumer)
+        return 0;
     rc = br__ring_populate(r, msg);
     /* The consumer only reads the slots, but a guard ring's guards are
      * PROT_NONE in every mapping of it that can write. */
@@ -715,6 +766,16 @@ int br__ring_attach(struct br_ring *r, const char *name, char *msg)
     if (rc)
         br__ring_unmap(r);
     return rc;
+}
+
+int br__ring_attach(struct br_ring *r, const char *name, char *msg)
+{
+    return ring_map_named(r, name, true, msg);
+}
+
+int br__ring_observe(struct br_ring *r, const char *name, char *msg)
+{
+    return ring_map_named(r, name, false, msg);
 }
 
 void br__ring_bind(struct br_ring *r, void *base, size_t bytes, const struct br_ring_header *geo)
@@ -827,10 +888,26 @@ int br__ring_validate(const void *base, size_t bytes, char *msg)
 
 #undef BR_CHECK_
 
-static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+int br__futex_wait(_Atomic uint32_t *word, uint32_t seen, const struct timespec *timeout)
 {
     /* Not FUTEX_PRIVATE_FLAG: the word is shared between processes. */
-    return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
+    if (syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, timeout, NULL, 0) == 0)
+        return 0;
+    /* EAGAIN: the word no longer held `seen`, which is what a wake says. */
+    return errno == EAGAIN ? 0 : -errno;
+}
+
+void br__futex_wake(_Atomic uint32_t *word, int how_many)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, how_many, NULL, NULL, 0);
+}
+
+void br__ring_consumer_event(struct br_ring_header *h)
+{
+    /* [E1] seq_cst bump after the caller's stores (claim, consumer_done);
+     * pairs with [E2]: see "Named rings" at the top of this file. */
+    br__add_seq_cst_u32(&h->consumer_events, 1);
+    br__futex_wake(&h->consumer_events, INT_MAX);
 }
 
 int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms)
@@ -841,9 +918,8 @@ int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms)
     /* seq_cst increment, then seq_cst load of the word: pairs with the
      * seq_cst store + load of waiters in br__slot_publish. */
     br__add_seq_cst_u32(&d->waiters, 1);
-    if (br__load_seq_cst_u32(&d->word) == seen &&
-        futex(&d->word, FUTEX_WAIT, seen, timeout_ms < 0 ? NULL : &ts) < 0)
-        rc = errno == EAGAIN ? 0 : -errno;
+    if (br__load_seq_cst_u32(&d->word) == seen)
+        rc = br__futex_wait(&d->word, seen, timeout_ms < 0 ? NULL : &ts);
     br__sub_seq_cst_u32(&d->waiters, 1);
     return rc;
 }
@@ -861,9 +937,8 @@ int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, u
     /* The state after kick: pairs with br__ring_stop_workers, which stores
      * the state before it bumps kick. */
     if (br__load_seq_cst_u32(&d->word) == seen &&
-        br__load_seq_cst_u32(&h->state) == BR_RUN_RUNNING &&
-        futex(&h->kick, FUTEX_WAIT, kick, &ts) < 0)
-        rc = errno == EAGAIN ? 0 : -errno;
+        br__load_seq_cst_u32(&h->state) == BR_RUN_RUNNING)
+        rc = br__futex_wait(&h->kick, kick, &ts);
     br__sub_seq_cst_u32(&h->slot_sleepers, 1);
     return rc;
 }
@@ -875,7 +950,7 @@ bool br__kick_workers(struct br_ring *r, int how_many)
     if (!br__load_seq_cst_u32(&h->slot_sleepers))
         return false;
     br__add_seq_cst_u32(&h->kick, 1);
-    futex(&h->kick, FUTEX_WAKE, (uint32_t)how_many, NULL);
+    br__futex_wake(&h->kick, how_many);
     return true;
 }
 
@@ -888,7 +963,7 @@ void br__ring_stop_workers(struct br_ring *r)
      * supervisor's. The wake is unconditional: one syscall per stop. */
     br__store_seq_cst_u32(&h->state, BR_RUN_STOPPING);
     br__add_seq_cst_u32(&h->kick, 1);
-    futex(&h->kick, FUTEX_WAKE, INT_MAX, NULL);
+    br__futex_wake(&h->kick, INT_MAX);
 }
 
 void br__slot_publish(struct br_slot_desc *d, uint32_t word)
@@ -898,5 +973,5 @@ void br__slot_publish(struct br_slot_desc *d, uint32_t word)
      * (pairs with br__slot_sleep). */
     br__store_seq_cst_u32(&d->word, word);
     if (br__load_seq_cst_u32(&d->waiters))
-        futex(&d->word, FUTEX_WAKE, INT_MAX, NULL);
+        br__futex_wake(&d->word, INT_MAX);
 }

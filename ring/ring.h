@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "ring/atomics.h"
 #include "ring/layout.h"
@@ -83,6 +84,14 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
  * -ENOENT, -EACCES, BR_EBADRING, BR_EVERSION, BR_EPRODUCER, -EBUSY, with a
  * message. */
 int br__ring_attach(struct br_ring *r, const char *name, char *msg);
+
+/* Maps the named ring read-only for an observer (br_ring_stat, gc): the
+ * same checks of the object's type and of every header field as
+ * br__ring_attach, but no claim, no prefault, and any producer (alive or
+ * not, any uid). The descriptor stays in r->owner_fd for the liveness
+ * tests. Returns 0, -ENOENT, -EACCES, BR_EBADRING, BR_EVERSION, with a
+ * message. */
+int br__ring_observe(struct br_ring *r, const char *name, char *msg);
 
 /* Unlinks the named ring if it is a ring of ours (a regular object of our
  * uid with a ring header of this layout) and no producer holds it: takes
@@ -243,6 +252,23 @@ static inline void *br__slot_data(const struct br_ring *r, uint64_t seq)
 {
     return r->data + (uint64_t)br__slot_index(r, seq) * r->slot_stride;
 }
+
+/* The one futex wrapper: every sleep and wake on a shared word (a slot's
+ * word, kick, sup_state, consumer_events) goes through these two, and the
+ * protocol section at the top of ring/ring.c says who sleeps on which word
+ * and which store each wake pairs with. Shared between processes: never
+ * FUTEX_PRIVATE_FLAG.
+ * br__futex_wait sleeps while *word holds `seen`, for at most timeout
+ * (NULL: no limit). Returns 0 (woken, or the word had already changed),
+ * -ETIMEDOUT or -EINTR. */
+int br__futex_wait(_Atomic uint32_t *word, uint32_t seen, const struct timespec *timeout);
+/* Wakes up to how_many sleepers on word (INT_MAX: all). */
+void br__futex_wake(_Atomic uint32_t *word, int how_many);
+
+/* A consumer event on a named ring (attach, detach, end of its run): bumps
+ * the header's consumer_events and wakes the producer in br_serve_wait.
+ * Call after the stores the event announces. */
+void br__ring_consumer_event(struct br_ring_header *h);
 
 /* Monotonic nanoseconds (vDSO, no syscall). */
 uint64_t br__now_ns(void);
