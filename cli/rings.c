@@ -161,28 +161,17 @@ static void print_text(FILE *f, const char *name, const struct snap *s, const st
     }
 }
 
-/* A JSON string: names in /dev/shm may hold any byte but '/' and NUL. */
-static void json_string(FILE *f, const char *s)
+/*
+ * A ring as one JSON object on one line, so that --watch --json is JSON
+ * Lines: the name (any bytes: see br_cli_json_name), every counter as an
+ * exact integer, the rates of r when there are any, and the workers of w
+ * when w is given (ls has none).
+ */
+static void print_json(FILE *f, const char *name, const br_ring_status *st,
+                       const br_worker_stats *w, const struct rates *r)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-/* One object on one line, so that --watch --json is JSON Lines. */
-static void print_json(FILE *f, const char *name, const struct snap *s, const struct rates *r)
-{
-    const br_ring_status *st = &s->st;
-    fprintf(f, "{\"name\": ");
-    json_string(f, name);
+    fputc('{', f);
+    br_cli_json_name(f, "name", name);
     fprintf(f,
             ", \"owner_pid\": %d, \"owner_alive\": %s, \"owner_uid\": %u, \"consumer_pid\": %d"
             ", \"state\": \"%s\", \"slots\": %u, \"workers\": %u, \"batch_size\": %u"
@@ -210,23 +199,32 @@ static void print_json(FILE *f, const char *name, const struct snap *s, const st
                 st->consumer_waiting_seq, st->consumer_waiting_ns);
     else
         fprintf(f, ", \"consumer_waiting_seq\": null, \"consumer_waiting_ns\": null");
-    if (r && r->have)
-        fprintf(f,
-                ", \"window_s\": %.3f, \"batches_per_s\": %.1f, \"gb_per_s\": %.4f"
-                ", \"data_stall_pct\": %.1f",
-                r->secs, r->batches_s, r->gb_s, r->stall_pct);
-    fprintf(f, ", \"worker_stats\": [");
-    for (uint32_t i = 0; i < st->workers; i++) {
-        const br_worker_stats *w = &s->w[i];
-        fprintf(f,
-                "%s{\"worker\": %u, \"pid\": %d, \"batches\": %" PRIu64 ", \"bytes\": %" PRIu64
-                ", \"load_ns\": %" PRIu64 ", \"slot_wait_ns\": %" PRIu64
-                ", \"restarts\": %u, \"io_backend\": \"%s\", \"io_reads\": %" PRIu64
-                ", \"io_bytes\": %" PRIu64 ", \"io_copies\": %" PRIu64 "}",
-                i ? ", " : "", i, (int)w->pid, w->batches, w->bytes, w->load_ns, w->slot_wait_ns,
-                w->restarts, backend_name(w->io_backend), w->io_reads, w->io_bytes, w->io_copies);
+    if (r && r->have) {
+        /* Every digit: a program computes with these, a person reads the
+         * text output. */
+        fprintf(f, ", \"window_s\": ");
+        br_cli_json_double(f, r->secs);
+        fprintf(f, ", \"batches_per_s\": ");
+        br_cli_json_double(f, r->batches_s);
+        fprintf(f, ", \"gb_per_s\": ");
+        br_cli_json_double(f, r->gb_s);
+        fprintf(f, ", \"data_stall_pct\": ");
+        br_cli_json_double(f, r->stall_pct);
     }
-    fprintf(f, "]}\n");
+    if (w) {
+        fprintf(f, ", \"worker_stats\": [");
+        for (uint32_t i = 0; i < st->workers; i++)
+            fprintf(f,
+                    "%s{\"worker\": %u, \"pid\": %d, \"batches\": %" PRIu64 ", \"bytes\": %" PRIu64
+                    ", \"load_ns\": %" PRIu64 ", \"slot_wait_ns\": %" PRIu64
+                    ", \"restarts\": %u, \"io_backend\": \"%s\", \"io_reads\": %" PRIu64
+                    ", \"io_bytes\": %" PRIu64 ", \"io_copies\": %" PRIu64 "}",
+                    i ? ", " : "", i, (int)w[i].pid, w[i].batches, w[i].bytes, w[i].load_ns,
+                    w[i].slot_wait_ns, w[i].restarts, backend_name(w[i].io_backend), w[i].io_reads,
+                    w[i].io_bytes, w[i].io_copies);
+        fputc(']', f);
+    }
+    fputc('}', f);
 }
 
 /* Sleeps ms, or less when a stop signal arrives (no SA_RESTART). */
@@ -321,9 +319,10 @@ int br_cli_stat(int argc, char **argv)
         } else {
             memset(&r, 0, sizeof r);
         }
-        if (json)
-            print_json(stdout, name, a, &r);
-        else
+        if (json) {
+            print_json(stdout, name, &a->st, a->w, &r);
+            fputc('\n', stdout);
+        } else
             print_text(stdout, name, a, &r);
         goto out;
     }
@@ -352,9 +351,10 @@ int br_cli_stat(int argc, char **argv)
             fputs("\033[H\033[2J", stdout);
         else if (!first && !json)
             fputc('\n', stdout);
-        if (json)
-            print_json(stdout, name, a, &r);
-        else
+        if (json) {
+            print_json(stdout, name, &a->st, a->w, &r);
+            fputc('\n', stdout);
+        } else
             print_text(stdout, name, a, &r);
         fflush(stdout);
     }
@@ -373,10 +373,10 @@ static int cmp_names(const void *x, const void *y)
 
 /*
  * The names ("/" + entry) of the regular files of this user in /dev/shm,
- * sorted. With `verbose`, says on stdout why other entries are left out.
- * Returns the count, or -errno.
+ * sorted. With `why` (else NULL), says there why other entries are left
+ * out. Returns the count, or -errno.
  */
-static long shm_names(char ***out, bool verbose)
+static long shm_names(char ***out, FILE *why)
 {
     DIR *d = opendir(SHM_DIR);
     struct dirent *e;
@@ -396,11 +396,11 @@ static long shm_names(char ***out, bool verbose)
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue; /* removed meanwhile */
         if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || strlen(e->d_name) > 250) {
-            if (verbose)
-                printf("skipped %s/%s: %s\n", SHM_DIR, e->d_name,
-                       !S_ISREG(st.st_mode)     ? "not a regular file"
-                       : st.st_uid != geteuid() ? "another user's"
-                                                : "name too long for a ring");
+            if (why)
+                fprintf(why, "skipped %s/%s: %s\n", SHM_DIR, e->d_name,
+                        !S_ISREG(st.st_mode)     ? "not a regular file"
+                        : st.st_uid != geteuid() ? "another user's"
+                                                 : "name too long for a ring");
             continue;
         }
         if (n == cap) {
@@ -430,12 +430,15 @@ static void names_free(char **names, long n)
     free(names);
 }
 
-static bool verbose_flag(int argc, char **argv, const char *cmd, bool *verbose,
+/* -v, -h, and --json where json is not NULL (ls). Returns false when the
+ * command is done, with its exit code in *code. */
+static bool verbose_flag(int argc, char **argv, const char *cmd, bool *verbose, bool *json,
                          void (*help)(FILE *), int *code)
 {
     static const struct option longopts[] = {
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -443,11 +446,15 @@ static bool verbose_flag(int argc, char **argv, const char *cmd, bool *verbose,
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         if (c == 'v') {
             *verbose = true;
+        } else if (c == 'j' && json) {
+            *json = true;
         } else if (c == 'h') {
             help(stdout);
             *code = BR_CLI_OK;
             return false;
         } else {
+            if (c == 'j')
+                br_cli_error("unrecognized option '--json'");
             fprintf(stderr, "(batchring %s --help lists the options)\n", cmd);
             *code = BR_CLI_USAGE;
             return false;
@@ -458,41 +465,62 @@ static bool verbose_flag(int argc, char **argv, const char *cmd, bool *verbose,
 
 static void ls_usage(FILE *to)
 {
-    fprintf(to, "usage: batchring ls [-v]\n"
+    fprintf(to, "usage: batchring ls [-v] [--json]\n"
                 "\n"
                 "Lists this user's named rings in " SHM_DIR ": name, producer pid and whether\n"
                 "it runs (a ring whose producer is dead is stale: batchring gc removes it),\n"
                 "consumer pid, size and progress. Other entries are skipped; -v says which\n"
-                "and why.\n");
+                "and why.\n"
+                "\n"
+                "  -v, --verbose  say which entries are skipped and why (on stderr with --json)\n"
+                "  --json         one JSON array of objects, one per ring, with the fields of\n"
+                "                 stat --json but no rates and no worker_stats; [] when none\n"
+                "  -h, --help     this text\n"
+                "\n"
+                "JSON strings are UTF-8; a name byte that is not valid UTF-8 is shown as\n"
+                "U+FFFD, and the object then also has name_hex, the name's bytes in hex.\n"
+                "\n"
+                "Exit status: 0, 1 when " SHM_DIR " cannot be read, 2 on a bad command line.\n");
 }
 
 int br_cli_ls(int argc, char **argv)
 {
-    bool verbose = false;
+    bool verbose = false, json = false;
     char **names;
     long n;
     int code = BR_CLI_OK, shown = 0;
     size_t width = 4;
+    FILE *why;
 
-    if (!verbose_flag(argc, argv, "ls", &verbose, ls_usage, &code))
+    if (!verbose_flag(argc, argv, "ls", &verbose, &json, ls_usage, &code))
         return code;
     if (optind < argc) {
         br_cli_error("unexpected argument '%s'", argv[optind]);
         return BR_CLI_USAGE;
     }
-    n = shm_names(&names, verbose);
+    /* With --json, stdout holds nothing but the JSON. */
+    why = !verbose ? NULL : json ? stderr : stdout;
+    n = shm_names(&names, why);
     if (n < 0)
         return BR_CLI_FAILED;
     for (long i = 0; i < n; i++)
         if (strlen(names[i]) > width)
             width = strlen(names[i]);
+    if (json)
+        fputc('[', stdout);
     for (long i = 0; i < n; i++) {
         br_ring_status st;
         char where[160], size[32], producer[32], consumer[16];
         int rc = br_ring_stat(names[i], &st, NULL, 0);
         if (rc) {
-            if (verbose)
-                printf("skipped %s%s: not a ring (%s)\n", SHM_DIR, names[i], br_last_error(NULL));
+            if (why)
+                fprintf(why, "skipped %s%s: not a ring (%s)\n", SHM_DIR, names[i],
+                        br_last_error(NULL));
+            continue;
+        }
+        if (json) {
+            fputs(shown++ ? ",\n " : "", stdout);
+            print_json(stdout, names[i], &st, NULL, NULL);
             continue;
         }
         if (!shown++)
@@ -508,7 +536,9 @@ int br_cli_ls(int argc, char **argv)
         printf("%-*s  %-16s  %-8s  %10s  %s\n", (int)width, names[i], producer, consumer,
                br_mkdata_human(size, st.total_bytes), where);
     }
-    if (!shown)
+    if (json)
+        fputs("]\n", stdout);
+    else if (!shown)
         printf("no rings of uid %u in " SHM_DIR "\n", (unsigned)geteuid());
     names_free(names, n);
     return code;
@@ -533,7 +563,7 @@ int br_cli_gc(int argc, char **argv)
     long n;
     int code = BR_CLI_OK, removed = 0, kept = 0;
 
-    if (!verbose_flag(argc, argv, "gc", &verbose, gc_usage, &code))
+    if (!verbose_flag(argc, argv, "gc", &verbose, NULL, gc_usage, &code))
         return code;
     listed = optind < argc;
     if (listed) {
@@ -543,7 +573,7 @@ int br_cli_gc(int argc, char **argv)
         names = argv + optind;
         n = argc - optind;
     } else {
-        n = shm_names(&names, verbose);
+        n = shm_names(&names, verbose ? stdout : NULL);
         if (n < 0)
             return BR_CLI_FAILED;
     }

@@ -3,7 +3,9 @@
  * The batchring command's own behaviour, run as a user runs it (exec'd):
  * `consume` interrupted while it waits for a batch, `serve --max-restarts`
  * surviving more worker deaths than the library's default budget, `serve
- * --guard`, and the help texts. Rings are served by `batchring serve
+ * --guard`, the help texts, --version, the "batchring CMD:" prefix of
+ * every complaint, and JSON (ls --json, stat --json) that Python's json
+ * module reads whatever bytes a ring's name holds. Rings are served by `batchring serve
  * --plugin` with the test plugin (tests/named_plugin.c), whose batches are
  * mkdata's synthetic samples, so that `consume --verify` checks every byte.
  *
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -218,7 +221,18 @@ static void serve_start(struct server *s, const char *name, const char *plugin_a
     argv[n] = NULL;
     s->pid = cli_spawn(argv, &s->out);
     s->name = name;
-    if (!read_line(s->out, line, sizeof line)) {
+    /* A name may hold newlines (test_cli_json_any_name): it spans as many
+     * lines more. */
+    size_t used = 0;
+    bool got = true;
+    for (const char *nl = name; got && nl; nl = strchr(nl + 1, '\n')) {
+        got = read_line(s->out, line + used, sizeof line - used);
+        used += strlen(line + used);
+        if (used + 1 < sizeof line)
+            line[used++] = '\n';
+    }
+    line[used ? used - 1 : 0] = '\0';
+    if (!got) {
         char rest[4096];
         read_all(s->out, rest, sizeof rest);
         fail_msg("batchring serve --name %s printed no ring name: %s", name, rest);
@@ -226,16 +240,25 @@ static void serve_start(struct server *s, const char *name, const char *plugin_a
     assert_string_equal(line, name);
 }
 
-/* SIGTERMs the server: it must exit 0 and leave no process behind. */
-static void serve_stop(struct server *s)
+/* SIGTERMs the n servers: each must exit 0, and none may leave a process
+ * behind. */
+static void serve_stop_all(struct server *s, size_t n)
 {
     char rest[8192];
-    assert_int_equal(kill(s->pid, SIGTERM), 0);
-    read_all(s->out, rest, sizeof rest);
-    int status = wait_exit(s->pid);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("batchring serve exited with status 0x%x after SIGTERM: %s", status, rest);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(kill(s[i].pid, SIGTERM), 0);
+    for (size_t i = 0; i < n; i++) {
+        read_all(s[i].out, rest, sizeof rest);
+        int status = wait_exit(s[i].pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("batchring serve exited with status 0x%x after SIGTERM: %s", status, rest);
+    }
     assert_int_equal(tu_descendant_count(NULL, 0), 0);
+}
+
+static void serve_stop(struct server *s)
+{
+    serve_stop_all(s, 1);
 }
 
 /* Reads the ring's status until pred says yes, every millisecond, at most
@@ -482,6 +505,174 @@ static void test_cli_help_texts(void **state)
     tu_assert_contains(out, "--guard");
 }
 
+/* --version and -V print the library's version; the usage shows both. */
+static void test_cli_version(void **state)
+{
+    (void)state;
+    char out[8192], want[64];
+    snprintf(want, sizeof want, "batchring %s\n", br_version_string());
+    assert_int_equal(cli_run((const char *const[]){"--version", NULL}, out, sizeof out), 0);
+    assert_string_equal(out, want);
+    assert_int_equal(cli_run((const char *const[]){"-V", NULL}, out, sizeof out), 0);
+    assert_string_equal(out, want);
+    assert_int_equal(cli_run((const char *const[]){"--help", NULL}, out, sizeof out), 0);
+    tu_assert_contains(out, "-V | --version");
+}
+
+/* Every complaint names the program and the subcommand, getopt's own too;
+ * a bad command line exits 2. */
+static void test_cli_error_prefix(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[5];
+        const char *starts;
+    } cases[] = {
+        {{"ls", "--bogus"}, "batchring ls: unrecognized option '--bogus'"},
+        {{"gc", "--json"}, "batchring gc: unrecognized option '--json'"},
+        {{"stat", "/a/b"}, "batchring stat: bad ring name '/a/b'"},
+        {{"stat"}, "batchring stat: which ring?"},
+        {{"serve", "--batch", "x"}, "batchring serve: bad value 'x' for --batch"},
+        {{"consume"}, "batchring consume: --name /NAME is required"},
+        {{"soak", "--seconds", "0"}, "batchring soak: "},
+        {{"nosuchcommand"}, "batchring: unknown command 'nosuchcommand'"},
+    };
+    char out[8192];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int code = cli_run(cases[i].args, out, sizeof out);
+        if (code != 2 || strncmp(out, cases[i].starts, strlen(cases[i].starts)))
+            fail_msg("batchring %s %s: exit %d, output does not start with \"%s\": %s",
+                     cases[i].args[0], cases[i].args[1] ? cases[i].args[1] : "", code,
+                     cases[i].starts, out);
+    }
+}
+
+/*
+ * Runs python3 with script on input (as stdin); its stdout and stderr go
+ * to out. Returns its exit status, or -1 when there is no python3.
+ */
+static int python_run(const char *script, const char *input, char *out, size_t cap)
+{
+    int in = memfd_create("json", MFD_CLOEXEC), pipefd[2];
+    size_t len = strlen(input);
+    assert_true(in >= 0);
+    assert_int_equal(write(in, input, len), (ssize_t)len);
+    assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in, STDIN_FILENO);
+        dup2(pipefd[1], STDOUT_FILENO);
+        dup2(pipefd[1], STDERR_FILENO);
+        execlp("python3", "python3", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    track(pid);
+    close(in);
+    close(pipefd[1]);
+    read_all(pipefd[0], out, cap);
+    int status = wait_exit(pid);
+    if (!WIFEXITED(status))
+        fail_msg("python3 ended by signal %d: %s", WTERMSIG(status), out);
+    return WEXITSTATUS(status) == 127 && !out[0] ? -1 : WEXITSTATUS(status);
+}
+
+/*
+ * For every object of the JSON on stdin (one object, or an array of them)
+ * prints "RAW UTF8 CHECK": RAW the name's exact bytes in hex (from
+ * name_hex when there is one, else the name as UTF-8), UTF8 the name
+ * string as UTF-8 in hex, CHECK "ok" when every counter is an integer,
+ * every rate a number, and the producer is alive and running. json.loads is strict: a raw control character in a
+ * string, a bad escape or trailing text fails it.
+ */
+static const char json_check_py[] =
+    "import json, sys\n"
+    "d = json.loads(sys.stdin.buffer.read().decode('utf-8'))\n"
+    "for o in d if isinstance(d, list) else [d]:\n"
+    "    raw = bytes.fromhex(o['name_hex']) if 'name_hex' in o else o['name'].encode('utf-8')\n"
+    "    ints = all(type(o[k]) is int for k in ('total_bytes', 'n_ids', 'owner_pid', 'claimed',\n"
+    "               'consumer_stall_ns', 'slots', 'batches_per_epoch'))\n"
+    "    nums = all(type(o[k]) in (int, float) for k in ('window_s', 'gb_per_s') if k in o)\n"
+    "    live = o['owner_alive'] is True and o['state'] == 'running'\n"
+    "    print(raw.hex(), o['name'].encode('utf-8').hex(), 'ok' if ints and nums and live else\n"
+    "          'BAD')\n";
+
+static void hex_of(const char *s, char *out)
+{
+    for (; *s; s++, out += 2)
+        sprintf(out, "%02x", (unsigned char)*s);
+    *out = '\0';
+}
+
+/*
+ * ls --json and stat --json are valid JSON (Python's json module reads
+ * them) for any ring name: a quote, a backslash, a tab, a newline, UTF-8
+ * (é, 漢) and a byte that is not UTF-8. The name reads back exactly; the
+ * invalid byte as U+FFFD, with the exact bytes in name_hex.
+ */
+static void test_cli_json_any_name(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *suffix;
+        const char *utf8_suffix; /* what the name string holds, in hex */
+    } weird[] = {
+        {"-q\"uote", NULL},
+        {"-back\\slash", NULL},
+        {"-tab\there", NULL},
+        {"-new\nline", NULL},
+        {"-\xc3\xa9\xe6\xbc\xa2", NULL},
+        /* 0xff never occurs in UTF-8; 0xc3 without its second byte is cut. */
+        {"-bad\xff\xc3", "2d626164efbfbdefbfbd"},
+    };
+    enum { N = sizeof weird / sizeof weird[0] };
+    static char names[N][96], out[1 << 20], py[1 << 20], ls[1 << 20];
+    struct server s[N];
+
+    if (python_run("pass", "", py, sizeof py) != 0) {
+        print_message("no python3 to check JSON with: skipped\n");
+        skip();
+        return;
+    }
+    for (size_t i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "%s%s", new_ring_name(), weird[i].suffix);
+        serve_start(
+            &s[i], names[i], "samples=100,bytes=" SAMPLE_BYTES,
+            (const char *const[]){"--batch", "4", "--workers", "1", "--slot-bytes", "4K", NULL});
+    }
+    int code = cli_run((const char *const[]){"ls", "--json", NULL}, out, sizeof out);
+    if (code != 0)
+        fail_msg("ls --json: exit %d: %s", code, out);
+    if (python_run(json_check_py, out, py, sizeof py) != 0)
+        fail_msg("ls --json is not the JSON expected: %s\nits output: %s", py, out);
+    snprintf(ls, sizeof ls, "%s", py);
+    for (size_t i = 0; i < N; i++) {
+        char raw[256], utf8[256], line[600];
+        hex_of(names[i], raw);
+        if (weird[i].utf8_suffix) {
+            /* The name's prefix is ASCII, the same as UTF-8. */
+            char prefix[96];
+            snprintf(prefix, sizeof prefix, "%.*s",
+                     (int)(strlen(names[i]) - strlen(weird[i].suffix)), names[i]);
+            hex_of(prefix, utf8);
+            strcat(utf8, weird[i].utf8_suffix);
+        } else {
+            strcpy(utf8, raw);
+        }
+        snprintf(line, sizeof line, "%s %s ok\n", raw, utf8);
+        tu_assert_contains(ls, line);
+        code = cli_run((const char *const[]){"stat", "--json", names[i], NULL}, out, sizeof out);
+        if (code != 0)
+            fail_msg("stat --json: exit %d: %s", code, out);
+        if (python_run(json_check_py, out, py, sizeof py) != 0)
+            fail_msg("stat --json is not the JSON expected: %s\nits output: %s", py, out);
+        assert_string_equal(py, line);
+    }
+    serve_stop_all(s, N);
+}
+
 static int teardown(void **state)
 {
     for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
@@ -502,6 +693,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cli_serve_max_restarts_bad, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_serve_guard_attach, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_help_texts, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_version, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_error_prefix, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_json_any_name, tu_setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
