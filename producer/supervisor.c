@@ -133,8 +133,9 @@ static void record_failure(struct br_supervisor *s, uint64_t seq, int code, cons
         return;
     h->fail_code = code;
     snprintf(h->fail_msg, sizeof h->fail_msg, "%s", text);
-    /* Release: pairs with wait_ready's acquire load of fail_seq (consumer/
-     * gen.c); code and text are visible to whoever sees this seq. */
+    /* Release: pairs with br__consumer_wait's acquire load of fail_seq
+     * (consumer/consumer.c); code and text are visible to whoever sees this
+     * seq. */
     br__store_release_u64(&h->fail_seq, seq);
 }
 

@@ -121,8 +121,8 @@ struct br_ring_header {
      * wait (never for a ready batch or a wait that ends in the spin), and
      * 0 again when the wait ends, before the cursor moves on. The waited-
      * for seq is `cursor` itself; how a reader pairs the two without a
-     * torn pair is explained at wait_ready (consumer/gen.c) and
-     * br_ring_stat. */
+     * torn pair is explained at wait_announce (consumer/consumer.c) and
+     * br__consumer_waiting. */
     _Atomic uint64_t consumer_wait_since;
 
     /* Line 5 and on: written by the supervisor. The failure that no slot
