@@ -29,7 +29,7 @@
 
 #include <batchring.h>
 
-#include "../cli/synth.h"
+#include "synth.h"
 
 struct plugin_conf {
     uint64_t samples, bytes, seed, block, fail;

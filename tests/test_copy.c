@@ -41,7 +41,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../cli/synth.h"
+#include "synth.h"
 #include "test_fs.h"
 #include "test_util.h"
 

@@ -26,8 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../cli/cli.h"
-#include "../cli/synth.h"
+#include "mkdata.h"
+#include "synth.h"
 #include "test_fs.h"
 #include "test_util.h"
 

@@ -16,7 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../cli/synth.h"
+#include "synth.h"
 #include "test_fs.h"
 
 void tf_tmpdir(char *dir, size_t cap, const char *prefix)

@@ -38,7 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../cli/cli.h"
+#include "mkdata.h"
 #include "ring/error.h"
 #include "ring/ring.h"
 #include "test_fs.h"

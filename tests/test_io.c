@@ -26,7 +26,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../cli/synth.h"
+#include "synth.h"
 #include "test_fs.h"
 #include "test_util.h"
 

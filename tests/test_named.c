@@ -37,8 +37,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../cli/cli.h"
-#include "../cli/synth.h"
+#include "mkdata.h"
+#include "synth.h"
 #include "ring/layout.h"
 #include "ring/ring.h"
 #include "test_fs.h"

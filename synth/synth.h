@@ -8,8 +8,8 @@
  * Every byte depends on the seed, the sample and its offset in the sample,
  * so a swapped, shifted, stale or torn sample cannot pass the check.
  */
-#ifndef BR_CLI_SYNTH_H
-#define BR_CLI_SYNTH_H
+#ifndef BR_SYNTH_SYNTH_H
+#define BR_SYNTH_SYNTH_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,4 +31,4 @@ size_t br_synth_size(uint64_t seed, uint64_t sample, size_t min, size_t max);
  * a sign lost on the way shows. */
 int32_t br_synth_label(uint64_t seed, uint64_t sample);
 
-#endif /* BR_CLI_SYNTH_H */
+#endif /* BR_SYNTH_SYNTH_H */

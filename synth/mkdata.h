@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The dataset writer (mkdata.c): what `batchring mkdata` writes, and what
+ * `batchring soak`, the demo and the tests write their datasets with.
+ * Part of batchring_synth, a static library beside the command and the
+ * tests, never installed; it needs only libc.
+ */
+#ifndef BR_SYNTH_MKDATA_H
+#define BR_SYNTH_MKDATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The files mkdata writes in its directory. */
+#define BR_MKDATA_RECORDS "records.bin"
+#define BR_MKDATA_DATA "data.bin"
+#define BR_MKDATA_INDEX "index.bin"
+#define BR_MKDATA_LIST "files.txt"
+#define BR_MKDATA_FILES_DIR "files"
+#define BR_MKDATA_LABELS "labels.bin"
+#define BR_MKDATA_MANIFEST "dataset.txt"
+
+/* What mkdata writes: sample i is br_synth_fill(seed, i) (synth.h),
+ * of br_synth_size(seed, i, min_bytes, max_bytes) bytes. */
+struct br_mkdata_spec {
+    const char *layout; /* "records", "files" or "indexed" */
+    const char *dir;    /* created if missing */
+    uint64_t samples;
+    uint64_t min_bytes; /* records: min_bytes == max_bytes */
+    uint64_t max_bytes;
+    uint64_t seed;
+    bool progress; /* draw a progress bar on stderr */
+};
+
+/* Writes the dataset and its labels; *data_bytes (may be NULL) gets the
+ * samples' total size. Returns 0, or -errno with a message in err. */
+int br_mkdata_write(const struct br_mkdata_spec *spec, uint64_t *data_bytes, char *err,
+                    size_t cap);
+
+/* "512 B", "64.00 MiB". Returns buf. */
+const char *br_mkdata_human(char buf[32], uint64_t bytes);
+
+#endif /* BR_SYNTH_MKDATA_H */
