@@ -66,7 +66,9 @@ static void usage(FILE *to)
                 "  --sample-bytes N  bytes per sample (default 4096; files and indexed vary\n"
                 "                    from N/2 to 3N/2)\n"
                 "  --samples N       samples in the dataset (default 16384: 64 MiB)\n"
-                "  --slots N         ring depth (default 2 x workers)\n"
+                "  --slots N         ring depth (default: 2 x workers, or as many slots as\n"
+                "                    fit in 4 MiB when that is more, at most 128; 2 with\n"
+                "                    --workers 0)\n"
                 "  -h, --help        this text\n");
 }
 

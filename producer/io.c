@@ -16,12 +16,13 @@
  * Registered files the page cache holds are not read at all: a worker maps
  * each registered regular file (buffered, at most the machine's RAM) read
  * only, and a read whose pages were resident at the last mincore() scan is
- * a memcpy from the mapping. A cached 4 KiB read costs ~1.4 us through
- * pread or io_uring here, half of it outside the copy; the copy alone ~0.5
- * us (perf case records-random). Everything else goes through io_uring:
- * pages not resident (io_uring reads them in parallel, where a fault would
- * read them one by one), O_DIRECT files, reads past the mapped size. The
- * copy must never turn a fault into a crash or a file's shrinking into
+ * a memcpy from the mapping. A cached 4 KiB read through pread or io_uring
+ * spends about half its time outside the copy (the syscall, the page-cache
+ * lookup, atime), so the copy alone is a fraction of it (perf case
+ * records-random; figures in docs/perf/notes.md). Everything else goes
+ * through io_uring: pages not resident (io_uring reads them in parallel,
+ * where a fault would read them one by one), O_DIRECT files, reads past
+ * the mapped size. The copy must never turn a fault into a crash or a file's shrinking into
  * zeros: a SIGBUS during a copy (a page past the new end of the file, an
  * I/O error) jumps back, and a copy that may have read the zeros of a file
  * cut inside its last page is caught by a probe of the page after it or by
@@ -63,12 +64,14 @@
 #define BR_IO_MAX_FIXED_BUFFER (UINT64_C(1) << 30)
 #define BR_IO_MAX_FIXED_BUFFERS 16384u
 
-/* Rescan a mapped file's residency at most this often (and never spend more
- * than 1% of the time scanning: mincore costs ~80 ns a page here). */
+/* Rescan a mapped file's residency at most this often, so that scanning
+ * (mincore, per page: docs/perf/notes.md) stays under 1% of the time. */
 #define BR_IO_SCAN_MIN_NS UINT64_C(1000000000)
 /* Residency is scanned by regions of this many pages (64 MiB of 4 KiB
- * pages, ~1.3 ms), each when a read first needs it: a large file costs no
- * long scan before the first batch, and regions never read, none at all. */
+ * pages: a scan short enough to run inside a batch's read, see
+ * docs/perf/notes.md), each when a read first needs it: a large file costs
+ * no long scan before the first batch, and regions never read, none at
+ * all. */
 #define BR_IO_SCAN_REGION_PAGES UINT64_C(16384)
 /* How long a reader trusts that on_sigbus still handles SIGBUS before it
  * looks again (one sigaction call): a handler installed after ours is
@@ -719,8 +722,8 @@ static uint64_t probe_page(const br_io *io, const struct br_read *r)
  * byte of that page (a probe; it is the next sequential batch's first page
  * anyway), and only where there is no such page (the file's last) does the
  * file's size get checked with fstat. A batch of many copies checks the
- * size once instead: one fstat (~0.5 us here) is cheaper than many probes
- * of scattered pages. */
+ * size once instead: one fstat is cheaper than many probes of scattered
+ * pages, each a possible page-table walk or fault. */
 static size_t copy_resident(br_io *io)
 {
     volatile size_t i = 0;

@@ -184,8 +184,8 @@ int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
 
 /* Rings with at least this many slots let workers sleep at the consumer's
  * pace instead of being woken on release: half a ring of ready batches
- * covers a sleep that ends late (timer slack ~50 us, wake-up ~26 us on a
- * KVM guest). */
+ * covers a sleep that ends late (timer slack, and the wake-up's latency;
+ * measured costs in docs/perf/notes.md). */
 #define BR_NAP_MIN_SLOTS 8u
 
 /* A worker's sleep while the slot it needs still holds `seen` and the run
