@@ -505,6 +505,36 @@ static void test_cli_help_texts(void **state)
     tu_assert_contains(out, "--guard");
 }
 
+/*
+ * serve --help says what the automatic depth picks (2 x workers, or as many
+ * slots as fit in 4 MiB when that is more, at most 128); serve's startup
+ * line shows that it picks just that.
+ */
+static void test_cli_serve_auto_slots(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *slot_bytes, *workers, *slots;
+    } cases[] = {
+        {"4K", "1", " 128 slots x "}, /* 1024 fit: capped at 128 */
+        {"512K", "1", " 8 slots x "}, /* 8 fit, more than 2 */
+        {"1M", "3", " 6 slots x "},   /* 4 fit, fewer than 2 x 3 */
+    };
+    char out[16384], line[1024];
+    assert_int_equal(cli_run((const char *const[]){"serve", "--help", NULL}, out, sizeof out), 0);
+    tu_assert_contains(out, "2 x workers, or as many slots as\n"
+                            "                      fit in 4 MiB when that is more, at most 128");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct server s;
+        serve_start(&s, new_ring_name(), "samples=100,bytes=" SAMPLE_BYTES,
+                    (const char *const[]){"--batch", "4", "--workers", cases[i].workers,
+                                          "--slot-bytes", cases[i].slot_bytes, NULL});
+        assert_true(read_line(s.out, line, sizeof line));
+        tu_assert_contains(line, cases[i].slots);
+        serve_stop(&s);
+    }
+}
+
 /* --version and -V print the library's version; the usage shows both. */
 static void test_cli_version(void **state)
 {
@@ -693,6 +723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cli_serve_max_restarts_bad, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_serve_guard_attach, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_help_texts, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_serve_auto_slots, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_version, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_error_prefix, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_json_any_name, tu_setup, teardown),
