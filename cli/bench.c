@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * batchring bench: runs one of the performance suite's cases (perf/cases.c,
+ * batchring bench: runs one of the performance suite's cases (perf/case_*.c,
  * the same code batchring-perf runs under Google Benchmark) for a few
  * seconds and prints its figure beside its baseline from the same run,
  * their ratio and the target the project holds it to.

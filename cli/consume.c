@@ -2,7 +2,7 @@
 /*
  * batchring consume: the reference consumer of a named ring. It attaches
  * by name, takes batches with br_next as a trainer would, optionally checks
- * every sample against the synthetic data that mkdata writes (cli/synth.h),
+ * every sample against the synthetic data that mkdata writes (synth/synth.h),
  * and prints its throughput and data stall. Detaching (br_close) releases
  * the batch it holds, so the next consumer starts right after it.
  */

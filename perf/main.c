@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * batchring-perf: every case of perf/cases.c registered with Google
+ * batchring-perf: every case of perf/cases.c's table registered with Google
  * Benchmark (through perf/shim.h), one family per case, parameterised by
  * batch bytes and workers.
  *
