@@ -65,7 +65,7 @@ void br__gen_free(struct br_gen *g);
  * failures, and for an attached ring the producer's lock. */
 int br__gen_check_alive(struct br_consumer *c);
 /* One worker's shared record into the public counters (stats.c): the
- * one copy that br_worker_stats_get and br_ring_stat share. */
+ * one copy that br_worker_stats_get and br_ring_status_get share. */
 void br__worker_stats_copy(const struct br_worker_rec *rec, br_worker_stats *out);
 /* Whether a consumer holds its lock on the ring behind fd. */
 bool br__consumer_alive(int fd);

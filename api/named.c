@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "api/gen.h"
+#include "api/sized.h"
 
 /* Whether a consumer holds its lock on the ring behind fd (a descriptor
  * other than the consumer's own). */
@@ -54,7 +55,7 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
 
     /* The consumer word is for display (stat, serve's messages): our pid
      * here and the low half of our start time. Release pairs with the
-     * acquire loads in br_ring_stat, br_consumer_pid and br__ring_attach. */
+     * acquire loads in br_ring_status_get, br_consumer_pid_get and br__ring_attach. */
     mine = (br__proc_start_time(getpid()) << 32) | (uint32_t)getpid();
     br__store_release_u64(&h->consumer, mine);
     g->consumer_id = mine;
@@ -134,7 +135,7 @@ BR_API int br_serve_wait(br_gen *handle, int timeout_ms)
     }
 }
 
-BR_API int br_consumer_pid(const br_gen *handle, int32_t *pid)
+BR_API int br_consumer_pid_get(const br_gen *handle, int32_t *pid)
 {
     const struct br_gen *g = br__gen_lookup(handle);
     uint64_t id;
@@ -167,23 +168,61 @@ static void consumer_waiting(const struct br_ring_header *h, br_ring_status *out
     }
 }
 
-BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *workers,
-                        uint32_t workers_cap)
+/* The ring's consumer_done word as the public enum: the layout's numbers
+ * are the ring's business, and a ring written by a foreign or damaged
+ * producer may hold any value. Returns false for one that is none. */
+static bool finished_from_ring(uint32_t done, uint32_t *out)
+{
+    switch (done) {
+    case BR_CONSUMER_RUNNING: *out = BR_RING_RUNNING; return true;
+    case BR_CONSUMER_EOF: *out = BR_RING_ENDED; return true;
+    case BR_CONSUMER_FAILED: *out = BR_RING_STOPPED; return true;
+    default: return false;
+    }
+}
+
+BR_API int br_ring_status_get_sized(const char *name, br_ring_status *dst, size_t status_size,
+                                    br_worker_stats *workers, uint32_t workers_cap,
+                                    size_t worker_size)
 {
     char *msg = br__open_error_buffer();
     struct br_ring r = {0};
     const struct br_ring_header *h;
+    br_ring_status st, *out = &st;
     uint64_t consumer;
+    uint32_t done;
     int rc;
 
     msg[0] = '\0';
-    if (!out)
+    if (!dst)
         return br__fail(msg, -EINVAL, "out is NULL");
+    /* The caller's structs may be of another build (batchring.h, rule b):
+     * this library fills its own and copies what fits. */
+    if (status_size < BR__RING_STATUS_SIZE_0_3)
+        return br__fail(msg, -EINVAL,
+                        "status_size %zu is smaller than any br_ring_status (%zu bytes in "
+                        "0.3): call br_ring_status_get",
+                        status_size, (size_t)BR__RING_STATUS_SIZE_0_3);
+    if (workers && worker_size < BR__WORKER_STATS_SIZE_0_3)
+        return br__fail(msg, -EINVAL,
+                        "worker_size %zu is smaller than any br_worker_stats (%zu bytes in "
+                        "0.3): call br_ring_status_get",
+                        worker_size, (size_t)BR__WORKER_STATS_SIZE_0_3);
     rc = br__ring_observe(&r, name, msg);
     if (rc)
         return rc;
     h = r.hdr;
     memset(out, 0, sizeof *out);
+    /* Relaxed, as the counters below: a status shown as read, which no
+     * other load here is ordered after. */
+    done = br__load_relaxed_u32(&h->consumer_done);
+    if (!finished_from_ring(done, &out->finished)) {
+        br__ring_unmap(&r);
+        return br__fail(msg, BR_EBADRING,
+                        "ring %s: consumer_done is %u, none of running (0), ended (1) or "
+                        "stopped (2)",
+                        name, done);
+    }
     out->owner_pid = r.geo.owner_pid;
     /* The locks, not the pids: a producer or consumer in another PID
      * namespace is alive too. */
@@ -208,7 +247,6 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
     out->consumer_bytes = br__load_relaxed_u64(&h->consumer_bytes);
     out->consumer_stall_ns = br__load_relaxed_u64(&h->consumer_stall_ns);
     out->restarts = br__load_relaxed_u32(&h->restarts);
-    out->finished = br__load_relaxed_u32(&h->consumer_done);
     consumer_waiting(h, out);
     for (uint32_t i = 0; i < r.nslots; i++) {
         switch (br__load_relaxed_u32(&r.desc[i].word) & 3u) {
@@ -219,13 +257,18 @@ BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *
         }
     }
     for (uint32_t i = 0; workers && i < r.geo.nworkers && i < workers_cap; i++) {
-        br__worker_stats_copy(&r.workers[i], &workers[i]);
+        br_worker_stats ws;
+        memset(&ws, 0, sizeof ws);
+        br__worker_stats_copy(&r.workers[i], &ws);
         /* A stale ring's workers died with their producer (their parent-
          * death signal): their recorded pids name nothing now. */
         if (!out->owner_alive)
-            workers[i].pid = 0;
+            ws.pid = 0;
+        /* The caller's array steps by the caller's sizeof. */
+        br__copy_out((char *)workers + (size_t)i * worker_size, worker_size, &ws, sizeof ws);
     }
     br__ring_unmap(&r);
+    br__copy_out(dst, status_size, &st, sizeof st);
     return 0;
 }
 
@@ -235,7 +278,7 @@ BR_API int br_ring_remove_stale(const char *name)
     br_ring_status st;
     pid_t owner;
     /* Validates first: only a batchring ring of ours is ever removed. */
-    int rc = br_ring_stat(name, &st, NULL, 0);
+    int rc = br_ring_status_get(name, &st, NULL, 0);
     if (rc)
         return rc;
     return br__ring_unlink_stale(name, &owner, msg);

@@ -14,26 +14,78 @@
 #include <time.h>
 
 #include "api/gen.h"
+#include "api/sized.h"
 
 /* BR_SLOTS_AUTO deepens the ring of small batches to about this much data,
  * and at most this many slots (auto_slots). */
 #define BR_AUTO_RING_BYTES (UINT64_C(4) << 20)
 #define BR_AUTO_MAX_SLOTS 128u
 
-BR_API int br_options_init(br_options *opt)
+BR_API int br_options_init_sized(br_options *opt, size_t size)
 {
+    char *msg = br__open_error_buffer();
+    br_options d;
     if (!opt)
-        return -EINVAL;
-    memset(opt, 0, sizeof *opt);
-    opt->batch_size = 32;
-    opt->workers = 1;
-    opt->slots = BR_SLOTS_AUTO;
-    opt->slot_bytes = 0;
-    opt->epochs = 0;
-    opt->drop_last = false;
-    opt->timeout_ms = -1;
-    opt->max_restarts = 3;
-    opt->world = 1;
+        return br__fail(msg, -EINVAL, "opt is NULL: pass the address of a br_options");
+    /* A size of another build's struct is fine (batchring.h, rule a); one
+     * smaller than any br_options, or too large for opt->size to hold,
+     * is not the sizeof of one. */
+    if (size < BR__OPTIONS_SIZE_0_3 || size > UINT32_MAX)
+        return br__fail(msg, -EINVAL,
+                        "size %zu is not the size of a br_options (%zu bytes in this library, "
+                        "at least %zu): call br_options_init(&opt)",
+                        size, sizeof d, (size_t)BR__OPTIONS_SIZE_0_3);
+    memset(&d, 0, sizeof d);
+    d.size = (uint32_t)size;
+    d.batch_size = 32;
+    d.workers = 1;
+    d.slots = BR_SLOTS_AUTO;
+    d.slot_bytes = 0;
+    d.epochs = 0;
+    d.drop_last = false;
+    d.timeout_ms = -1;
+    d.max_restarts = 3;
+    d.world = 1;
+    /* Fields of a newer header than this library's are zero: their
+     * default ("as before"). */
+    br__copy_out(opt, size, &d, sizeof d);
+    return 0;
+}
+
+/*
+ * Reads the caller's options into *dst, this library's br_options, by
+ * batchring.h's rule a (Linux's copy_struct_from_user): opt->size bytes
+ * and no more, since the caller's struct may be older and smaller; the
+ * fields it lacks are zero, their default. A newer, larger struct is read
+ * when the bytes this library does not know are all zero, that is when
+ * the program sets no option that this library would ignore.
+ */
+static int options_read(br_options *dst, const br_options *opt, char *msg)
+{
+    size_t size = opt->size;
+    if (size == 0)
+        return br__fail(msg, -EINVAL,
+                        "opt->size is 0: initialise the options with br_options_init (a "
+                        "br_options set up with = {0} or memset carries no size)");
+    if (size < BR__OPTIONS_SIZE_0_3)
+        return br__fail(msg, -EINVAL,
+                        "opt->size %zu is smaller than any br_options (%zu bytes in 0.3): "
+                        "initialise the options with br_options_init",
+                        size, (size_t)BR__OPTIONS_SIZE_0_3);
+    memset(dst, 0, sizeof *dst);
+    if (size > sizeof *dst) {
+        const unsigned char *bytes = (const unsigned char *)opt;
+        for (size_t i = sizeof *dst; i < size; i++)
+            if (bytes[i])
+                return br__fail(msg, -EINVAL,
+                                "opt->size %zu is larger than this library's br_options (%zu "
+                                "bytes, batchring %s) and byte %zu is set: the program uses an "
+                                "option of a newer batchring than the library it runs with",
+                                size, sizeof *dst, br_version_string(), i);
+        size = sizeof *dst;
+    }
+    memcpy(dst, opt, size);
+    dst->size = (uint32_t)sizeof *dst;
     return 0;
 }
 
@@ -85,14 +137,19 @@ BR_API int br_shard_from_env(br_options *opt)
 
 /* Checks the arguments of br_open; the message names the first bad one. */
 static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
-                           const br_options *opt, char *msg)
+                           const br_options *opt, br_options *copy, char *msg)
 {
+    int rc;
     if (!out)
         return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_gen *");
     if (!load)
         return br__fail(msg, -EINVAL, "load is NULL: pass a loader function");
     if (!opt)
         return br__fail(msg, -EINVAL, "opt is NULL: initialise options with br_options_init");
+    rc = options_read(copy, opt, msg);
+    if (rc)
+        return rc;
+    opt = copy;
     if (n_ids == 0)
         return br__fail(msg, -EINVAL, "n_ids is 0: a generator needs at least one sample");
     if (opt->batch_size == 0)
@@ -161,15 +218,17 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     char *msg = br__open_error_buffer();
     struct br_ring_geometry geo;
     struct br_gen *g;
+    br_options o;
     uint32_t workers;
     int rc;
 
     msg[0] = '\0';
     if (out)
         *out = NULL;
-    rc = check_open_args(out, load, n_ids, opt, msg);
+    rc = check_open_args(out, load, n_ids, opt, &o, msg);
     if (rc)
         return rc;
+    opt = &o; /* from here on, only this library's struct is read */
 
     g = calloc(1, sizeof *g);
     if (!g)

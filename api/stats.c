@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "api/gen.h"
+#include "api/sized.h"
 
 void br__worker_stats_copy(const struct br_worker_rec *rec, br_worker_stats *out)
 {
@@ -31,7 +32,7 @@ void br__worker_stats_copy(const struct br_worker_rec *rec, br_worker_stats *out
     out->io_copies = br__load_relaxed_u64(&rec->io_copies);
 }
 
-BR_API int br_checkpoint(const br_gen *handle, uint64_t *next_seq)
+BR_API int br_checkpoint_get(const br_gen *handle, uint64_t *next_seq)
 {
     const struct br_gen *g = br__gen_lookup(handle);
     if (!g || !next_seq)
@@ -40,11 +41,14 @@ BR_API int br_checkpoint(const br_gen *handle, uint64_t *next_seq)
     return 0;
 }
 
-BR_API int br_stats_get(const br_gen *handle, br_stats *out)
+BR_API int br_stats_get_sized(const br_gen *handle, br_stats *dst, size_t size)
 {
     const struct br_gen *g = br__gen_lookup(handle);
     const struct br_ring_header *h;
-    if (!g || !out)
+    br_stats st, *out = &st;
+    /* The caller's struct may be of another build (batchring.h, rule b):
+     * fill this library's, then copy what fits. */
+    if (!g || !dst || size < BR__STATS_SIZE_0_3)
         return -EINVAL;
     h = g->ring.hdr;
     memset(out, 0, sizeof *out);
@@ -63,16 +67,19 @@ BR_API int br_stats_get(const br_gen *handle, br_stats *out)
         out->load_ns += br__load_relaxed_u64(&rec->load_ns);
         out->slot_wait_ns += br__load_relaxed_u64(&rec->slot_wait_ns);
     }
+    br__copy_out(dst, size, &st, sizeof st);
     return 0;
 }
 
-BR_API int br_worker_stats_get(const br_gen *handle, uint32_t i, br_worker_stats *out)
+BR_API int br_worker_stats_get_sized(const br_gen *handle, uint32_t i, br_worker_stats *out,
+                                     size_t size)
 {
     const struct br_gen *g = br__gen_lookup(handle);
-    const struct br_worker_rec *rec;
-    if (!g || !out || i >= g->nworkers)
+    br_worker_stats ws;
+    if (!g || !out || i >= g->nworkers || size < BR__WORKER_STATS_SIZE_0_3)
         return -EINVAL;
-    rec = &g->ring.workers[i];
-    br__worker_stats_copy(rec, out);
+    memset(&ws, 0, sizeof ws);
+    br__worker_stats_copy(&g->ring.workers[i], &ws);
+    br__copy_out(out, size, &ws, sizeof ws);
     return 0;
 }

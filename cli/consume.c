@@ -260,7 +260,7 @@ int br_cli_consume(int argc, char **argv)
         if (rc == -ETIMEDOUT) {
             if (have_timeout && br_cli_now_ns() - last_batch_ns >= timeout_ms * 1000000u) {
                 uint64_t next = 0;
-                br_checkpoint(g, &next);
+                br_checkpoint_get(g, &next);
                 if (tty)
                     fputc('\n', stderr); /* below the progress line */
                 br_cli_error("%s: no batch within --timeout-ms %" PRIu64

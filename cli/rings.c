@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * batchring stat, ls and gc: named rings seen from outside. Everything goes
- * through br_ring_stat, which maps a ring read-only and claims nothing, so
+ * through br_ring_status_get, which maps a ring read-only and claims nothing, so
  * looking never disturbs the producer or the consumer; gc removes only
  * rings whose producer is dead (br_ring_remove_stale).
  */
@@ -42,7 +42,7 @@ struct rates {
 static int snap_take(const char *name, struct snap *s)
 {
     s->t_ns = br_cli_now_ns();
-    return br_ring_stat(name, &s->st, s->w, BR_MAX_WORKERS);
+    return br_ring_status_get(name, &s->st, s->w, BR_MAX_WORKERS);
 }
 
 static void rates_of(const struct snap *prev, const struct snap *now, struct rates *r)
@@ -73,22 +73,22 @@ static const char *backend_name(uint32_t b)
 
 static const char *finished_name(uint32_t f)
 {
-    return f == 1 ? "done" : f == 2 ? "failed" : "running";
+    return f == BR_RING_ENDED ? "done" : f == BR_RING_STOPPED ? "failed" : "running";
 }
 
 /* "batch 57 of 96 (epoch 2 of 3)": where the consumer is. */
 static void progress(const br_ring_status *st, char *buf, size_t cap)
 {
     const uint64_t per = st->batches_per_epoch ? st->batches_per_epoch : 1;
-    if (st->finished == 1)
+    if (st->finished == BR_RING_ENDED)
         snprintf(buf, cap, "done: all %" PRIu64 " batches taken", st->end_seq);
     else if (st->epochs == 0)
         snprintf(buf, cap, "batch %" PRIu64 " (epoch %" PRIu64 ", no last epoch)%s", st->cursor,
-                 st->cursor / per + 1, st->finished == 2 ? ", consumer failed" : "");
+                 st->cursor / per + 1, st->finished == BR_RING_STOPPED ? ", consumer failed" : "");
     else
         snprintf(buf, cap, "batch %" PRIu64 " of %" PRIu64 " (epoch %" PRIu64 " of %" PRIu64 ")%s",
                  st->cursor, st->end_seq, st->cursor / per + (st->cursor < st->end_seq), st->epochs,
-                 st->finished == 2 ? ", consumer failed" : "");
+                 st->finished == BR_RING_STOPPED ? ", consumer failed" : "");
 }
 
 /* "850 ms", "3.2 s": how long the consumer has waited so far. */
@@ -511,7 +511,7 @@ int br_cli_ls(int argc, char **argv)
     for (long i = 0; i < n; i++) {
         br_ring_status st;
         char where[160], size[32], producer[32], consumer[16];
-        int rc = br_ring_stat(names[i], &st, NULL, 0);
+        int rc = br_ring_status_get(names[i], &st, NULL, 0);
         if (rc) {
             if (why)
                 fprintf(why, "skipped %s%s: not a ring (%s)\n", SHM_DIR, names[i],
@@ -580,7 +580,7 @@ int br_cli_gc(int argc, char **argv)
     for (long i = 0; i < n; i++) {
         br_ring_status st;
         char size[32];
-        int rc = br_ring_stat(names[i], &st, NULL, 0);
+        int rc = br_ring_status_get(names[i], &st, NULL, 0);
         if (rc) {
             /* Asked for by name, a non-ring is an error; met in a scan of
              * /dev/shm, it is someone else's file. */

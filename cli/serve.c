@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <batchring.h>
+#include <batchring/plugin.h>
 
 #include "cli.h"
 
@@ -571,7 +572,7 @@ static void announce(br_gen *g, const struct serve_args *a, const struct source 
 
     describe_source(s, what, sizeof what);
     memset(&rs, 0, sizeof rs);
-    br_ring_stat(a->name, &rs, NULL, 0);
+    br_ring_status_get(a->name, &rs, NULL, 0);
     br_stats_get(g, &st);
     if (a->epochs)
         snprintf(epochs, sizeof epochs, "%" PRIu64 " epoch%s of %" PRIu64 " batches", a->epochs,
@@ -618,7 +619,7 @@ static int serve_loop(br_gen *g, const struct serve_args *a)
                                            : br_last_error(g));
             return BR_CLI_FAILED;
         }
-        br_consumer_pid(g, &pid);
+        br_consumer_pid_get(g, &pid);
         if (pid == consumer) {
             /* A consumer that came and went between two looks still counts
              * as one that went away. */
@@ -632,7 +633,7 @@ static int serve_loop(br_gen *g, const struct serve_args *a)
             continue;
         }
         memset(&rs, 0, sizeof rs);
-        br_ring_stat(a->name, &rs, NULL, 0);
+        br_ring_status_get(a->name, &rs, NULL, 0);
         if (consumer)
             fprintf(
                 stderr, "batchring serve: %s: consumer pid %d went away at batch %" PRIu64 "%s\n",

@@ -740,7 +740,7 @@ int br_cli_soak(int argc, char **argv)
         if (now >= next_wkill) {
             br_ring_status rst;
             br_worker_stats ws[SOAK_MAX_WORKERS];
-            if (br_ring_stat(o.name, &rst, ws, SOAK_MAX_WORKERS) == 0 && rst.workers) {
+            if (br_ring_status_get(o.name, &rst, ws, SOAK_MAX_WORKERS) == 0 && rst.workers) {
                 uint32_t n = rst.workers < SOAK_MAX_WORKERS ? rst.workers : SOAK_MAX_WORKERS;
                 uint32_t pick = (uint32_t)(rnd_next(&rs) % n);
                 wkills += kill_worker(ws[pick].pid, producer);

@@ -219,14 +219,14 @@ static bool sleep_for_half_ring(struct br_consumer *c, uint64_t seq)
 }
 
 /*
- * The consumer's wait, seen from outside (batchring stat, br_ring_stat).
+ * The consumer's wait, seen from outside (batchring stat, br_ring_status_get).
  * Before its first sleep for batch seq, wait_ready stores the time the wait
  * began in the header's consumer_wait_since; when the wait ends it stores
  * 0, and br_next then moves the cursor. The seq waited for is the cursor,
  * which the consumer stored (release) when it took the batch before, or
  * when it attached. A reader pairs the two like a seqlock:
  *
- *   consumer                           reader (br_ring_stat)
+ *   consumer                           reader (br_ring_status_get)
  *   cursor = s          (release)      t1 = since   (acquire)
  *   since = T           (release)      c  = cursor  (acquire)
  *   ... sleeps ...                     t2 = since   (relaxed, after c)
@@ -383,6 +383,9 @@ void br__consumer_take(struct br_consumer *c, uint64_t seq, const struct br_slot
     out->data = br__slot_data(c->ring, seq);
     out->size = (size_t)f->size;
     out->offsets = f->has_offsets ? br__slot_offsets(c->ring, seq) : NULL;
+    /* Zero, so that a later version may give them a meaning (batchring.h,
+     * "How the public structs grow", rule c). */
+    memset(out->reserved, 0, sizeof out->reserved);
     c->holding = true;
     c->held = seq;
     c->cursor = seq + 1;

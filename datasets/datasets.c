@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -563,16 +564,24 @@ BR_API int br_dataset_open_files(br_dataset **out, const char *list_path, const 
     return open_finish(out, ds, rc);
 }
 
-BR_API int br_dataset_info_get(const br_dataset *ds, br_dataset_info *out)
+BR_API int br_dataset_info_get_sized(const br_dataset *ds, br_dataset_info *dst, size_t size)
 {
-    if (!ds || !out)
+    /* The 0.3 struct ends with `layout`; the caller's may be of another
+     * build (batchring.h, rule b): fill ours, copy what fits, zero the
+     * rest. */
+    const size_t size_0_3 = offsetof(br_dataset_info, layout) + sizeof dst->layout;
+    br_dataset_info info;
+    if (!ds || !dst || size < size_0_3)
         return -EINVAL;
-    memset(out, 0, sizeof *out);
-    out->samples = ds->n;
-    out->max_sample_bytes = ds->max_bytes;
-    out->total_bytes = ds->total_bytes;
-    out->has_labels = ds->labels != NULL;
-    out->layout = layout_names[ds->layout];
+    memset(&info, 0, sizeof info);
+    info.samples = ds->n;
+    info.max_sample_bytes = ds->max_bytes;
+    info.total_bytes = ds->total_bytes;
+    info.has_labels = ds->labels != NULL;
+    info.layout = layout_names[ds->layout];
+    memcpy(dst, &info, size < sizeof info ? size : sizeof info);
+    if (size > sizeof info)
+        memset((char *)dst + sizeof info, 0, size - sizeof info);
     return 0;
 }
 
@@ -943,25 +952,15 @@ static int dataset_worker_init(br_io *io, uint32_t worker, void *user, void **st
     return rc;
 }
 
-BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
-                           const br_options *opt)
+/* br_open_dataset once the options are this function's copy, o. */
+static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
+                                br_options *o, char *msg)
 {
     static const br_loader_fn loaders[] = {records_load, files_load, indexed_load};
-    char *msg = br__open_error_buffer();
     int32_t *labels = NULL;
-    br_options o;
     int rc;
 
-    msg[0] = '\0';
-    if (out)
-        *out = NULL;
-    if (!out)
-        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_gen *");
-    if (!ds)
-        return br__fail(msg, -EINVAL, "ds is NULL: open a dataset with br_dataset_open_*");
-    if (!opt)
-        return br__fail(msg, -EINVAL, "opt is NULL: initialise options with br_options_init");
-    if (opt->worker_init || opt->worker_fini)
+    if (o->worker_init || o->worker_fini)
         return br__fail(msg, -EINVAL,
                         "opt->worker_init/worker_fini are set, but a dataset's generator runs "
                         "the dataset's own loader and hooks: leave them NULL");
@@ -986,30 +985,64 @@ BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, si
             labels[k] = ds->labels[ids[k]];
     }
 
-    o = *opt;
-    o.worker_init = dataset_worker_init;
-    if (o.slot_bytes == 0 && o.batch_size) {
+    o->worker_init = dataset_worker_init;
+    if (o->slot_bytes == 0 && o->batch_size) {
         /* With O_DIRECT an indexed sample is read as the blocks covering
          * it: up to one block more than its length rounded up. */
         uint64_t per = ds->max_bytes;
         if (ds->dfd >= 0 && ds->layout == LAYOUT_INDEXED)
             per = align_up(per) + DIRECT_ALIGN;
-        if (per > SIZE_MAX / o.batch_size) {
+        if (per > SIZE_MAX / o->batch_size) {
             free(labels);
             return br__fail(msg, -EOVERFLOW,
                             "batch_size %u x the largest sample (%llu bytes) overflows: set "
                             "slot_bytes",
-                            o.batch_size, (unsigned long long)ds->max_bytes);
+                            o->batch_size, (unsigned long long)ds->max_bytes);
         }
-        o.slot_bytes = per ? (size_t)(per * o.batch_size) : 1;
+        o->slot_bytes = per ? (size_t)(per * o->batch_size) : 1;
     }
-    if (ds->dfd >= 0 && o.slot_bytes % DIRECT_ALIGN) {
-        if (o.slot_bytes > SIZE_MAX - DIRECT_ALIGN)
-            o.slot_bytes = SIZE_MAX;
+    if (ds->dfd >= 0 && o->slot_bytes % DIRECT_ALIGN) {
+        if (o->slot_bytes > SIZE_MAX - DIRECT_ALIGN)
+            o->slot_bytes = SIZE_MAX;
         else
-            o.slot_bytes = (size_t)align_up(o.slot_bytes);
+            o->slot_bytes = (size_t)align_up(o->slot_bytes);
     }
-    rc = br_open(out, loaders[ds->layout], ds, ids, ids ? labels : ds->labels, n_ids, &o);
+    rc = br_open(out, loaders[ds->layout], ds, ids, ids ? labels : ds->labels, n_ids, o);
     free(labels);
+    return rc;
+}
+
+BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
+                           const br_options *opt)
+{
+    char *msg = br__open_error_buffer();
+    br_options small, *o = &small;
+    int rc;
+
+    msg[0] = '\0';
+    if (out)
+        *out = NULL;
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_gen *");
+    if (!ds)
+        return br__fail(msg, -EINVAL, "ds is NULL: open a dataset with br_dataset_open_*");
+    if (!opt)
+        return br__fail(msg, -EINVAL, "opt is NULL: initialise options with br_options_init");
+    /* A copy as large as the caller's struct, which may be of another
+     * build (batchring.h, rule a): br_open judges opt->size; this copy
+     * only sets fields that every br_options has, and reads none before
+     * it is made. */
+    if (opt->size > sizeof small) {
+        o = malloc(opt->size);
+        if (!o)
+            return br__fail(msg, -ENOMEM, "out of memory for a copy of the options");
+        memcpy(o, opt, opt->size);
+    } else {
+        memset(&small, 0, sizeof small);
+        memcpy(&small, opt, opt->size);
+    }
+    rc = dataset_open_checked(out, ds, ids, n_ids, o, msg);
+    if (o != &small)
+        free(o);
     return rc;
 }

@@ -59,7 +59,7 @@ int main(int argc, char **argv)
     }
     /* What to save with the model; a later run simply attaches again, and
      * the ring resumes there by itself. */
-    br_checkpoint(g, &next);
+    br_checkpoint_get(g, &next);
     br_close(g); /* detaches and releases the last batch; the producer keeps serving */
     printf("trained %" PRIu64 " steps on %s, next batch %" PRIu64 ", checksum %" PRIu64 "\n", step,
            name, next, checksum);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <batchring.h>
+#include <batchring/plugin.h>
 
 struct records {
     int fd;
@@ -91,7 +92,7 @@ fail:
 
 /* The entry point serve looks up: exported whatever the default visibility
  * of the build (batchring itself builds with hidden visibility). It uses
- * only revision-2 fields (BR_PLUGIN_ABI in batchring.h), which every server
+ * only revision-2 fields (BR_PLUGIN_ABI in batchring/plugin.h), which every server
  * that calls br_plugin_init2 fills, so it needs no check of args->abi. */
 __attribute__((visibility("default"))) int br_plugin_init2(const br_plugin_args *args,
                                                            br_plugin *plugin)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_ring: br_ring_stat, br_attach, br_next and br_close on a named ring
+ * fuzz_ring: br_ring_status_get, br_attach, br_next and br_close on a named ring
  * whose shared memory a hostile or buggy writer has damaged.
  *
  * Why: an attached consumer and `batchring stat` map memory that any
@@ -31,7 +31,7 @@
  * Oracles besides ASan/UBSan/LSan: every call returns 0 or a negative
  * code with a message; a batch br_next returns lies inside the consumer's
  * mapping of the ring, with count <= batch_size and size <= slot_bytes,
- * and consecutive seqs; the slot counts of br_ring_stat add up; no
+ * and consecutive seqs; the slot counts of br_ring_status_get add up; no
  * descriptor, mapping or /dev/shm object outlives an input.
  */
 #include <stdbool.h>
@@ -174,11 +174,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc == 0, "creating ring %s: %s", name, msg);
     apply_patches(&r, name, &in);
 
-    rc = br_ring_stat(name, &st, ws, 4);
-    FUZZ_CHECK_RC("br_ring_stat", rc, br_last_error(NULL));
+    rc = br_ring_status_get(name, &st, ws, 4);
+    FUZZ_CHECK_RC("br_ring_status_get", rc, br_last_error(NULL));
     if (rc == 0)
         FUZZ_CHECK(st.slots_free + st.slots_loading + st.slots_ready + st.slots_failed == st.slots,
-                   "br_ring_stat: %u + %u + %u + %u slots by state, %u in all", st.slots_free,
+                   "br_ring_status_get: %u + %u + %u + %u slots by state, %u in all", st.slots_free,
                    st.slots_loading, st.slots_ready, st.slots_failed, st.slots);
 
     rc = br_attach(&g, name, 0);

@@ -4,11 +4,37 @@
  * straight into a slot of a shared-memory ring; the trainer's generator hands
  * out a pointer to the next ready slot and recycles it on the next call.
  *
- * This header is the reference. Every function that can fail returns 0 or a
- * negative error code: -errno values (-EINVAL, -ENOMEM, -ETIMEDOUT, ...) or
- * one of the BR_E* codes below, which sit in a reserved range
- * [BR_ERRNO_FIRST, BR_ERRNO_LAST] far from any errno. A failing call also
- * leaves a human message, read with br_last_error().
+ * This header is the reference manual. It reads from top to bottom in the
+ * order a program uses the library:
+ *
+ *   1. How the public structs grow  the ABI rule every struct below follows
+ *   2. Errors                       codes, messages, br_strerror
+ *   3. Write a loader               br_job, hooks, the file reader br_io
+ *   4. Open a generator             br_options, br_open, br_close
+ *   5. Iterate                      br_batch, br_next, checkpoints
+ *   6. Datasets                     built-in loaders: records, files, indexed
+ *   7. Serve and attach             named rings shared between processes
+ *   8. Observe                      counters of a generator or a named ring
+ *   9. Versions                     br_version
+ * Plugins for `batchring serve --plugin` have their own header,
+ * <batchring/plugin.h>.
+ *
+ * Every function's comment ends with the version that added it ("Since
+ * 0.x"). Every function that can fail returns 0 or a negative error code:
+ * -errno values (-EINVAL, -ENOMEM, -ETIMEDOUT, ...) or one of the BR_E*
+ * codes below, which sit in a reserved range [BR_ERRNO_FIRST,
+ * BR_ERRNO_LAST] far from any errno. A failing call also leaves a human
+ * message, read with br_last_error().
+ *
+ * Names: br_ for the public API, BR_ for its macros. The calls on the
+ * generator, which is what the library is, are plain verbs (br_open,
+ * br_next, br_close, br_attach, br_serve_wait; br_open_dataset is br_open
+ * with a dataset's loader); every other call names its object first, then
+ * the verb (br_dataset_open_records, br_io_read, br_ring_remove_stale). A
+ * call that fills caller memory with a value or a struct and returns a
+ * code is named <what it gets>_get (br_stats_get, br_ring_status_get,
+ * br_checkpoint_get); one that returns its answer directly (a message, a
+ * name, a version) is named after it (br_last_error, br_version).
  *
  * Threads: a br_gen is not thread-safe; use it from one thread at a time.
  * The exceptions are br_stats_get() and br_worker_stats_get(), which only
@@ -48,6 +74,75 @@ extern "C" {
 #define BR_API
 #endif
 
+/*=====================================================================
+ * 1. How the public structs grow
+ *=====================================================================
+ *
+ * 0.3 is the last ABI break before 1.0 for a program that follows this
+ * rule. From 0.3 on, a public struct only ever gains fields at its end:
+ * none is moved, resized, retyped or removed, and each new field is marked
+ * with the version that added it. Enums and flags only gain values. How a
+ * program built against an older or a newer header keeps working depends
+ * on who allocates the struct and who writes it:
+ *
+ * a. Options: the caller allocates, the library reads (br_options).
+ *    The struct carries its own size in its first field, `size`, which
+ *    br_options_init() sets to the sizeof the caller was compiled with (it
+ *    is a static inline function over br_options_init_sized(), so the
+ *    sizeof is the program's, not the library's; Linux's clone3 and
+ *    perf_event_open take their structs the same way). br_open reads
+ *    `size` bytes and no more. Fields a smaller (older) struct lacks count
+ *    as zero, and every field added after 0.3 has zero as its default,
+ *    meaning "as before". A larger (newer) struct is accepted when every
+ *    byte this library does not know is zero (the program sets no option
+ *    this library lacks) and refused with -EINVAL otherwise, the message
+ *    naming the first such byte (Linux's copy_struct_from_user rule). So:
+ *    always start from br_options_init(), never from `= {0}` (size 0 is
+ *    refused) nor from a struct of another build. Settings by key (zstd's
+ *    ZSTD_CCtx_setParameter) would need no size, but cost one call per
+ *    option and lose the one initialiser a reader sees; options are set
+ *    once per generator, so a sized struct is the simpler contract.
+ *
+ * b. Results: the caller allocates, the library writes (br_stats,
+ *    br_worker_stats, br_ring_status, br_dataset_info). Each getter takes
+ *    the caller's sizeof: the name in this header is a static inline
+ *    function that passes it to the exported *_sized call. The library
+ *    writes exactly that many bytes: the fields it knows that fit, and
+ *    zeros past the end of its own struct. An older program gets the
+ *    fields it knows; a newer one reads 0 from a field this library lacks,
+ *    so every field added after 0.3 is one for which 0 means "not known".
+ *    An array of results (br_ring_status_get's workers) is walked with the
+ *    caller's sizeof as its stride. A size smaller than the struct of 0.3
+ *    is -EINVAL.
+ *
+ * c. The batch: the caller allocates, br_next writes it once per batch
+ *    (br_batch). It has a fixed size, with reserved words at its end that
+ *    br_next zeroes (libuv's `reserved` fields, liburing's `pad`). A later
+ *    version gives a reserved word a name and a meaning, in place, and
+ *    sizeof(br_batch) never changes. No size argument on the path that
+ *    runs once per batch, and a batch stays a plain struct that a caller
+ *    may keep on the stack or in an array. Should the reserved words run
+ *    out, a new call fills a new struct; br_next and br_batch stay as
+ *    they are.
+ *
+ * d. Library-owned: the library allocates, the caller reads or fills in
+ *    place (br_job, which a loader is handed; br_plugin_args and br_plugin
+ *    in <batchring/plugin.h>). Append-only: a caller never allocates,
+ *    copies or takes the sizeof of one, so appending is safe for older
+ *    callers. A loader built against a newer header reads or writes a
+ *    br_job field marked "since 0.x" only when br_version() says the
+ *    running library is at least 0.x. The plugin structs carry their own
+ *    revision, br_plugin_args.abi.
+ *
+ * Functions are never changed in place: a call that needs another
+ * signature gets a new name, and from 1.0 on a new symbol version
+ * (cmake/batchring.map).
+ */
+
+/*=====================================================================
+ * 2. Errors
+ *=====================================================================*/
+
 /*
  * Our own error codes: name, value, description. One list generates the
  * enum, br_strerror() and br_err_name().
@@ -69,34 +164,28 @@ enum br_errno {
     BR_ERRNO_LAST = -30001   /* highest value of the reserved range */
 };
 
-/* Passing this as br_options.slots asks for the automatic depth: 2 slots
- * per worker (2 for inline loading), and for small batches as many more as
- * fit in about 4 MiB of ring, at most 128 (br_stats.slots tells). */
-#define BR_SLOTS_AUTO UINT32_MAX
-
-/* br_options.max_restarts that is never used up: every worker death is
- * survived (a loader that dies on one batch every time then loops; for
- * endless named rings, `batchring serve --max-restarts unlimited`). */
-#define BR_MAX_RESTARTS_UNLIMITED UINT32_MAX
+/* A generator: a checked handle (see "Handles" above). */
+typedef struct br_gen br_gen;
 
 /*
- * Guard mode, for debugging a loader that writes past job->cap: with
- * BR_GUARD=1 in the environment, br_open (and so br_open_dataset and
- * batchring serve, whose --guard sets it) lays the ring out with a
- * PROT_NONE page after every slot's data. A write past the slot then
- * kills the worker with SIGSEGV, reported as that worker's death at the
- * batch it was loading (BR_EWORKER once max_restarts is used up), instead
- * of silently corrupting another batch. The slot's writable bytes are
- * job->cap rounded up to the page size: a write past the rounded end
- * faults at once; one between job->cap and the rounded end is found
- * when the loader returns (the tail is filled with a pattern before the
- * loader runs and checked after it), and fails that batch with
- * BR_ELOADER naming the offset. job->out stays page-aligned. Costs one
- * page per slot and the pattern check per batch. BR_GUARD unset, empty
- * or 0: off; any other value than 1 makes br_open fail with -EINVAL.
- * With workers = 0 the loader runs in the calling process, which a
- * write past the slot kills.
+ * The message of the last failing call on g, or of the last failed
+ * br_open() of the calling thread when g is NULL. Never NULL ("" if none).
+ * Valid until the next call on g (or the next br_open of the thread).
+ * Since 0.1.
  */
+BR_API const char *br_last_error(const br_gen *g);
+
+/* Description of any code we return (ours or -errno). Never NULL.
+ * Since 0.1. */
+BR_API const char *br_strerror(int code);
+
+/* Symbolic name of a code ("BR_EOF", "EINVAL", ...). Never NULL.
+ * Since 0.1. */
+BR_API const char *br_err_name(int code);
+
+/*=====================================================================
+ * 3. Write a loader
+ *=====================================================================*/
 
 /* Upper bounds checked by br_open(). */
 #define BR_MAX_WORKERS 1024u
@@ -120,13 +209,16 @@ enum br_io_backend { BR_IO_NONE = 0, BR_IO_URING = 1, BR_IO_PREAD = 2 };
 /*
  * One job for a loader: fill the batch of `count` samples `ids` into `out`.
  * The loader writes at most `cap` bytes to `out` and sets `size` (0 on
- * entry) to the number written. `out` is the ring slot itself, in shared memory, aligned
- * to a page: nothing copies it afterwards.
+ * entry) to the number written. `out` is the ring slot itself, in shared
+ * memory, aligned to a page: nothing copies it afterwards.
  *
  * On failure the loader returns a negative code (a -errno value, or any
  * negative number) and may write a message into `err` (a buffer of
  * `err_cap` bytes, NUL-terminated, empty on entry); the consumer then gets
  * BR_ELOADER and that message with the batch number and its ids.
+ *
+ * The library allocates every br_job: append-only (rule d above); a loader
+ * never copies one or takes its sizeof. Since 0.1; fields as of 0.3.
  */
 typedef struct br_job {
     const uint64_t *ids;   /* sample ids of this batch, in order */
@@ -186,24 +278,92 @@ typedef int (*br_worker_init_fn)(br_io *io, uint32_t worker, void *user, void **
 typedef void (*br_worker_fini_fn)(void *state, void *user);
 
 /*
- * One batch as the consumer sees it. Every pointer points into the ring
- * and stays valid until the next br_next() or br_close() on the generator.
+ * Queues a read of len bytes at offset of the open file fd into dst, for
+ * sample `sample` (named in error messages). dst is normally inside
+ * job->out; a read that would write past the job's slot is refused. Reads
+ * run when br_io_wait is called (or earlier, when the queue is full).
+ * Returns 0, or -EINVAL (bad arguments; message in br_io_last_error).
+ * Since 0.2.
  */
-typedef struct br_batch {
-    uint64_t seq;           /* global batch number, consecutive */
-    uint64_t epoch;         /* epoch of this batch, from 0 */
-    uint64_t batch;         /* batch number within the epoch */
-    uint32_t count;         /* number of samples */
-    const uint64_t *ids;    /* count sample ids */
-    const int32_t *labels;  /* count labels, or NULL when opened without */
-    const void *data;       /* what the loader wrote (page-aligned) */
-    size_t size;            /* bytes at data */
-    const uint64_t *offsets; /* count + 1 sample offsets into data, or NULL
-                                when the loader did not fill them */
-} br_batch;
+BR_API int br_io_read(br_io *io, int fd, uint64_t offset, size_t len, void *dst,
+                      uint64_t sample);
 
-/* Options of br_open(). Always start from br_options_init(). */
+/*
+ * Runs every queued read and waits for all of them; short reads are
+ * resubmitted for the rest. Several reads go to io_uring in one submit; a
+ * lone read goes through pread, which is one syscall as well and measured
+ * faster for one sequential read (perf case records-seq). Returns 0 when
+ * every byte arrived, or a negative code: -errno of a failed read, or
+ * -ENODATA when the file ended before the expected length (it is shorter
+ * than the dataset says). The message (br_io_last_error) names the file,
+ * offset, length and sample. A loader can copy it into job->err and
+ * return the code. Since 0.2.
+ */
+BR_API int br_io_wait(br_io *io);
+
+/*
+ * Registers fd as a fixed file of this reader (io_uring looks it up once,
+ * not on every read); later reads of fd use it. Call it from worker_init
+ * for files the worker keeps open for its whole life: the registration
+ * holds the file open, so a registered fd must not be closed and reused
+ * for another file. Returns 0 (also when the reader uses pread, or the
+ * table is full: reads then work unregistered), or -EINVAL.
+ *
+ * A registered regular file opened for reading without O_DIRECT, no larger
+ * than RAM, is also mapped read-only, and later reads of it whose pages are
+ * in the page cache are copied from the mapping instead of read (counted in
+ * br_worker_stats.io_copies; docs/datasets.md). The reader catches SIGBUS
+ * during those copies (a handler that passes every other SIGBUS on to the
+ * one installed before it) and checks the file's size after them, so a file
+ * that shrinks gives the same error as with reads. BR_IO=uring or
+ * BR_IO=pread in the environment turns the copies off. Since 0.2.
+ */
+BR_API int br_io_register_file(br_io *io, int fd);
+
+/* The message of the last failure of the reader ("" if none). Since 0.2. */
+BR_API const char *br_io_last_error(const br_io *io);
+
+/* "io_uring" or "pread": the path this reader uses. Since 0.2. */
+BR_API const char *br_io_backend_name(const br_io *io);
+
+/*=====================================================================
+ * 4. Open a generator
+ *=====================================================================*/
+
+/* Passing this as br_options.slots asks for the automatic depth: 2 slots
+ * per worker (2 for inline loading), and for small batches as many more as
+ * fit in about 4 MiB of ring, at most 128 (br_stats.slots tells). */
+#define BR_SLOTS_AUTO UINT32_MAX
+
+/* br_options.max_restarts that is never used up: every worker death is
+ * survived (a loader that dies on one batch every time then loops; for
+ * endless named rings, `batchring serve --max-restarts unlimited`). */
+#define BR_MAX_RESTARTS_UNLIMITED UINT32_MAX
+
+/*
+ * Guard mode, for debugging a loader that writes past job->cap: with
+ * BR_GUARD=1 in the environment, br_open (and so br_open_dataset and
+ * batchring serve, whose --guard sets it) lays the ring out with a
+ * PROT_NONE page after every slot's data. A write past the slot then
+ * kills the worker with SIGSEGV, reported as that worker's death at the
+ * batch it was loading (BR_EWORKER once max_restarts is used up), instead
+ * of silently corrupting another batch. The slot's writable bytes are
+ * job->cap rounded up to the page size: a write past the rounded end
+ * faults at once; one between job->cap and the rounded end is found
+ * when the loader returns (the tail is filled with a pattern before the
+ * loader runs and checked after it), and fails that batch with
+ * BR_ELOADER naming the offset. job->out stays page-aligned. Costs one
+ * page per slot and the pattern check per batch. BR_GUARD unset, empty
+ * or 0: off; any other value than 1 makes br_open fail with -EINVAL.
+ * With workers = 0 the loader runs in the calling process, which a
+ * write past the slot kills.
+ */
+
+/* Options of br_open(). Always start from br_options_init(), which sets
+ * `size` (rule a above). Since 0.1; `size` since 0.3. */
 typedef struct br_options {
+    uint32_t size;         /* sizeof(br_options) of the caller's build, set
+                              by br_options_init; 0 is refused */
     uint32_t batch_size;   /* samples per batch (default 32) */
     uint32_t workers;      /* 0: load inside br_next; n: n worker processes
                               (default 1) */
@@ -242,44 +402,35 @@ typedef struct br_options {
     uint64_t start_seq;    /* first batch of the run (default 0): a run
                               resumed at k yields exactly what the whole run
                               yields from batch k on */
+    /* New fields go here, each marked with its version; 0 = as before. */
 } br_options;
 
-/* Aggregate counters of a generator, read with br_stats_get(). */
-typedef struct br_stats {
-    uint64_t batches;       /* batches returned by br_next */
-    uint64_t bytes;         /* their bytes */
-    uint64_t stall_ns;      /* time br_next spent waiting for a batch */
-    uint64_t elapsed_ns;    /* time since br_open */
-    uint64_t loaded;        /* batches loaded by all workers (or inline) */
-    uint64_t load_ns;       /* time spent in the loader, summed */
-    uint64_t slot_wait_ns;  /* time workers waited for a free slot, summed */
-    uint32_t workers;       /* worker processes (after any lowering) */
-    uint32_t slots;         /* ring depth (BR_SLOTS_AUTO resolved) */
-    uint32_t restarts;      /* workers replaced after a death */
-} br_stats;
+/*
+ * Sets the first `size` bytes of *opt to the defaults documented in
+ * struct br_options, with opt->size = size. Call it through
+ * br_options_init(), which passes the caller's sizeof. Fields past this
+ * library's br_options are zeroed. Returns 0, or -EINVAL when opt is NULL
+ * or size is smaller than the br_options of 0.3 or does not fit in
+ * opt->size; message in br_last_error(NULL). Since 0.3.
+ */
+BR_API int br_options_init_sized(br_options *opt, size_t size);
 
-/* Per-worker counters, read with br_worker_stats_get(). */
-typedef struct br_worker_stats {
-    int32_t pid;            /* current process id, 0 when not running */
-    uint32_t restarts;      /* times this worker was replaced */
-    uint64_t batches;       /* batches it loaded */
-    uint64_t bytes;         /* bytes it wrote */
-    uint64_t load_ns;       /* time in the loader */
-    uint64_t slot_wait_ns;  /* time waiting for a free slot */
-    uint32_t io_backend;    /* enum br_io_backend: which read path ran */
-    uint64_t io_reads;      /* reads completed by its reader */
-    uint64_t io_bytes;      /* bytes they read */
-    uint64_t io_copies;     /* of io_reads, those copied straight out of the
-                               page cache (see br_io_register_file) */
-} br_worker_stats;
-
-typedef struct br_gen br_gen;
+/* Sets *opt to the defaults. Returns as br_options_init_sized.
+ * Since 0.1 (a static inline over br_options_init_sized since 0.3). */
+static inline int br_options_init(br_options *opt)
+{
+    return br_options_init_sized(opt, sizeof *opt);
+}
 
 /*
- * Sets *opt to the defaults documented in struct br_options.
- * Returns 0, or -EINVAL when opt is NULL.
+ * Sets opt->rank and opt->world from the variables the usual launchers set,
+ * the first pair found of: RANK/WORLD_SIZE (torchrun), OMPI_COMM_WORLD_RANK/
+ * OMPI_COMM_WORLD_SIZE (Open MPI), PMI_RANK/PMI_SIZE (MPICH, Intel MPI),
+ * SLURM_PROCID/SLURM_NTASKS (Slurm). Returns 0; -ENOENT when none is set
+ * (opt unchanged); -EINVAL when the pair found is malformed or rank >=
+ * world. The message is in br_last_error(NULL). Since 0.2.
  */
-BR_API int br_options_init(br_options *opt);
+BR_API int br_shard_from_env(br_options *opt);
 
 /*
  * Creates a generator over n_ids samples `ids` (labels optional, NULL or
@@ -296,14 +447,50 @@ BR_API int br_options_init(br_options *opt);
  *
  * Returns 0 and sets *out, or a negative code with *out = NULL and the
  * message in br_last_error(NULL) (per thread):
- *   -EINVAL     a bad argument; the message names it (see docs/errors.md)
+ *   -EINVAL     a bad argument; the message names it (see docs/errors.md),
+ *               including an opt->size this library cannot read (0, or
+ *               larger with a non-zero byte past its br_options; rule a)
  *   -ENOMEM     the ring does not fit in memory; the message gives sizes
  *   -EOVERFLOW  the sizes overflow
  *   other -errno from memfd_create, mmap, fork.
+ * Since 0.1.
  */
 BR_API int br_open(br_gen **out, br_loader_fn load, void *user,
                    const uint64_t *ids, const int32_t *labels, size_t n_ids,
                    const br_options *opt);
+
+/*
+ * Stops and reaps the workers, unmaps the ring, frees g. NULL is fine.
+ * With a worker_fini hook, workers finish the batch they are loading and
+ * run worker_fini; any still running after 1 s is killed (see
+ * br_worker_fini_fn). Without one, workers are killed at once. When it
+ * returns, no process of the generator is left. Returns 0. Since 0.1.
+ */
+BR_API int br_close(br_gen *g);
+
+/*=====================================================================
+ * 5. Iterate
+ *=====================================================================*/
+
+/*
+ * One batch as the consumer sees it. Every pointer points into the ring
+ * and stays valid until the next br_next() or br_close() on the generator.
+ * Fixed size; br_next zeroes `reserved`, which later versions turn into
+ * named fields in place (rule c above). Since 0.1; `reserved` since 0.3.
+ */
+typedef struct br_batch {
+    uint64_t seq;           /* global batch number, consecutive */
+    uint64_t epoch;         /* epoch of this batch, from 0 */
+    uint64_t batch;         /* batch number within the epoch */
+    uint32_t count;         /* number of samples */
+    const uint64_t *ids;    /* count sample ids */
+    const int32_t *labels;  /* count labels, or NULL when opened without */
+    const void *data;       /* what the loader wrote (page-aligned) */
+    size_t size;            /* bytes at data */
+    const uint64_t *offsets; /* count + 1 sample offsets into data, or NULL
+                                when the loader did not fill them */
+    uint64_t reserved[4];   /* zero; room for fields of later versions */
+} br_batch;
 
 /*
  * Gives the slot of the previous batch back to the workers, then waits for
@@ -317,93 +504,23 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user,
  *   BR_EWORKER   a worker died and max_restarts was used up
  *   BR_ESTOPPED  the generator is stopped (after an error or close)
  *   -EINVAL      g or out is NULL
- * After BR_ELOADER or BR_EWORKER the generator is stopped.
+ * After BR_ELOADER or BR_EWORKER the generator is stopped. Since 0.1.
  */
 BR_API int br_next(br_gen *g, br_batch *out);
 
 /*
- * Stops and reaps the workers, unmaps the ring, frees g. NULL is fine.
- * With a worker_fini hook, workers finish the batch they are loading and
- * run worker_fini; any still running after 1 s is killed (see
- * br_worker_fini_fn). Without one, workers are killed at once. When it
- * returns, no process of the generator is left. Returns 0.
+ * The position to checkpoint: the seq after the last batch br_next
+ * returned (start_seq before the first). Resuming with start_seq = *next_seq
+ * yields exactly the batches this run would have yielded next.
+ * Returns 0, or -EINVAL for NULL arguments or a closed generator.
+ * Since 0.3 (br_checkpoint in 0.2).
  */
-BR_API int br_close(br_gen *g);
+BR_API int br_checkpoint_get(const br_gen *g, uint64_t *next_seq);
 
-/*
- * The message of the last failing call on g, or of the last failed
- * br_open() of the calling thread when g is NULL. Never NULL ("" if none).
- * Valid until the next call on g (or the next br_open of the thread).
- */
-BR_API const char *br_last_error(const br_gen *g);
-
-/* Description of any code we return (ours or -errno). Never NULL. */
-BR_API const char *br_strerror(int code);
-
-/* Symbolic name of a code ("BR_EOF", "EINVAL", ...). Never NULL. */
-BR_API const char *br_err_name(int code);
-
-/*
- * Fills *out with the generator's counters (cheap: reads shared memory).
- * Returns 0, or -EINVAL for NULL arguments.
- */
-BR_API int br_stats_get(const br_gen *g, br_stats *out);
-
-/*
- * Fills *out with worker i's counters, 0 <= i < workers.
- * Returns 0, or -EINVAL (NULL arguments, or i out of range).
- */
-BR_API int br_worker_stats_get(const br_gen *g, uint32_t i,
-                               br_worker_stats *out);
-
-/*
- * Queues a read of len bytes at offset of the open file fd into dst, for
- * sample `sample` (named in error messages). dst is normally inside
- * job->out; a read that would write past the job's slot is refused. Reads
- * run when br_io_wait is called (or earlier, when the queue is full).
- * Returns 0, or -EINVAL (bad arguments; message in br_io_last_error).
- */
-BR_API int br_io_read(br_io *io, int fd, uint64_t offset, size_t len, void *dst,
-                      uint64_t sample);
-
-/*
- * Runs every queued read and waits for all of them; short reads are
- * resubmitted for the rest. Several reads go to io_uring in one submit; a
- * lone read goes through pread, which is one syscall as well and measured
- * faster for one sequential read (perf case records-seq). Returns 0 when every byte arrived, or a
- * negative code: -errno of a failed read, or -ENODATA when the file ended
- * before the expected length (it is shorter than the dataset says). The
- * message (br_io_last_error) names the file, offset, length and sample.
- * A loader can copy it into job->err and return the code.
- */
-BR_API int br_io_wait(br_io *io);
-
-/*
- * Registers fd as a fixed file of this reader (io_uring looks it up once,
- * not on every read); later reads of fd use it. Call it from worker_init
- * for files the worker keeps open for its whole life: the registration
- * holds the file open, so a registered fd must not be closed and reused
- * for another file. Returns 0 (also when the reader uses pread, or the
- * table is full: reads then work unregistered), or -EINVAL.
+/*=====================================================================
+ * 6. Datasets
+ *=====================================================================
  *
- * A registered regular file opened for reading without O_DIRECT, no larger
- * than RAM, is also mapped read-only, and later reads of it whose pages are
- * in the page cache are copied from the mapping instead of read (counted in
- * br_worker_stats.io_copies; docs/datasets.md). The reader catches SIGBUS
- * during those copies (a handler that passes every other SIGBUS on to the
- * one installed before it) and checks the file's size after them, so a file
- * that shrinks gives the same error as with reads. BR_IO=uring or
- * BR_IO=pread in the environment turns the copies off.
- */
-BR_API int br_io_register_file(br_io *io, int fd);
-
-/* The message of the last failure of the reader ("" if none). */
-BR_API const char *br_io_last_error(const br_io *io);
-
-/* "io_uring" or "pread": the path this reader uses. */
-BR_API const char *br_io_backend_name(const br_io *io);
-
-/*
  * Built-in datasets, so that most users never write a loader. Opening one
  * opens and checks its files in the calling process: a missing or
  * unreadable file, a size that does not fit the layout (a records file
@@ -430,6 +547,7 @@ typedef struct br_dataset br_dataset;
 /* Flags of the br_dataset_open_* calls. */
 #define BR_DATASET_DIRECT 0x1u /* read with O_DIRECT (records, indexed) */
 
+/* What br_dataset_info_get reports (rule b above). Since 0.2. */
 typedef struct br_dataset_info {
     uint64_t samples;          /* n */
     uint64_t max_sample_bytes; /* the largest sample */
@@ -438,6 +556,9 @@ typedef struct br_dataset_info {
     const char *layout;        /* "records", "files" or "indexed" */
 } br_dataset_info;
 
+/* Open a dataset of each layout (above) into *out. Returns 0, or -EINVAL,
+ * -ENOMEM or the -errno of opening or reading a file, with the message
+ * naming the file. Since 0.2. */
 BR_API int br_dataset_open_records(br_dataset **out, const char *path, size_t record_bytes,
                                    const char *labels_path, unsigned flags);
 BR_API int br_dataset_open_files(br_dataset **out, const char *list_path,
@@ -446,10 +567,19 @@ BR_API int br_dataset_open_indexed(br_dataset **out, const char *data_path,
                                    const char *index_path, const char *labels_path,
                                    unsigned flags);
 
-/* Fills *out. Returns 0, or -EINVAL for NULL arguments. */
-BR_API int br_dataset_info_get(const br_dataset *ds, br_dataset_info *out);
+/* Fills the first `size` bytes of *out (rule b). Call it through
+ * br_dataset_info_get(). Returns 0, or -EINVAL for NULL arguments or a size
+ * smaller than the br_dataset_info of 0.3. Since 0.3. */
+BR_API int br_dataset_info_get_sized(const br_dataset *ds, br_dataset_info *out, size_t size);
 
-/* Closes the files and frees ds. NULL is fine. Returns 0. */
+/* Fills *out. Returns as br_dataset_info_get_sized. Since 0.2 (a static
+ * inline over br_dataset_info_get_sized since 0.3). */
+static inline int br_dataset_info_get(const br_dataset *ds, br_dataset_info *out)
+{
+    return br_dataset_info_get_sized(ds, out, sizeof *out);
+}
+
+/* Closes the files and frees ds. NULL is fine. Returns 0. Since 0.2. */
 BR_API int br_dataset_close(br_dataset *ds);
 
 /*
@@ -457,17 +587,21 @@ BR_API int br_dataset_close(br_dataset *ds);
  * sample, 0 .. n - 1 (n_ids is then ignored); otherwise ids must be < n.
  * opt->slot_bytes = 0 means batch_size x max_sample_bytes (rounded up to
  * the O_DIRECT alignment when reading with O_DIRECT). Returns as br_open.
+ * Since 0.2.
  */
 BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
                            const br_options *opt);
 
-/*
- * Named rings. A producer opens a generator with opt.name = "/name": the
- * ring is a POSIX shared-memory object (/dev/shm/name), created O_EXCL,
- * mode 0600, with room checked in /dev/shm and reserved up front. A stale
- * ring of the same name whose producer is dead is replaced; one whose
- * producer runs is -EEXIST. br_close (by the producer) removes it. The
- * producer's br_next is -EINVAL: its batches are for the consumer.
+/*=====================================================================
+ * 7. Serve and attach: named rings
+ *=====================================================================
+ *
+ * A producer opens a generator with opt.name = "/name": the ring is a
+ * POSIX shared-memory object (/dev/shm/name), created O_EXCL, mode 0600,
+ * with room checked in /dev/shm and reserved up front. A stale ring of the
+ * same name whose producer is dead is replaced; one whose producer runs is
+ * -EEXIST. br_close (by the producer) removes it. The producer's br_next
+ * is -EINVAL: its batches are for the consumer.
  *
  * A consumer in another process of the same user attaches by name and
  * uses br_next, br_last_error, br_stats_get and br_close (which detaches)
@@ -486,7 +620,7 @@ BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, si
  * BR_EPRODUCER (its producer is dead), -EBUSY (a live consumer holds it;
  * the message names its pid), -EINVAL. Liveness comes from locks on the
  * object, so a producer in another PID namespace counts as alive. Message
- * in br_last_error(NULL).
+ * in br_last_error(NULL). Since 0.2.
  */
 BR_API int br_attach(br_gen **out, const char *name, int timeout_ms);
 
@@ -496,18 +630,104 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms);
  * Returns 0, -ETIMEDOUT (still serving; call again), BR_ESTOPPED (the
  * consumer stopped on an error), BR_EWORKER (the workers are gone), or
  * -EINVAL (not a producer). A consumer that dies is forgotten, so the next
- * one can attach.
+ * one can attach. Since 0.2.
  */
 BR_API int br_serve_wait(br_gen *g, int timeout_ms);
 
-/* A snapshot of a named ring, read from outside without changing it. */
+/*
+ * The pid of the live consumer attached to g's ring, or 0 if none.
+ * Returns 0, or -EINVAL. Since 0.3 (br_consumer_pid in 0.2).
+ */
+BR_API int br_consumer_pid_get(const br_gen *g, int32_t *pid);
+
+/*
+ * Removes the named ring if its producer is dead. Returns 0 (removed),
+ * -EBUSY (its producer runs), or br_ring_status_get's errors. Since 0.2.
+ */
+BR_API int br_ring_remove_stale(const char *name);
+
+/*=====================================================================
+ * 8. Observe
+ *=====================================================================*/
+
+/* Aggregate counters of a generator, read with br_stats_get() (rule b
+ * above). Since 0.1. */
+typedef struct br_stats {
+    uint64_t batches;       /* batches returned by br_next */
+    uint64_t bytes;         /* their bytes */
+    uint64_t stall_ns;      /* time br_next spent waiting for a batch */
+    uint64_t elapsed_ns;    /* time since br_open */
+    uint64_t loaded;        /* batches loaded by all workers (or inline) */
+    uint64_t load_ns;       /* time spent in the loader, summed */
+    uint64_t slot_wait_ns;  /* time workers waited for a free slot, summed */
+    uint32_t workers;       /* worker processes (after any lowering) */
+    uint32_t slots;         /* ring depth (BR_SLOTS_AUTO resolved) */
+    uint32_t restarts;      /* workers replaced after a death */
+} br_stats;
+
+/* Per-worker counters, read with br_worker_stats_get() and
+ * br_ring_status_get() (rule b above). Since 0.1. */
+typedef struct br_worker_stats {
+    int32_t pid;            /* current process id, 0 when not running */
+    uint32_t restarts;      /* times this worker was replaced */
+    uint64_t batches;       /* batches it loaded */
+    uint64_t bytes;         /* bytes it wrote */
+    uint64_t load_ns;       /* time in the loader */
+    uint64_t slot_wait_ns;  /* time waiting for a free slot */
+    uint32_t io_backend;    /* enum br_io_backend: which read path ran */
+    uint64_t io_reads;      /* reads completed by its reader */
+    uint64_t io_bytes;      /* bytes they read */
+    uint64_t io_copies;     /* of io_reads, those copied straight out of the
+                               page cache (see br_io_register_file) */
+} br_worker_stats;
+
+/*
+ * Fills the first `size` bytes of *out with the generator's counters
+ * (cheap: reads shared memory; rule b). Call it through br_stats_get().
+ * Returns 0, or -EINVAL for NULL arguments or a size smaller than the
+ * br_stats of 0.3. Since 0.3.
+ */
+BR_API int br_stats_get_sized(const br_gen *g, br_stats *out, size_t size);
+
+/* Fills *out. Returns as br_stats_get_sized. Since 0.1 (a static inline
+ * over br_stats_get_sized since 0.3). */
+static inline int br_stats_get(const br_gen *g, br_stats *out)
+{
+    return br_stats_get_sized(g, out, sizeof *out);
+}
+
+/*
+ * Fills the first `size` bytes of *out with worker i's counters,
+ * 0 <= i < workers (rule b). Call it through br_worker_stats_get().
+ * Returns 0, or -EINVAL (NULL arguments, i out of range, or a size smaller
+ * than the br_worker_stats of 0.3). Since 0.3.
+ */
+BR_API int br_worker_stats_get_sized(const br_gen *g, uint32_t i, br_worker_stats *out,
+                                     size_t size);
+
+/* Fills *out. Returns as br_worker_stats_get_sized. Since 0.1 (a static
+ * inline over br_worker_stats_get_sized since 0.3). */
+static inline int br_worker_stats_get(const br_gen *g, uint32_t i, br_worker_stats *out)
+{
+    return br_worker_stats_get_sized(g, i, out, sizeof *out);
+}
+
+/* br_ring_status.finished: how the ring's consumer ended. Since 0.3 (the
+ * numbers 0, 1, 2 since 0.2). */
+enum br_ring_finished {
+    BR_RING_RUNNING = 0, /* not finished */
+    BR_RING_ENDED = 1,   /* the consumer took the last batch of the last epoch */
+    BR_RING_STOPPED = 2  /* the consumer stopped on an error */
+};
+
+/* A snapshot of a named ring, read from outside without changing it
+ * (rule b above). Since 0.2. */
 typedef struct br_ring_status {
     int32_t owner_pid;          /* the producer */
     bool owner_alive;           /* false: a stale ring (br_ring_remove_stale) */
     uint32_t owner_uid;
     int32_t consumer_pid;       /* the live attached consumer, 0 if none */
-    uint32_t finished;          /* 0 running, 1 consumer reached the end,
-                                   2 consumer stopped on an error */
+    uint32_t finished;          /* enum br_ring_finished */
     uint32_t slots, workers, batch_size;
     uint64_t slot_bytes, total_bytes;
     uint64_t n_ids, epochs, batches_per_epoch, end_seq;
@@ -532,133 +752,42 @@ typedef struct br_ring_status {
 #define BR_NOT_WAITING UINT64_MAX
 
 /*
- * Reads the named ring's header, slot states and, when workers is not
- * NULL, up to workers_cap workers' counters. Read-only: it maps the ring
- * PROT_READ and claims nothing. Returns 0, -ENOENT, -EACCES, BR_EBADRING,
- * BR_EVERSION, -EINVAL; message in br_last_error(NULL).
+ * Reads the named ring's header and slot states into the first
+ * `status_size` bytes of *out and, when workers is not NULL, up to
+ * workers_cap workers' counters into the array `workers`, whose elements
+ * are `worker_size` bytes each (rule b). Call it through
+ * br_ring_status_get(). Read-only: it maps the ring PROT_READ and claims
+ * nothing. Returns 0, -ENOENT, -EACCES, BR_EBADRING (also for a
+ * `finished` word that is none of enum br_ring_finished), BR_EVERSION,
+ * -EINVAL (also for sizes smaller than the structs of 0.3); message in
+ * br_last_error(NULL). Since 0.3.
  */
-BR_API int br_ring_stat(const char *name, br_ring_status *out, br_worker_stats *workers,
-                        uint32_t workers_cap);
+BR_API int br_ring_status_get_sized(const char *name, br_ring_status *out, size_t status_size,
+                                    br_worker_stats *workers, uint32_t workers_cap,
+                                    size_t worker_size);
 
-/*
- * Removes the named ring if its producer is dead. Returns 0 (removed),
- * -EBUSY (its producer runs), or br_ring_stat's errors.
- */
-BR_API int br_ring_remove_stale(const char *name);
+/* Fills *out and up to workers_cap entries of workers (may be NULL).
+ * Returns as br_ring_status_get_sized. Since 0.3 (br_ring_stat in 0.2). */
+static inline int br_ring_status_get(const char *name, br_ring_status *out,
+                                     br_worker_stats *workers, uint32_t workers_cap)
+{
+    return br_ring_status_get_sized(name, out, sizeof *out, workers, workers_cap,
+                                    sizeof(br_worker_stats));
+}
 
-/*
- * The pid of the live consumer attached to g's ring, or 0 if none.
- * Returns 0, or -EINVAL.
- */
-BR_API int br_consumer_pid(const br_gen *g, int32_t *pid);
-
-/*
- * Custom loaders for a served ring (batchring serve --plugin LIB.so): a
- * shared object exporting
+/*=====================================================================
+ * 9. Versions
+ *=====================================================================
  *
- *   int br_plugin_init2(const br_plugin_args *args, br_plugin *plugin);
- *
- * which reads what serve was given in *args (batch size, workers, slot
- * bytes, --plugin-arg, ...), fills *plugin and returns 0, or a negative
- * code with a message in plugin->err; serve then fails naming the plugin
- * file and that message. The server dlopens the plugin, calls its init once
- * in the server process before the ring exists (the workers are forked
- * afterwards and inherit what it set up), and opens the generator with
- * load, worker_init, worker_fini and user from *plugin; n_ids and
- * slot_bytes give the dataset size and the largest batch when the command
- * line does not. When serve ends (the last epoch, SIGINT/SIGTERM/SIGHUP, its
- * consumer gone with --exit-on-detach, an error after the init succeeded)
- * it closes the generator, which stops and reaps the workers (each runs
- * worker_fini), then calls plugin->fini(user) once in the server process,
- * then dlcloses the plugin. fini does not run when the init failed, nor
- * when serve is killed (SIGKILL, a crash).
- *
- * Versions of this interface (BR_PLUGIN_ABI, a revision number):
- *   1  int br_plugin_init(const char *arg, br_plugin *plugin): the
- *      br_plugin fields up to err; the plugin learns only --plugin-arg.
- *   2  br_plugin_init2 and br_plugin_args; br_plugin.fini.
- * The rule: fields are only ever appended to br_plugin_args and br_plugin,
- * never moved, resized or removed, and each new one is marked with the
- * revision that added it. The server sets args->abi to its own revision,
- * fills every field of args up to it, and zeroes *plugin before the call;
- * a zero (NULL) output field means "not set". So a plugin built for an
- * older revision, or a revision-1 plugin that exports only br_plugin_init,
- * keeps working unchanged. A plugin built for a newer revision than the
- * server must neither read nor write a field of revision k unless
- * args->abi >= k (it may fail its init instead). A server looks for
- * br_plugin_init2 first and falls back to br_plugin_init, for which it
- * reads only the revision-1 fields (a fini set there does not run). A
- * server older than revision 2 knows only br_plugin_init: a plugin that
- * must also run under one exports both.
+ * BR_VERSION_MAJOR/MINOR/PATCH and BR_VERSION_NUMBER (batchring/version.h)
+ * are the header's; these are the linked library's. The compatibility
+ * promise is in batchring/version.h.
  */
-#define BR_PLUGIN_ABI 2
 
-/* What serve was given, for a plugin to size its buffers and check its
- * argument against. Read-only; the strings stay valid until fini returns.
- * Every field below is of revision 2. */
-typedef struct br_plugin_args {
-    uint32_t abi;          /* the server's BR_PLUGIN_ABI (>= 2) */
-    uint32_t batch_size;   /* --batch: samples per batch (the last batch of
-                              an epoch may hold fewer) */
-    uint32_t workers;      /* --workers, as asked (br_open lowers it when
-                              batch_size x workers > n_ids) */
-    uint32_t slots;        /* --slots, or 0 for the automatic depth */
-    size_t slot_bytes;     /* --slot-bytes, or 0 when not given; when set it
-                              wins over plugin->slot_bytes */
-    uint64_t epochs;       /* --epochs, 0 = until stopped */
-    uint64_t seed;         /* --seed */
-    bool shuffle;          /* --shuffle */
-    bool drop_last;        /* --drop-last */
-    uint32_t rank;         /* this server's shard (--shard-from-env), */
-    uint32_t world;        /* else 0 and 1 */
-    const char *arg;       /* --plugin-arg, or NULL */
-    const char *path;      /* --plugin, as given */
-    const char *name;      /* the ring's name, "/NAME" */
-} br_plugin_args;
-
-/* A plugin's teardown: frees what its init allocated. */
-typedef void (*br_plugin_fini_fn)(void *user);
-
-/* What the plugin's init fills (zeroed by the server before the call). */
-typedef struct br_plugin {
-    br_loader_fn load;
-    br_worker_init_fn worker_init; /* may stay NULL */
-    br_worker_fini_fn worker_fini; /* may stay NULL */
-    void *user;
-    uint64_t n_ids;                /* samples (ids 0 .. n_ids - 1) */
-    size_t slot_bytes;             /* largest batch, or 0 to take --slot-bytes */
-    char err[BR_ERR_CAP];
-    /* Revision 2. */
-    br_plugin_fini_fn fini;        /* may stay NULL; see above for when it runs */
-} br_plugin;
-
-/* The entry points, as looked up with dlsym: "br_plugin_init2" (revision 2
- * on), and "br_plugin_init" (revision 1). */
-typedef int (*br_plugin_init2_fn)(const br_plugin_args *args, br_plugin *plugin);
-typedef int (*br_plugin_init_fn)(const char *arg, br_plugin *plugin);
-
-/*
- * Sets opt->rank and opt->world from the variables the usual launchers set,
- * the first pair found of: RANK/WORLD_SIZE (torchrun), OMPI_COMM_WORLD_RANK/
- * OMPI_COMM_WORLD_SIZE (Open MPI), PMI_RANK/PMI_SIZE (MPICH, Intel MPI),
- * SLURM_PROCID/SLURM_NTASKS (Slurm). Returns 0; -ENOENT when none is set
- * (opt unchanged); -EINVAL when the pair found is malformed or rank >=
- * world. The message is in br_last_error(NULL).
- */
-BR_API int br_shard_from_env(br_options *opt);
-
-/*
- * The position to checkpoint: the seq after the last batch br_next
- * returned (start_seq before the first). Resuming with start_seq = *next_seq
- * yields exactly the batches this run would have yielded next.
- * Returns 0, or -EINVAL for NULL arguments or a closed generator.
- */
-BR_API int br_checkpoint(const br_gen *g, uint64_t *next_seq);
-
-/* BR_VERSION_NUMBER of the library actually linked. */
+/* BR_VERSION_NUMBER of the library actually linked. Since 0.1. */
 BR_API unsigned br_version(void);
 
-/* "MAJOR.MINOR.PATCH" of the library actually linked. */
+/* "MAJOR.MINOR.PATCH" of the library actually linked. Since 0.1. */
 BR_API const char *br_version_string(void);
 
 #ifdef __cplusplus

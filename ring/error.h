@@ -16,7 +16,7 @@ int br__fail(char *msg, int code, const char *fmt, ...)
 
 /*
  * The calling thread's br_last_error(NULL) buffer (BR_MSG_CAP bytes): the
- * calls that have no generator yet (br_open, br_attach, br_ring_stat,
+ * calls that have no generator yet (br_open, br_attach, br_ring_status_get,
  * br_dataset_open_*, ...) leave their messages there. Owned here, below
  * every layer that writes it.
  */

@@ -63,7 +63,7 @@
  * consumer in another process (br_attach) meet through four header words:
  *  - `consumer`, the claim: br_attach stores (start time << 32) | pid with
  *    release once it holds the consumer's lock (byte 1 of the object);
- *    pairs with the acquire loads in br_ring_stat, br_consumer_pid and
+ *    pairs with the acquire loads in br_ring_status_get, br_consumer_pid_get and
  *    br__ring_attach. The word is for display; liveness is the lock.
  *    Detach clears it with a CAS (acq_rel) from its own value only, so a
  *    newer consumer's claim is never erased; br_serve_wait clears a dead

@@ -56,7 +56,7 @@ struct br_ring {
     /* A named ring's descriptor, kept open for the mapping's life: the
      * producer's carries its read lock on byte BR_LOCK_PRODUCER, an
      * attached consumer's its write lock on byte BR_LOCK_CONSUMER, an
-     * observer's (br_ring_stat) none but serves to test both. The locks,
+     * observer's (br_ring_status_get) none but serves to test both. The locks,
      * which the kernel drops when their holder is gone, are the one source
      * of liveness (see "Named rings" in ring.c). */
     int owner_fd;
@@ -85,7 +85,7 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
  * message. */
 int br__ring_attach(struct br_ring *r, const char *name, char *msg);
 
-/* Maps the named ring read-only for an observer (br_ring_stat, gc): the
+/* Maps the named ring read-only for an observer (br_ring_status_get, gc): the
  * same checks of the object's type and of every header field as
  * br__ring_attach, but no claim, no prefault, and any producer (alive or
  * not, any uid). The descriptor stays in r->owner_fd for the liveness

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <batchring.h>
+#include <batchring/plugin.h>
 
 #include "synth.h"
 

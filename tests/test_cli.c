@@ -11,7 +11,7 @@
  *
  * Every wait is on an event: a pipe (the ring's name printed by serve), a
  * pidfd (a process ended), or the ring's own header read through
- * br_ring_stat (a consumer asleep in br_next, a worker replaced), looked
+ * br_ring_status_get (a consumer asleep in br_next, a worker replaced), looked
  * at again every millisecond until a deadline; never a sleep standing in
  * for "long enough".
  */
@@ -270,9 +270,9 @@ static void await_status(const char *name, status_pred pred, uint64_t arg, const
 {
     const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
     for (;;) {
-        int rc = br_ring_stat(name, rs, w, 1);
+        int rc = br_ring_status_get(name, rs, w, 1);
         if (rc)
-            fail_msg("br_ring_stat %s: %s: %s", name, br_err_name(rc), br_last_error(NULL));
+            fail_msg("br_ring_status_get %s: %s: %s", name, br_err_name(rc), br_last_error(NULL));
         if (pred(rs, w, arg))
             return;
         if (tu_now_ns() >= deadline)
@@ -462,7 +462,7 @@ static void test_cli_serve_guard_attach(void **state)
     serve_start(&s, name, "samples=100,bytes=" SAMPLE_BYTES,
                 (const char *const[]){"--batch", "5", "--workers", "2", "--slots", "4",
                                       "--slot-bytes", "320", "--guard", NULL});
-    assert_int_equal(br_ring_stat(name, &rs, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &rs, NULL, 0), 0);
     /* 4 slots of one data page and one guard page each. */
     assert_true(rs.total_bytes >= 4 * 2 * (uint64_t)sysconf(_SC_PAGESIZE));
     int rc = br_attach(&g, name, TU_WAIT_MS);

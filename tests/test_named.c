@@ -37,6 +37,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <batchring/plugin.h>
+
 #include "mkdata.h"
 #include "synth.h"
 #include "ring/layout.h"
@@ -1153,7 +1155,7 @@ static void test_named_consumer_killed_resumes(void **state)
     get_rep(fd, &r, REP_HOLDING);
     close(fd);
     kill_child(c1);
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_int_equal(st.consumer_pid, 0); /* a dead consumer is no consumer */
     assert_int_equal(st.cursor, 5);
 
@@ -1176,7 +1178,7 @@ static void test_named_consumer_killed_resumes(void **state)
         fail_msg("br_next for the held-back batch returned %s: %s", br_err_name(r.rc), r.msg);
     close(fd);
     kill_child(c2);
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_int_equal(st.consumer_pid, 0);
     assert_int_equal(st.cursor, 9);
 
@@ -1281,9 +1283,9 @@ static void test_named_producer_killed(void **state)
     if (r.rc != BR_EPRODUCER)
         fail_msg("the waiting consumer got %s (%s), expected BR_EPRODUCER", br_err_name(r.rc),
                  r.msg);
-    if (waited_ns >= (uint64_t)tu_ms(1000) * 1000000u)
-        fail_msg("the consumer learned of the producer's death after %.3f s (bound: %d ms)",
-                 (double)waited_ns / 1e9, tu_ms(1000));
+    if (waited_ns >= 1000000000u)
+        fail_msg("the consumer learned of the producer's death after %.3f s (bound: 1 s)",
+                 (double)waited_ns / 1e9);
     char pid[32];
     snprintf(pid, sizeof pid, "pid %d", (int)s.pid);
     tu_assert_contains(r.msg, pid);
@@ -1292,7 +1294,7 @@ static void test_named_producer_killed(void **state)
     reap_all(TU_WAIT_MS, true);
     br_ring_status st;
     assert_true(ring_exists(name));
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_false(st.owner_alive);
     assert_int_equal(st.owner_pid, s.pid);
     tu_assert_contains(attach_refused(name, BR_EPRODUCER, "a stale ring"), "gone");
@@ -1383,7 +1385,7 @@ static void test_named_stale_ring_replaced(void **state)
     reap_all(TU_WAIT_MS, true);
     assert_true(ring_exists(name));
     br_ring_status st;
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_false(st.owner_alive);
     assert_int_equal(st.owner_pid, prod);
 
@@ -1393,7 +1395,7 @@ static void test_named_stale_ring_replaced(void **state)
                 (const char *const[]){"--plugin", BR_TEST_PLUGIN, "--plugin-arg",
                                       "samples=40,bytes=100,seed=4", "--batch", "4", "--workers",
                                       "1", "--slot-bytes", "400", NULL});
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_true(st.owner_alive);
     assert_int_equal(st.owner_pid, s.pid);
     br_gen *g;
@@ -1536,9 +1538,9 @@ static void test_named_corrupted_header(void **state)
         field_write(fd, c->off, c->width, bad);
         snprintf(what, sizeof what, "%s corrupted", c->what);
         tu_assert_contains(attach_refused(name, c->code, what), c->needle);
-        rc = br_ring_stat(name, &st, NULL, 0);
+        rc = br_ring_status_get(name, &st, NULL, 0);
         if (rc != c->code)
-            fail_msg("%s corrupted: br_ring_stat returned %s, expected %s", c->what,
+            fail_msg("%s corrupted: br_ring_status_get returned %s, expected %s", c->what,
                      br_err_name(rc), br_err_name(c->code));
         tu_assert_contains(br_last_error(NULL), c->needle);
         if (i == 1) {
@@ -1587,7 +1589,7 @@ static void attach_as_nobody(int fd, void *p)
     int rc = br_attach(&g, name, 0);
     send_rep(fd, REP_ATTACH, rc, 0, true, br_last_error(NULL));
     br_close(g);
-    rc = br_ring_stat(name, &st, NULL, 0);
+    rc = br_ring_status_get(name, &st, NULL, 0);
     send_rep(fd, REP_END, rc, 0, true, br_last_error(NULL));
 }
 
@@ -1630,7 +1632,7 @@ static void test_named_other_uid_refused(void **state)
     assert_true(fd >= 0);
     assert_int_equal(fchown(fd, NOBODY, NOBODY), 0);
     tu_assert_contains(attach_refused(name, -EACCES, "an object of uid 65534"), "uid 65534");
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), -EACCES);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), -EACCES);
     assert_int_equal(fchown(fd, 0, 0), 0);
     const uint64_t uid = field_read(fd, HDR(owner_uid));
     field_write(fd, HDR(owner_uid), NOBODY);
@@ -1801,7 +1803,7 @@ struct wait_watch {
 };
 
 /*
- * Looks at the ring with br_ring_stat until its consumer has waited for
+ * Looks at the ring with br_ring_status_get until its consumer has waited for
  * w->seq at least min_ns, for at most TU_WAIT_MS. A poll: the wait begins
  * with no event the test could wait on. Every look must show that batch or
  * no wait (none once w->steady and seen), a length that never shrinks, and
@@ -1812,7 +1814,7 @@ static void stat_until_waited(const char *name, struct wait_watch *w, uint64_t m
     const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
     br_ring_status st;
     for (;;) {
-        assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+        assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
         const uint64_t now = tu_now_ns();
         if (st.consumer_waiting_seq == BR_NOT_WAITING) {
             assert_int_equal(st.consumer_waiting_ns, 0);
@@ -1846,7 +1848,7 @@ static void stat_until_waited(const char *name, struct wait_watch *w, uint64_t m
     }
 }
 
-/* br_ring_stat and batchring stat show which batch a consumer blocked in
+/* br_ring_status_get and batchring stat show which batch a consumer blocked in
  * br_next waits for and for how long, and that it waits no more once the
  * batch came, once it died, or when a new consumer took over. */
 static void test_named_stat_waiting_consumer(void **state)
@@ -1867,7 +1869,7 @@ static void test_named_stat_waiting_consumer(void **state)
     int fd;
 
     /* Nobody attached: nobody waits. */
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_true(st.consumer_waiting_seq == BR_NOT_WAITING);
     assert_int_equal(st.consumer_waiting_ns, 0);
 
@@ -1894,7 +1896,7 @@ static void test_named_stat_waiting_consumer(void **state)
         fail_msg("first consumer, batch 6: rc %d seq %" PRIu64 ": %s", r.rc, r.seq, r.msg);
     get_rep(fd, &r, REP_HOLDING);
     close(fd);
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_int_equal(st.consumer_pid, c1);
     assert_int_equal(st.cursor, 7);
     assert_true(st.consumer_waiting_seq == BR_NOT_WAITING);
@@ -1945,7 +1947,7 @@ static void test_named_stat_waiting_consumer(void **state)
     int hfd = open(shm_path(name), O_RDONLY | O_CLOEXEC);
     assert_true(hfd >= 0);
     assert_true(field_read(hfd, HDR(consumer_wait_since)) != 0);
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_int_equal(st.consumer_pid, 0);
     assert_true(st.consumer_waiting_seq == BR_NOT_WAITING);
     cli_expect((const char *const[]){"stat", name, NULL}, 0, out, err, CAP);
@@ -1957,7 +1959,7 @@ static void test_named_stat_waiting_consumer(void **state)
     tu_track(g);
     assert_int_equal(field_read(hfd, HDR(consumer_wait_since)), 0);
     assert_int_equal(close(hfd), 0);
-    assert_int_equal(br_ring_stat(name, &st, NULL, 0), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
     assert_int_equal(st.consumer_pid, getpid());
     assert_true(st.consumer_waiting_seq == BR_NOT_WAITING);
     tu_store_wake(&sh->release, 2);
@@ -2313,7 +2315,7 @@ static void test_named_fifo_blocks_nothing(void **state)
         fail_msg("batchring gc removed the FIFO %s:\n%s", name, out);
     cli_expect((const char *const[]){"ls", NULL}, 0, out, err, CAP);
     br_ring_status rs;
-    assert_int_equal(br_ring_stat(name, &rs, NULL, 0), BR_EBADRING);
+    assert_int_equal(br_ring_status_get(name, &rs, NULL, 0), BR_EBADRING);
     attach_refused(name, BR_EBADRING, "a FIFO");
     assert_int_equal(lstat(shm_path(name), &st), 0);
     assert_true(S_ISFIFO(st.st_mode));
@@ -2476,7 +2478,7 @@ static void test_named_dot_names(void **state)
     static const char *const names[] = {"/.", "/.."};
     br_ring_status st;
     for (size_t i = 0; i < 2; i++) {
-        assert_int_equal(br_ring_stat(names[i], &st, NULL, 0), -EINVAL);
+        assert_int_equal(br_ring_status_get(names[i], &st, NULL, 0), -EINVAL);
         tu_assert_contains(br_last_error(NULL), "must be '/' followed by");
         tu_assert_contains(attach_refused(names[i], -EINVAL, names[i]), "must be '/' followed by");
         assert_int_equal(br_ring_remove_stale(names[i]), -EINVAL);
@@ -2505,7 +2507,7 @@ static void test_named_stale_workers_dead(void **state)
     /* The workers publish their pids as they start: wait for both. */
     const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
     do {
-        assert_int_equal(br_ring_stat(name, &st, w, 2), 0);
+        assert_int_equal(br_ring_status_get(name, &st, w, 2), 0);
         assert_true(tu_now_ns() < deadline);
     } while (!w[0].pid || !w[1].pid);
     const int32_t old[2] = {w[0].pid, w[1].pid};
@@ -2514,7 +2516,7 @@ static void test_named_stale_workers_dead(void **state)
     assert_int_equal(kill(prod, SIGKILL), 0);
     wait_exit(prod, TU_WAIT_MS);
     reap_all(TU_WAIT_MS, true);
-    assert_int_equal(br_ring_stat(name, &st, w, 2), 0);
+    assert_int_equal(br_ring_status_get(name, &st, w, 2), 0);
     assert_false(st.owner_alive);
     assert_int_equal(w[0].pid, 0);
     assert_int_equal(w[1].pid, 0);

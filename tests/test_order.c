@@ -51,7 +51,7 @@ static void record_run(struct record *rec, uint64_t n, uint32_t b, uint32_t work
     opt.start_seq = start;
     assert_int_equal(br_open(&g, seed_and_ids_loader, NULL, NULL, NULL, n, &opt), 0);
     tu_track(g);
-    assert_int_equal(br_checkpoint(g, &next), 0);
+    assert_int_equal(br_checkpoint_get(g, &next), 0);
     assert_int_equal(next, start);
     while ((rc = br_next(g, &batch)) == 0) {
         const uint64_t *data = batch.data;
@@ -63,7 +63,7 @@ static void record_run(struct record *rec, uint64_t n, uint32_t b, uint32_t work
             assert_int_equal(data[1 + i], batch.ids[i]);
             rec->ids[seq * b + i] = batch.ids[i];
         }
-        assert_int_equal(br_checkpoint(g, &next), 0);
+        assert_int_equal(br_checkpoint_get(g, &next), 0);
         assert_int_equal(next, seq + 1);
         rec->checkpoints[seq] = next;
         seq++;

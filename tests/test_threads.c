@@ -4,7 +4,7 @@
  * ThreadSanitizer (make test-tsan) as much as for the plain build:
  *   - br_stats_get and br_worker_stats_get in monitoring threads while
  *     another thread calls br_next, then br_close from a third thread;
- *   - br_ring_stat from threads while an attached consumer's br_next runs;
+ *   - br_ring_status_get from threads while an attached consumer's br_next runs;
  *   - independent generators opened, used and closed in parallel threads,
  *     with br_last_error(NULL) per thread.
  * Every batch is checked (tu_batch_matches), and what the monitors read
@@ -54,7 +54,7 @@ static tu_shared *open_shared(br_options *opt, uint64_t **ids, int32_t **labels)
 
 struct monitor {
     br_gen *g;
-    const char *ring;             /* named ring: br_ring_stat too */
+    const char *ring;             /* named ring: br_ring_status_get too */
     _Atomic uint32_t *stop;       /* set by the consumer thread when done */
     _Atomic uint64_t *taken;      /* batches the consumer has taken so far */
     uint64_t reads;               /* how many snapshots it took */
@@ -98,14 +98,14 @@ static void *monitor_main(void *arg)
         }
         if (m->ring) {
             br_ring_status st;
-            rc = br_ring_stat(m->ring, &st, NULL, 0);
+            rc = br_ring_status_get(m->ring, &st, NULL, 0);
             if (rc) {
-                snprintf(m->why, sizeof m->why, "br_ring_stat: %s: %s", br_err_name(rc),
+                snprintf(m->why, sizeof m->why, "br_ring_status_get: %s: %s", br_err_name(rc),
                          br_last_error(NULL));
                 break;
             }
             if (st.cursor < last_cursor || !st.owner_alive) {
-                snprintf(m->why, sizeof m->why, "br_ring_stat: cursor %" PRIu64
+                snprintf(m->why, sizeof m->why, "br_ring_status_get: cursor %" PRIu64
                          " after %" PRIu64 ", owner alive %d", st.cursor, last_cursor,
                          (int)st.owner_alive);
                 break;
@@ -198,7 +198,7 @@ static void test_threads_stats_while_next(void **state)
     tu_leaks_check(&leaks);
 }
 
-/* ------------------------------------- br_ring_stat beside a consumer */
+/* ------------------------------------- br_ring_status_get beside a consumer */
 
 static void test_threads_ring_stat_while_next(void **state)
 {
@@ -241,7 +241,7 @@ static void test_threads_ring_stat_while_next(void **state)
     assert_int_equal(ok, 1);
 
     br_gen *g = NULL;
-    int rc = br_attach(&g, name, tu_ms(10000));
+    int rc = br_attach(&g, name, 10000);
     if (rc)
         fail_msg("br_attach %s: %s: %s", name, br_err_name(rc), br_last_error(NULL));
     tu_track(g);
