@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Front door: `make demo` and `make test` on a fresh Debian 12 machine.
-# Both install what is missing (apt-get, through sudo when not root), build
-# with CMake and run. `make perf` runs the benchmark suite.
+# Each installs what it needs and is missing (apt-get, through sudo when not
+# root), builds with CMake and runs. `make perf` runs the benchmark suite.
 
 BUILD      ?= build
 BUILD_SAN  ?= build-asan
@@ -13,19 +13,30 @@ FUZZ_RUNS  ?= 60000
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-DEBIAN_PACKAGES := build-essential cmake pkg-config liburing-dev \
-                   libcmocka-dev libbenchmark-dev gnuplot-nox openmpi-bin \
-                   abigail-tools clang libfuzzer-14-dev spin
+# Debian packages, per target: each installs only what it uses.
+# demo (and build): the library, the batchring command and the examples,
+# configured without tests and benchmarks, so nothing more is needed.
+PKGS_DEMO := build-essential cmake pkg-config liburing-dev
+# test: cmocka; gcc's ASan, UBSan and TSan runtimes come with
+# build-essential; libbenchmark-dev because test-plain compiles the
+# benchmarks with -Werror (so that CI sees a break in perf/; running them
+# is make perf's); openmpi-bin for mpirun (test_mpi_shards); spin for the
+# model checks (model/); clang and libfuzzer-14-dev for make fuzz;
+# abigail-tools (abidiff) and file (cpack's DEB dependency scan) for
+# package-check; python3, whose json module checks the command's JSON
+# (test_cli).
+PKGS_TEST := $(PKGS_DEMO) libcmocka-dev libbenchmark-dev openmpi-bin spin \
+             clang libfuzzer-14-dev abigail-tools file python3
+# perf: Google Benchmark, gnuplot for the charts, and cmocka because the
+# benchmarks are built with BUILD_TESTING (BR_BUILD_PERF needs it).
+PKGS_PERF := $(PKGS_DEMO) libcmocka-dev libbenchmark-dev gnuplot-nox
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup build demo test test-plain test-sanitize test-tsan package-check fuzz perf clean
-
-all: build
-
-# Installs only the packages that are missing, so a second run costs nothing.
-setup:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+# Installs those of the packages $(1) that are missing, so a second run
+# costs nothing.
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -33,18 +44,39 @@ setup:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
 
-build: setup
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+.PHONY: all setup setup-demo setup-test setup-perf build demo test test-plain test-sanitize \
+        test-tsan package-check fuzz perf clean
+
+all: build
+
+setup-demo:
+	$(call install_missing,$(PKGS_DEMO))
+setup-test:
+	$(call install_missing,$(PKGS_TEST))
+setup-perf:
+	$(call install_missing,$(PKGS_PERF))
+# Everything any target uses.
+setup: setup-test setup-perf
+
+# The library, the command and the examples: no tests, no benchmarks.
+build: setup-demo
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DBR_BUILD_PERF=OFF \
+	  $(CMAKE_ARGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
 	$(BUILD)/cli/batchring demo
 
-test: setup test-plain test-sanitize test-tsan package-check fuzz
+# Each cmocka case is its own CTest test (tests/CMakeLists.txt): a skipped
+# case shows as "Skipped" in ctest's summary. BR_TEST_TIME_SCALE=N scales
+# every timeout of the suites (docs/testing.md).
+test: setup-test test-plain test-sanitize test-tsan package-check fuzz
 
 test-plain:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBR_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON -DBR_BUILD_PERF=ON \
+	  -DBR_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
@@ -69,20 +101,23 @@ test-tsan:
 
 # Install, find_package, pkg-config, .deb, ABI (abi/) and library-only
 # builds of a scratch Release build (tests/package/check.sh, ~1 minute).
-package-check: setup
+package-check: setup-test
 	JOBS=$(JOBS) sh tests/package/check.sh
 
 # The libFuzzer harnesses (fuzz/, docs/testing.md), built with clang in
 # their own directory: replays fuzz/regressions, then FUZZ_RUNS executions
 # each from the seed corpus in a scratch dir; fails on a crash, leak or hang.
-fuzz: setup
+fuzz: setup-test
 	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
 	  -DBR_BUILD_FUZZ=ON -DBUILD_TESTING=OFF -DBR_BUILD_PERF=OFF -DBR_BUILD_EXAMPLES=OFF \
 	  -DBR_BUILD_CLI=OFF -DBR_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all
 	sh fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_RUNS)
 
-perf: build
+perf: setup-perf
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON -DBR_BUILD_PERF=ON \
+	  $(CMAKE_ARGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target batchring-perf
 	perf/run.sh $(BUILD)
 
 clean:

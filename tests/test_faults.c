@@ -1061,7 +1061,7 @@ static void lost_batch(uint32_t workers, uint32_t m, enum kill_order order)
     /* The hang guard: once the kills are handled nothing can make batch k
      * ready, so a br_next that times out is the defect, not a slow
      * machine. */
-    fx.opt.timeout_ms = 5000;
+    fx.opt.timeout_ms = tu_ms(5000);
     park = tu_page_alloc(sizeof *park);
     park->init_worker = between ? workers - 1 : UINT32_MAX;
     if (between)
@@ -1179,7 +1179,7 @@ static void test_faults_timeout_then_resume(void **state)
         int rc = br_next(fx.g, &b);
         uint64_t ms = (tu_now_ns() - t0) / 1000000u;
         assert_int_equal(rc, -ETIMEDOUT);
-        if (ms < 45 || ms > 5000)
+        if (ms < 45 || ms > (uint64_t)tu_ms(5000))
             fail_msg("br_next timed out after %" PRIu64 " ms, timeout_ms is 50", ms);
     }
     assert_true(tu_wait_ge(&fx.sh->flag, 1, TU_WAIT_MS));
@@ -1205,7 +1205,7 @@ static void test_faults_timeout_zero_polls(void **state)
     br_batch b;
     uint64_t t0 = tu_now_ns();
     assert_int_equal(br_next(fx.g, &b), -ETIMEDOUT);
-    assert_true(tu_now_ns() - t0 < 1000000000u);
+    assert_true(tu_now_ns() - t0 < (uint64_t)tu_ms(1000) * 1000000u);
     assert_true(tu_wait_ge(&fx.sh->flag, 1, TU_WAIT_MS));
     assert_int_equal(br_next(fx.g, &b), -ETIMEDOUT);
     tu_store_wake(&fx.sh->release, 1);
@@ -1246,13 +1246,13 @@ static void close_while_loading(int stubborn)
     fx_read(&fx, 0, 1);
     /* Both workers are inside the loader and will never come out. */
     assert_true(tu_wait_ge(&fx.sh->blocked, 2, TU_WAIT_MS));
-    tu_watchdog_arm(10, "br_close with both workers blocked in the loader");
+    tu_watchdog_arm(tu_s(10), "br_close with both workers blocked in the loader");
     uint64_t t0 = tu_now_ns();
     assert_int_equal(tu_close(fx.g), 0);
     uint64_t ms = (tu_now_ns() - t0) / 1000000u;
     tu_watchdog_arm(TU_TEST_SECONDS, "the rest of the test");
     print_message("br_close took %" PRIu64 " ms\n", ms);
-    assert_true(ms < 5000);
+    assert_true(ms < (uint64_t)tu_ms(5000));
     fx_close_and_check(&fx);
 }
 
@@ -1294,7 +1294,7 @@ static void fx_with_hooks(struct fixture *fx)
 /* br_close under a watchdog; returns how long it took, in ms. */
 static uint64_t fx_close_timed(struct fixture *fx, const char *what)
 {
-    tu_watchdog_arm(10, what);
+    tu_watchdog_arm(tu_s(10), what);
     uint64_t t0 = tu_now_ns();
     assert_int_equal(tu_close(fx->g), 0);
     uint64_t ms = (tu_now_ns() - t0) / 1000000u;
@@ -1413,7 +1413,7 @@ static void test_faults_close_stuck_loader_killed(void **state)
 
         uint64_t ms = fx_close_timed(&fx, "br_close with a loader stuck in pause()");
         assert_true(ms >= BR_STOP_GRACE_MS);
-        assert_true(ms < BR_STOP_GRACE_MS + 4000);
+        assert_true(ms < BR_STOP_GRACE_MS + (uint64_t)tu_ms(4000));
         assert_false(tu_is_live_descendant(victim));
         assert_int_equal(tu_zombie_descendants(NULL, 0), 0);
         assert_int_equal(atomic_load(&fx.sh->init_calls), workers);

@@ -18,6 +18,7 @@
 
 #include "synth.h"
 #include "test_fs.h"
+#include "test_util.h" /* skip() is counted, so a skip shows as one */
 
 void tf_tmpdir(char *dir, size_t cap, const char *prefix)
 {

@@ -50,7 +50,7 @@
 
 /* Bound on a call that must not block (an open of a FIFO): far above what
  * an open of a regular file takes on a loaded machine. */
-#define HANG_GUARD_MS 5000
+#define HANG_GUARD_MS tu_ms(5000)
 
 /* ---- processes ------------------------------------------------------------ */
 

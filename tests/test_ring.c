@@ -245,7 +245,7 @@ static void test_ring_publish_wakes_sleeper_in_other_process(void **state)
         _exit(br__load_acquire_u32(&d->word) == br__slot_word(0, BR_READY) ? 0 : 1);
     }
     /* Wait until the child is registered as a sleeper, then publish. */
-    tu_watchdog_arm(20, "child never went to sleep on the slot");
+    tu_watchdog_arm(tu_s(20), "child never went to sleep on the slot");
     while (br__load_seq_cst_u32(&d->waiters) == 0)
         sched_yield();
     tu_watchdog_disarm();

@@ -241,7 +241,7 @@ static void test_threads_ring_stat_while_next(void **state)
     assert_int_equal(ok, 1);
 
     br_gen *g = NULL;
-    int rc = br_attach(&g, name, 10000);
+    int rc = br_attach(&g, name, tu_ms(10000));
     if (rc)
         fail_msg("br_attach %s: %s: %s", name, br_err_name(rc), br_last_error(NULL));
     tu_track(g);

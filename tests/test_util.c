@@ -7,17 +7,22 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ring/layout.h" /* BR_RING_MAGIC, owner_pid: what the leak check reads */
 #include "test_util.h"
 
 /* ---- memory the tests own ------------------------------------------------ */
@@ -815,61 +820,122 @@ static int ring_maps(char *desc, size_t cap)
     return n;
 }
 
+/* Whether name, a test ring name, has our pid as one of its '-'-separated
+ * fields after "brtest" (/brtest-<pid>-<n>, /brtest-hostile-<pid>-<k>,
+ * /brtest-hostile-fifo-<pid>). */
+static bool shm_name_is_ours(const char *name)
+{
+    if (strncmp(name, "brtest-", 7) != 0)
+        return false;
+    char pid[24];
+    int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+    for (const char *f = name + 7; *f;) {
+        const char *dash = strchr(f, '-');
+        size_t flen = dash ? (size_t)(dash - f) : strlen(f);
+        if (flen == (size_t)len && memcmp(f, pid, flen) == 0)
+            return true;
+        if (!dash)
+            break;
+        f = dash + 1;
+    }
+    return false;
+}
+
+/* Whether /dev/shm/<name> holds a ring header whose creator is this
+ * process or a live descendant. Read with pread, never mapped: the object
+ * may be anyone's (a FIFO, another user's, half written), and opening it
+ * takes no lock (the library's locks are OFD locks, which our close does
+ * not drop). */
+static bool shm_ring_is_ours(const char *name)
+{
+    char path[300];
+    if ((size_t)snprintf(path, sizeof path, "/dev/shm/%s", name) >= sizeof path)
+        return false;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    struct br_ring_header h;
+    bool ring = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h;
+    close(fd);
+    if (!ring || atomic_load_explicit(&h.magic, memory_order_relaxed) != BR_RING_MAGIC)
+        return false;
+    return h.owner_pid == getpid() || tu_is_live_descendant(h.owner_pid);
+}
+
+bool tu_shm_is_ours(const char *name)
+{
+    return shm_name_is_ours(name) || shm_ring_is_ours(name);
+}
+
 void tu_leaks_begin(tu_leaks *l)
 {
     l->n_shm = shm_list(&l->shm);
     l->fds = fd_count();
 }
 
-void tu_leaks_check(tu_leaks *l)
+/* Appends a formatted line to why (at most cap bytes in all). */
+static void why_add(char *why, size_t cap, const char *fmt, ...)
+{
+    size_t used = strlen(why);
+    if (used + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why + used, cap - used, fmt, ap);
+    va_end(ap);
+}
+
+int tu_leaks_find(tu_leaks *l, char *why, size_t cap)
 {
     char desc[1024];
+    int problems = 0;
+    if (cap)
+        why[0] = '\0';
     int left_procs = tu_descendant_count(desc, sizeof desc);
-    if (left_procs != 0)
-        fail_msg("%d process(es) of ours left after br_close: %s", left_procs, desc);
+    if (left_procs != 0) {
+        problems++;
+        why_add(why, cap, "%d process(es) of ours left after br_close: %s\n", left_procs, desc);
+    }
 
+    /* New since begin and ours: another process's entries, however many
+     * come and go meanwhile, are not this test's to count. */
     char **now;
-    size_t n_now = shm_list(&now);
-    char **fresh;
-    size_t n_fresh = 0;
-    fresh = malloc((n_now + 1) * sizeof *fresh);
-    assert_non_null(fresh);
-    /* Test rings are named brtest-<pid>-<n> (test_named): those of another
-     * test process (ctest -j, or a plain and a sanitizer run side by side)
-     * are not ours to count. */
-    char own[32];
-    snprintf(own, sizeof own, "brtest-%d-", (int)getpid());
-    for (size_t i = 0; i < n_now; i++)
-        if (!shm_has(l->shm, l->n_shm, now[i]) &&
-            (strncmp(now[i], "brtest-", 7) != 0 || strncmp(now[i], own, strlen(own)) == 0))
-            fresh[n_fresh++] = now[i];
-    /* Another test binary run in parallel (ctest -j) may create and remove a
-     * named ring of its own; only an entry that is still there on a second
-     * look counts. Ours would be: br_close has returned. */
-    char **again;
-    size_t n_again = shm_list(&again);
-    size_t left = 0;
+    size_t n_now = shm_list(&now), left = 0;
     desc[0] = '\0';
-    for (size_t i = 0; i < n_fresh; i++)
-        if (shm_has(again, n_again, fresh[i])) {
+    for (size_t i = 0; i < n_now; i++)
+        if (!shm_has(l->shm, l->n_shm, now[i]) && tu_shm_is_ours(now[i])) {
             left++;
-            strncat(desc, fresh[i], sizeof desc - strlen(desc) - 2);
+            strncat(desc, now[i], sizeof desc - strlen(desc) - 2);
             strncat(desc, " ", sizeof desc - strlen(desc) - 1);
         }
-    free(fresh);
-    shm_free(again, n_again);
     shm_free(now, n_now);
     shm_free(l->shm, l->n_shm);
     l->shm = NULL;
     l->n_shm = 0;
-    if (left)
-        fail_msg("%zu new /dev/shm entr(ies) left: %s", left, desc);
+    if (left) {
+        problems++;
+        why_add(why, cap, "%zu new /dev/shm entr(ies) of ours left: %s\n", left, desc);
+    }
 
     int fds = fd_count();
-    if (fds != l->fds)
-        fail_msg("%d file descriptors open, %d before the generator", fds, l->fds);
-    if (ring_maps(desc, sizeof desc) != 0)
-        fail_msg("ring mapping(s) left after br_close:\n%s", desc);
+    if (fds != l->fds) {
+        problems++;
+        why_add(why, cap, "%d file descriptors open, %d before the generator\n", fds, l->fds);
+    }
+    if (ring_maps(desc, sizeof desc) != 0) {
+        problems++;
+        why_add(why, cap, "ring mapping(s) left after br_close:\n%s", desc);
+    }
+    return problems;
+}
+
+void tu_leaks_check(tu_leaks *l)
+{
+    char why[2048];
+    if (tu_leaks_find(l, why, sizeof why))
+        fail_msg("%s", why);
 }
 
 /* ---- open generators and the watchdog -------------------------------------- */
@@ -959,4 +1025,113 @@ void tu_assert_contains_(const char *hay, const char *needle, const char *file, 
         fail_msg("%s:%d: message is NULL, expected it to contain \"%s\"", file, line, needle);
     if (!strstr(hay, needle))
         fail_msg("%s:%d: message \"%s\" does not contain \"%s\"", file, line, hay, needle);
+}
+
+/* ---- time scale ---------------------------------------------------------- */
+
+unsigned tu_time_scale(void)
+{
+    static unsigned scale;
+    if (scale)
+        return scale;
+    const char *v = getenv("BR_TEST_TIME_SCALE");
+    unsigned long s = 1;
+    if (v && *v) {
+        char *end;
+        errno = 0;
+        s = strtoul(v, &end, 10);
+        if (errno || *end || s < 1 || s > 1000 || v[0] == '-') {
+            /* A mistyped scale silently taken as 1 would make the run the
+             * user asked for lie about what it tried. */
+            fprintf(stderr, "BR_TEST_TIME_SCALE=%s: not a whole number from 1 to 1000\n", v);
+            exit(2);
+        }
+    }
+    scale = (unsigned)s;
+    return scale;
+}
+
+int tu_ms(int ms)
+{
+    long long v = (long long)ms * tu_time_scale();
+    return v > INT_MAX / 2 ? INT_MAX / 2 : (int)v;
+}
+
+unsigned tu_s(unsigned sec)
+{
+    unsigned long long v = (unsigned long long)sec * tu_time_scale();
+    return v > UINT_MAX / 2 ? UINT_MAX / 2 : (unsigned)v;
+}
+
+/* ---- running cases --------------------------------------------------------- */
+
+/* skip() calls in this process (counted before cmocka's longjmp). */
+static unsigned skipped_cases;
+/* Whether main went through tu_run_group_tests_ (checked at exit). */
+static bool ran_through_runner;
+
+void tu_skip_(const char *file, int line)
+{
+    skipped_cases++;
+    _skip(file, line);
+}
+
+int tu_run_group_tests_(const char *group, const struct CMUnitTest *tests, size_t n,
+                        CMFixtureFunction setup, CMFixtureFunction teardown)
+{
+    ran_through_runner = true;
+    /* group is the table's variable name ("tests"); the binary says more. */
+    const char *self = program_invocation_short_name;
+    const char *filter = getenv("BR_TEST_FILTER");
+    const char *expect = getenv("BR_TEST_CASES");
+    if (expect && strtoull(expect, NULL, 10) != n) {
+        fprintf(stderr,
+                "%s: CMake registered %s case(s) from the source, the table has %zu: a case "
+                "would go unrun (or is named oddly); reconfigure, or check the "
+                "cmocka_unit_test lines\n",
+                self, expect, n);
+        return 1;
+    }
+    struct CMUnitTest *sel = malloc((n ? n : 1) * sizeof *sel);
+    if (!sel)
+        return 1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!filter || fnmatch(filter, tests[i].name, 0) == 0)
+            sel[k++] = tests[i];
+    if (k == 0) {
+        fprintf(stderr, "%s: no case matches BR_TEST_FILTER=%s\n", self, filter ? filter : "");
+        free(sel);
+        return 1;
+    }
+    /* The selection is made here, with fnmatch; cmocka's own filter (a
+     * binary may have set one) matches fewer patterns and would silently
+     * run none of them. */
+    cmocka_set_test_filter(NULL);
+    int failed = _cmocka_run_group_tests(group, sel, k, setup, teardown);
+    free(sel);
+    if (failed)
+        return failed;
+    if (skipped_cases >= k) {
+        printf("SKIPPED: all %zu case(s) of %s (exit 77)\n", k, self);
+        return 77;
+    }
+    if (skipped_cases)
+        printf("SKIPPED: %u of %zu case(s) of %s (named above); the others passed\n",
+               skipped_cases, k, self);
+    return 0;
+}
+
+/* A binary that ran cmocka's own runner would ignore BR_TEST_FILTER and
+ * pass every CTest case by running them all: refuse that at exit. (A
+ * process forked once the runner ran inherits the flag.) */
+__attribute__((destructor)) static void check_runner_used(void)
+{
+    if (getenv("BR_TEST_FILTER") && !ran_through_runner) {
+        static const char msg[] = "BR_TEST_FILTER is set but this binary did not run its cases "
+                                  "through tu_run_group_tests_ (test_util.h)\n";
+        ssize_t r = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)r;
+        _exit(1);
+    }
 }

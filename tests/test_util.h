@@ -27,9 +27,25 @@
 #define TU_MAX_SEQ 4096u
 /* Deaths a test can record (one pid each). */
 #define TU_MAX_DEATHS 64u
+/*
+ * Time on a slow or loaded machine. Every timeout, deadline and upper time
+ * bound in tests/ goes through tu_ms() or tu_s(), which multiply it by
+ * BR_TEST_TIME_SCALE (a whole number >= 1, default 1; like libuv's
+ * UV_TEST_TIMEOUT_MULTIPLIER). CMake reads the same variable when it
+ * configures, for CTest's TIMEOUT, and hands its value to every test
+ * (docs/testing.md). A value that is not a whole number >= 1 ends the
+ * binary with a message rather than being ignored. Durations that are the
+ * behaviour under test (a 50 ms br_next timeout, a loader that takes 200
+ * ms) and lower bounds are not scaled: a slow machine only makes things
+ * later.
+ */
+unsigned tu_time_scale(void);
+int tu_ms(int ms);           /* ms * scale, capped at INT_MAX / 2 */
+unsigned tu_s(unsigned sec); /* sec * scale */
+
 /* Default bound on any wait for an event, so a broken library fails a test
  * instead of hanging the suite until CTest's timeout. */
-#define TU_WAIT_MS 20000
+#define TU_WAIT_MS tu_ms(20000)
 
 /* How the standard loader sizes each batch (see tu_expected_size()). */
 enum tu_size_mode {
@@ -193,15 +209,36 @@ int tu_kill_descendant(pid_t pid, int sig);
  * pids when it is not NULL. */
 void tu_assert_workers_live(br_gen *g, uint32_t workers, int32_t *pids);
 
-/* Leak checks around a generator's life: processes, /dev/shm, fds, maps. */
+/*
+ * Leak checks around a generator's life: processes, /dev/shm, fds, maps.
+ *
+ * /dev/shm is shared with every other process of the machine (another test
+ * binary under ctest -j, a second build's suite, a user's serve), so only
+ * entries of this test count: a new entry left at the check is a leak when
+ *  - its name is a test ring name carrying our pid: it starts with
+ *    "brtest-" and one of its '-'-separated fields is getpid() in decimal
+ *    (test_named's /brtest-<pid>-<n>, test_cli's /brtest-<pid>-cli<n>,
+ *    test_hostile's /brtest-hostile-<pid>-<k>), whoever created it (a
+ *    serve child that died without removing its ring); or
+ *  - it holds a batchring ring header (BR_RING_MAGIC) whose owner_pid is
+ *    this process or a live descendant, whatever its name.
+ * The library puts nothing else in /dev/shm (anonymous rings are memfds,
+ * checked through the fd count and /proc/self/maps).
+ */
 typedef struct tu_leaks {
     char **shm;
     size_t n_shm;
     int fds;
 } tu_leaks;
 void tu_leaks_begin(tu_leaks *l);
-/* Asserts: no descendant process, /dev/shm as at begin, as many fds as at
- * begin, no memfd or /dev/shm mapping left. Frees the snapshot. */
+/* The checks without asserting: the number of problems found (0 when
+ * none), each described in why (NUL-terminated, cut at cap). No
+ * descendant process, no new /dev/shm entry of ours (above), as many fds
+ * as at begin, no memfd or /dev/shm mapping left. Frees the snapshot. */
+int tu_leaks_find(tu_leaks *l, char *why, size_t cap);
+/* Whether /dev/shm/<name> is this test's by the rules above. */
+bool tu_shm_is_ours(const char *name);
+/* tu_leaks_find as an assertion. */
 void tu_leaks_check(tu_leaks *l);
 
 /* Generators a failing test leaves open are closed by tu_teardown(), so
@@ -211,16 +248,46 @@ int tu_close(br_gen *g); /* untracks, then br_close() */
 /* Per-test fixtures: setup arms the watchdog for TU_TEST_SECONDS (a batch
  * that is never delivered would otherwise block br_next for good);
  * teardown closes what a failed test left open and disarms it. */
-#define TU_TEST_SECONDS 60
+#define TU_TEST_SECONDS tu_s(60)
 int tu_setup(void **state);
 int tu_teardown(void **state);
 
-/* Aborts the test binary with a message if not disarmed within seconds:
- * turns a hang into a named failure. */
+/* Aborts the test binary with a message if not disarmed within seconds
+ * (scaled by the caller: tu_s(10)): turns a hang into a named failure. */
 void tu_watchdog_arm(unsigned seconds, const char *what);
 void tu_watchdog_disarm(void);
 
 uint64_t tu_now_ns(void);
+
+/*
+ * Running cases; skips that show as skips.
+ *
+ * cmocka's skip() marks a case skipped, but the binary still exits 0 and
+ * CTest would count it as passed. So every test binary runs its table
+ * through tu_run_group_tests_() (cmocka_run_group_tests is redefined below
+ * to call it) and every skip() is counted (skip is redefined too):
+ *  - BR_TEST_FILTER=PATTERN (fnmatch) runs the matching cases only; none
+ *    matching is a failure, not an empty pass. tests/CMakeLists.txt
+ *    registers each case as its own CTest test this way.
+ *  - BR_TEST_CASES=N, set by CMake from the cases it found in the source:
+ *    a table of another length fails, so a case CMake did not register
+ *    cannot go unrun.
+ *  - the exit code is cmocka's failure count; else 77 (CTest's
+ *    SKIP_RETURN_CODE) when every case that ran was skipped; else 0, with
+ *    a "SKIPPED: k of n" line when some were.
+ */
+int tu_run_group_tests_(const char *group, const struct CMUnitTest *tests, size_t n,
+                        CMFixtureFunction setup, CMFixtureFunction teardown);
+void tu_skip_(const char *file, int line);
+
+#ifndef cmocka_unit_test
+#error "include <cmocka.h> before test_util.h"
+#endif
+#undef cmocka_run_group_tests
+#define cmocka_run_group_tests(tests, setup, teardown)                                          \
+    tu_run_group_tests_(#tests, (tests), sizeof(tests) / sizeof((tests)[0]), (setup), (teardown))
+#undef skip
+#define skip() tu_skip_(__FILE__, __LINE__)
 
 /* Asserts that hay contains needle, printing both when it does not. */
 #define tu_assert_contains(hay, needle) tu_assert_contains_((hay), (needle), __FILE__, __LINE__)
