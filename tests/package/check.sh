@@ -71,6 +71,7 @@ step_install() {
     libdir=${libdir%/pkgconfig}
     [ -n "$libdir" ] || { echo "no pkgconfig directory installed"; return 1; }
     for f in bin/batchring include/batchring.h include/batchring/version.h \
+             include/batchring/plugin.h \
              "$libdir/libbatchring.a" "$libdir/pkgconfig/batchring.pc" \
              "$libdir/cmake/batchring/batchringConfig.cmake" \
              share/doc/batchring/LICENSE share/doc/batchring/CHANGELOG.md \
