@@ -136,7 +136,7 @@ int br_cli_mkdata(int argc, char **argv)
             for (const struct option *o = longopts; o->name; o++)
                 if (o->val == c)
                     name = o->name;
-            fprintf(stderr, "batchring mkdata: bad value '%s' for --%s\n", optarg, name);
+            br_cli_error("bad value '%s' for --%s", optarg, name);
             return 2;
         }
         switch (c) {
@@ -164,27 +164,25 @@ int br_cli_mkdata(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "batchring mkdata: unexpected argument '%s'\n", argv[optind]);
+        br_cli_error("unexpected argument '%s'", argv[optind]);
         return 2;
     }
     if (!spec.layout || !spec.dir || !have_samples) {
-        fprintf(stderr, "batchring mkdata: --layout, --dir and --samples are required "
-                        "(batchring mkdata --help)\n");
+        br_cli_error("--layout, --dir and --samples are required "
+                     "(batchring mkdata --help)");
         return 2;
     }
     if (strcmp(spec.layout, "records") && strcmp(spec.layout, "files") &&
         strcmp(spec.layout, "indexed")) {
-        fprintf(stderr, "batchring mkdata: unknown layout '%s': use records, files or indexed\n",
-                spec.layout);
+        br_cli_error("unknown layout '%s': use records, files or indexed", spec.layout);
         return 2;
     }
     if (have_size && (have_min || have_max)) {
-        fprintf(stderr,
-                "batchring mkdata: give either --sample-bytes or --min-bytes/--max-bytes\n");
+        br_cli_error("give either --sample-bytes or --min-bytes/--max-bytes");
         return 2;
     }
     if (!strcmp(spec.layout, "records") && (have_min || have_max)) {
-        fprintf(stderr, "batchring mkdata: records all have one size: use --sample-bytes\n");
+        br_cli_error("records all have one size: use --sample-bytes");
         return 2;
     }
     if (have_size) {
@@ -201,7 +199,7 @@ int br_cli_mkdata(int argc, char **argv)
 
     rc = br_mkdata_write(&spec, &data_bytes, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "batchring mkdata: %s\n", err);
+        br_cli_error("%s", err);
         return 1;
     }
     printf("batchring mkdata: wrote %s %s dataset of %" PRIu64 " samples (%s) to %s:\n",

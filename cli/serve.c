@@ -635,14 +635,14 @@ static int serve_loop(br_gen *g, const struct serve_args *a)
         memset(&rs, 0, sizeof rs);
         br_ring_status_get(a->name, &rs, NULL, 0);
         if (consumer)
-            fprintf(
-                stderr, "batchring serve: %s: consumer pid %d went away at batch %" PRIu64 "%s\n",
-                a->name, (int)consumer, rs.cursor,
-                a->exit_on_detach ? "; exiting (--exit-on-detach)" : "; waiting for the next one");
+            br_cli_error("%s: consumer pid %d went away at batch %" PRIu64 "%s", a->name,
+                         (int)consumer, rs.cursor,
+                         a->exit_on_detach ? "; exiting (--exit-on-detach)"
+                                           : "; waiting for the next one");
         if (consumer && a->exit_on_detach)
             return BR_CLI_OK;
         if (pid)
-            br_cli_error("%s: consumer pid %d attached at batch %" PRIu64 "", a->name, (int)pid,
+            br_cli_error("%s: consumer pid %d attached at batch %" PRIu64, a->name, (int)pid,
                          rs.cursor);
         consumer = pid;
     }
