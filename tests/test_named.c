@@ -1569,6 +1569,92 @@ static void test_named_corrupted_header(void **state)
     tu_leaks_check(&l);
 }
 
+/* br_ring_status_get_sized writes the caller's sizes (batchring.h, rule b):
+ * a larger status and a wider worker stride get zeros past this library's
+ * fields, sizes below any struct are refused; `finished` is the public
+ * enum, and a consumer_done word outside it is BR_EBADRING naming it. */
+static void test_named_status_sized(void **state)
+{
+    (void)state;
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *name = new_ring_name();
+    br_options opt;
+    tu_shared *sh = small_ring(&opt, 64, true);
+    pid_t prod = producer_start(name, sh, &opt);
+    br_ring_status st;
+    br_worker_stats ws[2];
+    struct {
+        br_ring_status st;
+        uint64_t more[2];
+    } big;
+    struct {
+        br_worker_stats w;
+        uint64_t more[2];
+    } wide[2];
+
+    /* Until both workers have started: their pids then stay, as no batch
+     * is taken and none of them runs out of work. */
+    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
+    for (;;) {
+        assert_int_equal(br_ring_status_get(name, &st, ws, 2), 0);
+        if (ws[0].pid > 0 && ws[1].pid > 0)
+            break;
+        if (tu_now_ns() >= deadline)
+            fail_msg("the workers of %s did not start within %d ms", name, TU_WAIT_MS);
+        poll(NULL, 0, 1);
+    }
+    assert_int_equal(st.finished, BR_RING_RUNNING);
+    memset(&big, 0xab, sizeof big);
+    memset(wide, 0xab, sizeof wide);
+    assert_int_equal(br_ring_status_get_sized(name, &big.st, sizeof big, &wide[0].w, 2,
+                                              sizeof wide[0]),
+                     0);
+    assert_int_equal(big.more[0], 0);
+    assert_int_equal(big.more[1], 0);
+    assert_int_equal(big.st.slots, 4);
+    assert_int_equal(big.st.workers, 2);
+    assert_int_equal(big.st.owner_pid, st.owner_pid);
+    assert_int_equal(big.st.finished, BR_RING_RUNNING);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(wide[i].more[0], 0);
+        assert_int_equal(wide[i].more[1], 0);
+        assert_int_equal(wide[i].w.pid, ws[i].pid);
+    }
+    assert_int_equal(br_ring_status_get_sized(name, &st, 8, NULL, 0, 0), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "status_size 8");
+    assert_int_equal(br_ring_status_get_sized(name, &st, sizeof st, ws, 2, 8), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "worker_size 8");
+
+    int fd = open(shm_path(name), O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    const uint64_t orig = field_read(fd, HDR(consumer_done));
+    field_write(fd, HDR(consumer_done), 7);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), BR_EBADRING);
+    tu_assert_contains(br_last_error(NULL), "consumer_done is 7");
+    field_write(fd, HDR(consumer_done), orig);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
+    assert_int_equal(st.finished, BR_RING_RUNNING);
+
+    /* The ring still works. (Its ending is not looked at here: the producer
+     * removes the ring as soon as the last batch is taken.) */
+    br_gen *g;
+    br_batch b;
+    assert_int_equal(br_attach(&g, name, TU_WAIT_MS), 0);
+    tu_track(g);
+    for (uint64_t seq = 0; seq < 16; seq++) {
+        assert_int_equal(tu_next(g, &b, NULL), 0);
+        tu_check_batch(sh, &b, seq);
+    }
+    assert_int_equal(br_next(g, &b), BR_EOF);
+    tu_close(g);
+    assert_exit_code(wait_exit(prod, TU_WAIT_MS), PROD_DONE, "the producer after the last batch");
+    tu_assert_loaders_ok(sh);
+    reap_all(TU_WAIT_MS, true);
+    tu_leaks_check(&l);
+}
+
 /* ---- another user's ring ------------------------------------------------- */
 
 #define NOBODY 65534u
@@ -2556,6 +2642,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_named_stale_ring_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_live_owner_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_corrupted_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_status_sized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_other_uid_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_ls_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_stat, setup, teardown),

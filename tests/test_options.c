@@ -38,6 +38,7 @@ static void test_options_defaults(void **state)
     /* Garbage first: init must set every field, not rely on zeroed memory. */
     memset(&opt, 0xab, sizeof opt);
     assert_int_equal(br_options_init(&opt), 0);
+    assert_int_equal(opt.size, sizeof opt);
     assert_int_equal(opt.batch_size, 32);
     assert_int_equal(opt.workers, 1);
     assert_int_equal(opt.slots, BR_SLOTS_AUTO);
@@ -439,6 +440,170 @@ static void test_options_start_seq_limits(void **state)
     assert_int_equal(tu_close(g), 0);
 }
 
+/* ---- how br_options and the results grow (batchring.h, section 1) ------ */
+
+/* A br_options as a program built against a newer header would have it:
+ * this library's struct and fields it does not know. */
+struct newer_options {
+    br_options o;
+    uint64_t more[3];
+};
+
+/* Options that br_options_init did not set up carry no size, or a size no
+ * build ever had: br_open refuses them and says what to do. */
+static void test_options_size_refused(void **state)
+{
+    (void)state;
+    uint64_t ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    br_options o;
+    br_gen *g = NOT_NULL;
+
+    memset(&o, 0, sizeof o);
+    o.batch_size = 2;
+    o.workers = 1;
+    o.slots = BR_SLOTS_AUTO;
+    o.slot_bytes = 16;
+    o.world = 1;
+    assert_int_equal(br_open(&g, never_called, NULL, ids, NULL, 8, &o), -EINVAL);
+    assert_null(g);
+    tu_assert_contains(br_last_error(NULL), "opt->size is 0");
+    tu_assert_contains(br_last_error(NULL), "br_options_init");
+
+    o.size = 8;
+    g = NOT_NULL;
+    assert_int_equal(br_open(&g, never_called, NULL, ids, NULL, 8, &o), -EINVAL);
+    assert_null(g);
+    tu_assert_contains(br_last_error(NULL), "opt->size 8 is smaller than any br_options");
+
+    /* The same for the size the init is given, which then writes nothing. */
+    memset(&o, 0xab, sizeof o);
+    assert_int_equal(br_options_init_sized(&o, 8), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "size 8 is not the size of a br_options");
+    assert_int_equal(o.batch_size, 0xabababab);
+    assert_int_equal(br_options_init_sized(NULL, sizeof o), -EINVAL);
+}
+
+/* A newer program's larger options: the init sets this library's defaults
+ * and zeroes the rest; br_open takes them while the unknown bytes are zero
+ * and refuses them, naming the byte, once one is set. */
+static void test_options_newer_struct(void **state)
+{
+    (void)state;
+    tu_leaks leaks;
+    tu_leaks_begin(&leaks);
+    enum { N = 12 };
+    uint64_t *ids = tu_ids_identity(N);
+    struct newer_options n;
+    memset(&n, 0xab, sizeof n);
+    assert_int_equal(br_options_init_sized(&n.o, sizeof n), 0);
+    assert_int_equal(n.o.size, sizeof n);
+    assert_int_equal(n.o.batch_size, 32);
+    assert_int_equal(n.o.timeout_ms, -1);
+    assert_int_equal(n.o.world, 1);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(n.more[i], 0);
+    n.o.batch_size = 4;
+    n.o.slot_bytes = 32;
+    n.o.epochs = 1;
+    tu_shared *sh = tu_shared_new();
+    tu_shared_config(sh, ids, NULL, N, &n.o, 8);
+    br_gen *g = NOT_NULL;
+    assert_int_equal(br_open(&g, tu_loader, sh, ids, NULL, N, &n.o), 0);
+    tu_track(g);
+    br_batch b;
+    for (uint64_t seq = 0; seq < 3; seq++) {
+        assert_int_equal(tu_next(g, &b, NULL), 0);
+        tu_check_batch(sh, &b, seq);
+    }
+    assert_int_equal(br_next(g, &b), BR_EOF);
+    assert_int_equal(tu_close(g), 0);
+    tu_assert_loaders_ok(sh);
+
+    /* An option this library does not know, set. */
+    char byte[32];
+    n.more[1] = 1;
+    g = NOT_NULL;
+    assert_int_equal(br_open(&g, never_called, NULL, ids, NULL, N, &n.o), -EINVAL);
+    assert_null(g);
+    snprintf(byte, sizeof byte, "byte %zu is set", offsetof(struct newer_options, more) + 8);
+    tu_assert_contains(br_last_error(NULL), byte);
+    tu_assert_contains(br_last_error(NULL), "newer batchring");
+    tu_leaks_check(&leaks);
+    tu_shared_free(sh);
+    tu_release(ids);
+}
+
+/* The getters write exactly the caller's sizeof: a newer program's larger
+ * struct gets zeros past this library's fields, a size below any struct
+ * is refused and nothing is written; br_next zeroes br_batch.reserved. */
+static void test_options_results_sized(void **state)
+{
+    (void)state;
+    tu_leaks leaks;
+    tu_leaks_begin(&leaks);
+    enum { N = 16 };
+    uint64_t *ids = tu_ids_identity(N);
+    br_options o;
+    assert_int_equal(br_options_init(&o), 0);
+    o.batch_size = 4;
+    o.workers = 2;
+    o.slot_bytes = 32;
+    o.epochs = 0; /* endless: no worker runs out of batches and exits */
+    tu_shared *sh = tu_shared_new();
+    tu_shared_config(sh, ids, NULL, N, &o, 8);
+    br_gen *g = NULL;
+    assert_int_equal(br_open(&g, tu_loader, sh, ids, NULL, N, &o), 0);
+    tu_track(g);
+
+    br_batch b;
+    memset(&b, 0xab, sizeof b);
+    assert_int_equal(tu_next(g, &b, NULL), 0);
+    tu_check_batch(sh, &b, 0);
+    for (size_t i = 0; i < sizeof b.reserved / sizeof b.reserved[0]; i++)
+        assert_int_equal(b.reserved[i], 0);
+
+    br_stats s;
+    struct {
+        br_stats s;
+        uint64_t more[2];
+    } big;
+    assert_int_equal(br_stats_get(g, &s), 0);
+    memset(&big, 0xab, sizeof big);
+    assert_int_equal(br_stats_get_sized(g, &big.s, sizeof big), 0);
+    assert_int_equal(big.more[0], 0);
+    assert_int_equal(big.more[1], 0);
+    assert_int_equal(big.s.batches, 1);
+    assert_int_equal(big.s.workers, 2);
+    assert_int_equal(big.s.slots, s.slots);
+    memset(&big, 0xab, sizeof big);
+    assert_int_equal(br_stats_get_sized(g, &big.s, 8), -EINVAL);
+    assert_int_equal(big.s.batches, UINT64_C(0xabababababababab));
+
+    br_worker_stats ws;
+    struct {
+        br_worker_stats w;
+        uint64_t more[2];
+    } wbig;
+    int32_t pids[2];
+    tu_assert_workers_live(g, 2, pids);
+    assert_int_equal(br_worker_stats_get(g, 1, &ws), 0);
+    assert_int_equal(ws.pid, pids[1]);
+    memset(&wbig, 0xab, sizeof wbig);
+    assert_int_equal(br_worker_stats_get_sized(g, 1, &wbig.w, sizeof wbig), 0);
+    assert_int_equal(wbig.more[0], 0);
+    assert_int_equal(wbig.more[1], 0);
+    assert_int_equal(wbig.w.pid, pids[1]);
+    memset(&wbig, 0xab, sizeof wbig);
+    assert_int_equal(br_worker_stats_get_sized(g, 1, &wbig.w, 4), -EINVAL);
+    assert_int_equal(wbig.w.batches, UINT64_C(0xabababababababab));
+
+    assert_int_equal(tu_close(g), 0);
+    tu_assert_loaders_ok(sh);
+    tu_leaks_check(&leaks);
+    tu_shared_free(sh);
+    tu_release(ids);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,6 +618,9 @@ int main(void)
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_options_last_error_per_thread, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_options_start_seq_limits, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_options_size_refused, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_options_newer_struct, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_options_results_sized, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
