@@ -55,6 +55,12 @@ struct br_gen {
 
 /* The generator behind a handle, or NULL for a closed or foreign one. */
 struct br_gen *br__gen_lookup(const br_gen *handle);
+/* A getter's refusal, in the calling thread's message (br_last_error(NULL)):
+ * getters may run in a monitoring thread and never write g's. Names the
+ * first problem: a closed or foreign handle, a NULL output, a size below
+ * min_size. Returns -EINVAL. */
+int br__getter_fail(const char *fn, const br_gen *handle, bool null_out, size_t size,
+                    size_t min_size);
 /* Gives g a handle; -EMFILE with a message when the table is full. */
 int br__gen_register(struct br_gen *g, char *msg);
 /* Removes g's handle; false if it was not (or no longer) registered. */

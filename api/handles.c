@@ -28,6 +28,19 @@ static _Atomic uint64_t gen_table[BR_MAX_GENERATORS];
 static uint32_t gen_generation;
 static pthread_mutex_t gen_table_lock = PTHREAD_MUTEX_INITIALIZER;
 
+int br__getter_fail(const char *fn, const br_gen *handle, bool null_out, size_t size,
+                    size_t min_size)
+{
+    char *msg = br__open_error_buffer();
+    if (!br__gen_lookup(handle))
+        return br__fail(msg, -EINVAL, "%s: %s", fn,
+                        handle ? "the generator is closed (or not one)" : "the generator is NULL");
+    if (null_out)
+        return br__fail(msg, -EINVAL, "%s: the output pointer is NULL", fn);
+    return br__fail(msg, -EINVAL, "%s: size %zu is smaller than the %zu bytes of the 0.3 struct",
+                    fn, size, min_size);
+}
+
 struct br_gen *br__gen_lookup(const br_gen *handle)
 {
     uint64_t h = (uint64_t)(uintptr_t)handle;

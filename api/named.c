@@ -140,7 +140,7 @@ BR_API int br_consumer_pid_get(const br_gen *handle, int32_t *pid)
     const struct br_gen *g = br__gen_lookup(handle);
     uint64_t id;
     if (!g || !pid)
-        return -EINVAL;
+        return br__getter_fail("br_consumer_pid_get", handle, !pid, 0, 0);
     /* Pairs with br_attach's release store of the word. */
     id = g->ring.hdr ? br__load_acquire_u64(&g->ring.hdr->consumer) : 0;
     /* Our own lock is invisible to our own test: an attached generator is
@@ -284,3 +284,10 @@ BR_API int br_ring_remove_stale(const char *name)
     return br__ring_unlink_stale(name, &owner, msg);
 }
 
+
+BR_API int br_ring_name_check(const char *name)
+{
+    char *msg = br__open_error_buffer();
+    msg[0] = '\0';
+    return br__ring_check_name(name, msg);
+}

@@ -181,10 +181,9 @@ static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
 
 /* BR_SLOTS_AUTO: two slots per worker, and for small batches as many more
  * as fit in BR_AUTO_RING_BYTES (at most BR_AUTO_MAX_SLOTS). Any wait costs
- * a wake-up of ~26 us on these machines (docs/perf/notes.md); a ring that
- * holds less than that much production makes workers and consumer wait
- * for each other in turn (64 KiB batches, 2 workers: 0.5x a pread loop
- * with 4 slots, 1.5-1.7x with 64). Inline generators load on demand and
+ * a wake-up of tens of microseconds on a VM; a ring that holds less than
+ * that much production makes workers and consumer wait for each other in
+ * turn (docs/perf/notes.md has the figures and the command for them). Inline generators load on demand and
  * need no depth. */
 static uint32_t auto_slots(uint32_t workers, size_t slot_bytes)
 {

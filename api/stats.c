@@ -36,7 +36,7 @@ BR_API int br_checkpoint_get(const br_gen *handle, uint64_t *next_seq)
 {
     const struct br_gen *g = br__gen_lookup(handle);
     if (!g || !next_seq)
-        return -EINVAL;
+        return br__getter_fail("br_checkpoint_get", handle, !next_seq, 0, 0);
     *next_seq = g->cons.cursor;
     return 0;
 }
@@ -49,7 +49,7 @@ BR_API int br_stats_get_sized(const br_gen *handle, br_stats *dst, size_t size)
     /* The caller's struct may be of another build (batchring.h, rule b):
      * fill this library's, then copy what fits. */
     if (!g || !dst || size < BR__STATS_SIZE_0_3)
-        return -EINVAL;
+        return br__getter_fail("br_stats_get", handle, !dst, size, BR__STATS_SIZE_0_3);
     h = g->ring.hdr;
     memset(out, 0, sizeof *out);
     out->batches = br__load_relaxed_u64(&h->consumer_batches);
@@ -76,8 +76,13 @@ BR_API int br_worker_stats_get_sized(const br_gen *handle, uint32_t i, br_worker
 {
     const struct br_gen *g = br__gen_lookup(handle);
     br_worker_stats ws;
-    if (!g || !out || i >= g->nworkers || size < BR__WORKER_STATS_SIZE_0_3)
-        return -EINVAL;
+    if (!g || !out || size < BR__WORKER_STATS_SIZE_0_3)
+        return br__getter_fail("br_worker_stats_get", handle, !out, size,
+                               BR__WORKER_STATS_SIZE_0_3);
+    if (i >= g->nworkers)
+        return br__fail(br__open_error_buffer(), -EINVAL,
+                        "br_worker_stats_get: worker %u does not exist (the generator has %u)",
+                        i, g->nworkers);
     memset(&ws, 0, sizeof ws);
     br__worker_stats_copy(&g->ring.workers[i], &ws);
     br__copy_out(out, size, &ws, sizeof ws);

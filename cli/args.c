@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <batchring.h>
+
 #include "cli.h"
 
 volatile sig_atomic_t br_cli_stop;
@@ -32,12 +34,6 @@ void br_cli_catch_stop_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-uint64_t br_cli_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 bool br_cli_number(const char *opt, const char *text, uint64_t min, uint64_t max, bool sizes,
                    uint64_t *out)
@@ -101,12 +97,10 @@ bad:
 
 bool br_cli_ring_name_ok(const char *name)
 {
-    size_t len = strlen(name);
-    if (name[0] == '/' && len >= 2 && len <= 251 && !strchr(name + 1, '/') &&
-        strcmp(name, "/.") && strcmp(name, "/.."))
+    /* The library's rule, so that the command refuses exactly what the
+     * library would, before any ring is opened. */
+    if (br_ring_name_check(name) == 0)
         return true;
-    br_cli_error("bad ring name '%s': a name is '/' followed by 1 to 250 characters, "
-                 "none of them '/', and not . or .. (like /train)",
-                 name);
+    br_cli_error("bad %s", br_last_error(NULL));
     return false;
 }

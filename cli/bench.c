@@ -33,17 +33,11 @@ struct budget_loop {
     const char *what;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static bool budget_keep_running(struct bench_loop *loop)
 {
     struct budget_loop *b = (struct budget_loop *)loop;
-    const uint64_t t = now_ns();
+    const uint64_t t = br_util_now_ns();
     bool more;
     if (!b->started_ns)
         b->started_ns = t;
@@ -99,12 +93,12 @@ static void usage(FILE *to)
         if (c->uses) {
             fprintf(to, "  %-11s [", "");
             if (c->uses & BENCH_USES_BATCH_BYTES)
-                fprintf(to, "batch %s", bench_format_bytes(bytes, c->defaults.batch_bytes));
+                fprintf(to, "batch %s", br_util_bytes(bytes, c->defaults.batch_bytes));
             if (c->uses & BENCH_USES_WORKERS)
                 fprintf(to, ", %u worker%s", c->defaults.workers,
                         c->defaults.workers == 1 ? "" : "s");
             if (c->uses & BENCH_USES_RING_BYTES)
-                fprintf(to, ", ring %s", bench_format_bytes(ring, c->defaults.ring_bytes));
+                fprintf(to, ", ring %s", br_util_bytes(ring, c->defaults.ring_bytes));
             fprintf(to, "]\n");
         }
     }
@@ -263,9 +257,9 @@ static void print_row(const struct bench_case *c, const struct bench_params *p,
 
     if (c->uses & BENCH_USES_RING_BYTES) {
         char ring[32];
-        snprintf(bytes, sizeof bytes, "ring %s", bench_format_bytes(ring, p->ring_bytes));
+        snprintf(bytes, sizeof bytes, "ring %s", br_util_bytes(ring, p->ring_bytes));
     } else if (c->uses & BENCH_USES_BATCH_BYTES) {
-        bench_format_bytes(bytes, p->batch_bytes);
+        br_util_bytes(bytes, p->batch_bytes);
     } else {
         snprintf(bytes, sizeof bytes, "-");
     }
@@ -364,7 +358,7 @@ static int run_case(const struct bench_case *c, const struct options *o, bool *f
                 if (c->uses & BENCH_USES_RING_BYTES)
                     p.ring_bytes = ring[ir];
                 snprintf(what, sizeof what, "%s, %s, %u worker%s", c->name,
-                         bench_format_bytes(size, (c->uses & BENCH_USES_RING_BYTES)
+                         br_util_bytes(size, (c->uses & BENCH_USES_RING_BYTES)
                                                       ? p.ring_bytes
                                                       : p.batch_bytes),
                          p.workers, p.workers == 1 ? "" : "s");

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "util.h" /* br_util_now_ns, br_util_bytes */
+
 /* Each subcommand: argv[0] is the subcommand's name. Returns the exit code. */
 int br_cli_demo(int argc, char **argv);
 int br_cli_bench(int argc, char **argv);
@@ -80,7 +82,5 @@ extern volatile sig_atomic_t br_cli_stop;
  * ignores SIGPIPE, so that a closed stdout cannot kill the process before
  * it has cleaned up. */
 void br_cli_catch_stop_signals(void);
-
-uint64_t br_cli_now_ns(void);
 
 #endif

@@ -236,7 +236,7 @@ int br_cli_consume(int argc, char **argv)
     br_stats st0, st;
     br_stats_get(g, &st0);
     const bool tty = !quiet && isatty(STDERR_FILENO);
-    const uint64_t t0 = br_cli_now_ns();
+    const uint64_t t0 = br_util_now_ns();
     uint64_t got = 0, bytes = 0, first = 0, last = 0, last_batch_ns = t0, next_report = t0;
     const char *ended = "end of data";
     char why_buf[512], h[32];
@@ -258,7 +258,7 @@ int br_cli_consume(int argc, char **argv)
         }
         rc = br_next(g, &b);
         if (rc == -ETIMEDOUT) {
-            if (have_timeout && br_cli_now_ns() - last_batch_ns >= timeout_ms * 1000000u) {
+            if (have_timeout && br_util_now_ns() - last_batch_ns >= timeout_ms * 1000000u) {
                 uint64_t next = 0;
                 br_checkpoint_get(g, &next);
                 if (tty)
@@ -300,7 +300,7 @@ int br_cli_consume(int argc, char **argv)
         last = b.seq;
         got++;
         bytes += b.size;
-        last_batch_ns = br_cli_now_ns();
+        last_batch_ns = br_util_now_ns();
         if (tty && last_batch_ns >= next_report) {
             double s = (double)(last_batch_ns - t0) / 1e9;
             fprintf(stderr, "\r  %10" PRIu64 " batches  %8.0f batches/s  %6.2f GB/s  ", got,
@@ -309,7 +309,7 @@ int br_cli_consume(int argc, char **argv)
         }
     }
     const bool failed = rc != 0 || why;
-    const double secs = (double)(br_cli_now_ns() - t0) / 1e9;
+    const double secs = (double)(br_util_now_ns() - t0) / 1e9;
     br_stats_get(g, &st);
     br_close(g);
     if (tty)
@@ -322,7 +322,7 @@ int br_cli_consume(int argc, char **argv)
         st.elapsed_ns ? 100.0 * (double)(st.stall_ns - st0.stall_ns) / (double)st.elapsed_ns : 0.0;
     printf("batchring consume: %s: %" PRIu64 " batches%s, %s in %.2f s: %.0f batches/s, %.3f "
            "GB/s, data stall %.1f%%; %s; %s\n",
-           name, got, range, br_mkdata_human(h, bytes), secs, secs > 0 ? (double)got / secs : 0.0,
+           name, got, range, br_util_bytes(h, bytes), secs, secs > 0 ? (double)got / secs : 0.0,
            secs > 0 ? (double)bytes / secs / 1e9 : 0.0, stall > 100.0 ? 100.0 : stall,
            !v.on    ? "not verified (--verify checks mkdata data)"
            : failed ? "verification stopped"

@@ -276,7 +276,7 @@ int br_cli_demo(int argc, char **argv)
 
     printf("batchring demo: %s dataset of %lu samples (%s) in %s, batch %lu, %u workers%s, "
            "%.0f s\n",
-           layout, samples, br_mkdata_human(h, data_bytes), dir, batch, opt.workers,
+           layout, samples, br_util_bytes(h, data_bytes), dir, batch, opt.workers,
            direct ? ", O_DIRECT" : "", seconds);
     fflush(stdout);
     clock_gettime(CLOCK_MONOTONIC, &t0);

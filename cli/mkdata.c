@@ -204,7 +204,7 @@ int br_cli_mkdata(int argc, char **argv)
     }
     printf("batchring mkdata: wrote %s %s dataset of %" PRIu64 " samples (%s) to %s:\n",
            spec.layout[0] == 'i' ? "an" : "a", spec.layout, spec.samples,
-           br_mkdata_human(h, data_bytes), spec.dir);
+           br_util_bytes(h, data_bytes), spec.dir);
     if (!strcmp(spec.layout, "records")) {
         printf("  %s/%s  %" PRIu64 " records x %" PRIu64 " bytes\n", spec.dir, BR_MKDATA_RECORDS,
                spec.samples, spec.min_bytes);

@@ -41,7 +41,7 @@ struct rates {
 
 static int snap_take(const char *name, struct snap *s)
 {
-    s->t_ns = br_cli_now_ns();
+    s->t_ns = br_util_now_ns();
     return br_ring_status_get(name, &s->st, s->w, BR_MAX_WORKERS);
 }
 
@@ -115,8 +115,8 @@ static void print_text(FILE *f, const char *name, const struct snap *s, const st
     fprintf(f,
             "ring %s: %u slots x %s (%s), batch %u, %" PRIu64 " samples, %" PRIu64
             " batches per epoch, %s\n",
-            name, st->slots, br_mkdata_human(slot, st->slot_bytes),
-            br_mkdata_human(total, st->total_bytes), st->batch_size, st->n_ids,
+            name, st->slots, br_util_bytes(slot, st->slot_bytes),
+            br_util_bytes(total, st->total_bytes), st->batch_size, st->n_ids,
             st->batches_per_epoch, epochs);
     fprintf(f, "  producer  pid %d, %s, uid %u\n", (int)st->owner_pid,
             st->owner_alive ? "running" : "DEAD (a stale ring: batchring gc removes it)",
@@ -134,7 +134,7 @@ static void print_text(FILE *f, const char *name, const struct snap *s, const st
     fprintf(f, "  slots     %u free, %u loading, %u ready, %u failed\n", st->slots_free,
             st->slots_loading, st->slots_ready, st->slots_failed);
     fprintf(f, "  taken     %" PRIu64 " batches (%s), %.3f s waiting for data",
-            st->consumer_batches, br_mkdata_human(bytes, st->consumer_bytes),
+            st->consumer_batches, br_util_bytes(bytes, st->consumer_bytes),
             (double)st->consumer_stall_ns / 1e9);
     if (r && r->have)
         fprintf(f, "; last %.2f s: %.0f batches/s, %.3f GB/s, data stall %.1f%%\n", r->secs,
@@ -534,7 +534,7 @@ int br_cli_ls(int argc, char **argv)
             snprintf(consumer, sizeof consumer, "-");
         progress(&st, where, sizeof where);
         printf("%-*s  %-16s  %-8s  %10s  %s\n", (int)width, names[i], producer, consumer,
-               br_mkdata_human(size, st.total_bytes), where);
+               br_util_bytes(size, st.total_bytes), where);
     }
     if (json)
         fputs("]\n", stdout);
@@ -604,7 +604,7 @@ int br_cli_gc(int argc, char **argv)
         if (rc == 0) {
             removed++;
             printf("removed %s: its producer (pid %d) is gone; %s freed\n", names[i],
-                   (int)st.owner_pid, br_mkdata_human(size, st.total_bytes));
+                   (int)st.owner_pid, br_util_bytes(size, st.total_bytes));
         } else if (rc == -EBUSY) {
             kept++;
             if (verbose || listed)

@@ -293,7 +293,7 @@ static void describe_source(const struct source *s, char *buf, size_t cap)
     br_dataset_info_get(s->ds, &info);
     snprintf(buf, cap, "the %s dataset %s%s%s (%" PRIu64 " samples, %s%s)", info.layout, s->path,
              s->index ? " + " : "", s->index ? s->index : "", info.samples,
-             br_mkdata_human(h, info.total_bytes), info.has_labels ? ", labels" : "");
+             br_util_bytes(h, info.total_bytes), info.has_labels ? ", labels" : "");
 }
 
 struct serve_args {
@@ -583,8 +583,8 @@ static void announce(br_gen *g, const struct serve_args *a, const struct source 
     printf("%s\n", a->name);
     printf("serving %s as %s: batch %" PRIu64 ", %u workers, %u slots x %s (%s in /dev/shm), "
            "%s; pid %d\n",
-           what, a->name, a->batch, st.workers, st.slots, br_mkdata_human(slot, rs.slot_bytes),
-           br_mkdata_human(total, rs.total_bytes), epochs, (int)getpid());
+           what, a->name, a->batch, st.workers, st.slots, br_util_bytes(slot, rs.slot_bytes),
+           br_util_bytes(total, rs.total_bytes), epochs, (int)getpid());
     fflush(stdout);
     if (br_last_error(g)[0])
         br_cli_error("note: %s", br_last_error(g));
@@ -677,6 +677,6 @@ int br_cli_serve(int argc, char **argv)
     br_close(g);
     source_close(&s); /* the plugin's fini, after br_close */
     br_cli_error("%s: served %" PRIu64 " batches (%s); ring removed", a.name, st.batches,
-                 br_mkdata_human(h, st.bytes));
+                 br_util_bytes(h, st.bytes));
     return code;
 }

@@ -286,9 +286,9 @@ static int run_consumer(const struct soak_opts *o, int out, const sigset_t *old)
         return 1;
     /* The killed consumer before us is reaped, so its claim is dead; a
      * retry covers only a ring that is still coming up. */
-    const uint64_t t0 = br_cli_now_ns();
+    const uint64_t t0 = br_util_now_ns();
     while ((rc = br_attach(&g, o->name, SOAK_NEXT_TIMEOUT_MS)) == -EBUSY &&
-           br_cli_now_ns() - t0 < SOAK_ATTACH_MS * 1000000ull && !br_cli_stop) {
+           br_util_now_ns() - t0 < SOAK_ATTACH_MS * 1000000ull && !br_cli_stop) {
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
     }
@@ -702,12 +702,12 @@ int br_cli_soak(int argc, char **argv)
     }
     printf("soak: ring %s, %" PRIu64 " samples of %" PRIu64 " B (%s), batch %" PRIu64
            ", %" PRIu64 " workers, %.1f s, worker kills %.1f/s, consumer kills %.1f/s, seed %"
-           PRIu64 "\n", o.name, o.samples, o.record_size, br_mkdata_human(h, data_bytes),
+           PRIu64 "\n", o.name, o.samples, o.record_size, br_util_bytes(h, data_bytes),
            o.batch, o.workers, o.seconds, o.kill_rate, o.consumer_kill_rate, o.seed);
     fflush(stdout);
 
     uint64_t rs = o.seed ^ 0x50a4u;
-    const uint64_t t0 = br_cli_now_ns(), end = t0 + (uint64_t)(o.seconds * 1e9);
+    const uint64_t t0 = br_util_now_ns(), end = t0 + (uint64_t)(o.seconds * 1e9);
     uint64_t next_wkill = o.kill_rate > 0 ? t0 + rnd_gap_ns(&rs, o.kill_rate) : UINT64_MAX;
     uint64_t next_ckill =
         o.consumer_kill_rate > 0 ? t0 + rnd_gap_ns(&rs, o.consumer_kill_rate) : UINT64_MAX;
@@ -717,7 +717,7 @@ int br_cli_soak(int argc, char **argv)
         failed = true;
         goto out;
     }
-    for (uint64_t now = t0; now < end && !br_cli_stop; now = br_cli_now_ns()) {
+    for (uint64_t now = t0; now < end && !br_cli_stop; now = br_util_now_ns()) {
         uint64_t wake = end < next_wkill ? end : next_wkill;
         wake = wake < next_ckill ? wake : next_ckill;
         struct pollfd pf = {.fd = cons.fd, .events = POLLIN};
@@ -736,7 +736,7 @@ int br_cli_soak(int argc, char **argv)
             failed = true;
             break;
         }
-        now = br_cli_now_ns();
+        now = br_util_now_ns();
         if (now >= next_wkill) {
             br_ring_status rst;
             br_worker_stats ws[SOAK_MAX_WORKERS];
@@ -776,7 +776,7 @@ int br_cli_soak(int argc, char **argv)
         }
     }
     judge_close_epoch(&j, false);
-    elapsed = (double)(br_cli_now_ns() - t0) / 1e9;
+    elapsed = (double)(br_util_now_ns() - t0) / 1e9;
 out:
     if (producer > 0) {
         int st = 0;
@@ -807,7 +807,7 @@ out:
     printf("soak: %.1f s, worker kills %" PRIu64 ", consumer kills %" PRIu64 ", batches %" PRIu64
            ", verified %s, lost %" PRIu64 ", repeated %" PRIu64 ", wrong %" PRIu64
            ", redelivered after a consumer kill %" PRIu64 ": %s\n",
-           elapsed, wkills, ckills, j.batches, br_mkdata_human(h, j.bytes), j.lost, j.repeated,
+           elapsed, wkills, ckills, j.batches, br_util_bytes(h, j.bytes), j.lost, j.repeated,
            j.bad, j.redelivered,
            failed || j.lost || j.repeated || j.bad ? "FAILED" : br_cli_stop ? "ok (interrupted)"
                                                                               : "ok");

@@ -31,9 +31,10 @@
 #define BR_SPIN_NS 20000u
 /* When a core is free for it (workers < online CPUs), the consumer spins
  * up to twice its recent wait instead, if that is at most this long: a
- * sleep costs the worker a FUTEX_WAKE (~6 us on a KVM guest) and the
- * consumer a wake-up (~26 us), a large share of a batch that takes tens of
- * microseconds to load and nothing next to one that takes milliseconds. */
+ * sleep costs the worker a FUTEX_WAKE and the consumer a wake-up (both
+ * microseconds on a VM: docs/perf/notes.md), a large share of a batch that
+ * takes tens of microseconds to load and nothing next to one that takes
+ * milliseconds. */
 #define BR_SPIN_MAX_NS 500000u
 /* When workers fill every core, the consumer spins only this long: each
  * microsecond of its spin is taken from a worker about to publish. */
@@ -192,8 +193,8 @@ int br__consumer_loader_failure(const struct br_consumer *c, uint64_t seq,
  * ready (batch seq + nslots/2 - 1 is published) instead, and then takes
  * those batches without waiting. A consumer faster than its workers would
  * otherwise sleep and be woken for every batch: a FUTEX_WAKE for the
- * publishing worker (~6 us here) and a wake-up that preempts a worker, per
- * batch. Workers never wait for it: the other half of the ring is free.
+ * publishing worker and a wake-up that preempts a worker, per batch
+ * (docs/perf/notes.md has what each costs). Workers never wait for it: the other half of the ring is free.
  * The sleep is at most BR_GATHER_SLEEP_MS, after which seq is checked
  * again: a late batch in the half cannot hold back one that is ready by
  * more than that.

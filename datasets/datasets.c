@@ -572,7 +572,10 @@ BR_API int br_dataset_info_get_sized(const br_dataset *ds, br_dataset_info *dst,
     const size_t size_0_3 = offsetof(br_dataset_info, layout) + sizeof dst->layout;
     br_dataset_info info;
     if (!ds || !dst || size < size_0_3)
-        return -EINVAL;
+        return br__fail(br__open_error_buffer(), -EINVAL, "br_dataset_info_get: %s",
+                        !ds    ? "the dataset is NULL"
+                        : !dst ? "the output pointer is NULL"
+                               : "size is smaller than the 0.3 struct");
     memset(&info, 0, sizeof info);
     info.samples = ds->n;
     info.max_sample_bytes = ds->max_bytes;

@@ -168,10 +168,12 @@ enum br_errno {
 typedef struct br_gen br_gen;
 
 /*
- * The message of the last failing call on g, or of the last failed
- * br_open() of the calling thread when g is NULL. Never NULL ("" if none).
- * Valid until the next call on g (or the next br_open of the thread).
- * Since 0.1.
+ * The message of the last failing call on g, or, when g is NULL, of the
+ * calling thread's last failed call that has no generator to keep it:
+ * br_open and its kin, and the getters (br_stats_get, br_worker_stats_get,
+ * br_checkpoint_get, br_consumer_pid_get, br_dataset_info_get, which may
+ * run in a monitoring thread and so never write g's message). Never NULL
+ * ("" if none). Valid until the next such call. Since 0.1.
  */
 BR_API const char *br_last_error(const br_gen *g);
 
@@ -645,6 +647,15 @@ BR_API int br_consumer_pid_get(const br_gen *g, int32_t *pid);
  * -EBUSY (its producer runs), or br_ring_status_get's errors. Since 0.2.
  */
 BR_API int br_ring_remove_stale(const char *name);
+
+/*
+ * Checks a ring name without touching /dev/shm: "/" followed by 1 to 250
+ * characters, none of them "/", and not "/." or "/..". The rule every call
+ * that takes a name applies (opt.name, br_attach, br_ring_status_get,
+ * br_ring_remove_stale). Returns 0, or -EINVAL with the rule in
+ * br_last_error(NULL). Since 0.3.
+ */
+BR_API int br_ring_name_check(const char *name);
 
 /*=====================================================================
  * 8. Observe

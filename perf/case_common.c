@@ -17,12 +17,6 @@
 
 #include "case_common.h"
 
-uint64_t bench__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 int bench__fail(struct bench_result *out, int code, const char *fmt, ...)
 {
@@ -178,11 +172,11 @@ int bench__consume(br_gen *g, uint64_t n, const struct trainer *t, uint64_t *byt
 static int wait_workers_quiet(br_gen *g, uint64_t quiet_ns, struct bench_result *out)
 {
     const struct timespec nap = {0, 50000};
-    const uint64_t t0 = bench__now_ns();
+    const uint64_t t0 = br_util_now_ns();
     uint64_t last = UINT64_MAX, since = t0;
     br_stats st;
     for (;;) {
-        uint64_t t = bench__now_ns();
+        uint64_t t = br_util_now_ns();
         br_stats_get(g, &st);
         if (st.loaded != last)
             last = st.loaded, since = t;
@@ -200,13 +194,13 @@ static int wait_workers_quiet(br_gen *g, uint64_t quiet_ns, struct bench_result 
 int bench__wait_ring_full(br_gen *g, uint32_t slots, struct bench_result *out)
 {
     const struct timespec nap = {0, 20000};
-    const uint64_t t0 = bench__now_ns();
+    const uint64_t t0 = br_util_now_ns();
     br_stats st;
     for (;;) {
         br_stats_get(g, &st);
         if (st.loaded >= st.batches + slots - 1)
             break;
-        if (bench__now_ns() - t0 > STUCK_NS)
+        if (br_util_now_ns() - t0 > STUCK_NS)
             return bench__fail(out, -ETIMEDOUT, "the workers did not fill the ring in %llu s",
                                (unsigned long long)(STUCK_NS / 1000000000u));
         nanosleep(&nap, NULL);
@@ -241,17 +235,17 @@ int bench__run_pipeline(struct bench_loop *loop, br_gen *g, uint32_t workers,
                         const struct trainer *t, struct baseline *base, unsigned n_base,
                         struct bench_result *out)
 {
-    uint64_t t0 = bench__now_ns(), n = 0, prev, k, unit_ns;
+    uint64_t t0 = br_util_now_ns(), n = 0, prev, k, unit_ns;
     int rc;
 
-    while (n < 8u * bench__max_u64(1, workers) || bench__now_ns() - t0 < WARMUP_NS) {
+    while (n < 8u * bench__max_u64(1, workers) || br_util_now_ns() - t0 < WARMUP_NS) {
         if ((rc = bench__consume(g, 1, t, NULL, out)))
             return rc;
         n++;
     }
-    unit_ns = bench__max_u64(1, (bench__now_ns() - t0) / n);
+    unit_ns = bench__max_u64(1, (br_util_now_ns() - t0) / n);
     k = bench__max_u64(1, STEP_NS / unit_ns);
-    prev = bench__now_ns();
+    prev = br_util_now_ns();
     while (loop->keep_running(loop)) {
         uint64_t bytes = 0, t1;
         if (n_base) {
@@ -259,11 +253,11 @@ int bench__run_pipeline(struct bench_loop *loop, br_gen *g, uint32_t workers,
             br_stats_get(g, &st);
             if ((rc = bench__consume(g, st.loaded - st.batches + workers, t, NULL, out)))
                 return rc;
-            prev = bench__now_ns();
+            prev = br_util_now_ns();
         }
         if ((rc = bench__consume(g, k, t, &bytes, out)))
             return rc;
-        t1 = bench__now_ns();
+        t1 = br_util_now_ns();
         loop->iteration_done(loop, t1 - prev, k);
         out->units += k;
         out->bytes += bytes;
@@ -281,10 +275,10 @@ int bench__run_pipeline(struct bench_loop *loop, br_gen *g, uint32_t workers,
              * untimed batches: both start with their data in cache. */
             if ((rc = base[i].run(base[i].ctx, 1)))
                 return rc;
-            b0 = bench__now_ns();
+            b0 = br_util_now_ns();
             if ((rc = base[i].run(base[i].ctx, k)))
                 return rc;
-            base[i].ns += bench__now_ns() - b0;
+            base[i].ns += br_util_now_ns() - b0;
             base[i].units += k;
         }
     }

@@ -46,7 +46,7 @@
 
 /* ---- helpers (case_common.c) ---- */
 
-uint64_t bench__now_ns(void);
+
 
 /* Sets out->error from the format and returns code. */
 int bench__fail(struct bench_result *out, int code, const char *fmt, ...)

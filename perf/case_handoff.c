@@ -166,9 +166,9 @@ static uint64_t bouncer_calibrate(struct bouncer *b, uint64_t ns_target)
     uint64_t t0, n = 2000;
     bouncer_unpark(b);
     bouncer_round_trips(b, 20000);
-    t0 = bench__now_ns();
+    t0 = br_util_now_ns();
     bouncer_round_trips(b, n);
-    n = bench__max_u64(1, ns_target * n / bench__max_u64(1, bench__now_ns() - t0));
+    n = bench__max_u64(1, ns_target * n / bench__max_u64(1, br_util_now_ns() - t0));
     bouncer_park(b);
     return n;
 }
@@ -178,9 +178,9 @@ static uint64_t bouncer_chunk(struct bouncer *b, uint64_t k)
 {
     uint64_t t0, ns;
     bouncer_unpark(b);
-    t0 = bench__now_ns();
+    t0 = br_util_now_ns();
     bouncer_round_trips(b, k);
-    ns = bench__now_ns() - t0;
+    ns = br_util_now_ns() - t0;
     bouncer_park(b);
     return ns;
 }
@@ -242,11 +242,11 @@ int bench__handoff_run(struct bench_loop *loop, const struct bench_params *p,
         uint64_t t0, t1;
         if ((rc = bench__wait_ring_full(g, slots, out)))
             goto done;
-        t0 = bench__now_ns();
+        t0 = br_util_now_ns();
         for (uint32_t i = 0; i < burst; i++)
             if ((rc = bench__next_batch(g, &b, out)))
                 goto done;
-        t1 = bench__now_ns();
+        t1 = br_util_now_ns();
         loop->iteration_done(loop, t1 - t0, burst);
         out->units += burst;
         ns += t1 - t0;

@@ -81,15 +81,15 @@ int bench__overlap_run(struct bench_loop *loop, const struct bench_params *p,
     struct private_loader load_only = {load_checksum, &cfg, bench__private_job(dst, bytes, err),
                                        NULL};
     for (int i = 0; i < 9; i++) {
-        uint64_t t0 = bench__now_ns();
+        uint64_t t0 = br_util_now_ns();
         bench__private_loads(&load_only, 1);
-        samples[i] = bench__now_ns() - t0;
+        samples[i] = br_util_now_ns() - t0;
     }
     load_ns = (double)median_ns(samples, 9);
     for (int i = 0; i < 9; i++) {
-        uint64_t t0 = bench__now_ns();
+        uint64_t t0 = br_util_now_ns();
         bench__sink = bench__training_step((const uint64_t *)dst, words, words);
-        samples[i] = bench__now_ns() - t0;
+        samples[i] = br_util_now_ns() - t0;
     }
     per_word_ps = bench__max_u64(1, median_ns(samples, 9) * 1000 / words);
     trainer.work = bench__max_u64(1, (uint64_t)(load_ns * 1000) / per_word_ps);

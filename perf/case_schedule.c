@@ -32,14 +32,14 @@ static uint64_t schedule_ns_per_batch(bool shuffle, uint64_t batches, uint64_t *
     uint64_t t0, acc = 0;
     if (br__schedule_init(&s, &o, msg))
         return 0;
-    t0 = bench__now_ns();
+    t0 = br_util_now_ns();
     for (uint64_t seq = 0; seq < batches; seq++) {
         struct br_batch_place pl = br__schedule_place(&s, seq * 7919);
         br__schedule_fill(&s, &pl, NULL, NULL, ids, NULL);
         acc += ids[seq % SCHEDULE_BATCH];
     }
     bench__sink = acc;
-    return (bench__now_ns() - t0) / bench__max_u64(1, batches);
+    return (br_util_now_ns() - t0) / bench__max_u64(1, batches);
 }
 
 int bench__schedule_run(struct bench_loop *loop, const struct bench_params *p,
@@ -59,17 +59,17 @@ int bench__schedule_run(struct bench_loop *loop, const struct bench_params *p,
         uint64_t t0, t1;
         if ((rc = bench__wait_ring_full(g, SCHEDULE_SLOTS, out)))
             goto done;
-        t0 = bench__now_ns();
+        t0 = br_util_now_ns();
         for (uint32_t i = 0; i + 1 < SCHEDULE_SLOTS; i++)
             if ((rc = bench__next_batch(g, &b, out)))
                 goto done;
-        handoff_ns += bench__now_ns() - t0;
+        handoff_ns += br_util_now_ns() - t0;
         handoffs += SCHEDULE_SLOTS - 1;
-        t1 = bench__now_ns();
+        t1 = br_util_now_ns();
         sched_ns += schedule_ns_per_batch(true, 16, ids);
         seq_ns += schedule_ns_per_batch(false, 16, ids);
         n++;
-        loop->iteration_done(loop, bench__now_ns() - t1, 16);
+        loop->iteration_done(loop, br_util_now_ns() - t1, 16);
         out->units += 16;
     }
     out->value = (double)sched_ns / (double)bench__max_u64(1, n);

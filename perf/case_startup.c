@@ -24,7 +24,7 @@
  * prefaulted shared ring can cost. Returns ns, or a negative errno. */
 static int64_t prefault_once(uint64_t bytes, struct bench_result *out)
 {
-    uint64_t t0 = bench__now_ns(), t1;
+    uint64_t t0 = br_util_now_ns(), t1;
     void *p;
     int fd = memfd_create("batchring-bench", MFD_CLOEXEC);
     if (fd < 0)
@@ -47,7 +47,7 @@ static int64_t prefault_once(uint64_t bytes, struct bench_result *out)
         for (uint64_t off = 0; off < bytes; off += page)
             ((volatile uint8_t *)p)[off] = 0;
     }
-    t1 = bench__now_ns();
+    t1 = br_util_now_ns();
     munmap(p, bytes);
     close(fd);
     return (int64_t)(t1 - t0);
@@ -58,12 +58,12 @@ static int64_t open_to_first_batch(const struct bench_params *p, uint32_t slots,
 {
     br_gen *g = NULL;
     br_batch b;
-    uint64_t t0 = bench__now_ns(), t1;
+    uint64_t t0 = br_util_now_ns(), t1;
     int rc = bench__open_generator(&g, bench__load_nothing, NULL, p->batch_bytes, p->workers, slots,
                                    out);
     if (rc == 0)
         rc = bench__next_batch(g, &b, out);
-    t1 = bench__now_ns();
+    t1 = br_util_now_ns();
     br_close(g);
     return rc ? rc : (int64_t)(t1 - t0);
 }

@@ -264,10 +264,10 @@ int bench__scaling_run(struct bench_loop *loop, const struct bench_params *p,
     /* What one sleep really takes here (timer slack, wake-up latency): the
      * ideal the workers could reach, reported beside the issue's. */
     br_job job = bench__private_job(NULL, 0, err);
-    t0 = bench__now_ns();
+    t0 = br_util_now_ns();
     for (uint64_t i = 0; i < calls; i++)
         load_sleep(&job, NULL);
-    loader_ns = (double)(bench__now_ns() - t0) / (double)calls;
+    loader_ns = (double)(br_util_now_ns() - t0) / (double)calls;
     out->value = (double)out->units / out->seconds;
     out->baseline = workers * (1e9 / (double)SLEEP_LOADER_NS);
     out->ratio = out->value / out->baseline;

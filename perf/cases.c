@@ -239,16 +239,3 @@ bool bench_parse_bytes(const char *text, uint64_t *out)
     return true;
 }
 
-const char *bench_format_bytes(char buf[32], uint64_t bytes)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    unsigned u = 0;
-    double v = (double)bytes;
-    while (v >= 1024 && u < 4)
-        v /= 1024, u++;
-    if (v == (double)(uint64_t)v)
-        snprintf(buf, 32, "%llu %s", (unsigned long long)v, units[u]);
-    else
-        snprintf(buf, 32, "%.1f %s", v, units[u]);
-    return buf;
-}

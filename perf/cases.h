@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h" /* br_util_now_ns, br_util_bytes */
+
 /*
  * The caller's timing loop. A case calls keep_running() before each
  * iteration and, when it returned true, iteration_done() exactly once with
@@ -93,7 +95,5 @@ int bench_verdict(const struct bench_case *c, const struct bench_params *p, doub
  * Returns false on anything else or on overflow. */
 bool bench_parse_bytes(const char *text, uint64_t *out);
 
-/* "4 KiB", "1 MiB", "1.5 MiB", "100 B". Returns buf. */
-const char *bench_format_bytes(char buf[32], uint64_t bytes);
 
 #endif /* BR_PERF_CASES_H */

@@ -37,8 +37,10 @@ const char *br__format_bytes(char buf[32], uint64_t bytes)
         v /= 1024.0;
         u++;
     }
-    if (u == 0)
-        snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
+    /* The same rule as the tools' br_util_bytes (synth/util.c): whole
+     * units without decimals, else two. */
+    if (v == (double)(uint64_t)v)
+        snprintf(buf, 32, "%llu %s", (unsigned long long)v, units[u]);
     else
         snprintf(buf, 32, "%.2f %s", v, units[u]);
     return buf;

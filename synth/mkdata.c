@@ -36,21 +36,6 @@ static int fail(char *err, size_t cap, int code, const char *fmt, ...)
     return code;
 }
 
-const char *br_mkdata_human(char buf[32], uint64_t bytes)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-    double v = (double)bytes;
-    unsigned u = 0;
-    while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
-        v /= 1024.0;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, 32, "%" PRIu64 " B", bytes);
-    else
-        snprintf(buf, 32, "%.2f %s", v, units[u]);
-    return buf;
-}
 
 /* ------------------------------------------------------------- progress */
 
@@ -61,12 +46,6 @@ struct progress {
     const char *what;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void progress_draw(struct progress *p, bool force)
 {
@@ -75,7 +54,7 @@ static void progress_draw(struct progress *p, bool force)
     unsigned filled;
     if (!p->on)
         return;
-    t = now_ns();
+    t = br_util_now_ns();
     if (!force && t - p->last_ns < 100000000u)
         return;
     p->last_ns = t;
@@ -84,8 +63,8 @@ static void progress_draw(struct progress *p, bool force)
     memset(bar + filled, ' ', 30 - filled);
     bar[30] = '\0';
     fprintf(stderr, "\r  %-12s [%s] %3u%%  %s of %s ", p->what, bar,
-            p->total ? (unsigned)(p->done * 100 / p->total) : 100, br_mkdata_human(a, p->done),
-            br_mkdata_human(b, p->total));
+            p->total ? (unsigned)(p->done * 100 / p->total) : 100, br_util_bytes(a, p->done),
+            br_util_bytes(b, p->total));
 }
 
 static void progress_clear(struct progress *p)

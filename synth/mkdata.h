@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h" /* br_util_now_ns, br_util_bytes */
+
 /* The files mkdata writes in its directory. */
 #define BR_MKDATA_RECORDS "records.bin"
 #define BR_MKDATA_DATA "data.bin"
@@ -38,7 +40,5 @@ struct br_mkdata_spec {
 int br_mkdata_write(const struct br_mkdata_spec *spec, uint64_t *data_bytes, char *err,
                     size_t cap);
 
-/* "512 B", "64.00 MiB". Returns buf. */
-const char *br_mkdata_human(char buf[32], uint64_t bytes);
 
 #endif /* BR_SYNTH_MKDATA_H */

@@ -105,6 +105,37 @@ static void test_errors_unknown_codes(void **state)
     }
 }
 
+/* Calls without a generator to hold their message leave it in the calling
+ * thread's (br_last_error(NULL)): the ring-name rule and the getters. */
+static void test_errors_messages_without_generator(void **state)
+{
+    static const char *const bad[] = {"train", "/", "/.", "/..", "/a/b"};
+    br_stats st;
+    br_worker_stats ws;
+    uint64_t next;
+    int32_t pid;
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(br_ring_name_check(bad[i]), -EINVAL);
+        tu_assert_contains(br_last_error(NULL), "must be '/' followed by 1 to 250");
+    }
+    assert_int_equal(br_ring_name_check(NULL), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "NULL");
+    assert_int_equal(br_ring_name_check("/train"), 0);
+    assert_string_equal(br_last_error(NULL), "");
+
+    assert_int_equal(br_stats_get(NULL, &st), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "br_stats_get: the generator is NULL");
+    assert_int_equal(br_worker_stats_get((br_gen *)(uintptr_t)0x12345, 0, &ws), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "br_worker_stats_get: the generator is closed");
+    assert_int_equal(br_checkpoint_get(NULL, &next), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "br_checkpoint_get");
+    assert_int_equal(br_consumer_pid_get(NULL, &pid), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "br_consumer_pid_get");
+    assert_int_equal(br_stats_get_sized(NULL, &st, 8), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "the generator is NULL");
+}
+
 static void test_errors_version(void **state)
 {
     (void)state;
@@ -123,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_errors_errno_codes),
         cmocka_unit_test(test_errors_unknown_codes),
         cmocka_unit_test(test_errors_version),
+        cmocka_unit_test(test_errors_messages_without_generator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

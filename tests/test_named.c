@@ -2183,7 +2183,7 @@ static void test_named_too_large(void **state)
     char slot[32], want_slot[64];
     const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
     snprintf(want_slot, sizeof want_slot, "1 slots x %s of slot_bytes",
-             br_mkdata_human(slot, (opt.slot_bytes + page - 1) / page * page));
+             br_util_bytes(slot, (opt.slot_bytes + page - 1) / page * page));
     tu_assert_contains(br_last_error(NULL), "it needs");
     tu_assert_contains(br_last_error(NULL), want_slot);
     tu_assert_contains(br_last_error(NULL), want == -ENOSPC ? "/dev/shm has only" : "available");
