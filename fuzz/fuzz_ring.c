@@ -41,11 +41,15 @@
 #include "ring/error.h"
 #include "ring/ring.h"
 
-/* The consumer's mapping of the ring `name`: the /dev/shm mapping of that
- * object that is not the producer's (at `producer`). */
-static bool consumer_map(const char *name, const void *producer, uintptr_t *lo, uintptr_t *hi)
+/* The consumer's mapping of the ring `name`: the /dev/shm mappings of that
+ * object outside the producer's [producer, producer + bytes). A guard-mode
+ * ring's mapping is split by its PROT_NONE pages into many entries of
+ * /proc/self/maps: the range runs from the first to the last of them. */
+static bool consumer_map(const char *name, const void *producer, size_t bytes, uintptr_t *lo,
+                         uintptr_t *hi)
 {
     char line[512], want[300];
+    const uintptr_t p0 = (uintptr_t)producer, p1 = p0 + bytes;
     bool found = false;
     FILE *f = fopen("/proc/self/maps", "re");
     FUZZ_CHECK(f != NULL, "open /proc/self/maps: %s", strerror(errno));
@@ -55,10 +59,12 @@ static bool consumer_map(const char *name, const void *producer, uintptr_t *lo, 
         size_t n = strlen(line), w = strlen(want);
         if (n < w || strcmp(line + n - w, want) != 0 || sscanf(line, "%lx-%lx", &a, &b) != 2)
             continue;
-        if (a == (uintptr_t)producer)
+        if (a >= p0 && b <= p1)
             continue;
-        *lo = a;
-        *hi = b;
+        if (!found || a < *lo)
+            *lo = a;
+        if (!found || b > *hi)
+            *hi = b;
         found = true;
     }
     fclose(f);
@@ -78,7 +84,7 @@ static void check_batch(const char *name, const struct br_ring *r, const br_batc
     uintptr_t lo = 0, hi = 0;
     volatile uint8_t sink = 0;
 
-    FUZZ_CHECK(consumer_map(name, r->base, &lo, &hi), "no consumer mapping of %s", name);
+    FUZZ_CHECK(consumer_map(name, r->base, r->bytes, &lo, &hi), "no consumer mapping of %s", name);
     FUZZ_CHECK(b->count <= h->batch_size, "batch %llu has count %u > batch_size %u",
                (unsigned long long)b->seq, b->count, h->batch_size);
     FUZZ_CHECK(b->size <= h->slot_bytes, "batch %llu has size %zu > slot_bytes %llu",

@@ -8,12 +8,15 @@
 # at a time (the machines have 2 cores). Fails on any crash, invariant,
 # leak (memory, descriptor or /dev/shm object) or hang (-timeout=10);
 # crash inputs are kept in BUILD_DIR/fuzz-artifacts/.
+# FUZZ_SEED (default 1) fixes libFuzzer's seed, so that `make test` gives
+# the same verdict on the same code; FUZZ_SEED=0 lets libFuzzer pick one,
+# as longer runs by hand should (docs/testing.md).
 set -u
 build=$(cd "$1" && pwd)
 runs=${2:-60000}
 src=$(cd "$(dirname "$0")" && pwd)
 harnesses="fuzz_ring fuzz_records fuzz_indexed fuzz_files"
-opts="-timeout=10 -detect_leaks=1 -rss_limit_mb=2048 -max_len=4200"
+opts="-timeout=10 -detect_leaks=1 -rss_limit_mb=2048 -max_len=4200 -seed=${FUZZ_SEED:-1}"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/brfuzz-run-XXXXXX")
 artifacts=$build/fuzz-artifacts
 mkdir -p "$artifacts"
