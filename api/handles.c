@@ -111,6 +111,7 @@ void br__gen_free(struct br_gen *g)
     if (g->role == ROLE_SERVE && g->ring.base)
         shm_unlink(g->name);
     br__ring_unmap(&g->ring);
+    br__cpu_plan_free(&g->ctx.cpus);
     free(g->ids);
     free(g->labels);
     free(g);

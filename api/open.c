@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,6 +295,19 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     g->ctx.user = user;
     g->ctx.ids = ids;
     g->ctx.labels = labels;
+    /* Where the workers run (batchring.h, br_options.cpus): checked here
+     * against the online CPUs, and by the supervisor against the CPUs this
+     * process may use, before any worker starts. */
+    {
+        const char *cpus = opt->cpus, *source = "cpus";
+        if (!cpus) {
+            cpus = getenv("BR_CPUS");
+            source = "BR_CPUS";
+        }
+        rc = br__cpu_plan_make(&g->ctx.cpus, cpus, source, BR_SYSFS_CPU, sched_getcpu(), msg);
+        if (rc)
+            goto fail;
+    }
 
     memset(&geo, 0, sizeof geo);
     geo.nslots = opt->slots == BR_SLOTS_AUTO ? auto_slots(workers, opt->slot_bytes) : opt->slots;

@@ -404,6 +404,23 @@ typedef struct br_options {
     uint64_t start_seq;    /* first batch of the run (default 0): a run
                               resumed at k yields exactly what the whole run
                               yields from batch k on */
+    const char *cpus;      /* Since 0.3. Where the workers run. NULL
+                              (default): the environment's BR_CPUS, and
+                              when that is unset or "", not pinned (the
+                              workers keep the trainer's affinity, as
+                              before). "0-3,8" (the kernel's CPU list
+                              syntax): worker i is pinned to the i-th CPU of
+                              the list, round-robin, and a replacement to
+                              its predecessor's CPU. "auto": when the
+                              online CPUs do not all share one last-level
+                              cache, every worker may run anywhere in the
+                              LLC domain of the CPU the trainer runs on at
+                              br_open; with one domain, not pinned
+                              (docs/perf/notes.md says why this is not the
+                              default). A bad list, a CPU that is not
+                              online or one this process may not use is
+                              -EINVAL at br_open, the message naming it.
+                              Read at br_open only; "" = NULL */
     /* New fields go here, each marked with its version; 0 = as before. */
 } br_options;
 

@@ -35,6 +35,7 @@
 static int spawn(struct br_supervisor *s, uint32_t index, uint64_t first_job)
 {
     struct br_worker_rec *rec = &s->ring->workers[index];
+    const struct br_cpu_plan *plan = &s->ctx->cpus;
     pid_t pid;
 
     /* Recorded before the fork, so that the supervisor never sees the new
@@ -48,6 +49,18 @@ static int spawn(struct br_supervisor *s, uint32_t index, uint64_t first_job)
         return -errno;
     if (pid == 0)
         br__worker_main(s->ring, s->ctx, index, first_job, s->parent);
+    /* Worker `index` gets the same CPUs whether it is the first or a
+     * replacement. Set here, by its parent, so that they are in place
+     * before anyone learns its pid (rec->pid below, br_open's return);
+     * its first few microseconds may run elsewhere. check_cpus found
+     * every set allowed at start, so a failure means the allowed CPUs
+     * changed since (a cgroup's cpuset): the worker runs where it may,
+     * and the supervisor says so. A worker that already died is reaped
+     * as any other. */
+    if (plan->n && sched_setaffinity(pid, sizeof(cpu_set_t), &plan->sets[index % plan->n]) &&
+        errno != ESRCH)
+        fprintf(stderr, "batchring: worker %u (pid %d) cannot be pinned to its CPUs: %s\n",
+                index, (int)pid, strerror(errno));
     s->pids[index] = pid;
     br__store_relaxed_i32(&rec->pid, (int32_t)pid);
     s->live++;
@@ -295,6 +308,37 @@ static void set_sup_state(struct br_ring_header *h, enum br_sup_state state)
     br__futex_wake(&h->sup_state, INT_MAX);
 }
 
+/* Can every worker be pinned where the plan says (br_options.cpus)? The
+ * online CPUs were checked at br_open; a cgroup's cpuset or a container
+ * can still forbid some, and only the kernel knows: the supervisor tries
+ * each set on itself, before any worker exists, and fails br_open with
+ * the first it refuses. Returns 0, or 1 after reporting FAILED. */
+static int check_cpus(struct br_supervisor *s, struct br_ring_header *h)
+{
+    const struct br_cpu_plan *plan = &s->ctx->cpus;
+    cpu_set_t mine;
+    if (!plan->n)
+        return 0;
+    if (sched_getaffinity(0, sizeof mine, &mine))
+        CPU_ZERO(&mine);
+    for (uint32_t i = 0; i < plan->n && i < s->nworkers; i++) {
+        char list[256];
+        if (sched_setaffinity(0, sizeof plan->sets[i], &plan->sets[i]) == 0)
+            continue;
+        h->fail_code = -EINVAL;
+        snprintf(h->fail_msg, sizeof h->fail_msg,
+                 "cpus: worker %u cannot run on CPU %s: %s (outside the CPUs this process may "
+                 "use, e.g. its cgroup's cpuset)",
+                 i, br__cpu_set_format(list, sizeof list, &plan->sets[i]), strerror(errno));
+        set_sup_state(h, BR_SUP_FAILED);
+        return 1;
+    }
+    /* Back to the supervisor's own CPUs, which do not matter to a batch. */
+    if (CPU_COUNT(&mine))
+        sched_setaffinity(0, sizeof mine, &mine);
+    return 0;
+}
+
 /* The supervisor process: start the workers, then sleep until a worker
  * ends (SIGCHLD) or the trainer stops us (SIGTERM). */
 static _Noreturn void supervisor_main(struct br_supervisor *s, pid_t trainer)
@@ -330,6 +374,8 @@ static _Noreturn void supervisor_main(struct br_supervisor *s, pid_t trainer)
         set_sup_state(h, BR_SUP_FAILED);
         _exit(1);
     }
+    if (check_cpus(s, h))
+        _exit(1);
     for (uint32_t i = 0; i < s->nworkers; i++) {
         int rc = spawn(s, i, BR_JOB_IDLE);
         if (rc) {

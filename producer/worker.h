@@ -13,6 +13,7 @@
 
 #include <batchring.h>
 
+#include "producer/cpus.h"
 #include "producer/schedule.h"
 #include "ring/ring.h"
 
@@ -26,6 +27,7 @@ struct br_loader_ctx {
     const uint64_t *ids;
     const int32_t *labels; /* NULL without labels */
     struct br_schedule sched;
+    struct br_cpu_plan cpus; /* where the supervisor pins each worker */
 };
 
 /* What one loading process (a worker, or the trainer for workers = 0)
