@@ -281,6 +281,10 @@ static void print_row(const struct bench_case *c, const struct bench_params *p,
                  verdict ? "pass" : "MISS");
     printf("%-10s %12s %7s %9s  %-12s %-42.42s %7s  %s\n", c->name, bytes, workers,
            num(value, r->value), c->value_unit, baseline, num(ratio, r->ratio), target);
+    for (unsigned f = 0; f < r->n_figures; f++)
+        printf("%-10s %20s %s = %s\n", "", "", r->figures[f].name, num(value, r->figures[f].value));
+    if (r->note[0])
+        printf("%-10s %20s note: %s\n", "", "", r->note);
     fflush(stdout);
 }
 
@@ -316,6 +320,8 @@ static void print_json(const struct bench_case *c, const struct bench_params *p,
         json_field("target_op", at_least ? ">=" : "<=");
         printf(", \"pass\": %s", verdict ? "true" : "false");
     }
+    if (r->note[0])
+        json_field("note", r->note);
     printf(", \"units\": %llu", (unsigned long long)r->units);
     json_double("seconds", r->seconds);
     printf(", \"figures\": {");

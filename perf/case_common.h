@@ -189,6 +189,14 @@ int bench__records_seq_run(struct bench_loop *loop, const struct bench_params *p
 bool bench__records_seq_target(const struct bench_params *p, double *limit, bool *at_least);
 int bench__records_direct_run(struct bench_loop *loop, const struct bench_params *p,
                               struct bench_result *out);
+/* case_peers.c: peers (shuffled), peers-seq (file order): batchring's records
+ * path beside the trainer's pread loop and PyTorch's DataLoader */
+int bench__peers_run(struct bench_loop *loop, const struct bench_params *p,
+                     struct bench_result *out);
+int bench__peers_seq_run(struct bench_loop *loop, const struct bench_params *p,
+                         struct bench_result *out);
+bool bench__peers_target(const struct bench_params *p, double *limit, bool *at_least);
+bool bench__peers_seq_target(const struct bench_params *p, double *limit, bool *at_least);
 /* case_schedule.c: batchring-perf only (it calls the library's internal
  * schedule, BR_PERF_INTERNAL) */
 int bench__schedule_run(struct bench_loop *loop, const struct bench_params *p,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The seven cases of the performance suite, each a subject beside a
+ * The cases of the performance suite, each a subject beside a
  * baseline from the same call:
  *
  *   floor       two processes bounce one cache line in MAP_SHARED memory;
@@ -19,6 +19,9 @@
  *               batches/s of the built-in records dataset read through the
  *               workers' io_uring                               vs the same
  *               reads in a pread loop (and in a bare liburing loop)
+ *   peers / peers-seq
+ *               batches/s of the records dataset       vs PyTorch's DataLoader
+ *               on the same file (and the trainer's own pread loop)
  *
  * Fairness rules: a baseline does the same work per unit as its subject
  * (the same loader function, the same bytes) for the same number of
@@ -43,6 +46,7 @@
  *   case_startup.c     startup
  *   case_overlap.c     overlap
  *   case_records.c     records-random, records-seq, records-direct
+ *   case_peers.c       peers, peers-seq
  *   case_schedule.c    schedule (batchring-perf only: library internals)
  *
  * This file holds the table (names, units, defaults: what --help and the
@@ -166,6 +170,30 @@ const struct bench_case bench_cases[] = {
         .defaults = {.batch_bytes = 1 * MIB, .workers = 1},
         .run = bench__records_direct_run,
         .target = bench__records_seq_target,
+    },
+    {
+        .name = "peers",
+        .summary = "records dataset beside PyTorch's DataLoader and a pread loop, shuffled 4 KiB records",
+        .value_unit = "batches/s",
+        .baseline_name = "PyTorch DataLoader, same workers (figures: the pread loop)",
+        .baseline_unit = "batches/s",
+        .ratio_name = "batchring / DataLoader",
+        .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
+        .defaults = {.batch_bytes = 64 * IO_RECORD_BYTES, .workers = 2},
+        .run = bench__peers_run,
+        .target = bench__peers_target,
+    },
+    {
+        .name = "peers-seq",
+        .summary = "the peers case with the records in file order",
+        .value_unit = "batches/s",
+        .baseline_name = "PyTorch DataLoader, same workers (figures: the pread loop)",
+        .baseline_unit = "batches/s",
+        .ratio_name = "batchring / DataLoader",
+        .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
+        .defaults = {.batch_bytes = 64 * IO_RECORD_BYTES, .workers = 2},
+        .run = bench__peers_seq_run,
+        .target = bench__peers_seq_target,
     },
 #ifdef BR_PERF_INTERNAL
     {

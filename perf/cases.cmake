@@ -10,4 +10,9 @@ set(BR_BENCH_CASE_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/case_throughput.c
     ${CMAKE_CURRENT_LIST_DIR}/case_records.c
     ${CMAKE_CURRENT_LIST_DIR}/case_startup.c
-    ${CMAKE_CURRENT_LIST_DIR}/case_overlap.c)
+    ${CMAKE_CURRENT_LIST_DIR}/case_overlap.c
+    ${CMAKE_CURRENT_LIST_DIR}/case_peers.c)
+# The peers cases start perf/peers/torch_loader.py from the source tree
+# (BR_PEERS_SCRIPT in the environment overrides it at run time).
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/case_peers.c PROPERTIES
+    COMPILE_DEFINITIONS "BR_PEERS_SCRIPT=\"${CMAKE_CURRENT_LIST_DIR}/peers/torch_loader.py\"")

@@ -38,7 +38,7 @@ struct bench_params {
     uint64_t ring_bytes;  /* startup: total data bytes of the ring */
 };
 
-#define BENCH_MAX_FIGURES 8
+#define BENCH_MAX_FIGURES 12
 
 /* A secondary figure worth reporting: its name carries its unit. */
 struct bench_figure {
@@ -56,6 +56,8 @@ struct bench_result {
     struct bench_figure figures[BENCH_MAX_FIGURES];
     unsigned n_figures;
     char error[256]; /* why the case failed, when run() returned < 0 */
+    char note[192];  /* what the reader must know of a run that succeeded,
+                        e.g. a peer skipped and why; empty when none */
 };
 
 /* Which parameters a case reads. */

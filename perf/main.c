@@ -52,7 +52,7 @@ static void run_case(gbench_state *st, void *arg)
     struct bench_params p = c->defaults;
     struct gbench_loop gl = {{gb_keep_running, gb_iteration_done}, st};
     struct bench_result r;
-    char label[160];
+    char label[400];
     double limit;
     bool at_least;
     int i = 0;
@@ -83,9 +83,11 @@ static void run_case(gbench_state *st, void *arg)
     gbench_items_processed(st, (int64_t)r.units);
     if (r.bytes)
         gbench_bytes_processed(st, (int64_t)r.bytes);
-    /* "unit;baseline;ratio": perf/run.sh splits it for the table. */
+    /* "unit;baseline;ratio": perf/run.sh splits it for the table; a note
+     * (a peer skipped) goes with the baseline's name. */
     if (c->target)
-        snprintf(label, sizeof label, "%s;%s;%s", c->value_unit, c->baseline_name, c->ratio_name);
+        snprintf(label, sizeof label, "%s;%s%s%s%s;%s", c->value_unit, c->baseline_name,
+                 r.note[0] ? " [" : "", r.note, r.note[0] ? "]" : "", c->ratio_name);
     else
         snprintf(label, sizeof label, "%s;;", c->value_unit);
     gbench_label(st, label);
@@ -177,6 +179,14 @@ static void register_all(void)
     ROW(b, 1 << 20, 1);
     ROW(b, 64 << 10, 2);
     ROW(b, 1 << 20, 2);
+
+    /* The peers: batchring's records path, the trainer's own pread loop
+     * and PyTorch's DataLoader, 64 x 4 KiB records per batch, 2 workers.
+     * An iteration is one round, each peer 200 ms in turn. */
+    b = family("peers", 6);
+    ROW(b, 64 * 4096, 2);
+    b = family("peers-seq", 6);
+    ROW(b, 64 * 4096, 2);
 
     family("schedule", 20);
 }
