@@ -28,8 +28,10 @@ PKGS_DEMO := build-essential cmake pkg-config liburing-dev
 PKGS_TEST := $(PKGS_DEMO) libcmocka-dev libbenchmark-dev openmpi-bin spin \
              clang libfuzzer-14-dev abigail-tools file python3
 # perf: Google Benchmark, gnuplot for the charts, and cmocka because the
-# benchmarks are built with BUILD_TESTING (BR_BUILD_PERF needs it).
-PKGS_PERF := $(PKGS_DEMO) libcmocka-dev libbenchmark-dev gnuplot-nox
+# benchmarks are built with BUILD_TESTING (BR_BUILD_PERF needs it);
+# python3-torch and python3-numpy for the peers cases' DataLoader (a large
+# install; without them those cases skip the DataLoader and say so).
+PKGS_PERF := $(PKGS_DEMO) libcmocka-dev libbenchmark-dev gnuplot-nox python3-torch python3-numpy
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
