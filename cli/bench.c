@@ -17,6 +17,7 @@
 #include <batchring.h>
 
 #include "../perf/cases.h"
+#include "../perf/topology.h"
 #include "cli.h"
 
 #define MAX_LIST 16
@@ -69,7 +70,16 @@ struct options {
     unsigned n_ring_bytes;
     double seconds;
     bool json;
+    const char *cpus; /* --cpus: BR_CPUS for every generator the cases open */
 };
+
+/* Where this run is: printed at the top and with every JSON row, so that
+ * a figure never travels without the floor and the topology it was
+ * measured on (issue 12). */
+static struct {
+    struct bench_topology topo;
+    double floor_ns; /* the floor case, a short run; NaN if it failed */
+} machine;
 
 static void usage(FILE *to)
 {
@@ -83,6 +93,8 @@ static void usage(FILE *to)
                 "  --ring-bytes LIST   startup only: ring size, e.g. 16M,64M,256M\n"
                 "  --seconds S         time budget of each measurement (default 1); the\n"
                 "                      baseline takes about as long again\n"
+                "  --cpus LIST         pin the workers of every case: a CPU list (0-3,8),\n"
+                "                      round-robin, or 'auto' (BR_CPUS, batchring.h)\n"
                 "  --json              print a JSON array instead of the table\n"
                 "  -h, --help          this text\n\n"
                 "cases (defaults in brackets):\n");
@@ -138,7 +150,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"case", required_argument, NULL, 'c'},    {"batch-bytes", required_argument, NULL, 'b'},
         {"workers", required_argument, NULL, 'w'}, {"ring-bytes", required_argument, NULL, 'r'},
         {"seconds", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"cpus", required_argument, NULL, 'C'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
 
@@ -179,6 +192,9 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case 'j':
             o->json = true;
+            break;
+        case 'C':
+            o->cpus = optarg;
             break;
         default:
             usage(stderr);
@@ -285,7 +301,36 @@ static void print_row(const struct bench_case *c, const struct bench_params *p,
         printf("%-10s %20s %s = %s\n", "", "", r->figures[f].name, num(value, r->figures[f].value));
     if (r->note[0])
         printf("%-10s %20s note: %s\n", "", "", r->note);
+    {
+        char where[512];
+        if (bench_placement_describe(where, sizeof where)[0])
+            printf("%-10s %20s ran on: %s\n", "", "", where);
+    }
     fflush(stdout);
+}
+
+/* The machine and where this row's processes ran, as fields of the row. */
+static void print_json_machine(void)
+{
+    char ran[128], may[64];
+    json_double("floor_ns", machine.floor_ns);
+    json_field("online_cpus", machine.topo.online);
+    json_field("allowed_cpus", machine.topo.allowed);
+    json_field("caches", machine.topo.caches);
+    json_field("llc_groups", machine.topo.llc);
+    printf(", \"llc_domains\": %u", machine.topo.llc_domains);
+    json_field("br_cpus", machine.topo.br_cpus);
+    printf(", \"placement\": {\"trainer\": ");
+    br_cli_json_string(stdout, bench_placement_trainer(ran, sizeof ran));
+    printf(", \"workers\": [");
+    for (unsigned i = 0; bench_placement_worker(i, ran, sizeof ran, may, sizeof may); i++) {
+        printf("%s{\"ran_on\": ", i ? ", " : "");
+        br_cli_json_string(stdout, ran);
+        printf(", \"allowed\": ");
+        br_cli_json_string(stdout, may);
+        printf("}");
+    }
+    printf("]}");
 }
 
 static void print_json(const struct bench_case *c, const struct bench_params *p,
@@ -322,6 +367,7 @@ static void print_json(const struct bench_case *c, const struct bench_params *p,
     }
     if (r->note[0])
         json_field("note", r->note);
+    print_json_machine();
     printf(", \"units\": %llu", (unsigned long long)r->units);
     json_double("seconds", r->seconds);
     printf(", \"figures\": {");
@@ -378,6 +424,7 @@ static int run_case(const struct bench_case *c, const struct options *o, bool *f
                     what,
                 };
                 memset(&r, 0, sizeof r);
+                bench_placement_reset();
                 rc = c->run(&loop.loop, &p, &r);
                 if (tty)
                     fprintf(stderr, "\r%80s\r", "");
@@ -392,6 +439,33 @@ static int run_case(const struct bench_case *c, const struct options *o, bool *f
     return failures;
 }
 
+/* The floor (a short run of the floor case) and the topology. */
+static void measure_machine(void)
+{
+    const struct bench_case *floor_case = bench_case_find("floor");
+    struct budget_loop loop = {
+        {budget_keep_running, budget_iteration_done}, 300000000u, 0, 0, 0, false, "floor",
+    };
+    struct bench_result r;
+    bench_topology_read(&machine.topo);
+    memset(&r, 0, sizeof r);
+    machine.floor_ns = NAN;
+    if (floor_case && floor_case->run(&loop.loop, &floor_case->defaults, &r) == 0)
+        machine.floor_ns = r.value;
+}
+
+static void print_machine(void)
+{
+    char floor_text[32];
+    printf("machine: floor %s ns/handoff (a cache line between two processes, 0.3 s); CPUs "
+           "online %s, this process may use %s; caches: %s (%u last-level domain%s); BR_CPUS "
+           "%s\n\n",
+           num(floor_text, machine.floor_ns), machine.topo.online, machine.topo.allowed,
+           machine.topo.caches, machine.topo.llc_domains,
+           machine.topo.llc_domains == 1 ? "" : "s",
+           machine.topo.br_cpus[0] ? machine.topo.br_cpus : "unset (workers not pinned)");
+}
+
 int br_cli_bench(int argc, char **argv)
 {
     struct options o;
@@ -400,10 +474,19 @@ int br_cli_bench(int argc, char **argv)
 
     if (rc >= 0)
         return rc;
-    if (o.json)
+    /* Through the environment, so that every generator of every case
+     * (br_options_init leaves opt.cpus NULL) pins its workers alike. */
+    if (o.cpus && setenv("BR_CPUS", o.cpus, 1)) {
+        br_cli_error("cannot set BR_CPUS: %s", strerror(errno));
+        return 1;
+    }
+    measure_machine();
+    if (o.json) {
         printf("[");
-    else
+    } else {
+        print_machine();
         print_header();
+    }
     for (size_t i = 0; i < bench_n_cases; i++)
         if (!o.only || o.only == &bench_cases[i])
             failures += run_case(&bench_cases[i], &o, &first);

@@ -69,6 +69,8 @@ static void usage(FILE *to)
                 "  --slots N         ring depth (default: 2 x workers, or as many slots as\n"
                 "                    fit in 4 MiB when that is more, at most 128; 2 with\n"
                 "                    --workers 0)\n"
+                "  --cpus LIST       pin the workers round-robin to a CPU list (0-3,8), or\n"
+                "                    'auto' (default: BR_CPUS, else unpinned)\n"
                 "  -h, --help        this text\n");
 }
 
@@ -138,8 +140,10 @@ int br_cli_demo(int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},   {"sample-bytes", required_argument, NULL, 'z'},
         {"samples", required_argument, NULL, 'n'}, {"slots", required_argument, NULL, 'S'},
         {"layout", required_argument, NULL, 'l'},  {"direct", no_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"cpus", required_argument, NULL, 'C'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
+    const char *cpus = NULL;
     unsigned long workers = 2, batch = 64, sample_bytes = 4096, samples = 16384, slots = 0;
     const char *layout = "records";
     bool direct = false;
@@ -164,6 +168,10 @@ int br_cli_demo(int argc, char **argv)
         }
         if (c == 'D') {
             direct = true;
+            continue;
+        }
+        if (c == 'C') {
+            cpus = optarg;
             continue;
         }
         errno = 0;
@@ -250,6 +258,7 @@ int br_cli_demo(int argc, char **argv)
     opt.workers = (uint32_t)workers;
     if (slots)
         opt.slots = (uint32_t)slots;
+    opt.cpus = cpus; /* NULL: BR_CPUS from the environment */
     rc = br_open_dataset(&g, ds, NULL, 0, &opt);
     if (rc) {
         br_cli_error("br_open_dataset: %s: %s", br_err_name(rc), br_last_error(NULL));

@@ -82,6 +82,9 @@ static void usage(FILE *to)
                 "  --direct            read records or indexed data with O_DIRECT\n"
                 "  --max-restarts N    worker deaths survived before the run fails (default\n"
                 "                      3, as br_options; 'unlimited' never gives up)\n"
+                "  --cpus LIST         pin the workers round-robin to a CPU list (0-3,8), or\n"
+                "                      'auto': the trainer's last-level cache domain when\n"
+                "                      there are several (default: BR_CPUS, else unpinned)\n"
                 "  --guard             debug a loader: a PROT_NONE page after each slot,\n"
                 "                      so a write past the slot kills the worker with\n"
                 "                      SIGSEGV, named with its batch (same as BR_GUARD=1)\n"
@@ -301,6 +304,7 @@ struct serve_args {
     uint64_t batch, workers, slots, slot_bytes, epochs, seed, max_restarts;
     bool have_batch, have_workers, drop_last, shuffle, shard_from_env, exit_on_detach;
     bool have_max_restarts, guard;
+    const char *cpus; /* --cpus: br_options.cpus */
 };
 
 /* Parses the command line into a and s. Returns -1 to go on, else the
@@ -329,6 +333,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         OPT_EXIT_ON_DETACH,
         OPT_MAX_RESTARTS,
         OPT_GUARD,
+        OPT_CPUS,
     };
     static const struct option longopts[] = {
         {"name", required_argument, NULL, OPT_NAME},
@@ -352,6 +357,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         {"exit-on-detach", no_argument, NULL, OPT_EXIT_ON_DETACH},
         {"max-restarts", required_argument, NULL, OPT_MAX_RESTARTS},
         {"guard", no_argument, NULL, OPT_GUARD},
+        {"cpus", required_argument, NULL, OPT_CPUS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -445,6 +451,9 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         case OPT_GUARD:
             a->guard = true;
             break;
+        case OPT_CPUS:
+            a->cpus = optarg;
+            break;
         default:
             fprintf(stderr, "(batchring serve --help lists the options)\n");
             return BR_CLI_USAGE;
@@ -517,6 +526,7 @@ static int options_fill(br_options *opt, const struct serve_args *a)
     opt->drop_last = a->drop_last;
     opt->shuffle = a->shuffle;
     opt->seed = a->seed;
+    opt->cpus = a->cpus; /* NULL: BR_CPUS from the environment */
     if (a->have_max_restarts)
         opt->max_restarts = (uint32_t)a->max_restarts;
     /* br_open reads the guard mode from the environment (br_options has

@@ -16,6 +16,7 @@
 #include <batchring.h>
 
 #include "case_common.h"
+#include "topology.h"
 
 
 int bench__fail(struct bench_result *out, int code, const char *fmt, ...)
@@ -263,6 +264,8 @@ int bench__run_pipeline(struct bench_loop *loop, br_gen *g, uint32_t workers,
         out->bytes += bytes;
         out->seconds += (double)(t1 - prev) / 1e9;
         prev = t1;
+        /* Where everyone ran, between the timed parts (topology.h). */
+        bench_placement_sample(g);
         if (!n_base)
             continue;
         /* Idle for two loads' time: a worker loads a batch in about

@@ -5,6 +5,7 @@
 # which calls the library's internal schedule, is batchring-perf's alone.
 set(BR_BENCH_CASE_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/cases.c
+    ${CMAKE_CURRENT_LIST_DIR}/topology.c
     ${CMAKE_CURRENT_LIST_DIR}/case_common.c
     ${CMAKE_CURRENT_LIST_DIR}/case_handoff.c
     ${CMAKE_CURRENT_LIST_DIR}/case_throughput.c

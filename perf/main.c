@@ -26,6 +26,7 @@
 
 #include "cases.h"
 #include "shim.h"
+#include "topology.h"
 
 struct gbench_loop {
     struct bench_loop loop; /* first: the case sees only this */
@@ -210,6 +211,17 @@ static void add_context(void)
         gbench_context("kernel", line);
     }
     gbench_context("batchring_version", br_version_string());
+    /* The topology beside every figure (issue 12); the floor is the floor
+     * case's own row, and run.sh puts it at the top of the report. */
+    {
+        struct bench_topology t;
+        bench_topology_read(&t);
+        gbench_context("cpus_allowed", t.allowed);
+        gbench_context("caches", t.caches);
+        snprintf(line, sizeof line, "%u", t.llc_domains);
+        gbench_context("llc_domains", line);
+        gbench_context("br_cpus", t.br_cpus[0] ? t.br_cpus : "unset");
+    }
 }
 
 int main(int argc, char **argv)

@@ -39,6 +39,11 @@ mkdir -p "$results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 json=$results/perf-$stamp.json
 
+# The floor and the topology first (issue 12): every figure below depends
+# on them, so the report carries them beside the results.
+BR_PERF_MACHINE=$("$build/cli/batchring" bench --case floor --seconds 0.3 2>/dev/null | sed -n 's/^machine: //p')
+export BR_PERF_MACHINE
+echo "perf/run.sh: machine: ${BR_PERF_MACHINE:-unknown (batchring bench failed)}" >&2
 echo "perf/run.sh: $reps repetitions of every case; a few minutes on a 2-core machine" >&2
 start=$(date +%s)
 # Repetitions run in a shuffled order across all cases: on a shared machine
@@ -99,6 +104,15 @@ END {
     printf "load average %s at the start and %s at the end (this run'"'"'s own processes count); batchring %s. ", ctx["load_avg"], load_end, ctx["batchring_version"]
     printf "Medians of %d repetitions, run in shuffled order. Each figure stands beside its baseline from the same run: ", reps
     print "the baseline does the same work per unit for the same number of units, in chunks interleaved with the subject'"'"'s."
+    print ""
+    # The floor and the topology: the targets that depend on them are in
+    # docs/perf/notes.md ("Which targets depend on the topology").
+    floor = "not measured"
+    for (i = 1; i <= n; i++) {
+        split(row[i], f, "\t")
+        if (f[1] == "floor" && f[13] != "failed") floor = num(f[5]) " ns"
+    }
+    printf "Topology: floor %s per one-way cache-line handoff (the floor case of this run); CPUs this process could use: %s; caches (CPUs sharing each): %s; %s last-level domain(s); BR_CPUS %s (workers %s). Before the run, `batchring bench` said: %s.\n", floor, ctx["cpus_allowed"], ctx["caches"], ctx["llc_domains"], ctx["br_cpus"], ctx["br_cpus"] == "unset" ? "not pinned" : "pinned by it", ENVIRON["BR_PERF_MACHINE"]
     print ""
     print "| case | batch | ring | workers | result | baseline (same run) | ratio | target | |"
     print "|---|---:|---:|---:|---|---|---:|---|---|"

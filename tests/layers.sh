@@ -12,7 +12,7 @@
 #   api/       -> ring/ producer/ consumer/
 #   datasets/  -> ring/error.h only (otherwise the public <batchring.h>)
 #   synth/     -> nothing internal (synthetic samples, mkdata: libc only)
-#   cli/       -> synth/, perf/cases.h (otherwise the public headers only;
+#   cli/       -> synth/, perf/cases.h, perf/topology.h (otherwise the public headers only;
 #                 tests/public_only.sh compiles the perf files `batchring
 #                 bench` builds with nothing but include/ and synth/)
 #
@@ -29,7 +29,7 @@ allowed() { # layer -> the folders (or single files) it may include
     api) echo "ring/ producer/ consumer/ api/" ;;
     datasets) echo "ring/error.h datasets/" ;;
     synth) echo "synth/" ;;
-    cli) echo "cli/ synth/ perf/cases.h" ;;
+    cli) echo "cli/ synth/ perf/cases.h perf/topology.h" ;;
     esac
 }
 

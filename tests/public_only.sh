@@ -3,8 +3,8 @@
 #
 # The installed `batchring` command needs only the public API: every source
 # it compiles (cli/, synth/, and the perf cases behind `batchring bench`:
-# perf/cases.c and perf/case_*.c but case_schedule.c, which is
-# batchring-perf's alone) is compiled here in a copy of the tree that holds
+# perf/cases.c, perf/topology.c and perf/case_*.c but case_schedule.c, which
+# is batchring-perf's alone) is compiled here in a copy of the tree that holds
 # nothing else, with include/ and synth/ as the only include paths. An
 # include of a library header (even "../ring/atomics.h", which a full tree
 # would resolve) then fails, and the script prints the compiler's message
@@ -24,7 +24,7 @@ trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$work/perf"
 cp -R "$src/include" "$src/cli" "$src/synth" "$work/"
 cp "$src"/perf/*.h "$work/perf/"
-for f in "$src"/perf/cases.c "$src"/perf/case_*.c; do
+for f in "$src"/perf/cases.c "$src"/perf/case_*.c "$src"/perf/topology.c; do
     case $(basename "$f") in
     case_schedule.c) ;; # batchring-perf only: it calls the internal schedule
     *) cp "$f" "$work/perf/" ;;
