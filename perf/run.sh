@@ -14,6 +14,9 @@
 #                         the same run, the ratio, the target), the command
 #                         and the machine
 #   scaling.png, efficiency.png   the charts (if gnuplot is installed)
+#   peers.dat, peers.md, peers.png   the peers cases (perf/case_peers.c):
+#                         batchring, the trainer's pread loop and PyTorch's
+#                         DataLoader side by side (chart: perf/peers.gp)
 # With BR_PERF_PUBLISH=1 it also copies results.md, the charts and the JSON
 # to docs/perf/, for the README. BR_PERF_REPETITIONS sets the repetitions
 # (default 5): the table shows medians.
@@ -73,9 +76,57 @@ for w in 1 2; do
         "$results/summary.tsv" | sort -n >"$results/efficiency-w$w.dat"
 done
 
-# The table.
+# The peers (case_peers.c): one row per order, batches/s of each peer, and
+# their table with the trainer's CPU per batch, the floor and the machine.
 command="perf/run.sh $build${*:+ $*}"
-awk -F '\t' -v reps="$reps" -v command="$command" -v elapsed="$elapsed" -v load_end="$load_end" '
+awk -F '\t' '
+function n(v) { return (v ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/) ? v : "NaN" }
+($1 == "peers" || $1 == "peers-seq") && $13 != "failed" {
+    split("", v)
+    k = split($15, kv, " ")
+    for (i = 1; i <= k; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ($1 == "peers" ? "shuffled" : "file-order"),
+        n($7), n(v["torch_batched_batches_per_s"]), n(v["pread_batches_per_s"]), n($5),
+        n(v["torch_cpu_us_per_batch"]), n(v["torch_batched_cpu_us_per_batch"]),
+        n(v["pread_cpu_us_per_batch"]), n(v["batchring_cpu_us_per_batch"]), n(v["resident_fraction"])
+}' "$results/summary.tsv" | sort -r >"$results/peers.dat"
+peers_floor=$(awk -F '\t' '$1 == "floor" && $13 != "failed" { printf "%.0f ns", $5 }' "$results/summary.tsv")
+peers_cpus=$(awk -F '\t' '$1 == "#" && $2 == "online_cpus" { c = $3 } $1 == "#" && $2 == "cpu_model" { m = $3 }
+    END { printf "%s CPUs (%s)", c, m }' "$results/summary.tsv")
+peers_subtitle="floor ${peers_floor:-not measured in this run} (cache line, one way), $peers_cpus; $command"
+rm -f "$results/peers.md"
+if [ -s "$results/peers.dat" ]; then
+    awk -F '\t' -v command="$command" -v sub_="$peers_subtitle" -v reps="$reps" '
+    function f(v, d) { return (v == "NaN") ? "skipped" : sprintf(d, v) }
+    BEGIN {
+        print "| order | peer | batches/s | MiB/s | trainer CPU per batch | batchring is |"
+        print "|---|---|---:|---:|---:|---:|"
+    }
+    {
+        name[1] = "PyTorch DataLoader, a record per `__getitem__`"; col[1] = 2; cpu[1] = 6
+        name[2] = "PyTorch DataLoader, batch sampler"; col[2] = 3; cpu[2] = 7
+        name[3] = "the trainer'"'"'s own pread loop"; col[3] = 4; cpu[3] = 8
+        name[4] = "**batchring** records dataset"; col[4] = 5; cpu[4] = 9
+        for (i = 1; i <= 4; i++) {
+            b = $(col[i])
+            r = (i == 4 || b == "NaN" || b == 0) ? "" : sprintf("%.1fx", $5 / b)
+            printf "| %s | %s | %s | %s | %s | %s |\n", $1, name[i], f(b, "%.0f"),
+                (b == "NaN") ? "" : sprintf("%.0f", b * 64 * 4096 / 1048576), f($(cpu[i]), "%.1f µs"), r
+        }
+        res[$1] = $10
+    }
+    END {
+        print ""
+        printf "64 x 4 KiB records per batch, 2 workers for batchring and for each DataLoader, one 128 MiB file written just before (page cache share at the end: "
+        for (o in res) printf "%s %s; ", o, (res[o] == "NaN" ? "unknown" : sprintf("%.0f%%", res[o] * 100))
+        printf "). Medians of %s repetitions; each repetition runs the peers in turns of 200 ms. Trainer CPU: getrusage of the trainer process (for torch, time.process_time of the main process), never the workers'"'"'. %s.\n", reps, sub_
+    }' "$results/peers.dat" >"$results/peers.md"
+fi
+
+# The table.
+has_peers=0
+[ -s "$results/peers.dat" ] && has_peers=1
+awk -F '\t' -v reps="$reps" -v command="$command" -v elapsed="$elapsed" -v load_end="$load_end" -v has_peers="$has_peers" '
 function human(b,    u, i) {
     if (b == "-") return "-"
     split("B KiB MiB GiB", u, " ")
@@ -124,7 +175,7 @@ END {
         }
         base = (f[7] == "-") ? "-" : num(f[7]) " " (f[1] == "handoff" ? "ns/handoff " : "") f[8]
         if (f[1] == "efficiency") base = num(f[7]) " GB/s, " f[8]
-        if (f[1] == "seed" || f[1] == "overlap" || f[1] == "scaling") base = num(f[7]) " batches/s, " f[8]
+        if (f[1] == "seed" || f[1] == "overlap" || f[1] == "scaling" || f[1] ~ /^peers/) base = num(f[7]) " batches/s, " f[8]
         if (f[1] == "startup") base = num(f[7]) " ms, " f[8]
         target = (f[11] == "-") ? "" : ((f[12] + 0) ? "≥ " : "≤ ") num(f[11])
         verdict = (f[13] == "-") ? "" : (f[13] == "MISS" ? "**miss**" : f[13])
@@ -136,10 +187,15 @@ END {
     print "![scaling](scaling.png)"
     print ""
     print "![efficiency](efficiency.png)"
+    if (has_peers) { print ""; print "![peers](peers.png)" }
 }' "$results/summary.tsv" >"$results/results.md"
 
-rm -f "$results/scaling.png" "$results/efficiency.png"
+rm -f "$results/scaling.png" "$results/efficiency.png" "$results/peers.png"
 if command -v gnuplot >/dev/null 2>&1; then
+    if [ -s "$results/peers.dat" ]; then
+        gnuplot -e "dir='$results'; subtitle='$(echo "$peers_subtitle" | tr -d "'")'" "$perf_dir/peers.gp" ||
+            echo "perf/run.sh: gnuplot failed: no peers chart" >&2
+    fi
     has_scaling=0
     has_efficiency=0
     [ -s "$results/scaling.dat" ] && has_scaling=1
@@ -152,14 +208,26 @@ fi
 
 if [ "${BR_PERF_PUBLISH:-0}" = 1 ]; then
     mkdir -p "$root/docs/perf"
-    cp "$results/results.md" "$root/docs/perf/results.md"
-    cp "$json" "$root/docs/perf/results.json"
-    for png in scaling.png efficiency.png; do
-        [ -f "$results/$png" ] && cp "$results/$png" "$root/docs/perf/$png"
-    done
+    # The peers' chart and table from any run that has them; the whole
+    # table, the JSON and the other charts only from a whole run (no
+    # batchring-perf flags), so that a filtered run never replaces them.
+    if [ -s "$results/peers.md" ]; then
+        cp "$results/peers.md" "$root/docs/perf/peers.md"
+        [ -f "$results/peers.png" ] && cp "$results/peers.png" "$root/docs/perf/peers.png"
+    fi
+    if [ $# -eq 0 ]; then
+        cp "$results/results.md" "$root/docs/perf/results.md"
+        cp "$json" "$root/docs/perf/results.json"
+        for png in scaling.png efficiency.png; do
+            [ -f "$results/$png" ] && cp "$results/$png" "$root/docs/perf/$png"
+        done
+    else
+        echo "perf/run.sh: a filtered run: docs/perf/results.md, results.json and the scaling and efficiency charts left as they were" >&2
+    fi
     echo "perf/run.sh: published to docs/perf/" >&2
 fi
 
 echo >&2
 sed -n '/^| case/,/^Targets/p' "$results/results.md" >&2
-echo "perf/run.sh: results in $results (results.md, summary.tsv, latest.json, scaling.png, efficiency.png)" >&2
+[ -s "$results/peers.md" ] && cat "$results/peers.md" >&2
+echo "perf/run.sh: results in $results (results.md, summary.tsv, latest.json, scaling.png, efficiency.png, peers.md, peers.png)" >&2
