@@ -49,6 +49,16 @@ struct br_gen {
     pid_t producer_pid;     /* ATTACHED: who serves the ring */
     uint64_t producer_start;
     uint64_t consumer_id;   /* ATTACHED: our claim on the ring */
+    /* br_region_hook_set: run on the data area, undone in br_close before
+     * the unmap (br__gen_region_fini). */
+    br_region_fn region_reg;
+    br_region_release_fn region_unreg;
+    void *region_user;
+    bool region_hooked;
+    /* br_pin (api/pin.c): the runtime dlopen()ed and what was registered. */
+    void *pin_lib;
+    int (*pin_unregister)(void *);
+    void *pin_addr;
     char msg[BR_MSG_CAP];   /* br_last_error */
     char first_error[BR_MSG_CAP];
 };
@@ -73,6 +83,13 @@ int br__gen_check_alive(struct br_consumer *c);
 /* One worker's shared record into the public counters (stats.c): the
  * one copy that br_worker_stats_get and br_ring_status_get share. */
 void br__worker_stats_copy(const struct br_worker_rec *rec, br_worker_stats *out);
+/* The data area of g's ring (br_region): 0, or -EINVAL with a message in
+ * msg for a generator that has none to offer (a producer of a named ring). */
+int br__gen_region(const struct br_gen *g, void **addr, size_t *len, char *msg);
+/* br_pin on g (api/pin.c), its message in msg. */
+int br__gen_pin(struct br_gen *g, int mode, char *msg);
+/* Undoes the region hook and the pinning, before the ring is unmapped. */
+void br__gen_region_fini(struct br_gen *g);
 /* Whether a consumer holds its lock on the ring behind fd. */
 bool br__consumer_alive(int fd);
 

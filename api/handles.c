@@ -105,6 +105,7 @@ void br__gen_free(struct br_gen *g)
     if (g->inline_ready)
         br__worker_env_fini(&g->inline_env, &g->ctx);
     br__sup_stop(&g->sup);
+    br__gen_region_fini(g);
     if (g->role == ROLE_ATTACHED)
         consumer_detach(g);
     /* The producer removes its ring: stale names are for crashes only. */
@@ -125,7 +126,7 @@ BR_API int br_close(br_gen *handle)
     /* A consumer that detaches cleanly is done with its batch: the next
      * consumer starts after it. */
     if (g->role == ROLE_ATTACHED)
-        br__consumer_release(&g->cons);
+        br__consumer_release_all(&g->cons);
     br__gen_free(g);
     return 0;
 }

@@ -61,15 +61,15 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     g->consumer_id = mine;
 
     /* Resume at the first batch not released: a consumer that died holding
-     * batch cursor - 1 left its slot READY (or FAILED) on that lap. */
+     * batches left their slots READY (or FAILED) on their laps. Those it
+     * released out of order, between there and its cursor, are skipped
+     * (skip_end): each held batch is delivered again exactly once. */
     cursor = br__load_acquire_u64(&h->cursor);
-    if (cursor > g->ring.geo.start_seq) {
-        uint64_t last = cursor - 1, lap = br__slot_lap(&g->ring, last);
-        uint32_t w = br__load_acquire_u32(&br__slot_desc(&g->ring, last)->word);
-        if (w == br__slot_word(lap, BR_READY) || w == br__slot_word(lap, BR_FAILED))
-            cursor = last;
-    }
-    br__consumer_init(&g->cons, &g->ring, cursor, timeout_ms, g->msg, br__gen_check_alive);
+    br__consumer_init(&g->cons, &g->ring, br__consumer_first_unreleased(&g->ring, cursor),
+                      timeout_ms, g->msg, br__gen_check_alive);
+    g->cons.skip_end = cursor;
+    g->cons.hold = g->ring.geo.hold;
+    cursor = g->cons.cursor;
     /* A consumer that died in a wait left its start behind. Cleared before
      * the cursor store (release), which carries it to readers; until then
      * a reader that sees us attached may still see that old wait. */

@@ -92,7 +92,12 @@ BR_API int br_next(br_gen *handle, br_batch *out)
     if (g->state == GEN_EOF)
         return BR_EOF;
 
-    br__consumer_release(&g->cons);
+    /* hold >= 2: the caller releases (br_release), and a batch the next
+     * one needs the slot of is BR_EHELD here, before any wait. */
+    if (g->cons.hold < 2)
+        br__consumer_release(&g->cons);
+    if (g->cons.cursor < g->cons.skip_end)
+        br__consumer_skip_released(&g->cons);
     seq = g->cons.cursor;
     if (seq >= g->ring.geo.end_seq) {
         g->state = GEN_EOF;
@@ -100,6 +105,11 @@ BR_API int br_next(br_gen *handle, br_batch *out)
         return br__fail(g->msg, BR_EOF, "end of data: %llu epochs of %llu batches delivered",
                         (unsigned long long)g->ring.geo.epochs,
                         (unsigned long long)g->ring.geo.batches_per_epoch);
+    }
+    if (g->cons.hold >= 2) {
+        rc = br__consumer_hold_check(&g->cons, seq);
+        if (rc)
+            return rc;
     }
     if (g->nworkers == 0)
         load_inline(g, seq);

@@ -177,6 +177,19 @@ static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
     if (opt->timeout_ms < -1)
         return br__fail(msg, -EINVAL, "timeout_ms %d is invalid: use -1 (forever) or >= 0",
                         opt->timeout_ms);
+    if (opt->hold >= BR_MAX_SLOTS)
+        return br__fail(msg, -EINVAL, "hold %u must be below the ring's slots (at most %u)",
+                        opt->hold, BR_MAX_SLOTS);
+    if (opt->slots != BR_SLOTS_AUTO && opt->hold >= opt->slots)
+        return br__fail(msg, -EINVAL, "hold %u must be below slots %u: the next batch needs "
+                        "a slot that is not held (BR_SLOTS_AUTO makes room)", opt->hold,
+                        opt->slots);
+    if (opt->pin > BR_PIN_CUDA_IF_AVAILABLE)
+        return br__fail(msg, -EINVAL, "pin %u is none of BR_PIN_NONE (0), BR_PIN_CUDA (1), "
+                        "BR_PIN_CUDA_IF_AVAILABLE (2)", opt->pin);
+    if (opt->pin && opt->name)
+        return br__fail(msg, -EINVAL, "pin with a named ring (%s): its consumer pins its own "
+                        "mapping (br_pin after br_attach)", opt->name);
     return 0;
 }
 
@@ -186,9 +199,15 @@ static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
  * that much production makes workers and consumer wait for each other in
  * turn (docs/perf/notes.md has the figures and the command for them). Inline generators load on demand and
  * need no depth. */
-static uint32_t auto_slots(uint32_t workers, size_t slot_bytes)
+static uint32_t auto_slots(uint32_t workers, size_t slot_bytes, uint32_t hold)
 {
     uint64_t slots = 2 * (uint64_t)(workers ? workers : 1), deep;
+    /* opt.hold: the H held slots come on top, so that workers keep
+     * 2 x workers free ones (inline: one to load into). */
+    if (hold >= 2)
+        slots = workers ? slots + hold : (uint64_t)hold + 1;
+    if (slots > BR_MAX_SLOTS)
+        slots = BR_MAX_SLOTS;
     if (workers == 0 || slot_bytes == 0)
         return (uint32_t)slots;
     deep = BR_AUTO_RING_BYTES / slot_bytes;
@@ -310,7 +329,9 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     }
 
     memset(&geo, 0, sizeof geo);
-    geo.nslots = opt->slots == BR_SLOTS_AUTO ? auto_slots(workers, opt->slot_bytes) : opt->slots;
+    geo.nslots = opt->slots == BR_SLOTS_AUTO ? auto_slots(workers, opt->slot_bytes, opt->hold)
+                                             : opt->slots;
+    geo.hold = opt->hold;
     geo.nworkers = workers;
     geo.batch_size = opt->batch_size;
     geo.flags = (labels ? BR_RING_LABELS : 0) | (opt->drop_last ? BR_RING_DROP_LAST : 0);
@@ -347,6 +368,7 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     }
     br__consumer_init(&g->cons, &g->ring, opt->start_seq, opt->timeout_ms, g->msg,
                       br__gen_check_alive);
+    g->cons.hold = opt->hold;
     rc = br__gen_register(g, msg);
     if (rc)
         goto fail;
@@ -356,6 +378,15 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
         struct br_gen *same;
         br__gen_unregister((br_gen *)(uintptr_t)g->handle, &same);
         goto fail;
+    }
+    /* After the supervisor's fork: pinned memory is not for children. */
+    if (opt->pin) {
+        rc = br__gen_pin(g, (int)opt->pin, msg);
+        if (rc) {
+            struct br_gen *same;
+            br__gen_unregister((br_gen *)(uintptr_t)g->handle, &same);
+            goto fail;
+        }
     }
     *out = (br_gen *)(uintptr_t)g->handle;
     return 0;

@@ -354,13 +354,15 @@ out:
     return rc;
 }
 
-void br__consumer_release(struct br_consumer *c)
+/* Gives the slot of batch seq back: FREE for the next lap. */
+static void release_slot(struct br_consumer *c, uint64_t seq)
 {
-    if (!c->holding)
-        return;
-    c->holding = false;
-    br__slot_publish(br__slot_desc(c->ring, c->held),
-                     br__slot_word(br__slot_lap(c->ring, c->held) + 1, BR_FREE));
+    if (c->holding && c->held == seq)
+        c->holding = false;
+    if (c->nheld)
+        c->nheld--;
+    br__slot_publish(br__slot_desc(c->ring, seq),
+                     br__slot_word(br__slot_lap(c->ring, seq) + 1, BR_FREE));
     /* A deep ring: no wake-up here (workers sleep at our pace, and
      * wait_ready kicks them before we wait), so a ready batch costs no
      * syscall. A shallow one: wake sleepers once per half ring, so that a
@@ -369,6 +371,12 @@ void br__consumer_release(struct br_consumer *c)
         c->released = 0;
         br__kick_workers(c->ring, (int)c->kick_every);
     }
+}
+
+void br__consumer_release(struct br_consumer *c)
+{
+    if (c->holding)
+        release_slot(c, c->held);
 }
 
 void br__consumer_take(struct br_consumer *c, uint64_t seq, const struct br_slot_fields *f,
@@ -389,7 +397,13 @@ void br__consumer_take(struct br_consumer *c, uint64_t seq, const struct br_slot
     memset(out->reserved, 0, sizeof out->reserved);
     c->holding = true;
     c->held = seq;
+    c->nheld++;
     c->cursor = seq + 1;
+    /* After a takeover, past what the consumer before released out of
+     * order, before the cursor is stored: a consumer that takes over from
+     * this one must not wait for those batches either. */
+    if (c->cursor < c->skip_end)
+        br__consumer_skip_released(c);
     /* Release: the supervisor (seq_done) and observers read the cursor. */
     br__store_release_u64(&h->cursor, c->cursor);
     /* Only this process writes these: a plain load and store, no locked
@@ -420,4 +434,78 @@ bool br__consumer_waiting(const struct br_ring_header *h, uint64_t *seq, uint64_
         return true;
     }
     return false;
+}
+
+/*
+ * Holding (opt.hold). What the caller holds is recorded in the ring, not
+ * here: a batch below the cursor whose slot word is still READY on its
+ * own lap has not been released, since only the consumer turns READY
+ * into FREE (workers turn FREE into LOADING into READY). The slot of a
+ * batch released out of order says FREE, or LOADING or READY of a later
+ * lap, so the lap tells the two apart. Every held batch lies in the
+ * window [cursor - nslots, cursor): the cursor's batch needs the slot of
+ * cursor - nslots released before it can be taken (br__consumer_hold_check
+ * says so rather than wait).
+ */
+static bool slot_unreleased(const struct br_ring *r, uint64_t seq)
+{
+    const uint64_t lap = br__slot_lap(r, seq);
+    /* Acquire, as every load of a slot word: pairs with the publish of
+     * the batch (br__slot_publish). */
+    uint32_t w = br__load_acquire_u32(&br__slot_desc(r, seq)->word);
+    return w == br__slot_word(lap, BR_READY) || w == br__slot_word(lap, BR_FAILED);
+}
+
+int br__consumer_release_seq(struct br_consumer *c, uint64_t seq)
+{
+    const uint32_t n = c->ring->nslots;
+    if (seq >= c->cursor)
+        return br__fail(c->msg, -EINVAL, "batch %llu is not held: br_next has not returned it "
+                        "(the next batch is %llu)", (unsigned long long)seq,
+                        (unsigned long long)c->cursor);
+    if (c->cursor - seq > n || seq < c->ring->geo.start_seq || !slot_unreleased(c->ring, seq))
+        return br__fail(c->msg, -EINVAL, "batch %llu is not held: it was released already",
+                        (unsigned long long)seq);
+    release_slot(c, seq);
+    return 0;
+}
+
+void br__consumer_release_all(struct br_consumer *c)
+{
+    const uint64_t n = c->ring->nslots, start = c->ring->geo.start_seq;
+    uint64_t s = c->cursor > start + n ? c->cursor - n : start;
+    for (; s < c->cursor; s++)
+        if (slot_unreleased(c->ring, s))
+            release_slot(c, s);
+    c->nheld = 0;
+}
+
+int br__consumer_hold_check(struct br_consumer *c, uint64_t seq)
+{
+    const uint32_t n = c->ring->nslots;
+    if (c->nheld >= c->hold)
+        return br__fail(c->msg, BR_EHELD, "the caller holds %u batches, as many as hold = %u "
+                        "allows: release one (br_release) before br_next", c->nheld, c->hold);
+    if (seq >= c->ring->geo.start_seq + n && slot_unreleased(c->ring, seq - n))
+        return br__fail(c->msg, BR_EHELD, "batch %llu is still held, and the next batch "
+                        "(%llu) is loaded into its slot (%u of %u slots): release it "
+                        "(br_release)", (unsigned long long)(seq - n),
+                        (unsigned long long)seq, br__slot_index(c->ring, seq), n);
+    return 0;
+}
+
+void br__consumer_skip_released(struct br_consumer *c)
+{
+    while (c->cursor < c->skip_end && !slot_unreleased(c->ring, c->cursor))
+        c->cursor++;
+}
+
+uint64_t br__consumer_first_unreleased(const struct br_ring *r, uint64_t cursor)
+{
+    const uint64_t n = r->nslots, start = r->geo.start_seq;
+    uint64_t s = cursor > start + n ? cursor - n : start;
+    for (; s < cursor; s++)
+        if (slot_unreleased(r, s))
+            return s;
+    return cursor;
 }

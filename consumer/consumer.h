@@ -19,6 +19,13 @@ struct br_consumer {
     uint64_t cursor;        /* next seq to return */
     uint64_t held;          /* seq of the batch the caller holds */
     bool holding;
+    /* opt.hold: with hold >= 2 nothing is released implicitly, and the
+     * caller holds nheld batches (each READY on its own lap, below the
+     * cursor; the slot word is the record of what is held). */
+    uint32_t hold, nheld;
+    /* After a takeover: the batches below skip_end that the consumer before
+     * released out of order are skipped, not delivered again. */
+    uint64_t skip_end;
     int timeout_ms;         /* -1: wait forever */
     uint32_t kick_every;    /* releases between wake-ups of sleeping workers */
     uint32_t released;      /* releases since the last wake-up */
@@ -71,6 +78,27 @@ void br__consumer_take(struct br_consumer *c, uint64_t seq, const struct br_slot
 
 /* Gives the batch the caller holds, if any, back to the workers. */
 void br__consumer_release(struct br_consumer *c);
+
+/* Gives batch seq back (opt.hold, any order). Returns 0, or -EINVAL with a
+ * message when seq is not held: not yet taken, or released already. */
+int br__consumer_release_seq(struct br_consumer *c, uint64_t seq);
+
+/* Gives back every batch held (br_close of an attached consumer). */
+void br__consumer_release_all(struct br_consumer *c);
+
+/* Before seq = c->cursor is waited for, with hold >= 2: BR_EHELD with a
+ * message when the caller holds `hold` batches or the batch whose slot
+ * seq needs (seq - nslots); 0 otherwise. */
+int br__consumer_hold_check(struct br_consumer *c, uint64_t seq);
+
+/* Moves the cursor past the batches below skip_end that were released
+ * out of order before a takeover. */
+void br__consumer_skip_released(struct br_consumer *c);
+
+/* The first batch of the window [cursor - nslots, cursor) that is still
+ * in its slot unreleased, or cursor if none: where a consumer that takes
+ * over the ring resumes. */
+uint64_t br__consumer_first_unreleased(const struct br_ring *r, uint64_t cursor);
 
 /* Whether the consumer of the ring with header h waits in br_next right
  * now: the reader's side of the protocol at wait_announce. True with the

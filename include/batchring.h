@@ -154,7 +154,9 @@ extern "C" {
     XX(ESTOPPED, -30004, "the generator is stopped")                           \
     XX(EBADRING, -30005, "the shared-memory ring is malformed")                \
     XX(EPRODUCER, -30006, "the producer of the ring is gone")                  \
-    XX(EVERSION, -30007, "the ring has an unsupported layout version")
+    XX(EVERSION, -30007, "the ring has an unsupported layout version")        \
+    XX(EHELD, -30008, "the caller holds too many batches: release one")         \
+    XX(ECUDA, -30009, "the CUDA runtime is missing or refused to pin the ring")
 
 enum br_errno {
 #define BR_ERRNO_ENUM_(name, value, text) BR_##name = (value),
@@ -404,6 +406,16 @@ typedef struct br_options {
     uint64_t start_seq;    /* first batch of the run (default 0): a run
                               resumed at k yields exactly what the whole run
                               yields from batch k on */
+    uint32_t hold;         /* Since 0.3. Batches the caller may hold at once
+                              (br_release); 0 or 1 (default): br_next gives
+                              the previous batch back itself, as before.
+                              H >= 2: nothing is given back implicitly; must
+                              be below slots; BR_SLOTS_AUTO makes room for
+                              2 x workers free slots beside the H held. A
+                              named ring records it for its consumer */
+    uint32_t pin;          /* Since 0.3. enum br_pin_mode: register the
+                              ring's data area with a GPU runtime at open
+                              (br_pin); 0 = BR_PIN_NONE (default) */
     const char *cpus;      /* Since 0.3. Where the workers run. NULL
                               (default): the environment's BR_CPUS, and
                               when that is unset or "", not pinned (the
@@ -493,7 +505,8 @@ BR_API int br_close(br_gen *g);
 
 /*
  * One batch as the consumer sees it. Every pointer points into the ring
- * and stays valid until the next br_next() or br_close() on the generator.
+ * and stays valid until the next br_next() or br_close() on the generator
+ * (with opt.hold >= 2: until br_release() or br_close()).
  * Fixed size; br_next zeroes `reserved`, which later versions turn into
  * named fields in place (rule c above). Since 0.1; `reserved` since 0.3.
  */
@@ -522,6 +535,9 @@ typedef struct br_batch {
  *   BR_ELOADER   the loader failed on this batch; message has its text
  *   BR_EWORKER   a worker died and max_restarts was used up
  *   BR_ESTOPPED  the generator is stopped (after an error or close)
+ *   BR_EHELD     opt.hold >= 2 and the caller holds hold batches, or the
+ *                batch whose slot the next one needs (release one; the
+ *                generator stays usable). Since 0.3
  *   -EINVAL      g or out is NULL
  * After BR_ELOADER or BR_EWORKER the generator is stopped. Since 0.1.
  */
@@ -535,6 +551,102 @@ BR_API int br_next(br_gen *g, br_batch *out);
  * Since 0.3 (br_checkpoint in 0.2).
  */
 BR_API int br_checkpoint_get(const br_gen *g, uint64_t *next_seq);
+
+/*---------------------------------------------------------------------
+ * Holding batches (opt.hold)
+ *
+ * With opt.hold = H >= 2 a batch stays valid, in its slot, until the caller
+ * gives it back with br_release (in any order) or closes the generator:
+ * br_next no longer gives the previous one back. br_next returns BR_EHELD
+ * (never a wait that cannot end) when H batches are held, or when the
+ * slot the next batch needs still holds a batch: the ring is a ring, and
+ * batch s + slots is loaded where batch s was.
+ *
+ * Named rings: the producer's opt.hold is recorded in the ring, and its
+ * consumer (br_attach) may hold as many. A consumer that dies holding
+ * batches gives them back to the next one exactly once: the next consumer
+ * resumes at the first batch not released and delivers exactly the
+ * batches its predecessor took and did not release, in seq order; those
+ * it released out of order are not delivered again (their slots already
+ * say "free for the next lap"). br_close releases every held batch.
+ *---------------------------------------------------------------------*/
+
+/*
+ * Gives batch b (as br_next filled it) back to the workers. Only b->seq
+ * is read. Returns 0, or -EINVAL (g or b NULL, or b is not a batch the
+ * caller holds: never returned, or released already; the message says
+ * which), BR_ESTOPPED for a closed generator. Thread-safety: as br_next,
+ * from one thread at a time. Since 0.3.
+ */
+BR_API int br_release(br_gen *g, const br_batch *b);
+
+/* br_release by seq. Returns as br_release. Since 0.3. */
+BR_API int br_release_seq(br_gen *g, uint64_t seq);
+
+/*
+ * Copies the data of batch b (b->size bytes) to dst, for a caller who
+ * keeps it past its release. Returns 0, or -EINVAL (b or dst NULL with a
+ * non-empty batch), -ENOSPC (cap < b->size); message in
+ * br_last_error(NULL). Since 0.3.
+ */
+BR_API int br_batch_copy(const br_batch *b, void *dst, size_t cap);
+
+/*---------------------------------------------------------------------
+ * The ring as registrable memory, and the GPU
+ *---------------------------------------------------------------------*/
+
+/*
+ * The data area of g's ring as mapped in this process (every slot's
+ * batches: each br_batch.data lies inside it): page-aligned, the same for
+ * the generator's life, for local and attached rings. For
+ * cudaHostRegister, ibv_reg_mr, io_uring fixed buffers, mlock. With
+ * BR_GUARD=1 it holds the guard pages (PROT_NONE) between slots, which
+ * most registrations refuse. Returns 0, or -EINVAL (closed generator,
+ * NULL outputs, a generator that serves a named ring: its consumer
+ * registers its own mapping). Since 0.3.
+ */
+BR_API int br_region(const br_gen *g, void **addr, size_t *len);
+
+/* Registers the data area (br_region's addr, len) with whatever the
+ * caller pins it for. Returns 0, or a negative code that fails
+ * br_region_hook_set. */
+typedef int (*br_region_fn)(void *user, void *addr, size_t len);
+/* Undoes br_region_fn; runs once, in br_close, before the unmap. */
+typedef void (*br_region_release_fn)(void *user, void *addr, size_t len);
+
+/*
+ * Runs reg(user, addr, len) now, on the mapped data area, and arranges
+ * for unreg(user, addr, len) (may be NULL) to run in br_close before the
+ * ring is unmapped, so that a wrapper pins without racing br_close. One
+ * hook per generator. Returns 0, reg's negative code (the hook is then not
+ * installed), -EBUSY (a hook is installed), -EINVAL (as br_region, or reg
+ * NULL). Since 0.3.
+ */
+BR_API int br_region_hook_set(br_gen *g, br_region_fn reg, br_region_release_fn unreg,
+                              void *user);
+
+/* What br_pin registers the ring with. Since 0.3. */
+enum br_pin_mode {
+    BR_PIN_NONE = 0,
+    BR_PIN_CUDA = 1,              /* cudaHostRegister, or fail */
+    BR_PIN_CUDA_IF_AVAILABLE = 2  /* cudaHostRegister, or stay unpinned */
+};
+
+/*
+ * Page-locks the ring's data area for the GPU: dlopen()s the CUDA runtime
+ * (the file named by BR_CUDART if set, else libcudart.so, then
+ * libcudart.so.13 down to .10), calls cudaHostRegister(addr, len,
+ * cudaHostRegisterPortable), and cudaHostUnregister in br_close before the
+ * unmap. batchring needs no CUDA header or library to build. With
+ * opt.pin, br_open does this after it has started its workers (pinned
+ * memory is not for forked children). Returns 0 (pinned; with
+ * BR_PIN_CUDA_IF_AVAILABLE also when it could not pin: br_last_error(g)
+ * then says why, and the generator works unpinned), or BR_ECUDA (no
+ * runtime found, or a call failed: the message has the runtime's
+ * cudaGetErrorString), -EBUSY (already pinned), -EINVAL (as br_region, or
+ * an unknown mode). Since 0.3.
+ */
+BR_API int br_pin(br_gen *g, int mode);
 
 /*=====================================================================
  * 6. Datasets
@@ -691,6 +803,11 @@ typedef struct br_stats {
     uint32_t workers;       /* worker processes (after any lowering) */
     uint32_t slots;         /* ring depth (BR_SLOTS_AUTO resolved) */
     uint32_t restarts;      /* workers replaced after a death */
+    uint64_t stall_sleeps;  /* Since 0.3. Times br_next slept (a futex wait)
+                               for a batch: its wake-ups; per batch, the
+                               cost of a slow loader beside stall_ns */
+    uint64_t slot_sleeps;   /* Since 0.3. Times workers slept for a free
+                               slot, summed (the ring was full) */
 } br_stats;
 
 /* Per-worker counters, read with br_worker_stats_get() and
@@ -707,6 +824,7 @@ typedef struct br_worker_stats {
     uint64_t io_bytes;      /* bytes they read */
     uint64_t io_copies;     /* of io_reads, those copied straight out of the
                                page cache (see br_io_register_file) */
+    uint64_t slot_sleeps;   /* Since 0.3. Times it slept for a free slot */
 } br_worker_stats;
 
 /*

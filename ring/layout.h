@@ -24,8 +24,10 @@
  * "Named rings"), not pids; a major-1 tool would misjudge a major-2 ring. */
 #define BR_LAYOUT_MAJOR 2u
 /* Minor 1: consumer_wait_since, in what was padding of line 4 (zero in a
- * 1.0 ring, which reads as "not waiting"; a 1.0 reader ignores it). */
-#define BR_LAYOUT_MINOR 1u
+ * 1.0 ring, which reads as "not waiting"; a 1.0 reader ignores it).
+ * Minor 2: hold, in what was reserved word 0 (zero in a minor-1 ring:
+ * hold 1, as before; a minor-1 reader refuses a ring whose hold is set). */
+#define BR_LAYOUT_MINOR 2u
 #define BR_CACHE_LINE 64u
 
 /* Phases of a slot; the futex word is (lap << 2) | phase. */
@@ -92,7 +94,10 @@ struct br_ring_header {
     uint32_t owner_uid;
     uint32_t page_size;
     uint64_t start_seq;      /* the run's first seq */
-    uint64_t reserved[5];    /* must be zero */
+    uint32_t hold;           /* batches its consumer may hold (opt.hold), 0..nslots-1;
+                              * since layout minor 2 */
+    uint32_t reserved32;     /* must be zero */
+    uint64_t reserved[4];    /* must be zero */
 
     /* Line 3: written by every worker: the claim counter (CAS) and the
      * number of workers asleep waiting for a free slot. */

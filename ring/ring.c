@@ -557,6 +557,7 @@ int br__ring_create(struct br_ring *r, const struct br_ring_geometry *g, const c
     hdr->owner_start = br__proc_start_time(getpid());
     hdr->owner_uid = (uint32_t)geteuid();
     hdr->start_seq = g->start_seq;
+    hdr->hold = g->hold;
     br__store_relaxed_u32(&hdr->state, BR_RUN_RUNNING);
     br__store_relaxed_u64(&hdr->fail_seq, BR_NO_FAILURE);
     br__ring_bind(r, base, h.total_bytes, base);
@@ -851,6 +852,9 @@ int br__ring_validate(const void *base, size_t bytes, char *msg)
               "bad ring: batch_size is %u, expected 1..%u", h->batch_size, BR_MAX_BATCH_SIZE);
     BR_CHECK_((h->flags & ~BR_RING_KNOWN_FLAGS) == 0, BR_EBADRING,
               "bad ring: unknown flags 0x%x", h->flags & ~BR_RING_KNOWN_FLAGS);
+    BR_CHECK_(h->hold < h->nslots, BR_EBADRING, "bad ring: hold is %u, expected 0..%u (below "
+              "nslots)", h->hold, h->nslots - 1);
+    BR_CHECK_(h->reserved32 == 0, BR_EBADRING, "bad ring: reserved32 is not zero");
     for (size_t i = 0; i < sizeof h->reserved / sizeof h->reserved[0]; i++)
         BR_CHECK_(h->reserved[i] == 0, BR_EBADRING, "bad ring: reserved word %zu is not zero",
                   i);

@@ -26,6 +26,7 @@ struct br_ring_geometry {
     uint64_t batches_per_epoch;
     uint64_t end_seq;
     uint64_t start_seq;        /* the run's first seq: claim and cursor start here */
+    uint32_t hold;             /* batches the consumer may hold (opt.hold), < nslots */
 };
 
 /* One process's view of a mapped ring: pointers derived from a header
