@@ -92,7 +92,8 @@ function n(v) { return (v ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/) ? v : "NaN" }
 }' "$results/summary.tsv" | sort -r >"$results/peers.dat"
 peers_floor=$(awk -F '\t' '$1 == "floor" && $13 != "failed" { printf "%.0f ns", $5 }' "$results/summary.tsv")
 peers_cpus=$(awk -F '\t' '$1 == "#" && $2 == "online_cpus" { c = $3 } $1 == "#" && $2 == "cpu_model" { m = $3 }
-    END { printf "%s CPUs (%s)", c, m }' "$results/summary.tsv")
+    $1 == "#" && $2 == "cpus_allowed" { a = $3 } $1 == "#" && $2 == "br_cpus" { b = $3 }
+    END { printf "%s CPUs (%s)%s%s", c, m, (a == "" ? "" : ", allowed " a), (b == "" ? "" : ", BR_CPUS " b) }' "$results/summary.tsv")
 peers_subtitle="floor ${peers_floor:-not measured in this run} (cache line, one way), $peers_cpus; $command"
 rm -f "$results/peers.md"
 if [ -s "$results/peers.dat" ]; then
@@ -117,9 +118,9 @@ if [ -s "$results/peers.dat" ]; then
     }
     END {
         print ""
-        printf "64 x 4 KiB records per batch, 2 workers for batchring and for each DataLoader, one 128 MiB file written just before (page cache share at the end: "
-        for (o in res) printf "%s %s; ", o, (res[o] == "NaN" ? "unknown" : sprintf("%.0f%%", res[o] * 100))
-        printf "). Medians of %s repetitions; each repetition runs the peers in turns of 200 ms. Trainer CPU: getrusage of the trainer process (for torch, time.process_time of the main process), never the workers'"'"'. %s.\n", reps, sub_
+        resident = ""
+        for (o in res) resident = resident (resident == "" ? "" : ", ") o " " (res[o] == "NaN" ? "unknown" : sprintf("%.0f%%", res[o] * 100))
+        printf "64 x 4 KiB records per batch, 2 workers for batchring and for each DataLoader, one 128 MiB file written just before (its share in the page cache at the end, mincore: %s). Medians of %s repetitions; each repetition runs the peers in turns of 200 ms. Trainer CPU: getrusage of the trainer process (for torch, time.process_time of the main process), never the workers'"'"'. %s.\n", resident, reps, sub_
     }' "$results/peers.dat" >"$results/peers.md"
 fi
 
