@@ -1,17 +1,18 @@
 # SPDX-License-Identifier: MIT
 #
 # The peers chart of a batchring-perf run, from the file perf/run.sh writes:
-#   gnuplot -e "dir='perf/results'; subtitle='...'" perf/peers.gp
+#   gnuplot -e "dir='perf/results'; subtitle='floor, CPUs'; cmdline='the run'" perf/peers.gp
 # peers.dat: order  torch_item  torch_batched  pread_loop  batchring
 #            (batches/s, medians; NaN for a peer that did not run)
 # Writes peers.png into the same directory.
 
 if (!exists("dir")) dir = "perf/results"
 if (!exists("subtitle")) subtitle = ""
+if (!exists("cmdline")) cmdline = ""
 
 set terminal pngcairo size 1000,520 font "sans,10" noenhanced
 set output dir."/peers.png"
-set title "Batches/s delivered to the trainer: 64 x 4 KiB records per batch, 2 workers, one cached file (medians)\n".subtitle
+set title "Batches/s delivered to the trainer: 64 x 4 KiB records per batch, 2 workers, one cached file (medians)\n".subtitle."\n".cmdline
 set style data histogram
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1

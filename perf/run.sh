@@ -94,7 +94,8 @@ peers_floor=$(awk -F '\t' '$1 == "floor" && $13 != "failed" { printf "%.0f ns", 
 peers_cpus=$(awk -F '\t' '$1 == "#" && $2 == "online_cpus" { c = $3 } $1 == "#" && $2 == "cpu_model" { m = $3 }
     $1 == "#" && $2 == "cpus_allowed" { a = $3 } $1 == "#" && $2 == "br_cpus" { b = $3 }
     END { printf "%s CPUs (%s)%s%s", c, m, (a == "" ? "" : ", allowed " a), (b == "" ? "" : ", BR_CPUS " b) }' "$results/summary.tsv")
-peers_subtitle="floor ${peers_floor:-not measured in this run} (cache line, one way), $peers_cpus; $command"
+peers_machine="floor ${peers_floor:-not measured in this run} (cache line, one way), $peers_cpus"
+peers_subtitle="$peers_machine; $command"
 rm -f "$results/peers.md"
 if [ -s "$results/peers.dat" ]; then
     awk -F '\t' -v command="$command" -v sub_="$peers_subtitle" -v reps="$reps" '
@@ -194,7 +195,7 @@ END {
 rm -f "$results/scaling.png" "$results/efficiency.png" "$results/peers.png"
 if command -v gnuplot >/dev/null 2>&1; then
     if [ -s "$results/peers.dat" ]; then
-        gnuplot -e "dir='$results'; subtitle='$(echo "$peers_subtitle" | tr -d "'")'" "$perf_dir/peers.gp" ||
+        gnuplot -e "dir='$results'; subtitle='$(echo "$peers_machine" | tr -d "'")'; cmdline='$(echo "$command" | tr -d "'")'" "$perf_dir/peers.gp" ||
             echo "perf/run.sh: gnuplot failed: no peers chart" >&2
     fi
     has_scaling=0
