@@ -30,6 +30,7 @@ void br__worker_stats_copy(const struct br_worker_rec *rec, br_worker_stats *out
     out->io_reads = br__load_relaxed_u64(&rec->io_reads);
     out->io_bytes = br__load_relaxed_u64(&rec->io_bytes);
     out->io_copies = br__load_relaxed_u64(&rec->io_copies);
+    out->slot_sleeps = br__load_relaxed_u64(&rec->slot_sleeps);
 }
 
 BR_API int br_checkpoint_get(const br_gen *handle, uint64_t *next_seq)
@@ -66,7 +67,9 @@ BR_API int br_stats_get_sized(const br_gen *handle, br_stats *dst, size_t size)
         out->loaded += br__load_relaxed_u64(&rec->batches);
         out->load_ns += br__load_relaxed_u64(&rec->load_ns);
         out->slot_wait_ns += br__load_relaxed_u64(&rec->slot_wait_ns);
+        out->slot_sleeps += br__load_relaxed_u64(&rec->slot_sleeps);
     }
+    out->stall_sleeps = g->cons.sleeps;
     br__copy_out(dst, size, &st, sizeof st);
     return 0;
 }

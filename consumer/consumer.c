@@ -8,8 +8,8 @@
  * When the next slot is already READY, br_next costs one acquire load, one
  * store to give the previous slot back and no syscall: workers sleep on
  * the header's kick word, not on the slot, and the consumer bumps kick
- * only before it waits itself, or once per half ring when the ring is
- * shallow (br__consumer_release). Only when the batch is not ready does it
+ * only before it waits itself, or after a run of half a ring of releases
+ * when a worker sleeps (br__consumer_release). Only when the batch is not ready does it
  * spin briefly, then sleep in slices, asking its owner between slices
  * whether whoever feeds the ring still lives (check_alive).
  *
@@ -215,6 +215,7 @@ static bool sleep_for_half_ring(struct br_consumer *c, uint64_t seq)
     if (w == br__slot_word(br__slot_lap(c->ring, last), BR_READY) ||
         w == br__slot_word(br__slot_lap(c->ring, last), BR_FAILED))
         return false;
+    c->sleeps++;
     br__slot_sleep(d, w, BR_GATHER_SLEEP_MS);
     return true;
 }
@@ -332,6 +333,7 @@ int br__consumer_wait(struct br_consumer *c, uint64_t seq, uint32_t *word)
          * published costs nothing next to their pace. */
         if (!gathered && (gathered = true, sleep_for_half_ring(c, seq)))
             continue;
+        c->sleeps++;
         br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
     }
 out:
@@ -363,11 +365,13 @@ static void release_slot(struct br_consumer *c, uint64_t seq)
         c->nheld--;
     br__slot_publish(br__slot_desc(c->ring, seq),
                      br__slot_word(br__slot_lap(c->ring, seq) + 1, BR_FREE));
-    /* A deep ring: no wake-up here (workers sleep at our pace, and
-     * wait_ready kicks them before we wait), so a ready batch costs no
-     * syscall. A shallow one: wake sleepers once per half ring, so that a
-     * release is a plain store and not a syscall per batch. */
-    if (c->ring->nslots < BR_NAP_MIN_SLOTS && ++c->released >= c->kick_every) {
+    /* Workers asleep for a free slot are woken once per run of kick_every
+     * (half the ring) releases, not per release: a woken worker finds a
+     * run of free slots and fills it in one go, while the other half of
+     * the ring, still ready, covers its wake-up. One load of
+     * slot_sleepers per run and no syscall when nobody sleeps; wait_ready
+     * kicks them anyway before we wait. */
+    if (++c->released >= c->kick_every) {
         c->released = 0;
         br__kick_workers(c->ring, (int)c->kick_every);
     }

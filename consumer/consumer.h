@@ -31,6 +31,7 @@ struct br_consumer {
     uint32_t released;      /* releases since the last wake-up */
     bool spin_adaptive;     /* a core is free for the consumer to spin on */
     uint64_t wait_avg_ns;   /* moving average of br_next's waits */
+    uint64_t sleeps;        /* futex sleeps for a batch (br_stats.stall_sleeps) */
     /* The start of the last wait that timed out, and its seq: a br_next
      * that retries the same batch shows batchring stat the whole wait. */
     uint64_t timed_out_seq, timed_out_t0;

@@ -82,6 +82,31 @@ byte cursor;                /* hdr->cursor */
 byte restarts;              /* hdr->restarts */
 byte fail_seq = NOFAIL;     /* hdr->fail_seq */
 byte fail_msg = NOFAIL;     /* hdr->fail_msg: here, the batch it names */
+byte kick;                  /* hdr->kick: bumped to wake sleeping workers */
+byte sleepers;              /* hdr->slot_sleepers */
+
+/* -DKICKS models how workers sleep for a free slot and are woken ([K1],
+ * [K2] in ring/ring.c): without it a worker waiting for its slot moves as
+ * soon as the slot is FREE (perfect wake-ups), which keeps the runs with
+ * deaths small; with it, the sleep has no timeout, so spin checks that
+ * the kicks alone wake every worker the consumer waits for.
+ * Releases between the consumer's kicks (struct br_consumer kick_every):
+ * max(1, nslots / 2). */
+#ifndef KICK_EVERY
+#define KICK_EVERY ((S / 2 > 0) -> (S / 2) : 1)
+#endif
+/* Variants that spin must catch (the consumer blocked for good), which
+ * shows that the model can fail:
+ * -DNO_WAIT_KICK -DKICK_EVERY=3 (with S = 2): the consumer waits without
+ *  kicking first, and runs are longer than the ring: a worker asleep for
+ *  its slot sleeps through the wait for its batch. (With runs of at most
+ *  nslots, as in the code, the S releases between the one a worker waits
+ *  for and the consumer's wait for its batch end a run: spin finds the
+ *  kick before the wait redundant, a second line of defence.)
+ * -DNO_RECHECK: a worker sleeps without loading its slot's word after it
+ *  counted itself in slot_sleepers ([K2] without its last load). With the
+ *  kick before every wait this is still safe (spin finds nothing): the
+ *  kick before the wait is what no wake-up can be lost behind. */
 
 /* The supervisor's own state (struct br_supervisor) and the kernel's. */
 bool running[W];            /* s->pids[i] > 0: forked, not reaped */
@@ -109,6 +134,7 @@ proctype worker(byte i; byte first)
     byte c = first;
     bool takeover = (first != IDLE);
     bool loading;
+    byte kk, seen;
 
     {
         do
@@ -135,18 +161,44 @@ retry:
               job[i] = c
            fi;
            /* take_slot: wait for (lap, FREE), or, taking over, accept the
-            * dead loader's (lap, LOADING). Blocked for good once the
-            * consumer has stopped: br_close kills us then. */
+            * dead loader's (lap, LOADING). Not free: br__worker_sleep on
+            * the kick word ([K2] in ring.c: count in slot_sleepers, load
+            * kick, load the slot word again, sleep while kick is
+            * unchanged), each a step of its own. The sleep has no timeout
+            * here (the code's 100 ms slices only watch for a dead parent):
+            * a worker blocked in it for good while the consumer waits is
+            * the invalid end state spin looks for. Blocked for good once
+            * the consumer has stopped: br_close kills us then. */
 end_slot:
-           atomic {
-               (word[SLOT(c)] == WORD(c, FREE) ||
-                (takeover && word[SLOT(c)] == WORD(c, LOADING))) ->
-               assert(word[SLOT(c)] == WORD(c, FREE) || !loader_alive[SLOT(c)]);
-               assert(!reading[SLOT(c)]);
-               word[SLOT(c)] = WORD(c, LOADING);
-               loader_alive[SLOT(c)] = true;
-               loading = true
-           };
+           do
+           :: atomic {
+                  (word[SLOT(c)] == WORD(c, FREE) ||
+                   (takeover && word[SLOT(c)] == WORD(c, LOADING))) ->
+                  assert(word[SLOT(c)] == WORD(c, FREE) || !loader_alive[SLOT(c)]);
+                  assert(!reading[SLOT(c)]);
+                  word[SLOT(c)] = WORD(c, LOADING);
+                  loader_alive[SLOT(c)] = true;
+                  loading = true;
+                  break
+              }
+#ifdef KICKS
+           :: atomic {
+                  !(word[SLOT(c)] == WORD(c, FREE) ||
+                    (takeover && word[SLOT(c)] == WORD(c, LOADING))) ->
+                  seen = word[SLOT(c)]
+              };
+              sleepers++;
+              kk = kick;
+              if
+#ifndef NO_RECHECK
+              :: word[SLOT(c)] != seen -> skip
+#endif
+              :: else ->
+end_sleep:        (kick != kk)
+              fi;
+              sleepers--
+#endif
+           od;
            takeover = false;
            /* br__fill_slot: the loader runs, then publish (worker.c). */
            atomic {
@@ -303,6 +355,8 @@ active proctype consumer()
 {
     byte seq, held, s, f = NOFAIL;
     bool holding;
+    byte rel;                   /* releases since the last kick */
+    bool runend;
 
 attach:
     atomic {
@@ -317,7 +371,8 @@ attach:
         :: else -> skip
         fi;
         cursor = seq;
-        holding = false
+        holding = false;
+        rel = 0
     };
     {
         do
@@ -328,8 +383,26 @@ attach:
                   reading[SLOT(held)] = false;
                   released[held] = true;
                   word[SLOT(held)] = WORD(held + S, FREE);
-                  holding = false
+                  holding = false;
+                  /* br__consumer_release: a run of KICK_EVERY releases
+                   * ends here? (a local count, no shared load) */
+                  rel++;
+                  if
+                  :: rel >= KICK_EVERY -> rel = 0; runend = true
+                  :: else -> runend = false
+                  fi
+              };
+#ifdef KICKS
+              /* [K1]: at a run's end, load slot_sleepers and bump kick if
+               * any sleeps (merged: a worker that leaves between the two
+               * only gets a spurious kick). */
+              atomic {
+                  if
+                  :: runend && sleepers > 0 -> kick++
+                  :: else -> skip
+                  fi
               }
+#endif
            :: else -> skip
            fi;
            if
@@ -347,8 +420,22 @@ attach:
               }
            :: else -> skip
            fi;
-           /* wait_ready: the slot's word first, then the failure record
-            * (fail_seq with acquire; code and text in a later step). */
+           /* wait_ready: the slot's word first; not ready: kick the
+            * sleeping workers once ([K1]), then wait. The code kicks again
+            * before each sleep slice; one kick must do, or spin finds the
+            * consumer blocked. */
+#if defined(KICKS) && !defined(NO_WAIT_KICK)
+           if
+           :: word[SLOT(seq)] == WORD(seq, READY) || word[SLOT(seq)] == WORD(seq, FAILED) -> skip
+           :: else ->
+              if
+              :: sleepers > 0 -> kick++
+              :: else -> skip
+              fi
+           fi;
+#endif
+           /* Then the failure record (fail_seq with acquire; code and
+            * text in a later step). */
            atomic {
                (word[SLOT(seq)] == WORD(seq, READY) || word[SLOT(seq)] == WORD(seq, FAILED) ||
                 fail_seq <= seq) ->

@@ -3,9 +3,8 @@
  * The worker loop: claim a seq, wait for its slot to be free, run the
  * loader into it, publish. Workers never spin: a worker waiting for a free
  * slot sleeps at once (spinning on a core the consumer needs costs it a
- * whole time slice), until the consumer kicks it or, in a deep ring, for as
- * long as the consumer's pace says (ring.c, "Waking workers"), in bounded
- * slices so that it notices a dead parent.
+ * whole time slice), until the consumer kicks it (ring.c, "Waking
+ * workers"), in bounded slices so that it notices a dead parent.
  */
 #include <errno.h>
 #include <signal.h>
@@ -275,26 +274,6 @@ static bool claim_next(const struct br_ring *r, struct br_worker_rec *rec, uint6
     return true;
 }
 
-/* How long a worker waiting for the slot of `seq` sleeps in a ring of
- * BR_NAP_MIN_SLOTS or more, where the consumer does not wake it on
- * release: until the consumer has probably released that slot and half a
- * ring more, at the pace its cursor moved since the wait began (t0,
- * cursor0). Before the cursor has moved, the sleep doubles from
- * BR_NAP_MIN_NS. The consumer still kicks every sleeper before it waits. */
-#define BR_NAP_MIN_NS UINT64_C(50000)
-#define BR_NAP_MAX_NS (UINT64_C(1000000) * BR_WORKER_SLICE_MS)
-static uint64_t nap_ns(const struct br_ring *r, uint64_t seq, uint64_t t0, uint64_t cursor0)
-{
-    const uint64_t now = br__now_ns();
-    /* Relaxed: only a pace estimate; the slot word decides. */
-    const uint64_t cursor = br__load_relaxed_u64(&r->hdr->cursor);
-    /* Our slot is released by the br_next that moves the cursor to here. */
-    const uint64_t frees_at = seq + 2 > r->nslots ? seq + 2 - r->nslots : 0;
-    const uint64_t need = (frees_at > cursor ? frees_at - cursor : 1) + r->nslots / 2;
-    uint64_t nap = cursor > cursor0 ? need * ((now - t0) / (cursor - cursor0)) : 2 * (now - t0);
-    return nap < BR_NAP_MIN_NS ? BR_NAP_MIN_NS : nap > BR_NAP_MAX_NS ? BR_NAP_MAX_NS : nap;
-}
-
 /* Waits until the slot of seq is (lap, FREE) and moves it to LOADING. A
  * replacement taking over a dead worker's batch also accepts LOADING. If
  * the run is stopped meanwhile, abandons seq and exits (check_alive). */
@@ -306,7 +285,7 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
     const uint64_t lap = br__slot_lap(r, seq);
     const uint32_t free_word = br__slot_word(lap, BR_FREE);
     const uint32_t loading = br__slot_word(lap, BR_LOADING);
-    uint64_t t0 = 0, cursor0 = 0;
+    uint64_t t0 = 0;
 
     for (;;) {
         /* Acquire pairs with the consumer's publish of (lap, FREE): it has
@@ -318,13 +297,15 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
             break;
         if (w == free_word)
             continue;
-        if (!t0) {
+        if (!t0)
             t0 = br__now_ns();
-            cursor0 = br__load_relaxed_u64(&r->hdr->cursor);
-        }
-        br__worker_sleep((struct br_ring *)r, d, w,
-                         r->nslots >= BR_NAP_MIN_SLOTS ? nap_ns(r, seq, t0, cursor0)
-                                                       : UINT64_C(1000000) * BR_WORKER_SLICE_MS);
+        /* Until the consumer kicks: once it has released a run of slots
+         * (kick_every, half the ring) or before it waits itself (ring.c,
+         * "Waking workers"). No nap at a guessed pace: a nap that ends
+         * early costs a wake-up for nothing, one that ends late idles the
+         * worker, and on a VM each wake-up costs tens of microseconds. */
+        br__add_relaxed_u64(&rec->slot_sleeps, 1);
+        br__worker_sleep((struct br_ring *)r, d, w, UINT64_C(1000000) * BR_WORKER_SLICE_MS);
         check_alive(r, ctx, env, parent);
     }
     if (t0)

@@ -177,7 +177,8 @@ struct br_worker_rec {
     _Atomic uint32_t io_backend; /* enum br_io_backend */
     uint32_t pad;
     _Atomic uint64_t io_copies; /* of io_reads, copies out of the page cache */
-    uint64_t reserved[6];
+    _Atomic uint64_t slot_sleeps; /* sleeps for a free slot (take_slot) */
+    uint64_t reserved[5];
 };
 
 _Static_assert(sizeof(struct br_slot_desc) == BR_CACHE_LINE, "slot descriptor is one line");

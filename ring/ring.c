@@ -22,20 +22,34 @@
  *
  * Waking workers. A worker whose slot is not yet free does not sleep on
  * the slot's word: it sleeps on the header's `kick` word, counted in
- * `slot_sleepers`. The consumer bumps `kick` and wakes them at once when it
- * is about to wait itself. Otherwise, in a ring of BR_NAP_MIN_SLOTS slots
- * or more, it never wakes them: a worker sleeps for as long as the
- * consumer's pace says it takes to release its slot and half a ring more
- * (worker.c, nap_ns), so a ready batch costs the consumer no syscall at
- * all. A shallower ring has no ready batches to cover a nap that ends
- * late, so there the consumer wakes sleepers every max(1, nslots / 2)
- * releases. Either way, when workers run ahead of the trainer (the ring
- * full, workers asleep), a woken worker finds half the ring free and fills
- * it in one go. The
- * ordering argument is the same Dekker pair as above: the consumer's
- * seq_cst release store, then its seq_cst load of slot_sleepers; the
- * worker's seq_cst increment of slot_sleepers, its load of kick, then its
- * load of the slot word.
+ * `slot_sleepers`, with no timeout but the 100 ms slice that notices a dead
+ * parent: no nap at a guessed pace (a nap that ends early is a wake-up for
+ * nothing, one that ends late an idle worker). The consumer bumps `kick`
+ * and wakes sleepers (br__kick_workers) in two places only:
+ *  - after a run of max(1, nslots / 2) releases (consumer.c,
+ *    br__consumer_release): workers that ran ahead of the trainer (the
+ *    ring full, workers asleep) are woken once per half ring, find that
+ *    half free and fill it in one go, while the other half, still ready,
+ *    covers their wake-up. Between runs a release is one store and no
+ *    load of slot_sleepers; at the end of a run one load, and a syscall
+ *    only when someone sleeps.
+ *  - before it waits itself (consumer.c, br__consumer_wait), and again
+ *    before each of its sleep slices: a worker that sleeps then must load.
+ * No worker sleeps through a batch the consumer waits for: the consumer
+ * waits for seq only after releasing every batch below it, so the worker
+ * of seq finds its slot (that of seq - nslots) FREE or is kicked.
+ * The ordering argument is the same Dekker pair as above:
+ *   [K1] the consumer's seq_cst store of a slot word (the release), then
+ *        its seq_cst load of slot_sleepers, and if non-zero the seq_cst
+ *        bump of kick and FUTEX_WAKE (br__kick_workers);
+ *   [K2] the worker's seq_cst increment of slot_sleepers, its load of
+ *        kick, then its load of the slot word, and a futex wait on kick
+ *        while kick holds what it loaded (br__worker_sleep).
+ * [K1] pairs with [K2]: either the worker's load of the slot word sees the
+ * release, or the consumer's load of slot_sleepers sees the worker, and
+ * then its bump of kick makes the futex wait fail or wakes it. model/slots.pml
+ * checks this without the slices: a worker blocked in its sleep for good
+ * while the consumer waits is an error there.
  *
  * Stopping workers. The supervisor stops a run by storing STOPPING in the
  * header's `state`, bumping `kick` and waking every sleeper
@@ -935,7 +949,8 @@ int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, u
     uint32_t kick;
     int rc = 0;
 
-    /* Pairs with the seq_cst load of slot_sleepers in br__kick_workers. */
+    /* [K2] (protocol at the top): pairs with [K1], the seq_cst load of
+     * slot_sleepers in br__kick_workers after a release. */
     br__add_seq_cst_u32(&h->slot_sleepers, 1);
     kick = br__load_seq_cst_u32(&h->kick);
     /* The state after kick: pairs with br__ring_stop_workers, which stores
@@ -950,7 +965,8 @@ int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, u
 bool br__kick_workers(struct br_ring *r, int how_many)
 {
     struct br_ring_header *h = r->hdr;
-    /* seq_cst: ordered after the caller's seq_cst release of a slot. */
+    /* [K1]: seq_cst, ordered after the caller's seq_cst release of a slot;
+     * pairs with [K2] in br__worker_sleep. */
     if (!br__load_seq_cst_u32(&h->slot_sleepers))
         return false;
     br__add_seq_cst_u32(&h->kick, 1);

@@ -183,12 +183,6 @@ void br__ring_unmap(struct br_ring *r);
  * Returns 0 (woken or value changed), -ETIMEDOUT or -EINTR. */
 int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
 
-/* Rings with at least this many slots let workers sleep at the consumer's
- * pace instead of being woken on release: half a ring of ready batches
- * covers a sleep that ends late (timer slack, and the wake-up's latency;
- * measured costs in docs/perf/notes.md). */
-#define BR_NAP_MIN_SLOTS 8u
-
 /* A worker's sleep while the slot it needs still holds `seen` and the run
  * state is RUNNING: on the header's kick word, for at most timeout_ns.
  * Returns 0, -ETIMEDOUT or -EINTR; the caller rechecks its slot and the

@@ -13,11 +13,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -550,6 +552,80 @@ static void test_gen_worker_init_state(void **state)
     worker_init_run(3);
 }
 
+/* A loader that writes the seq, after one byte from a pipe when user is a
+ * descriptor (>= 0): the test decides when each batch is ready. */
+static int gate_loader(br_job *job, void *user)
+{
+    int fd = (int)(intptr_t)user;
+    char byte;
+    if (fd >= 0 && read(fd, &byte, 1) != 1)
+        return -EIO;
+    memcpy(job->out, &job->seq, sizeof job->seq);
+    job->size = sizeof job->seq;
+    return 0;
+}
+
+/* br_stats.slot_sleeps and stall_sleeps (since 0.3) count the sleeps of
+ * the protocol: a worker whose ring is full sleeps for a free slot, and a
+ * consumer whose batch is not ready sleeps for it. Conditions are polled,
+ * never waited for by a clock. */
+static void test_gen_sleep_counters(void **state)
+{
+    br_options opt;
+    br_stats st;
+    br_worker_stats ws;
+    br_batch b;
+    br_gen *g = NULL;
+    int fds[2];
+    (void)state;
+
+    /* The workers run ahead: 4 slots filled, the fifth batch's worker
+     * sleeps until the consumer releases. */
+    br_options_init(&opt);
+    opt.batch_size = 1;
+    opt.workers = 1;
+    opt.slots = 4;
+    opt.slot_bytes = 64;
+    assert_int_equal(br_open(&g, gate_loader, (void *)(intptr_t)-1, NULL, NULL, 1000, &opt), 0);
+    /* Polled for at most 30 s (a bound on a hang, not a timing). */
+    for (time_t until = time(NULL) + 30;;) {
+        assert_int_equal(br_stats_get(g, &st), 0);
+        if (st.slot_sleeps > 0)
+            break;
+        assert_true(time(NULL) < until);
+        sched_yield();
+    }
+    assert_int_equal(st.loaded, 4);
+    assert_int_equal(st.stall_sleeps, 0);
+    assert_int_equal(br_worker_stats_get(g, 0, &ws), 0);
+    assert_true(ws.slot_sleeps >= 1 && ws.slot_sleeps <= st.slot_sleeps);
+    /* Kicked at the end of each run of releases: the whole epoch flows. */
+    for (uint64_t i = 0; i < 1000; i++) {
+        assert_int_equal(br_next(g, &b), 0);
+        assert_int_equal(*(const uint64_t *)b.data, i);
+    }
+    br_close(g);
+
+    /* The consumer waits: a batch that the test holds back times out after
+     * at least one sleep, and arrives once the test lets it go. */
+    assert_int_equal(pipe(fds), 0);
+    br_options_init(&opt);
+    opt.batch_size = 1;
+    opt.workers = 1;
+    opt.slot_bytes = 64;
+    opt.timeout_ms = 30;
+    assert_int_equal(br_open(&g, gate_loader, (void *)(intptr_t)fds[0], NULL, NULL, 10, &opt), 0);
+    assert_int_equal(br_next(g, &b), -ETIMEDOUT);
+    assert_int_equal(br_stats_get(g, &st), 0);
+    assert_true(st.stall_sleeps >= 1);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    assert_int_equal(br_next(g, &b), 0);
+    assert_int_equal(b.seq, 0);
+    br_close(g);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 static void test_gen_two_generators_independent(void **state)
 {
     (void)state;
@@ -642,6 +718,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gen_offsets, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_gen_worker_init_state, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_gen_two_generators_independent, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_sleep_counters, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
