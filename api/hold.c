@@ -73,8 +73,8 @@ BR_API int br_region_hook_set(br_gen *handle, br_region_fn reg, br_region_releas
                               void *user)
 {
     struct br_gen *g = br__gen_lookup(handle);
-    void *addr;
-    size_t len;
+    void *addr = NULL;
+    size_t len = 0;
     int rc;
 
     if (!g)
