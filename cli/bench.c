@@ -287,6 +287,11 @@ static void print_row(const struct bench_case *c, const struct bench_params *p,
         printf("%-10s %12s %7s  failed: %s\n", c->name, bytes, workers, r->error);
         return;
     }
+    if (r->skipped[0]) {
+        printf("%-10s %12s %7s  skipped: %s\n", c->name, bytes, workers, r->skipped);
+        fflush(stdout);
+        return;
+    }
     if (c->target)
         snprintf(baseline, sizeof baseline, "%s %s %s", num(base, r->baseline), c->baseline_unit,
                  c->baseline_name);
@@ -350,6 +355,13 @@ static void print_json(const struct bench_case *c, const struct bench_params *p,
         printf(", \"ring_bytes\": %llu", (unsigned long long)p->ring_bytes);
     if (rc) {
         json_field("error", r->error);
+        printf("}");
+        return;
+    }
+    if (r->skipped[0]) {
+        /* No figures: a skipped case measured nothing. */
+        json_field("skipped", r->skipped);
+        print_json_machine();
         printf("}");
         return;
     }

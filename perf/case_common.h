@@ -197,6 +197,12 @@ int bench__peers_seq_run(struct bench_loop *loop, const struct bench_params *p,
                          struct bench_result *out);
 bool bench__peers_target(const struct bench_params *p, double *limit, bool *at_least);
 bool bench__peers_seq_target(const struct bench_params *p, double *limit, bool *at_least);
+/* case_h2d.c: host-to-device copies from held, pinned slots beside
+ * cudaMemcpy from pinned and pageable private memory; skipped without a
+ * CUDA runtime or device */
+int bench__h2d_run(struct bench_loop *loop, const struct bench_params *p,
+                   struct bench_result *out);
+bool bench__h2d_target(const struct bench_params *p, double *limit, bool *at_least);
 /* case_schedule.c: batchring-perf only (it calls the library's internal
  * schedule, BR_PERF_INTERNAL) */
 int bench__schedule_run(struct bench_loop *loop, const struct bench_params *p,

@@ -22,6 +22,9 @@
  *   peers / peers-seq
  *               batches/s of the records dataset       vs PyTorch's DataLoader
  *               on the same file (and the trainer's own pread loop)
+ *   h2d         GB/s of cudaMemcpyAsync from held, pinned slots  vs cudaMemcpy
+ *               from a pinned private buffer (and from pageable memory);
+ *               skipped without a CUDA runtime and device
  *
  * Fairness rules: a baseline does the same work per unit as its subject
  * (the same loader function, the same bytes) for the same number of
@@ -47,6 +50,7 @@
  *   case_overlap.c     overlap
  *   case_records.c     records-random, records-seq, records-direct
  *   case_peers.c       peers, peers-seq
+ *   case_h2d.c         h2d (the CUDA runtime dlopen()ed)
  *   case_schedule.c    schedule (batchring-perf only: library internals)
  *
  * This file holds the table (names, units, defaults: what --help and the
@@ -194,6 +198,18 @@ const struct bench_case bench_cases[] = {
         .defaults = {.batch_bytes = 64 * IO_RECORD_BYTES, .workers = 2},
         .run = bench__peers_seq_run,
         .target = bench__peers_seq_target,
+    },
+    {
+        .name = "h2d",
+        .summary = "host-to-device GB/s from held, pinned slots (skipped without a CUDA device)",
+        .value_unit = "GB/s",
+        .baseline_name = "cudaMemcpy from a pinned buffer (figures: pageable)",
+        .baseline_unit = "GB/s",
+        .ratio_name = "held slots / pinned buffer",
+        .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
+        .defaults = {.batch_bytes = 4 * MIB, .workers = 2},
+        .run = bench__h2d_run,
+        .target = bench__h2d_target,
     },
 #ifdef BR_PERF_INTERNAL
     {

@@ -12,7 +12,10 @@ set(BR_BENCH_CASE_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/case_records.c
     ${CMAKE_CURRENT_LIST_DIR}/case_startup.c
     ${CMAKE_CURRENT_LIST_DIR}/case_overlap.c
-    ${CMAKE_CURRENT_LIST_DIR}/case_peers.c)
+    ${CMAKE_CURRENT_LIST_DIR}/case_peers.c
+    ${CMAKE_CURRENT_LIST_DIR}/case_h2d.c)
+# case_h2d.c dlopen()s the CUDA runtime: whatever links these links
+# ${CMAKE_DL_LIBS} too.
 # The peers cases start perf/peers/torch_loader.py from the source tree
 # (BR_PEERS_SCRIPT in the environment overrides it at run time).
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/case_peers.c PROPERTIES

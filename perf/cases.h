@@ -58,6 +58,9 @@ struct bench_result {
     char error[256]; /* why the case failed, when run() returned < 0 */
     char note[192];  /* what the reader must know of a run that succeeded,
                         e.g. a peer skipped and why; empty when none */
+    char skipped[192]; /* set (run() returning 0) when the case could not
+                          measure here, e.g. h2d without a CUDA device: why;
+                          no figure of the result is then meaningful */
 };
 
 /* Which parameters a case reads. */
