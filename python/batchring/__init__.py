@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: MIT
+"""batchring for Python: iterate a shared-memory ring of batches as
+zero-copy numpy arrays and torch tensors.
+
+    import batchring
+    with batchring.attach("/train") as ring:          # a `batchring serve` ring
+        for b in ring:
+            x = b.torch("uint8", (b.count, -1))       # a view of the slot, no copy
+            y = b.torch_labels()
+
+A batch holds its slot until release() (or `with b:`), or until it and
+every array/tensor/memoryview of it are gone; then the slot is loaded again.
+Errors are batchring.Error subclasses carrying the library's message
+(str(e)), e.code and e.name.
+"""
+import numpy as _np
+
+from . import _batchring
+from ._batchring import (Error, LoaderError, WorkerError, ProducerGone, Timeout, BadRing,
+                         HoldLimit, Stopped, CudaError, Generator, attach, strerror,
+                         PIN_NONE, PIN_CUDA, PIN_CUDA_IF_AVAILABLE)
+
+__version__ = _batchring.version
+__all__ = ["attach", "open_records", "open_files", "open_indexed", "Batch", "Generator",
+           "Error", "LoaderError", "WorkerError", "ProducerGone", "Timeout", "BadRing",
+           "HoldLimit", "Stopped", "CudaError"]
+
+_PIN = {None: PIN_NONE, False: PIN_NONE, True: PIN_CUDA_IF_AVAILABLE, "none": PIN_NONE,
+        "cuda": PIN_CUDA, "cuda-if-available": PIN_CUDA_IF_AVAILABLE}
+
+
+class Batch(_batchring._Batch):
+    """One batch, held in its ring slot. Every view keeps it held."""
+    __slots__ = ()
+
+    @property
+    def data(self):
+        """The loader's bytes: a read-only memoryview of the slot."""
+        return memoryview(self._data_buf)
+
+    @property
+    def ids(self):
+        """The sample ids: a numpy uint64 view."""
+        return _np.frombuffer(self._ids_buf, dtype=_np.uint64)
+
+    @property
+    def labels(self):
+        """The labels: a numpy int32 view, or None when opened without."""
+        buf = self._labels_buf
+        return None if buf is None else _np.frombuffer(buf, dtype=_np.int32)
+
+    @property
+    def offsets(self):
+        """count + 1 sample offsets into data (numpy uint64), or None."""
+        buf = self._offsets_buf
+        return None if buf is None else _np.frombuffer(buf, dtype=_np.uint64)
+
+    def numpy(self, dtype="uint8", shape=None):
+        """The data as a read-only numpy array of dtype and shape (no copy)."""
+        a = _np.frombuffer(self._data_buf, dtype=dtype)
+        return a if shape is None else a.reshape(shape)
+
+    def torch(self, dtype="uint8", shape=None):
+        """The data as a torch tensor (no copy; torch.frombuffer). Read-only
+        memory: writing to it is an error of the caller."""
+        from .torch import _frombuffer
+        return _frombuffer(self._data_buf, dtype, shape)
+
+    def torch_labels(self):
+        """The labels as an int32 torch tensor (no copy), or None."""
+        buf = self._labels_buf
+        if buf is None:
+            return None
+        from .torch import _frombuffer
+        return _frombuffer(buf, "int32", None)
+
+    def __repr__(self):
+        return "<batchring.Batch seq=%d epoch=%d batch=%d count=%d size=%d%s>" % (
+            self.seq, self.epoch, self.batch, self.count, self.size,
+            "" if self.held else " released")
+
+
+_batchring._set_batch_type(Batch)
+
+
+def _open(layout, a, b=None, labels=None, record_size=0, *, batch_size=32, workers=1,
+          shuffle=False, seed=0, epochs=1, drop_last=False, rank=0, world=1, from_env=False,
+          hold=2, pin=None, timeout=None, slots=None, slot_bytes=0, start_seq=0,
+          max_restarts=3, direct=False, cpus=None):
+    return _batchring._open_dataset(
+        layout, str(a), None if b is None else str(b),
+        None if labels is None else str(labels), int(record_size), bool(direct),
+        batch_size, workers, 0xFFFFFFFF if slots is None else slots, slot_bytes,
+        bool(shuffle), seed, epochs, bool(drop_last), rank, world, bool(from_env), hold,
+        _PIN[pin] if not isinstance(pin, int) or isinstance(pin, bool) else pin, timeout,
+        start_seq, max_restarts, cpus)
+
+
+def open_records(path, record_size, labels=None, **kw):
+    """A generator over a records file (sample i at i x record_size), loaded
+    by `workers` C worker processes. Keywords: batch_size=32, workers=1,
+    shuffle=False, seed=0, epochs=1 (0: forever), drop_last, rank/world or
+    from_env=True, hold=2 (batches you may hold at once, >= 2), pin
+    (True/"cuda"), timeout (seconds per batch, None: forever), slots,
+    slot_bytes, start_seq, max_restarts, direct, cpus."""
+    return _open("records", path, None, labels, record_size, **kw)
+
+
+def open_files(list_path, labels=None, **kw):
+    """A generator over a list of files, one sample per file (see open_records)."""
+    return _open("files", list_path, None, labels, 0, **kw)
+
+
+def open_indexed(data_path, index_path, labels=None, **kw):
+    """A generator over variable-size samples of a data file and its index."""
+    return _open("indexed", data_path, index_path, labels, 0, **kw)

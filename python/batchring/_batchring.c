@@ -1,0 +1,780 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * batchring for CPython: a generator over the public C API (batchring.h
+ * only), whose batches are Python objects that own one hold on their slot.
+ *
+ * Lifetime rules, the point of this file:
+ *  - A Batch owns its slot until release() or until it is collected. Its
+ *    ids, labels and data are _View objects that implement the buffer
+ *    protocol over the slot; every buffer exported from a view (numpy
+ *    arrays, torch tensors, memoryviews) counts in batch->exports and keeps
+ *    the view, and so the batch, alive. release() with exports alive only
+ *    marks the batch: the slot goes back when the last export goes, never
+ *    while a tensor still sees it.
+ *  - Generators we open use opt.hold = H >= 2: br_next never gives a slot
+ *    back by itself, and BR_EHELD (batchring.HoldLimit) is how a caller
+ *    learns it holds too many. An attached ring has the hold its producer
+ *    chose, which `batchring serve` leaves at 0 (br_next gives the
+ *    previous batch back itself): there we allow one batch, and refuse
+ *    (HoldLimit) a next() while the previous batch still has exports,
+ *    instead of letting br_next recycle memory a tensor sees.
+ *  - close() invalidates the batches without exports at once and defers
+ *    br_close until the last exported batch is gone, so no view ever
+ *    outlives the mapping.
+ *  - br_next runs without the GIL, in slices of SLICE_MS, checking for
+ *    signals (Ctrl-C) between slices.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <batchring.h>
+
+#define SLICE_MS 50
+
+static PyObject *Error, *LoaderError, *WorkerError, *ProducerGone, *Timeout, *BadRing,
+    *HoldLimit, *Stopped, *CudaError;
+static PyTypeObject *BatchType; /* set by _set_batch_type: batchring.Batch */
+
+typedef struct GenObject {
+    PyObject_HEAD
+    br_gen *g;
+    br_dataset *ds;
+    int closing;          /* close() called: no more next() */
+    int own_hold;         /* opt.hold >= 2 (we release); 0: attached, limit 1 */
+    uint32_t hold;        /* the limit (own_hold) */
+    long long timeout_ms; /* the caller's, -1 forever */
+    Py_ssize_t nexported; /* valid batches with exports > 0 */
+    struct BatchObject *last; /* borrowed: the newest batch, when !own_hold */
+    PyObject *keep;       /* a tuple kept alive for the C generator (ids) */
+} GenObject;
+
+typedef struct BatchObject {
+    PyObject_HEAD
+    GenObject *gen;       /* strong */
+    br_batch b;
+    int valid;            /* still held (not released, generator open) */
+    int release_pending;  /* release() asked while exported */
+    Py_ssize_t exports;
+} BatchObject;
+
+typedef struct {
+    PyObject_HEAD
+    BatchObject *batch; /* strong */
+    const void *ptr;
+    Py_ssize_t len;     /* bytes */
+    Py_ssize_t itemsize;
+    const char *format;
+} ViewObject;
+
+static PyTypeObject GenType, ViewType;
+
+/* ---- errors ---------------------------------------------------------- */
+
+static PyObject *raise_code(int rc, const char *msg)
+{
+    PyObject *cls = Error;
+    switch (rc) {
+    case BR_ELOADER: cls = LoaderError; break;
+    case BR_EWORKER: cls = WorkerError; break;
+    case BR_EPRODUCER: cls = ProducerGone; break;
+    case BR_EBADRING:
+    case BR_EVERSION: cls = BadRing; break;
+    case BR_EHELD: cls = HoldLimit; break;
+    case BR_ESTOPPED: cls = Stopped; break;
+    case BR_ECUDA: cls = CudaError; break;
+    case -ETIMEDOUT: cls = Timeout; break;
+    default: break;
+    }
+    const char *text = msg && msg[0] ? msg : br_strerror(rc);
+    /* str(e) is the library's message; e.code and e.name say which code. */
+    PyObject *e = PyObject_CallFunction(cls, "s", text);
+    if (!e)
+        return NULL;
+    PyObject *code = PyLong_FromLong(rc), *name = PyUnicode_FromString(br_err_name(rc));
+    int bad = !code || !name || PyObject_SetAttrString(e, "code", code) ||
+              PyObject_SetAttrString(e, "name", name);
+    Py_XDECREF(code);
+    Py_XDECREF(name);
+    if (bad) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    PyErr_SetObject(cls, e);
+    Py_DECREF(e);
+    return NULL;
+}
+
+/* ---- batches --------------------------------------------------------- */
+
+static void gen_finish_close(GenObject *self)
+{
+    if (self->g) {
+        br_gen *g = self->g;
+        self->g = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        br_close(g);
+        Py_END_ALLOW_THREADS
+    }
+    if (self->ds) {
+        br_dataset_close(self->ds);
+        self->ds = NULL;
+    }
+    Py_CLEAR(self->keep);
+}
+
+/* Gives the slot back (when it is ours to give) and marks the batch
+ * invalid. Called with exports == 0. */
+static int batch_drop(BatchObject *self)
+{
+    int rc = 0;
+    if (!self->valid)
+        return 0;
+    self->valid = 0;
+    self->release_pending = 0;
+    GenObject *gen = self->gen;
+    if (gen->g && gen->own_hold && !gen->closing)
+        rc = br_release_seq(gen->g, self->b.seq);
+    return rc;
+}
+
+static void batch_exports_gone(BatchObject *self)
+{
+    GenObject *gen = self->gen;
+    if (!self->valid)
+        return;
+    gen->nexported--;
+    if (gen->closing) {
+        self->valid = 0;
+        if (gen->nexported == 0)
+            gen_finish_close(gen);
+    } else if (self->release_pending) {
+        batch_drop(self);
+    }
+}
+
+static void Batch_dealloc(BatchObject *self)
+{
+    if (self->valid && self->exports == 0)
+        batch_drop(self);
+    if (self->gen && self->gen->last == self)
+        self->gen->last = NULL;
+    Py_CLEAR(self->gen);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int batch_check(BatchObject *self)
+{
+    if (!self->valid || self->release_pending) {
+        PyErr_SetString(PyExc_ValueError,
+                        "batch is released (or its generator closed): its slot may hold "
+                        "another batch now");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *batch_view(BatchObject *self, const void *ptr, size_t len, size_t itemsize,
+                            const char *format)
+{
+    if (batch_check(self))
+        return NULL;
+    ViewObject *v = PyObject_New(ViewObject, &ViewType);
+    if (!v)
+        return NULL;
+    Py_INCREF(self);
+    v->batch = self;
+    v->ptr = ptr;
+    v->len = (Py_ssize_t)len;
+    v->itemsize = (Py_ssize_t)itemsize;
+    v->format = format;
+    return (PyObject *)v;
+}
+
+static PyObject *Batch_release(BatchObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->valid)
+        Py_RETURN_NONE;
+    if (self->exports > 0) {
+        self->release_pending = 1; /* done when the last view goes */
+        Py_RETURN_NONE;
+    }
+    int rc = batch_drop(self);
+    if (rc)
+        return raise_code(rc, self->gen->g ? br_last_error(self->gen->g) : "");
+    Py_RETURN_NONE;
+}
+
+static PyObject *Batch_enter(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *Batch_exit(BatchObject *self, PyObject *args)
+{
+    (void)args;
+    return Batch_release(self, NULL);
+}
+
+static PyObject *Batch_data_buf(BatchObject *self, void *c)
+{
+    (void)c;
+    return batch_view(self, self->b.data, self->b.size, 1, "B");
+}
+
+static PyObject *Batch_ids_buf(BatchObject *self, void *c)
+{
+    (void)c;
+    return batch_view(self, self->b.ids, (size_t)self->b.count * 8, 8, "Q");
+}
+
+static PyObject *Batch_labels_buf(BatchObject *self, void *c)
+{
+    (void)c;
+    if (!self->b.labels) {
+        if (batch_check(self))
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return batch_view(self, self->b.labels, (size_t)self->b.count * 4, 4, "i");
+}
+
+static PyObject *Batch_offsets_buf(BatchObject *self, void *c)
+{
+    (void)c;
+    if (!self->b.offsets) {
+        if (batch_check(self))
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return batch_view(self, self->b.offsets, ((size_t)self->b.count + 1) * 8, 8, "Q");
+}
+
+static PyObject *Batch_u64(BatchObject *self, void *c)
+{
+    return PyLong_FromUnsignedLongLong(*(uint64_t *)((char *)&self->b + (size_t)c));
+}
+
+static PyObject *Batch_count(BatchObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLong(self->b.count);
+}
+
+static PyObject *Batch_size(BatchObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromSize_t(self->b.size);
+}
+
+static PyObject *Batch_held(BatchObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->valid && !self->release_pending);
+}
+
+static PyMethodDef Batch_methods[] = {
+    {"release", (PyCFunction)Batch_release, METH_NOARGS,
+     "Gives the slot back now, or when the last view of it goes. Idempotent."},
+    {"__enter__", Batch_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Batch_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Batch_getset[] = {
+    {"seq", (getter)Batch_u64, NULL, "global batch number", (void *)offsetof(br_batch, seq)},
+    {"epoch", (getter)Batch_u64, NULL, "epoch, from 0", (void *)offsetof(br_batch, epoch)},
+    {"batch", (getter)Batch_u64, NULL, "batch within the epoch", (void *)offsetof(br_batch, batch)},
+    {"count", (getter)Batch_count, NULL, "samples in the batch", NULL},
+    {"size", (getter)Batch_size, NULL, "bytes of data", NULL},
+    {"held", (getter)Batch_held, NULL, "True until released", NULL},
+    {"_data_buf", (getter)Batch_data_buf, NULL, NULL, NULL},
+    {"_ids_buf", (getter)Batch_ids_buf, NULL, NULL, NULL},
+    {"_labels_buf", (getter)Batch_labels_buf, NULL, NULL, NULL},
+    {"_offsets_buf", (getter)Batch_offsets_buf, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject BaseBatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "batchring._batchring._Batch",
+    .tp_basicsize = sizeof(BatchObject),
+    .tp_dealloc = (destructor)Batch_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "One batch, held in its slot (made by a generator).",
+    .tp_methods = Batch_methods,
+    .tp_getset = Batch_getset,
+};
+
+/* ---- views (the buffer protocol) ------------------------------------- */
+
+static int View_getbuffer(ViewObject *self, Py_buffer *view, int flags)
+{
+    BatchObject *b = self->batch;
+    if (batch_check(b))
+        return -1;
+    if ((flags & PyBUF_WRITABLE) == PyBUF_WRITABLE) {
+        PyErr_SetString(PyExc_BufferError, "a batch is read-only");
+        return -1;
+    }
+    view->obj = (PyObject *)self;
+    Py_INCREF(self);
+    view->buf = (void *)self->ptr;
+    view->len = self->len;
+    view->readonly = 1;
+    view->itemsize = self->itemsize;
+    view->format = (flags & PyBUF_FORMAT) ? (char *)self->format : NULL;
+    view->ndim = 1;
+    view->shape = NULL;
+    if ((flags & PyBUF_ND) == PyBUF_ND) {
+        /* shape[0] lives in internal: one Py_ssize_t per export */
+        view->internal = PyMem_Malloc(sizeof(Py_ssize_t));
+        if (!view->internal) {
+            Py_DECREF(self);
+            view->obj = NULL;
+            PyErr_NoMemory();
+            return -1;
+        }
+        *(Py_ssize_t *)view->internal = self->len / self->itemsize;
+        view->shape = (Py_ssize_t *)view->internal;
+    } else {
+        view->internal = NULL;
+    }
+    view->strides = ((flags & PyBUF_STRIDES) == PyBUF_STRIDES) ? &view->itemsize : NULL;
+    view->suboffsets = NULL;
+    if (b->exports++ == 0)
+        b->gen->nexported++;
+    return 0;
+}
+
+static void View_releasebuffer(ViewObject *self, Py_buffer *view)
+{
+    PyMem_Free(view->internal);
+    BatchObject *b = self->batch;
+    if (--b->exports == 0)
+        batch_exports_gone(b);
+}
+
+static void View_dealloc(ViewObject *self)
+{
+    Py_CLEAR(self->batch);
+    PyObject_Free(self);
+}
+
+static PyBufferProcs View_as_buffer = {(getbufferproc)View_getbuffer,
+                                       (releasebufferproc)View_releasebuffer};
+
+static PyTypeObject ViewType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "batchring._batchring._View",
+    .tp_basicsize = sizeof(ViewObject),
+    .tp_dealloc = (destructor)View_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Read-only bytes of a held batch (buffer protocol).",
+    .tp_as_buffer = &View_as_buffer,
+};
+
+/* ---- generators ------------------------------------------------------ */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static PyObject *Gen_next(GenObject *self)
+{
+    if (!self->g || self->closing) {
+        PyErr_SetString(Stopped, "the generator is closed");
+        return NULL;
+    }
+    if (!self->own_hold && self->last && self->last->valid) {
+        BatchObject *prev = self->last;
+        if (prev->exports > 0) {
+            PyErr_Format(HoldLimit,
+                         "batch %llu still has views (numpy arrays, tensors, memoryviews) and "
+                         "this attached ring lets its consumer hold one batch: drop them (or "
+                         "copy) before the next batch",
+                         (unsigned long long)prev->b.seq);
+            return NULL;
+        }
+        prev->valid = 0; /* br_next gives its slot back */
+        self->last = NULL;
+    }
+    br_batch b;
+    int rc;
+    long long deadline = self->timeout_ms < 0 ? -1 : now_ms() + self->timeout_ms;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = br_next(self->g, &b);
+        Py_END_ALLOW_THREADS
+        if (rc != -ETIMEDOUT)
+            break;
+        if (PyErr_CheckSignals())
+            return NULL;
+        if (deadline >= 0 && now_ms() >= deadline)
+            return raise_code(rc, "no batch within the timeout: the generator stays usable, "
+                                  "the next call waits for the same batch");
+    }
+    if (rc == BR_EOF) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+    if (rc)
+        return raise_code(rc, br_last_error(self->g));
+    BatchObject *o = (BatchObject *)BatchType->tp_alloc(BatchType, 0);
+    if (!o) {
+        if (self->own_hold)
+            br_release_seq(self->g, b.seq);
+        return NULL;
+    }
+    Py_INCREF(self);
+    o->gen = self;
+    o->b = b;
+    o->valid = 1;
+    if (!self->own_hold)
+        self->last = o;
+    return (PyObject *)o;
+}
+
+static PyObject *Gen_close(GenObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->closing)
+        Py_RETURN_NONE;
+    self->closing = 1;
+    if (self->nexported == 0)
+        gen_finish_close(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Gen_enter(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *Gen_exit(GenObject *self, PyObject *args)
+{
+    (void)args;
+    return Gen_close(self, NULL);
+}
+
+static PyObject *Gen_stats(GenObject *self, PyObject *unused)
+{
+    (void)unused;
+    br_stats s;
+    if (!self->g)
+        return raise_code(BR_ESTOPPED, "the generator is closed");
+    int rc = br_stats_get(self->g, &s);
+    if (rc)
+        return raise_code(rc, br_last_error(NULL));
+    return Py_BuildValue("{sKsKsKsKsKsIsIsI}", "batches", (unsigned long long)s.batches,
+                         "bytes", (unsigned long long)s.bytes, "stall_ns",
+                         (unsigned long long)s.stall_ns, "elapsed_ns",
+                         (unsigned long long)s.elapsed_ns, "loaded",
+                         (unsigned long long)s.loaded, "workers", s.workers, "slots", s.slots,
+                         "restarts", s.restarts);
+}
+
+static PyObject *Gen_checkpoint(GenObject *self, PyObject *unused)
+{
+    (void)unused;
+    uint64_t next;
+    if (!self->g)
+        return raise_code(BR_ESTOPPED, "the generator is closed");
+    int rc = br_checkpoint_get(self->g, &next);
+    if (rc)
+        return raise_code(rc, br_last_error(NULL));
+    return PyLong_FromUnsignedLongLong(next);
+}
+
+static PyObject *Gen_get_closed(GenObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->closing);
+}
+
+static PyObject *Gen_get_hold(GenObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLong(self->hold);
+}
+
+static void Gen_dealloc(GenObject *self)
+{
+    self->closing = 1;
+    gen_finish_close(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Gen_iter(PyObject *self)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+static PyMethodDef Gen_methods[] = {
+    {"close", (PyCFunction)Gen_close, METH_NOARGS,
+     "Stops the workers and unmaps the ring (once the last batch with views is gone). "
+     "Idempotent."},
+    {"stats", (PyCFunction)Gen_stats, METH_NOARGS, "br_stats as a dict."},
+    {"checkpoint", (PyCFunction)Gen_checkpoint, METH_NOARGS,
+     "The seq to resume at (start_seq)."},
+    {"__enter__", Gen_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Gen_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Gen_getset[] = {
+    {"closed", (getter)Gen_get_closed, NULL, "close() was called", NULL},
+    {"hold", (getter)Gen_get_hold, NULL, "batches the caller may hold at once", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject GenType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "batchring.Generator",
+    .tp_basicsize = sizeof(GenObject),
+    .tp_dealloc = (destructor)Gen_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "An iterator of batches; a context manager.",
+    .tp_iter = Gen_iter,
+    .tp_iternext = (iternextfunc)Gen_next,
+    .tp_methods = Gen_methods,
+    .tp_getset = Gen_getset,
+};
+
+static int timeout_arg(PyObject *o, long long *ms)
+{
+    if (!o || o == Py_None) {
+        *ms = -1;
+        return 0;
+    }
+    double s = PyFloat_AsDouble(o);
+    if (s == -1.0 && PyErr_Occurred())
+        return -1;
+    *ms = s < 0 ? -1 : (long long)(s * 1000.0);
+    return 0;
+}
+
+static GenObject *gen_new(void)
+{
+    GenObject *self = PyObject_New(GenObject, &GenType);
+    if (!self)
+        return NULL;
+    self->g = NULL;
+    self->ds = NULL;
+    self->closing = 0;
+    self->own_hold = 0;
+    self->hold = 1;
+    self->timeout_ms = -1;
+    self->nexported = 0;
+    self->last = NULL;
+    self->keep = NULL;
+    return self;
+}
+
+static PyObject *mod_attach(PyObject *m, PyObject *args, PyObject *kw)
+{
+    (void)m;
+    static char *kwlist[] = {"name", "timeout", NULL};
+    const char *name;
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|O", kwlist, &name, &timeout))
+        return NULL;
+    GenObject *self = gen_new();
+    if (!self)
+        return NULL;
+    if (timeout_arg(timeout, &self->timeout_ms)) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    br_gen *g = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = br_attach(&g, name, SLICE_MS);
+    Py_END_ALLOW_THREADS
+    if (rc) {
+        Py_DECREF(self);
+        return raise_code(rc, br_last_error(NULL));
+    }
+    self->g = g;
+    return (PyObject *)self;
+}
+
+/* _open(layout, paths tuple, labels, record_size, flags, options dict) */
+static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
+{
+    (void)m;
+    static char *kwlist[] = {"layout", "a", "b", "labels", "record_size", "direct",
+                             "batch_size", "workers", "slots", "slot_bytes", "shuffle",
+                             "seed", "epochs", "drop_last", "rank", "world", "from_env",
+                             "hold", "pin", "timeout", "start_seq", "max_restarts", "cpus",
+                             NULL};
+    const char *layout, *a, *b = NULL, *labels = NULL, *cpus = NULL;
+    Py_ssize_t record_size = 0;
+    int direct = 0, shuffle = 0, drop_last = 0, from_env = 0;
+    unsigned int batch_size = 32, workers = 1, slots = BR_SLOTS_AUTO, rank = 0, world = 1,
+                 hold = 2, pin = 0, max_restarts = 3;
+    unsigned long long slot_bytes = 0, seed = 0, epochs = 1, start_seq = 0;
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIIOKIz", kwlist, &layout, &a,
+                                     &b, &labels, &record_size, &direct, &batch_size, &workers,
+                                     &slots, &slot_bytes, &shuffle, &seed, &epochs, &drop_last,
+                                     &rank, &world, &from_env, &hold, &pin, &timeout, &start_seq,
+                                     &max_restarts, &cpus))
+        return NULL;
+    if (hold < 2) {
+        PyErr_SetString(PyExc_ValueError,
+                        "hold must be at least 2 from Python: the batch in your loop variable "
+                        "is still held when the next one is taken");
+        return NULL;
+    }
+    GenObject *self = gen_new();
+    if (!self)
+        return NULL;
+    if (timeout_arg(timeout, &self->timeout_ms)) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    br_options opt;
+    br_options_init(&opt);
+    opt.batch_size = batch_size;
+    opt.workers = workers;
+    opt.slots = slots;
+    opt.slot_bytes = (size_t)slot_bytes;
+    opt.shuffle = shuffle != 0;
+    opt.seed = seed;
+    opt.epochs = epochs;
+    opt.drop_last = drop_last != 0;
+    opt.rank = rank;
+    opt.world = world;
+    opt.hold = hold;
+    opt.pin = pin;
+    opt.start_seq = start_seq;
+    opt.max_restarts = max_restarts;
+    opt.cpus = cpus;
+    opt.timeout_ms = SLICE_MS;
+    int rc = 0;
+    if (from_env) {
+        rc = br_shard_from_env(&opt);
+        if (rc && rc != -ENOENT) {
+            Py_DECREF(self);
+            return raise_code(rc, br_last_error(NULL));
+        }
+    }
+    unsigned flags = direct ? BR_DATASET_DIRECT : 0;
+    br_dataset *ds = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (!strcmp(layout, "records"))
+        rc = br_dataset_open_records(&ds, a, (size_t)record_size, labels, flags);
+    else if (!strcmp(layout, "files"))
+        rc = br_dataset_open_files(&ds, a, labels, flags);
+    else if (!strcmp(layout, "indexed"))
+        rc = br_dataset_open_indexed(&ds, a, b, labels, flags);
+    else
+        rc = -EINVAL;
+    Py_END_ALLOW_THREADS
+    if (rc) {
+        Py_DECREF(self);
+        return raise_code(rc, br_last_error(NULL));
+    }
+    self->ds = ds;
+    br_gen *g = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = br_open_dataset(&g, ds, NULL, 0, &opt);
+    Py_END_ALLOW_THREADS
+    if (rc) {
+        PyObject *ret = raise_code(rc, br_last_error(NULL));
+        Py_DECREF(self);
+        return ret;
+    }
+    self->g = g;
+    self->own_hold = 1;
+    self->hold = hold;
+    return (PyObject *)self;
+}
+
+static PyObject *mod_set_batch_type(PyObject *m, PyObject *t)
+{
+    (void)m;
+    if (!PyType_Check(t) || !PyType_IsSubtype((PyTypeObject *)t, &BaseBatchType)) {
+        PyErr_SetString(PyExc_TypeError, "a subclass of _Batch");
+        return NULL;
+    }
+    Py_INCREF(t);
+    Py_XDECREF(BatchType);
+    BatchType = (PyTypeObject *)t;
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_strerror(PyObject *m, PyObject *arg)
+{
+    (void)m;
+    int code = (int)PyLong_AsLong(arg);
+    if (code == -1 && PyErr_Occurred())
+        return NULL;
+    return PyUnicode_FromString(br_strerror(code));
+}
+
+static PyMethodDef mod_methods[] = {
+    {"attach", (PyCFunction)(void (*)(void))mod_attach, METH_VARARGS | METH_KEYWORDS,
+     "attach(name, timeout=None): the consumer of a served ring."},
+    {"_open_dataset", (PyCFunction)(void (*)(void))mod_open_dataset,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_set_batch_type", mod_set_batch_type, METH_O, NULL},
+    {"strerror", mod_strerror, METH_O, "br_strerror(code)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "batchring._batchring",
+                                    "batchring's C core (see batchring/__init__.py).", -1,
+                                    mod_methods, NULL, NULL, NULL, NULL};
+
+static int add_exc(PyObject *m, PyObject **slot, const char *name, PyObject *base)
+{
+    char full[96];
+    snprintf(full, sizeof full, "batchring.%s", name);
+    *slot = PyErr_NewException(full, base, NULL);
+    if (!*slot)
+        return -1;
+    Py_INCREF(*slot);
+    return PyModule_AddObject(m, name, *slot);
+}
+
+PyMODINIT_FUNC PyInit__batchring(void)
+{
+    if (PyType_Ready(&BaseBatchType) < 0 || PyType_Ready(&ViewType) < 0 ||
+        PyType_Ready(&GenType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moddef);
+    if (!m)
+        return NULL;
+    BatchType = &BaseBatchType;
+    Py_INCREF(BatchType);
+    PyObject *timeout_bases = NULL;
+    if (add_exc(m, &Error, "Error", NULL) || add_exc(m, &LoaderError, "LoaderError", Error) ||
+        add_exc(m, &WorkerError, "WorkerError", Error) ||
+        add_exc(m, &ProducerGone, "ProducerGone", Error) ||
+        add_exc(m, &BadRing, "BadRing", Error) || add_exc(m, &HoldLimit, "HoldLimit", Error) ||
+        add_exc(m, &Stopped, "Stopped", Error) || add_exc(m, &CudaError, "CudaError", Error) ||
+        !(timeout_bases = PyTuple_Pack(2, Error, PyExc_TimeoutError)) ||
+        add_exc(m, &Timeout, "Timeout", timeout_bases)) {
+        Py_XDECREF(timeout_bases);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_DECREF(timeout_bases);
+    Py_INCREF(&BaseBatchType);
+    PyModule_AddObject(m, "_Batch", (PyObject *)&BaseBatchType);
+    Py_INCREF(&GenType);
+    PyModule_AddObject(m, "Generator", (PyObject *)&GenType);
+    PyModule_AddIntConstant(m, "SLICE_MS", SLICE_MS);
+    PyModule_AddIntConstant(m, "PIN_NONE", BR_PIN_NONE);
+    PyModule_AddIntConstant(m, "PIN_CUDA", BR_PIN_CUDA);
+    PyModule_AddIntConstant(m, "PIN_CUDA_IF_AVAILABLE", BR_PIN_CUDA_IF_AVAILABLE);
+    PyModule_AddStringConstant(m, "version", br_version_string());
+    return m;
+}
