@@ -46,6 +46,7 @@
 
 #include <batchring.h>
 
+#include "datasets/transform.h"
 #include "ring/error.h"
 
 #define DIRECT_ALIGN 4096u
@@ -82,6 +83,7 @@ struct br_dataset {
     size_t *name_at; /* n offsets into names */
     uint64_t *sizes; /* n file sizes at open */
     int32_t *labels; /* n labels, or NULL */
+    struct br__transform xf; /* the transform stage (datasets/transform.c) */
 };
 
 static uint64_t align_down(uint64_t x)
@@ -588,6 +590,23 @@ BR_API int br_dataset_info_get_sized(const br_dataset *ds, br_dataset_info *dst,
     return 0;
 }
 
+BR_API int br_dataset_transform_set(br_dataset *ds, br_transform_fn fn, size_t max_out_bytes,
+                                    void *user)
+{
+    char *msg = br__open_error_buffer();
+    msg[0] = '\0';
+    if (!ds)
+        return br__fail(msg, -EINVAL, "ds is NULL: open a dataset with br_dataset_open_*");
+    if (fn && max_out_bytes == 0)
+        return br__fail(msg, -EINVAL,
+                        "max_out_bytes is 0: give the largest output of one sample, which "
+                        "sizes the slots");
+    ds->xf.fn = fn;
+    ds->xf.max_out = fn ? max_out_bytes : 0;
+    ds->xf.user = user;
+    return 0;
+}
+
 BR_API int br_dataset_close(br_dataset *ds)
 {
     ds_free(ds);
@@ -963,10 +982,6 @@ static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *id
     int32_t *labels = NULL;
     int rc;
 
-    if (o->worker_init || o->worker_fini)
-        return br__fail(msg, -EINVAL,
-                        "opt->worker_init/worker_fini are set, but a dataset's generator runs "
-                        "the dataset's own loader and hooks: leave them NULL");
     /* Every sample: implicit ids 0 .. n - 1, no array, and the labels file
      * is already in id order. */
     if (!ids)
@@ -988,8 +1003,17 @@ static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *id
             labels[k] = ds->labels[ids[k]];
     }
 
+    /* The user's hooks and slot size, kept for the transform stage: with
+     * a transform the size computed below is the raw batch's scratch. */
+    br_worker_init_fn user_init = o->worker_init;
+    br_worker_fini_fn user_fini = o->worker_fini;
+    size_t user_slot = o->slot_bytes;
+    if (ds->xf.fn)
+        o->slot_bytes = 0;
     o->worker_init = dataset_worker_init;
+    o->worker_fini = NULL;
     if (o->slot_bytes == 0 && o->batch_size) {
+
         /* With O_DIRECT an indexed sample is read as the blocks covering
          * it: up to one block more than its length rounded up. */
         uint64_t per = ds->max_bytes;
@@ -1010,7 +1034,35 @@ static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *id
         else
             o->slot_bytes = (size_t)align_up(o->slot_bytes);
     }
-    rc = br_open(out, loaders[ds->layout], ds, ids, ids ? labels : ds->labels, n_ids, o);
+    if (ds->xf.fn || user_init || user_fini) {
+        /* The transform stage (datasets/transform.c) wraps our loader and
+         * hooks: the raw batch goes to scratch of the size the slot would
+         * have had, the slot holds the transform's output. */
+        ds->xf.init = user_init;
+        ds->xf.fini = user_fini;
+        ds->xf.inner = loaders[ds->layout];
+        ds->xf.inner_user = ds;
+        ds->xf.inner_init = dataset_worker_init;
+        ds->xf.batch_size = o->batch_size;
+        ds->xf.raw_cap = o->slot_bytes;
+        if (ds->xf.fn && user_slot) {
+            o->slot_bytes = user_slot;
+        } else if (ds->xf.fn) {
+            if (ds->xf.max_out > SIZE_MAX / (o->batch_size ? o->batch_size : 1)) {
+                free(labels);
+                return br__fail(msg, -EOVERFLOW,
+                                "batch_size %u x the transform's largest output (%zu bytes) "
+                                "overflows: set slot_bytes",
+                                o->batch_size, ds->xf.max_out);
+            }
+            o->slot_bytes = ds->xf.max_out ? ds->xf.max_out * o->batch_size : 1;
+        }
+        o->worker_init = br__transform_worker_init;
+        o->worker_fini = br__transform_worker_fini;
+        rc = br_open(out, br__transform_load, &ds->xf, ids, ids ? labels : ds->labels, n_ids, o);
+    } else {
+        rc = br_open(out, loaders[ds->layout], ds, ids, ids ? labels : ds->labels, n_ids, o);
+    }
     free(labels);
     return rc;
 }

@@ -712,12 +712,41 @@ static inline int br_dataset_info_get(const br_dataset *ds, br_dataset_info *out
 
 /* Closes the files and frees ds. NULL is fine. Returns 0. Since 0.2. */
 BR_API int br_dataset_close(br_dataset *ds);
+/*
+ * The transform stage. A transform runs in the worker on each sample after
+ * the dataset's reader has read it (into per-worker scratch, not the slot):
+ * it gets the sample's bytes `in` (len of them), its id, and writes at most
+ * out_cap bytes at `out` (inside the slot), setting *out_len; seed is the
+ * batch's seed (br_job.seed: the same whichever worker loads the batch, so
+ * a random augmentation is reproducible), state what opt->worker_init made
+ * for this worker (NULL without one). Outputs are packed one after another;
+ * br_batch.offsets says where each starts. Returns 0, or a negative code:
+ * the batch then fails with BR_ELOADER naming the sample.
+ * Since 0.3.
+ */
+typedef int (*br_transform_fn)(const void *in, size_t len, uint64_t id, void *out,
+                               size_t out_cap, size_t *out_len, uint64_t seed, void *state);
+
+/*
+ * Sets (fn != NULL) or clears (fn = NULL) the transform of every generator
+ * opened on ds afterwards. max_out_bytes is the largest output of one
+ * sample: opt->slot_bytes = 0 then means batch_size x max_out_bytes. user
+ * is what opt->worker_init/worker_fini of br_open_dataset receive as their
+ * `user`. Returns 0, or -EINVAL (ds NULL, or fn without max_out_bytes),
+ * message in br_last_error(NULL). Since 0.3.
+ */
+BR_API int br_dataset_transform_set(br_dataset *ds, br_transform_fn fn, size_t max_out_bytes,
+                                    void *user);
 
 /*
  * br_open with the dataset's loader and labels. ids = NULL means every
  * sample, 0 .. n - 1 (n_ids is then ignored); otherwise ids must be < n.
  * opt->slot_bytes = 0 means batch_size x max_sample_bytes (rounded up to
- * the O_DIRECT alignment when reading with O_DIRECT). Returns as br_open.
+ * the O_DIRECT alignment when reading with O_DIRECT), or with a transform
+ * batch_size x its max_out_bytes. opt->worker_init/worker_fini (Since 0.3;
+ * refused before) run in each worker around the dataset's own reader, with
+ * the `user` of br_dataset_transform_set (NULL without one); their state
+ * is the transform's `state`. Returns as br_open.
  * Since 0.2.
  */
 BR_API int br_open_dataset(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,

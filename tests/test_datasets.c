@@ -797,8 +797,11 @@ static void test_datasets_open_dataset_errors(void **state)
     expect_open_error(br_open_dataset(&g, ds, NULL, 0, &opt), NULL, -EINVAL, "batch_size", NULL);
     assert_null(g);
     opt.batch_size = 2;
+    /* Since 0.3 the caller's hooks are taken and run around the dataset's
+     * own (test_transform.c checks what they do). */
     opt.worker_fini = no_fini;
-    expect_open_error(br_open_dataset(&g, ds, NULL, 0, &opt), NULL, -EINVAL, "worker_init", NULL);
+    assert_int_equal(br_open_dataset(&g, ds, NULL, 0, &opt), 0);
+    assert_int_equal(br_close(g), 0);
     br_dataset_close(ds);
 }
 
