@@ -26,7 +26,8 @@ PKGS_DEMO := build-essential cmake pkg-config liburing-dev
 # package-check; python3, whose json module checks the command's JSON
 # (test_cli).
 PKGS_TEST := $(PKGS_DEMO) libcmocka-dev libbenchmark-dev openmpi-bin spin \
-             clang libfuzzer-14-dev abigail-tools file python3
+             clang libfuzzer-14-dev abigail-tools file python3 \
+             python3-dev python3-numpy python3-pytest python3-torch
 # perf: Google Benchmark, gnuplot for the charts, and cmocka because the
 # benchmarks are built with BUILD_TESTING (BR_BUILD_PERF needs it);
 # python3-torch and python3-numpy for the peers cases' DataLoader (a large
