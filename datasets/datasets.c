@@ -47,6 +47,7 @@
 #include <batchring.h>
 
 #include "datasets/transform.h"
+#include "datasets/tokens.h"
 #include "ring/error.h"
 
 #define DIRECT_ALIGN 4096u
@@ -56,8 +57,8 @@
 /* Files of the files layout open at once in one worker. */
 #define FILES_CHUNK 64u
 
-enum layout { LAYOUT_RECORDS, LAYOUT_FILES, LAYOUT_INDEXED };
-static const char *const layout_names[] = {"records", "files", "indexed"};
+enum layout { LAYOUT_RECORDS, LAYOUT_FILES, LAYOUT_INDEXED, LAYOUT_TOKENS };
+static const char *const layout_names[] = {"records", "files", "indexed", "tokens"};
 
 struct index_entry {
     uint64_t offset;
@@ -83,6 +84,7 @@ struct br_dataset {
     size_t *name_at; /* n offsets into names */
     uint64_t *sizes; /* n file sizes at open */
     int32_t *labels; /* n labels, or NULL */
+    struct br__tokens *tokens; /* tokens: the shards (datasets/tokens.c) */
     struct br__transform xf; /* the transform stage (datasets/transform.c) */
 };
 
@@ -115,6 +117,7 @@ static void ds_free(struct br_dataset *ds)
     free(ds->name_at);
     free(ds->sizes);
     free(ds->labels);
+    br__tokens_free(ds->tokens);
     free(ds);
 }
 
@@ -584,6 +587,7 @@ BR_API int br_dataset_info_get_sized(const br_dataset *ds, br_dataset_info *dst,
     info.total_bytes = ds->total_bytes;
     info.has_labels = ds->labels != NULL;
     info.layout = layout_names[ds->layout];
+    info.shards = ds->tokens ? ds->tokens->shards.n : 1;
     memcpy(dst, &info, size < sizeof info ? size : sizeof info);
     if (size > sizeof info)
         memset((char *)dst + sizeof info, 0, size - sizeof info);
@@ -954,6 +958,37 @@ static int files_load(br_job *job, void *user)
     return 0;
 }
 
+static int tokens_load(br_job *job, void *user)
+{
+    const struct br_dataset *ds = user;
+    return br__tokens_load(job, ds->tokens);
+}
+
+BR_API int br_dataset_open_tokens(br_dataset **out, const char *pattern, size_t seq_len,
+                                  size_t token_bytes, unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br_dataset *ds;
+    int rc;
+
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_dataset *");
+    if (!pattern)
+        return br__fail(msg, -EINVAL, "pattern is NULL: pass a glob of the token shards or @LIST");
+    if (flags)
+        return br__fail(msg, -EINVAL, "unknown flags 0x%x (the tokens layout takes none)", flags);
+    ds = ds_new(LAYOUT_TOKENS, flags, pattern, msg);
+    if (!ds)
+        return -ENOMEM;
+    rc = br__tokens_open(&ds->tokens, pattern, seq_len, token_bytes, msg);
+    if (rc == 0) {
+        ds->n = br__tokens_samples(ds->tokens);
+        ds->max_bytes = (uint64_t)seq_len * 8;
+        ds->total_bytes = ds->n * ds->max_bytes;
+    }
+    return open_finish(out, ds, rc);
+}
+
 /* ------------------------------------------------------------ generator */
 
 /* In each worker: the data file stays open for the worker's life, so
@@ -978,7 +1013,7 @@ static int dataset_worker_init(br_io *io, uint32_t worker, void *user, void **st
 static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
                                 br_options *o, char *msg)
 {
-    static const br_loader_fn loaders[] = {records_load, files_load, indexed_load};
+    static const br_loader_fn loaders[] = {records_load, files_load, indexed_load, tokens_load};
     int32_t *labels = NULL;
     int rc;
 
@@ -1013,7 +1048,6 @@ static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *id
     o->worker_init = dataset_worker_init;
     o->worker_fini = NULL;
     if (o->slot_bytes == 0 && o->batch_size) {
-
         /* With O_DIRECT an indexed sample is read as the blocks covering
          * it: up to one block more than its length rounded up. */
         uint64_t per = ds->max_bytes;

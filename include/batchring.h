@@ -684,7 +684,9 @@ typedef struct br_dataset_info {
     uint64_t max_sample_bytes; /* the largest sample */
     uint64_t total_bytes;      /* sum of all samples */
     bool has_labels;
-    const char *layout;        /* "records", "files" or "indexed" */
+    const char *layout;        /* "records", "files", "indexed" or "tokens" */
+    uint32_t shards;           /* files holding the samples (1 for one file
+                                  or a list of files). Since 0.3. */
 } br_dataset_info;
 
 /* Open a dataset of each layout (above) into *out. Returns 0, or -EINVAL,
@@ -697,6 +699,38 @@ BR_API int br_dataset_open_files(br_dataset **out, const char *list_path,
 BR_API int br_dataset_open_indexed(br_dataset **out, const char *data_path,
                                    const char *index_path, const char *labels_path,
                                    unsigned flags);
+
+/*
+ * Token streams for language-model training, in many shards.
+ *
+ * pattern names the shards: a glob(3) pattern ("data/train_*.bin"; a plain
+ * path matches itself), whose matches are taken in sorted name order
+ * (strcmp), or "@LIST", a file naming one shard per line (relative to the
+ * list's directory), taken in the list's order. Shard formats:
+ *   token_bytes = 0  llm.c .bin shards: a header of 256 little-endian int32
+ *                    (magic 20240520, version 1, token count, the rest
+ *                    unused), then the uint16 tokens; the file size must
+ *                    be 1024 + 2 x count. A bad magic, version or size is
+ *                    refused at open, naming the file and the field.
+ *   token_bytes = 2 or 4  raw little-endian tokens, no header.
+ * Sample ids run through the shards in order: a shard of c tokens holds
+ * (c - 1) / seq_len samples (windows), window j being tokens
+ * [j x T, j x T + T] (T = seq_len, T + 1 tokens); no window crosses a
+ * shard. A batch of B windows is written as int32 inputs[B][T] followed by
+ * int32 targets[B][T], targets being the inputs shifted by one token, so
+ * b.data is what a model takes (no br_batch.offsets). Without shuffle, one
+ * rank and batches inside one shard, batch k is inputs = tokens[kBT ..
+ * kBT + BT), targets = tokens[kBT + 1 .. kBT + BT + 1): what a sequential
+ * reader gives. Shuffle, ranks, resume and seeds come from the options as
+ * for every layout. Workers open shards as they need them and keep at most
+ * 64 open each, so thousands of shards need no more descriptors; a shard
+ * that is missing or shorter than at open when read fails the batch with
+ * BR_ELOADER naming it. flags must be 0. Returns 0, or -EINVAL, -ENOENT (no
+ * match), -ENOMEM or the -errno of opening or reading a shard, with the
+ * message naming it. Since 0.3.
+ */
+BR_API int br_dataset_open_tokens(br_dataset **out, const char *pattern, size_t seq_len,
+                                  size_t token_bytes, unsigned flags);
 
 /* Fills the first `size` bytes of *out (rule b). Call it through
  * br_dataset_info_get(). Returns 0, or -EINVAL for NULL arguments or a size
@@ -712,6 +746,7 @@ static inline int br_dataset_info_get(const br_dataset *ds, br_dataset_info *out
 
 /* Closes the files and frees ds. NULL is fine. Returns 0. Since 0.2. */
 BR_API int br_dataset_close(br_dataset *ds);
+
 /*
  * The transform stage. A transform runs in the worker on each sample after
  * the dataset's reader has read it (into per-worker scratch, not the slot):

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shards: a dataset stored as many files. One sample id space runs across
+ * them in order (global id -> shard, local index, by a binary search of the
+ * shards' first ids). Workers open shards lazily and keep at most
+ * BR__SHARD_FDS of them open (least recently used closed first), so a
+ * dataset of thousands of shards never runs a worker out of descriptors.
+ *
+ * Internal to datasets/: tokens.c (and the layouts that grow shards) use it.
+ */
+#ifndef BR_DATASETS_SHARDS_H
+#define BR_DATASETS_SHARDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <batchring.h>
+
+/* Descriptors a worker keeps open at most. */
+#define BR__SHARD_FDS 64u
+
+struct br__shards {
+    uint32_t n;        /* shards */
+    char **paths;      /* n paths, as opened (relative to the cwd at open) */
+    uint64_t *size;    /* n file sizes at open */
+    uint64_t *first;   /* n + 1: first global sample id of each shard */
+    uint64_t *skip;    /* n: header bytes before the shard's data */
+};
+
+/*
+ * Expands `pattern` into shard paths: "@FILE" reads a list file (one path
+ * per line, relative paths relative to the list's directory, kept in the
+ * list's order); anything else is a glob(3) pattern (a plain path is a
+ * pattern that matches itself), its matches sorted by name (strcmp, not
+ * the locale). Fills s->n and s->paths. Returns 0 or a negative code with
+ * the message in msg.
+ */
+int br__shards_expand(struct br__shards *s, const char *pattern, char *msg);
+
+/* Allocates size, first and skip for s->n shards (zeroed). */
+int br__shards_alloc(struct br__shards *s, char *msg);
+
+void br__shards_free(struct br__shards *s);
+
+/* The shard holding global sample `id` (< s->first[s->n]). */
+uint32_t br__shards_find(const struct br__shards *s, uint64_t id);
+
+/* A worker's open shards: an LRU of descriptors. */
+struct br__shard_fds {
+    int fd[BR__SHARD_FDS];
+    uint32_t shard[BR__SHARD_FDS];
+    uint64_t used[BR__SHARD_FDS]; /* clock of the last use; 0 = empty */
+    uint64_t wave[BR__SHARD_FDS]; /* the wave of reads that last used it */
+    uint64_t clock;
+    uint64_t wave_now;            /* reads queued since the last wait */
+    uint32_t opens;               /* opens so far (tests read it) */
+};
+
+void br__shard_fds_init(struct br__shard_fds *c);
+void br__shard_fds_close(struct br__shard_fds *c);
+
+/*
+ * The descriptor of shard k, opened if needed (a regular file whose size
+ * must still be the size at open). When every slot holds a descriptor of
+ * the current wave of queued reads, *must_wait is set and -EAGAIN returned:
+ * the caller runs br_io_wait, calls br__shard_fds_wave_end, and asks again.
+ * Returns the fd, or a negative code with the message (naming the shard)
+ * in err.
+ */
+int br__shard_fds_get(struct br__shard_fds *c, const struct br__shards *s, uint32_t k,
+                      char *err, size_t err_cap);
+
+/* The queued reads ran: every descriptor may be closed again. */
+void br__shard_fds_wave_end(struct br__shard_fds *c);
+
+/*
+ * After a failed br_io_wait: names the shard of the wave that is now
+ * shorter than at open (or missing), else repeats the reader's message.
+ * Returns code.
+ */
+int br__shards_read_failed(const struct br__shard_fds *c, const struct br__shards *s,
+                           br_io *io, int code, char *err, size_t err_cap);
+
+#endif

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shards (datasets/shards.c, through the tokens layout): the id map across
+ * shard boundaries, thousands of shards under a low `ulimit -n` (in a child
+ * that lowers RLIMIT_NOFILE before it opens anything), and a shard that
+ * shrinks or disappears mid-run, which must fail the batch with BR_ELOADER
+ * naming the shard, never deliver other bytes.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <batchring.h>
+
+#include "test_fs.h"
+#include "test_util.h"
+
+static char dir[256];
+
+/* Raw 2-byte shards whose token t of shard s is (s * 1000 + t) & 0xffff,
+ * so a window says where it came from. */
+static uint16_t tok(uint32_t s, uint64_t t)
+{
+    return (uint16_t)(s * 1000u + t);
+}
+
+static void write_raw(const char *path, uint32_t s, uint64_t ntok)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail_msg("fopen %s: %s", path, strerror(errno));
+    for (uint64_t t = 0; t < ntok; t++) {
+        uint16_t v = htole16(tok(s, t));
+        if (fwrite(&v, 2, 1, f) != 1)
+            fail_msg("fwrite %s", path);
+    }
+    if (fclose(f))
+        fail_msg("fclose %s", path);
+}
+
+/* Does window i of batch b hold tokens [local * T, local * T + T] of s? */
+static bool window_is(const br_batch *b, uint32_t i, size_t T, uint32_t s, uint64_t local)
+{
+    const int32_t *in = (const int32_t *)b->data + (size_t)i * T;
+    const int32_t *tg = (const int32_t *)b->data + ((size_t)b->count + i) * T;
+    for (size_t t = 0; t < T; t++)
+        if (in[t] != tok(s, local * T + t) || tg[t] != tok(s, local * T + t + 1))
+            return false;
+    return true;
+}
+
+/* Shards of 3, 0, 1, 2 and 0 windows (T = 4): ids 0..2 -> shard 0, 3 ->
+ * shard 2, 4..5 -> shard 3. Asked for across every boundary, in one batch
+ * and in batches of one, by workers and inline. */
+static void test_shards_id_map(void **state)
+{
+    (void)state;
+    const size_t T = 4;
+    const uint64_t ntok[] = {3 * 4 + 1, 4, 4 + 3, 2 * 4 + 1, 0};
+    const uint32_t shard_of[] = {0, 0, 0, 2, 3, 3};
+    const uint64_t local_of[] = {0, 1, 2, 0, 0, 1};
+    const uint64_t ids[] = {2, 3, 4, 0, 5, 1, 3, 2};
+    char name[64];
+    br_dataset *ds;
+    br_dataset_info info;
+
+    for (uint32_t s = 0; s < 5; s++) {
+        snprintf(name, sizeof name, "map-%u.tok", s);
+        write_raw(tf_path(dir, name), s, ntok[s]);
+    }
+    assert_int_equal(br_dataset_open_tokens(&ds, tf_path(dir, "map-*.tok"), T, 2, 0), 0);
+    assert_int_equal(br_dataset_info_get(ds, &info), 0);
+    assert_int_equal(info.samples, 6);
+    assert_int_equal(info.shards, 5);
+    for (uint32_t bs = 1; bs <= 8; bs += 7)
+        for (uint32_t w = 0; w <= 2; w += 2) {
+            br_options opt;
+            br_batch b;
+            br_gen *g;
+            uint32_t seen = 0;
+            int rc;
+            br_options_init(&opt);
+            opt.batch_size = bs;
+            opt.workers = w;
+            opt.epochs = 1;
+            assert_int_equal(br_open_dataset(&g, ds, ids, 8, &opt), 0);
+            while ((rc = br_next(g, &b)) == 0)
+                for (uint32_t i = 0; i < b.count; i++, seen++) {
+                    uint64_t id = b.ids[i];
+                    assert_int_equal(id, ids[seen]);
+                    if (!window_is(&b, i, T, shard_of[id], local_of[id]))
+                        fail_msg("id %llu is not window %llu of shard %u (batch size %u, "
+                                 "%u workers)",
+                                 (unsigned long long)id, (unsigned long long)local_of[id],
+                                 shard_of[id], bs, w);
+                }
+            assert_int_equal(rc, BR_EOF);
+            assert_int_equal(seen, 8);
+            br_close(g);
+        }
+    /* An id past the end is refused at open. */
+    {
+        const uint64_t bad = 6;
+        br_options opt;
+        br_gen *g;
+        br_options_init(&opt);
+        assert_int_equal(br_open_dataset(&g, ds, &bad, 1, &opt), -EINVAL);
+        tu_assert_contains(br_last_error(NULL), "tokens");
+    }
+    br_dataset_close(ds);
+}
+
+/* The child's whole run; returns 0 or a line number of the failure. */
+static int many_shards_child(uint32_t nshards, rlim_t limit)
+{
+    const size_t T = 8;
+    struct rlimit rl = {limit, limit};
+    br_dataset *ds;
+    br_options opt;
+    br_batch b;
+    br_gen *g;
+    uint64_t seen = 0;
+    uint8_t *hit = calloc(2 * nshards, 1);
+    int rc;
+
+    if (!hit || setrlimit(RLIMIT_NOFILE, &rl))
+        return __LINE__;
+    if (br_dataset_open_tokens(&ds, tf_path(dir, "many/s-*.tok"), T, 2, 0)) {
+        fprintf(stderr, "open: %s\n", br_last_error(NULL));
+        return __LINE__;
+    }
+    br_options_init(&opt);
+    opt.batch_size = 97; /* more shards per batch than a worker keeps open */
+    opt.workers = 2;
+    opt.epochs = 1;
+    opt.shuffle = true;
+    opt.seed = 7;
+    if (br_open_dataset(&g, ds, NULL, 0, &opt)) {
+        fprintf(stderr, "br_open_dataset: %s\n", br_last_error(NULL));
+        return __LINE__;
+    }
+    while ((rc = br_next(g, &b)) == 0)
+        for (uint32_t i = 0; i < b.count; i++, seen++) {
+            uint64_t id = b.ids[i];
+            if (id >= 2 * nshards || hit[id]++ || !window_is(&b, i, T, (uint32_t)(id / 2), id % 2))
+                return __LINE__;
+        }
+    if (rc != BR_EOF) {
+        fprintf(stderr, "br_next: %s: %s\n", br_err_name(rc), br_last_error(g));
+        return __LINE__;
+    }
+    br_close(g);
+    br_dataset_close(ds);
+    free(hit);
+    return seen == 2 * nshards ? 0 : __LINE__;
+}
+
+/* 3000 shards of two windows each, shuffled, in a process allowed 128
+ * descriptors: more shards than descriptors, and batches that touch more
+ * shards than a worker keeps open (64). */
+static void test_shards_many_low_ulimit(void **state)
+{
+    (void)state;
+    const uint32_t nshards = 3000;
+    char name[64];
+    int status;
+    pid_t pid;
+
+    snprintf(name, sizeof name, "%s", "many");
+    assert_int_equal(mkdir(tf_path(dir, name), 0700), 0);
+    for (uint32_t s = 0; s < nshards; s++) {
+        snprintf(name, sizeof name, "many/s-%05u.tok", s);
+        write_raw(tf_path(dir, name), s, 2 * 8 + 1);
+    }
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(many_shards_child(nshards, 128) ? 1 : 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the child with ulimit -n 128 failed (status 0x%x; its stderr says why)", status);
+}
+
+/* Runs until the first error; *good is the batches before it. */
+static int run_until_error(br_dataset *ds, uint32_t B, uint32_t workers, uint64_t *good, char *msg,
+                           size_t cap)
+{
+    br_options opt;
+    br_batch b;
+    br_gen *g;
+    int rc;
+    br_options_init(&opt);
+    opt.batch_size = B;
+    opt.workers = workers;
+    opt.epochs = 1;
+    *good = 0;
+    msg[0] = '\0';
+    rc = br_open_dataset(&g, ds, NULL, 0, &opt);
+    if (rc) {
+        snprintf(msg, cap, "%s", br_last_error(NULL));
+        return rc;
+    }
+    while ((rc = br_next(g, &b)) == 0) {
+        /* Every batch delivered is right: never other bytes. */
+        for (uint32_t i = 0; i < b.count; i++) {
+            uint64_t id = b.ids[i];
+            assert_true(window_is(&b, i, 4, (uint32_t)(id / 4), id % 4));
+        }
+        (*good)++;
+    }
+    snprintf(msg, cap, "%s", br_last_error(g));
+    br_close(g);
+    return rc;
+}
+
+/* Shard 2 of 4 (windows 8..11) shrinks after open, and then disappears:
+ * batches 0 and 1 (B = 4) arrive, batch 2 is BR_ELOADER naming the shard.
+ * With workers = 0 a first full run leaves shard 2 open in the trainer's
+ * reader, so the shrink is met by a short read, not at open. */
+static void test_shards_truncated_midrun(void **state)
+{
+    (void)state;
+    char path[4][300], msg[1024];
+    br_dataset *ds;
+    uint64_t good;
+    int rc;
+
+    for (uint32_t s = 0; s < 4; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "cut-%u.tok", s);
+        snprintf(path[s], sizeof path[s], "%s", tf_path(dir, name));
+        write_raw(path[s], s, 4 * 4 + 1);
+    }
+    for (int be = 0; be < 2; be++) {
+        for (uint32_t w = 0; w <= 1; w++) {
+            write_raw(path[2], 2, 4 * 4 + 1);
+            assert_int_equal(br_dataset_open_tokens(&ds, tf_path(dir, "cut-*.tok"), 4, 2, 0), 0);
+            tf_backend_begin(be ? TF_URING : TF_PREAD);
+            if (w == 0) {
+                rc = run_until_error(ds, 4, 0, &good, msg, sizeof msg);
+                assert_int_equal(rc, BR_EOF);
+                assert_int_equal(good, 4);
+            }
+            assert_int_equal(truncate(path[2], 2 * 4 * 2), 0);
+            rc = run_until_error(ds, 4, w, &good, msg, sizeof msg);
+            if (rc != BR_ELOADER)
+                fail_msg("shrunk shard, %u workers: expected BR_ELOADER, got %s: %s", w,
+                         br_err_name(rc), msg);
+            assert_int_equal(good, 2);
+            tu_assert_contains(msg, path[2]);
+            tu_assert_contains(msg, "is now 16 bytes, 34 when the dataset was opened");
+            assert_int_equal(unlink(path[2]), 0);
+            rc = run_until_error(ds, 4, 1, &good, msg, sizeof msg);
+            if (rc != BR_ELOADER)
+                fail_msg("removed shard: expected BR_ELOADER, got %s: %s", br_err_name(rc), msg);
+            assert_int_equal(good, 2);
+            tu_assert_contains(msg, path[2]);
+            tf_backend_end();
+            br_dataset_close(ds);
+        }
+    }
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    tf_tmpdir(dir, sizeof dir, "br-shards");
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tf_remove_tree(dir);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shards_id_map, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_many_low_ulimit, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_truncated_midrun, tu_setup, tu_teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
