@@ -13,6 +13,10 @@
  *               idiomatic Dataset (one record per __getitem__, default
  *               collate) and, as a figure, a batch-sampler Dataset that
  *               reads a batch's records into one tensor
+ *   python      batchring from Python (perf/peers/batchring_py.py --serve,
+ *               the same protocol): the batchring package's open_records
+ *               with the same workers and order, each batch taken as a
+ *               zero-copy torch tensor of its slot, in a Python child
  *
  * peers reads the records in one shuffled order (a permutation written to
  * a file, given to all of them: batchring as its ids, the pread loop, the
@@ -62,6 +66,14 @@
 
 #ifndef BR_PEERS_SCRIPT
 #define BR_PEERS_SCRIPT "perf/peers/torch_loader.py"
+#endif
+/* The Python peer on batchring, and where its package is (the build
+ * tree's python/); BR_PEERS_PY_SCRIPT and PYTHONPATH override them. */
+#ifndef BR_PEERS_PY_SCRIPT
+#define BR_PEERS_PY_SCRIPT "perf/peers/batchring_py.py"
+#endif
+#ifndef BR_PEERS_PYTHONPATH
+#define BR_PEERS_PYTHONPATH ""
 #endif
 
 struct peer_file {
@@ -300,11 +312,13 @@ static const char *python_path(void)
 }
 
 /* Starts the child and waits for its first batches. On any failure t->note
- * says why and the run goes on without it. */
+ * says why and the run goes on without it. mode "batchring" runs
+ * batchring_py.py, the others torch_loader.py. */
 static void torch_start(struct torch_peer *t, const struct peer_file *f, const char *mode,
                         const struct bench_params *p, uint32_t per_batch)
 {
-    const char *script = getenv("BR_PEERS_SCRIPT");
+    const bool ours = strcmp(mode, "batchring") == 0;
+    const char *script = getenv(ours ? "BR_PEERS_PY_SCRIPT" : "BR_PEERS_SCRIPT");
     const char *python = python_path();
     char rb[24], batch[24], workers[24];
     int in[2] = {-1, -1}, outp[2] = {-1, -1};
@@ -312,9 +326,10 @@ static void torch_start(struct torch_peer *t, const struct peer_file *f, const c
     memset(t, 0, sizeof *t);
     t->to = t->from = -1;
     if (!script || !*script)
-        script = BR_PEERS_SCRIPT;
+        script = ours ? BR_PEERS_PY_SCRIPT : BR_PEERS_SCRIPT;
     if (access(script, R_OK)) {
-        snprintf(t->note, sizeof t->note, "skipped: %s not found (set BR_PEERS_SCRIPT)", script);
+        snprintf(t->note, sizeof t->note, "skipped: %s not found (set %s)", script,
+                 ours ? "BR_PEERS_PY_SCRIPT" : "BR_PEERS_SCRIPT");
         return;
     }
     snprintf(rb, sizeof rb, "%llu", (unsigned long long)IO_RECORD_BYTES);
@@ -340,6 +355,8 @@ static void torch_start(struct torch_peer *t, const struct peer_file *f, const c
         argv[n] = NULL;
         if (dup2(in[0], STDIN_FILENO) < 0 || dup2(outp[1], STDOUT_FILENO) < 0)
             _exit(126);
+        if (ours && BR_PEERS_PYTHONPATH[0] && !getenv("PYTHONPATH"))
+            setenv("PYTHONPATH", BR_PEERS_PYTHONPATH, 1);
         execvp(python, (char *const *)argv);
         fprintf(stderr, "peers: cannot run %s: %s\n", python, strerror(errno));
         _exit(127);
@@ -455,7 +472,8 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
     const uint32_t per_batch = bench__records_per_batch(p->batch_bytes);
     const uint64_t dst_bytes = (uint64_t)per_batch * IO_RECORD_BYTES;
     struct peer_file file;
-    struct torch_peer torch[2]; /* [0] item (the row's baseline), [1] batch */
+    /* [0] item (the row's baseline), [1] batch, [2] batchring from Python */
+    struct torch_peer torch[3];
     struct peer_total ring = {0}, loop_total = {0};
     struct pread_peer pp = {-1, NULL, 0, 0, per_batch, NULL};
     br_dataset *ds = NULL;
@@ -475,6 +493,7 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
         torch_start(&torch[1], &file, "batch", p, per_batch);
     else
         memset(&torch[1], 0, sizeof torch[1]), torch[1].to = torch[1].from = -1;
+    torch_start(&torch[2], &file, "batchring", p, per_batch);
     pp.fd = open(file.path, O_RDONLY | O_CLOEXEC);
     pp.order = file.order;
     pp.records = file.records;
@@ -511,7 +530,7 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
             rc = bench__fail(out, rc, "pread of %s failed", file.path);
             goto done;
         }
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 3; k++)
             if (torch[k].pid > 0 && (rc = torch_turn(&torch[k], out)))
                 goto done;
         loop->iteration_done(loop, ring.ns - before, ring.batches - units);
@@ -530,6 +549,12 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
     bench__add_figure(out, "torch_cpu_us_per_batch", cpu_us(&torch[0].total));
     bench__add_figure(out, "torch_batched_batches_per_s", per_s(&torch[1].total));
     bench__add_figure(out, "torch_batched_cpu_us_per_batch", cpu_us(&torch[1].total));
+    /* Issue 15: batchring from Python >= 50x the DataLoader and >= 0.5x
+     * the C consumer (these two ratios). */
+    bench__add_figure(out, "python_batches_per_s", per_s(&torch[2].total));
+    bench__add_figure(out, "python_cpu_us_per_batch", cpu_us(&torch[2].total));
+    bench__add_figure(out, "python_vs_torch", per_s(&torch[2].total) / per_s(&torch[0].total));
+    bench__add_figure(out, "python_vs_batchring", per_s(&torch[2].total) / per_s(&ring));
     bench__add_figure(out, "resident_fraction", resident);
     {
         br_worker_stats ws;
@@ -542,11 +567,14 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
         snprintf(out->note, sizeof out->note, "torch: %s", torch[0].note);
     else if (torch[1].note[0])
         snprintf(out->note, sizeof out->note, "torch batched: %s", torch[1].note);
+    else if (torch[2].note[0])
+        snprintf(out->note, sizeof out->note, "python: %s", torch[2].note);
 done:
     br_close(g);
     br_dataset_close(ds);
     torch_stop(&torch[0]);
     torch_stop(&torch[1]);
+    torch_stop(&torch[2]);
     if (pp.fd >= 0)
         close(pp.fd);
     bench__free_buffer(pp.dst, dst_bytes);

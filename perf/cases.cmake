@@ -16,7 +16,9 @@ set(BR_BENCH_CASE_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/case_h2d.c)
 # case_h2d.c dlopen()s the CUDA runtime: whatever links these links
 # ${CMAKE_DL_LIBS} too.
-# The peers cases start perf/peers/torch_loader.py from the source tree
-# (BR_PEERS_SCRIPT in the environment overrides it at run time).
+# The peers cases start perf/peers/torch_loader.py and batchring_py.py from
+# the source tree, the latter with the build tree's Python package
+# (BR_PEERS_SCRIPT, BR_PEERS_PY_SCRIPT and PYTHONPATH in the environment
+# override them at run time).
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/case_peers.c PROPERTIES
-    COMPILE_DEFINITIONS "BR_PEERS_SCRIPT=\"${CMAKE_CURRENT_LIST_DIR}/peers/torch_loader.py\"")
+    COMPILE_DEFINITIONS "BR_PEERS_SCRIPT=\"${CMAKE_CURRENT_LIST_DIR}/peers/torch_loader.py\";BR_PEERS_PY_SCRIPT=\"${CMAKE_CURRENT_LIST_DIR}/peers/batchring_py.py\";BR_PEERS_PYTHONPATH=\"${PROJECT_BINARY_DIR}/python\"")

@@ -86,14 +86,15 @@ _batchring._set_batch_type(Batch)
 def _open(layout, a, b=None, labels=None, record_size=0, *, batch_size=32, workers=1,
           shuffle=False, seed=0, epochs=1, drop_last=False, rank=0, world=1, from_env=False,
           hold=2, pin=None, timeout=None, slots=None, slot_bytes=0, start_seq=0,
-          max_restarts=3, direct=False, cpus=None):
+          max_restarts=3, direct=False, cpus=None, ids=None):
     return _batchring._open_dataset(
         layout, str(a), None if b is None else str(b),
         None if labels is None else str(labels), int(record_size), bool(direct),
         batch_size, workers, 0xFFFFFFFF if slots is None else slots, slot_bytes,
         bool(shuffle), seed, epochs, bool(drop_last), rank, world, bool(from_env), hold,
         _PIN[pin] if not isinstance(pin, int) or isinstance(pin, bool) else pin, timeout,
-        start_seq, max_restarts, cpus)
+        start_seq, max_restarts, cpus,
+        None if ids is None else _np.ascontiguousarray(ids, dtype=_np.uint64))
 
 
 def open_records(path, record_size, labels=None, **kw):
@@ -102,7 +103,8 @@ def open_records(path, record_size, labels=None, **kw):
     shuffle=False, seed=0, epochs=1 (0: forever), drop_last, rank/world or
     from_env=True, hold=2 (batches you may hold at once, >= 2), pin
     (True/"cuda"), timeout (seconds per batch, None: forever), slots,
-    slot_bytes, start_seq, max_restarts, direct, cpus."""
+    slot_bytes, start_seq, max_restarts, direct, cpus, and ids (the samples,
+    in this order, instead of all of them: a sequence of uint64)."""
     return _open("records", path, None, labels, record_size, **kw)
 
 

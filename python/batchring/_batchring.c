@@ -613,19 +613,19 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
                              "batch_size", "workers", "slots", "slot_bytes", "shuffle",
                              "seed", "epochs", "drop_last", "rank", "world", "from_env",
                              "hold", "pin", "timeout", "start_seq", "max_restarts", "cpus",
-                             NULL};
+                             "ids", NULL};
     const char *layout, *a, *b = NULL, *labels = NULL, *cpus = NULL;
     Py_ssize_t record_size = 0;
     int direct = 0, shuffle = 0, drop_last = 0, from_env = 0;
     unsigned int batch_size = 32, workers = 1, slots = BR_SLOTS_AUTO, rank = 0, world = 1,
                  hold = 2, pin = 0, max_restarts = 3;
     unsigned long long slot_bytes = 0, seed = 0, epochs = 1, start_seq = 0;
-    PyObject *timeout = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIIOKIz", kwlist, &layout, &a,
+    PyObject *timeout = Py_None, *ids = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIIOKIzO", kwlist, &layout, &a,
                                      &b, &labels, &record_size, &direct, &batch_size, &workers,
                                      &slots, &slot_bytes, &shuffle, &seed, &epochs, &drop_last,
                                      &rank, &world, &from_env, &hold, &pin, &timeout, &start_seq,
-                                     &max_restarts, &cpus))
+                                     &max_restarts, &cpus, &ids))
         return NULL;
     if (hold < 2) {
         PyErr_SetString(PyExc_ValueError,
@@ -683,9 +683,35 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
         return raise_code(rc, br_last_error(NULL));
     }
     self->ds = ds;
+    /* ids: any C-contiguous buffer of uint64 (a numpy uint64 array), kept
+     * alive by the generator for its life. */
+    const uint64_t *idp = NULL;
+    size_t n_ids = 0;
+    if (ids != Py_None) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(ids, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        int ok = view.itemsize == 8 && view.format &&
+                 (!strcmp(view.format, "Q") || !strcmp(view.format, "<Q") ||
+                  !strcmp(view.format, "=Q") || !strcmp(view.format, "L") ||
+                  !strcmp(view.format, "<L") || !strcmp(view.format, "=L"));
+        idp = view.buf;
+        n_ids = (size_t)(view.len / 8);
+        PyBuffer_Release(&view);
+        if (!ok) {
+            Py_DECREF(self);
+            PyErr_SetString(PyExc_TypeError, "ids must be a contiguous uint64 buffer "
+                                             "(numpy.asarray(ids, dtype=numpy.uint64))");
+            return NULL;
+        }
+        Py_INCREF(ids);
+        self->keep = ids;
+    }
     br_gen *g = NULL;
     Py_BEGIN_ALLOW_THREADS
-    rc = br_open_dataset(&g, ds, NULL, 0, &opt);
+    rc = br_open_dataset(&g, ds, idp, n_ids, &opt);
     Py_END_ALLOW_THREADS
     if (rc) {
         PyObject *ret = raise_code(rc, br_last_error(NULL));

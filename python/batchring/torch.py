@@ -21,14 +21,18 @@ _DTYPES = {"uint8": _torch.uint8, "int8": _torch.int8, "int16": _torch.int16,
            "float32": _torch.float32, "float64": _torch.float64, "bfloat16": _torch.bfloat16}
 
 
+# The slot is read-only memory, and torch.frombuffer warns about any
+# non-writable buffer (the tensor must not be written to: batchring's views
+# say so). Silenced for the calls of this module only; a filter, not
+# warnings.catch_warnings() per call, which costs microseconds per batch.
+warnings.filterwarnings("ignore", message="The given buffer is not writable",
+                        category=UserWarning, module=r"batchring\.torch")
+
+
 def _frombuffer(buf, dtype, shape):
     if not isinstance(dtype, _torch.dtype):
         dtype = _DTYPES[str(dtype)]
-    # The slot is read-only memory; torch.frombuffer warns about any
-    # non-writable buffer. The tensor must not be written to.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        t = _torch.frombuffer(buf, dtype=dtype)
+    t = _torch.frombuffer(buf, dtype=dtype)
     return t if shape is None else t.view(shape)
 
 
