@@ -17,7 +17,7 @@ static const struct subcommand subcommands[] = {
     {"demo", br_cli_demo,
      "run a multi-process generator on a synthetic dataset, verifying every byte"},
     {"mkdata", br_cli_mkdata,
-     "write a deterministic synthetic dataset (records, files or indexed) with labels"},
+     "write a deterministic synthetic dataset (records, files, indexed, or token shards)"},
     {"bench", br_cli_bench,
      "run a performance case beside its baseline and print the ratio (see --help)"},
     {"serve", br_cli_serve, "serve a dataset as a named ring for a consumer in another process"},

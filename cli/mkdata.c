@@ -66,6 +66,7 @@ static void usage(FILE *to)
     fprintf(to,
             "usage: batchring mkdata --layout records|files|indexed --dir DIR --samples N\n"
             "                        [--sample-bytes N | --min-bytes A --max-bytes B] [--seed S]\n"
+            "       batchring mkdata --layout tokens --dir DIR --samples TOKENS [--shards K]\n"
             "\n"
             "Writes a deterministic synthetic dataset with a labels file (one int32 per\n"
             "sample), in the layouts batchring's built-in loaders read:\n"
@@ -74,15 +75,18 @@ static void usage(FILE *to)
             "/NNNNNNNN.bin, one file per sample, listed in DIR/" BR_MKDATA_LIST "\n"
             "  indexed  DIR/" BR_MKDATA_DATA " and DIR/" BR_MKDATA_INDEX
             " (uint64 offset, uint64 length per sample)\n"
+            "  tokens   DIR/" BR_MKDATA_TOKENS_GLOB ": K llm.c shards of TOKENS uint16 tokens\n"
+            "           each (a 1024-byte header, magic 20240520, version 1), no labels\n"
             "plus DIR/" BR_MKDATA_LABELS " and DIR/" BR_MKDATA_MANIFEST
             " (the parameters). The same arguments\n"
             "always give the same bytes. Sizes take K, M, G suffixes (binary).\n\n"
-            "  --layout L        records, files or indexed (required)\n"
+            "  --layout L        records, files, indexed or tokens (required)\n"
             "  --dir DIR         where to write; created if missing (required)\n"
             "  --samples N       number of samples (required)\n"
             "  --sample-bytes N  every sample N bytes (default 4096 for records)\n"
             "  --min-bytes A     files, indexed: sizes uniform in [A, B]\n"
             "  --max-bytes B       (default 1K .. 16K)\n"
+            "  --shards K        tokens: number of shards (default 4)\n"
             "  --seed S          content seed (default 0)\n"
             "  -q, --quiet       no progress bar\n"
             "  -h, --help        this text\n");
@@ -98,6 +102,7 @@ int br_cli_mkdata(int argc, char **argv)
         {"min-bytes", required_argument, NULL, 'a'},
         {"max-bytes", required_argument, NULL, 'b'},
         {"seed", required_argument, NULL, 's'},
+        {"shards", required_argument, NULL, 'k'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -159,6 +164,13 @@ int br_cli_mkdata(int argc, char **argv)
         case 's':
             spec.seed = v;
             break;
+        case 'k':
+            if (v == 0 || v > 1000000) {
+                br_cli_error("bad value '%s' for --shards (1 .. 1000000)", optarg);
+                return 2;
+            }
+            spec.shards = (uint32_t)v;
+            break;
         default:
             break;
         }
@@ -173,9 +185,36 @@ int br_cli_mkdata(int argc, char **argv)
         return 2;
     }
     if (strcmp(spec.layout, "records") && strcmp(spec.layout, "files") &&
-        strcmp(spec.layout, "indexed")) {
-        br_cli_error("unknown layout '%s': use records, files or indexed", spec.layout);
+        strcmp(spec.layout, "indexed") && strcmp(spec.layout, "tokens")) {
+        br_cli_error("unknown layout '%s': use records, files, indexed or tokens", spec.layout);
         return 2;
+    }
+    if (spec.shards && strcmp(spec.layout, "tokens")) {
+        br_cli_error("--shards is for --layout tokens only");
+        return 2;
+    }
+    if (!strcmp(spec.layout, "tokens")) {
+        if (have_size || have_min || have_max) {
+            br_cli_error("tokens are 2 bytes each: --samples gives the tokens per shard");
+            return 2;
+        }
+        if (!spec.shards)
+            spec.shards = 4;
+        spec.progress = !quiet && isatty(STDERR_FILENO);
+        rc = br_mkdata_write(&spec, &data_bytes, err, sizeof err);
+        if (rc) {
+            br_cli_error("%s", err);
+            return 1;
+        }
+        printf("batchring mkdata: wrote %u llm.c token shards of %" PRIu64 " tokens (%s) to %s:\n"
+               "  %s/" BR_MKDATA_TOKENS_GLOB "\n"
+               "open it with br_dataset_open_tokens(&ds, \"%s/" BR_MKDATA_TOKENS_GLOB
+               "\", T, 0, 0)\n"
+               "or serve it with batchring serve --tokens '%s/" BR_MKDATA_TOKENS_GLOB
+               "' --seq-len T\n",
+               spec.shards, spec.samples, br_util_bytes(h, data_bytes), spec.dir, spec.dir,
+               spec.dir, spec.dir);
+        return 0;
     }
     if (have_size && (have_min || have_max)) {
         br_cli_error("give either --sample-bytes or --min-bytes/--max-bytes");

@@ -27,7 +27,7 @@
  * departed consumer is acted on. */
 #define SERVE_POLL_MS 200
 
-enum source_kind { SRC_NONE, SRC_RECORDS, SRC_FILES, SRC_INDEXED, SRC_PLUGIN };
+enum source_kind { SRC_NONE, SRC_RECORDS, SRC_FILES, SRC_INDEXED, SRC_PLUGIN, SRC_TOKENS };
 
 struct source {
     enum source_kind kind;
@@ -36,6 +36,8 @@ struct source {
     const char *labels;
     const char *plugin_arg;
     uint64_t record_bytes;
+    uint64_t seq_len;     /* tokens: T */
+    uint64_t token_bytes; /* tokens: 0 (llm.c shards), 2 or 4 (raw) */
     bool direct;
     br_dataset *ds;
     void *dl;
@@ -62,6 +64,10 @@ static void usage(FILE *to)
                 "  --records FILE --record-size N   fixed-size records in one file\n"
                 "  --files LIST                     one file per sample, listed in LIST\n"
                 "  --indexed DATA INDEX             variable-size samples and their index\n"
+                "  --tokens PATTERN --seq-len T     token shards (a glob, or @LIST): windows\n"
+                "     [--token-bytes 2|4]           of T + 1 tokens as int32 inputs[B][T] then\n"
+                "                                   targets[B][T]; llm.c .bin shards, or raw\n"
+                "                                   tokens of the width given\n"
                 "  --plugin LIB.so [--plugin-arg S] a custom loader (br_plugin_init2, see\n"
                 "                                   batchring.h and docs/named-rings.md)\n"
                 "\n"
@@ -253,6 +259,10 @@ static int source_open(struct source *s, const br_options *opt)
     case SRC_INDEXED:
         rc = br_dataset_open_indexed(&s->ds, s->path, s->index, s->labels, flags);
         break;
+    case SRC_TOKENS:
+        rc = br_dataset_open_tokens(&s->ds, s->path, (size_t)s->seq_len, (size_t)s->token_bytes,
+                                    0);
+        break;
     default:
         rc = plugin_open(s, opt);
         if (rc == 0 && s->labels)
@@ -294,9 +304,10 @@ static void describe_source(const struct source *s, char *buf, size_t cap)
     }
     memset(&info, 0, sizeof info);
     br_dataset_info_get(s->ds, &info);
-    snprintf(buf, cap, "the %s dataset %s%s%s (%" PRIu64 " samples, %s%s)", info.layout, s->path,
-             s->index ? " + " : "", s->index ? s->index : "", info.samples,
-             br_util_bytes(h, info.total_bytes), info.has_labels ? ", labels" : "");
+    snprintf(buf, cap, "the %s dataset %s%s%s (%" PRIu64 " samples, %s%s, %u shard%s)", info.layout,
+             s->path, s->index ? " + " : "", s->index ? s->index : "", info.samples,
+             br_util_bytes(h, info.total_bytes), info.has_labels ? ", labels" : "", info.shards,
+             info.shards == 1 ? "" : "s");
 }
 
 struct serve_args {
@@ -334,6 +345,9 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         OPT_MAX_RESTARTS,
         OPT_GUARD,
         OPT_CPUS,
+        OPT_TOKENS,
+        OPT_SEQ_LEN,
+        OPT_TOKEN_BYTES,
     };
     static const struct option longopts[] = {
         {"name", required_argument, NULL, OPT_NAME},
@@ -358,10 +372,13 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         {"max-restarts", required_argument, NULL, OPT_MAX_RESTARTS},
         {"guard", no_argument, NULL, OPT_GUARD},
         {"cpus", required_argument, NULL, OPT_CPUS},
+        {"tokens", required_argument, NULL, OPT_TOKENS},
+        {"seq-len", required_argument, NULL, OPT_SEQ_LEN},
+        {"token-bytes", required_argument, NULL, OPT_TOKEN_BYTES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    bool have_record_size = false;
+    bool have_record_size = false, have_seq_len = false, have_token_bytes = false;
     int c;
 
     optind = 1;
@@ -394,6 +411,21 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             break;
         case OPT_PLUGIN:
             kind = SRC_PLUGIN;
+            break;
+        case OPT_TOKENS:
+            kind = SRC_TOKENS;
+            break;
+        case OPT_SEQ_LEN:
+            ok = br_cli_number("seq-len", optarg, 1, 1u << 30, false, &s->seq_len);
+            have_seq_len = true;
+            break;
+        case OPT_TOKEN_BYTES:
+            ok = br_cli_number("token-bytes", optarg, 2, 4, false, &s->token_bytes);
+            if (ok && s->token_bytes == 3) {
+                br_cli_error("--token-bytes is 2 or 4");
+                ok = false;
+            }
+            have_token_bytes = true;
             break;
         case OPT_PLUGIN_ARG:
             s->plugin_arg = optarg;
@@ -462,7 +494,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             return BR_CLI_USAGE;
         if (kind != SRC_NONE) {
             static const char *const names[] = {"", "--records", "--files", "--indexed",
-                                                "--plugin"};
+                                                "--plugin", "--tokens"};
             if (s->kind != SRC_NONE) {
                 br_cli_error("%s and %s: give one source of data", names[s->kind], names[kind]);
                 return BR_CLI_USAGE;
@@ -483,7 +515,8 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         return BR_CLI_USAGE;
     if (s->kind == SRC_NONE) {
         br_cli_error("nothing to serve: give --records FILE --record-size N, "
-                     "--files LIST, --indexed DATA INDEX or --plugin LIB.so");
+                     "--files LIST, --indexed DATA INDEX, --tokens PATTERN --seq-len T "
+                     "or --plugin LIB.so");
         return BR_CLI_USAGE;
     }
     if (!a->have_batch || !a->have_workers) {
@@ -492,6 +525,18 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
     }
     if (s->kind == SRC_RECORDS && !have_record_size) {
         br_cli_error("--records needs --record-size N (bytes per record)");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind == SRC_TOKENS && !have_seq_len) {
+        br_cli_error("--tokens needs --seq-len T (tokens per sequence)");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind != SRC_TOKENS && (have_seq_len || have_token_bytes)) {
+        br_cli_error("--seq-len and --token-bytes are for --tokens only");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind == SRC_TOKENS && (s->labels || s->direct)) {
+        br_cli_error("--tokens takes no --labels and no --direct");
         return BR_CLI_USAGE;
     }
     if (s->kind != SRC_RECORDS && have_record_size) {

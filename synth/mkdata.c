@@ -375,6 +375,48 @@ static int write_files(const struct br_mkdata_spec *s, struct progress *p, char 
     return writer_close(&list, rc, err, cap);
 }
 
+uint16_t br_mkdata_token(uint64_t seed, uint32_t shard, uint64_t t)
+{
+    /* splitmix64 of (seed, shard, t): any token, reproducible. */
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + ((uint64_t)shard << 40) + t;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return (uint16_t)(x % 50257u);
+}
+
+/* llm.c .bin shards of s->samples tokens each. */
+static int write_tokens(const struct br_mkdata_spec *s, struct progress *p, char *err, size_t cap)
+{
+    int rc = 0;
+    if (s->samples > INT32_MAX)
+        return fail(err, cap, -EINVAL,
+                    "the llm.c header counts tokens in an int32: at most %d per shard",
+                    INT32_MAX);
+    for (uint32_t k = 0; k < s->shards && rc == 0; k++) {
+        char name[64];
+        uint8_t header[1024] = {0};
+        struct writer w;
+        const uint32_t words[3] = {20240520u, 1u, (uint32_t)s->samples};
+        snprintf(name, sizeof name, BR_MKDATA_TOKENS_FMT, k);
+        for (int i = 0; i < 3; i++)
+            for (int b = 0; b < 4; b++)
+                header[i * 4 + b] = (uint8_t)(words[i] >> (8 * b));
+        rc = writer_open(&w, s->dir, name, 0, p, err, cap);
+        if (rc)
+            return rc;
+        p->what = "tokens_*.bin";
+        rc = writer_bytes(&w, header, sizeof header, err, cap);
+        for (uint64_t t = 0; t < s->samples && rc == 0; t++) {
+            uint16_t v = br_mkdata_token(s->seed, k, t);
+            uint8_t le[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+            rc = writer_bytes(&w, le, 2, err, cap);
+        }
+        rc = writer_close(&w, rc, err, cap);
+    }
+    return rc;
+}
+
 int br_mkdata_write(const struct br_mkdata_spec *s, uint64_t *data_bytes, char *err, size_t cap)
 {
     struct progress p = {.on = s->progress};
@@ -386,6 +428,19 @@ int br_mkdata_write(const struct br_mkdata_spec *s, uint64_t *data_bytes, char *
         return fail(err, cap, -EINVAL,
                     "--min-bytes %" PRIu64 " is larger than --max-bytes %" PRIu64, s->min_bytes,
                     s->max_bytes);
+    if (!strcmp(s->layout, "tokens")) {
+        if (s->shards == 0)
+            return fail(err, cap, -EINVAL, "--shards must be at least 1");
+        p.total = s->shards * (1024 + 2 * s->samples);
+        rc = make_dir(s->dir, err, cap);
+        if (rc == 0)
+            rc = write_tokens(s, &p, err, cap);
+        progress_draw(&p, true);
+        progress_clear(&p);
+        if (data_bytes)
+            *data_bytes = p.total;
+        return rc;
+    }
     if (!strcmp(s->layout, "records") && (s->min_bytes != s->max_bytes || s->min_bytes == 0))
         return fail(err, cap, -EINVAL,
                     "records all have one size: give --sample-bytes N (at least 1)");
@@ -406,7 +461,7 @@ int br_mkdata_write(const struct br_mkdata_spec *s, uint64_t *data_bytes, char *
     else if (!strcmp(s->layout, "indexed"))
         rc = write_indexed(s, &p, err, cap);
     else
-        rc = fail(err, cap, -EINVAL, "unknown layout '%s': use records, files or indexed",
+        rc = fail(err, cap, -EINVAL, "unknown layout '%s': use records, files, indexed or tokens",
                   s->layout);
     if (rc == 0)
         rc = write_labels(s, &p, err, cap);

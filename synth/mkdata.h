@@ -26,14 +26,22 @@
 /* What mkdata writes: sample i is br_synth_fill(seed, i) (synth.h),
  * of br_synth_size(seed, i, min_bytes, max_bytes) bytes. */
 struct br_mkdata_spec {
-    const char *layout; /* "records", "files" or "indexed" */
+    const char *layout; /* "records", "files", "indexed" or "tokens" */
     const char *dir;    /* created if missing */
     uint64_t samples;
     uint64_t min_bytes; /* records: min_bytes == max_bytes */
     uint64_t max_bytes;
     uint64_t seed;
     bool progress; /* draw a progress bar on stderr */
+    uint32_t shards; /* tokens: shard files (samples = tokens per shard) */
 };
+
+/* The tokens layout: shard k is DIR/tokens_KKKKKK.bin in the llm.c format
+ * (256 int32 header: magic 20240520, version 1, count; uint16 tokens),
+ * token t of it br_mkdata_token(seed, k, t), below GPT-2's 50257. */
+#define BR_MKDATA_TOKENS_FMT "tokens_%06u.bin"
+#define BR_MKDATA_TOKENS_GLOB "tokens_*.bin"
+uint16_t br_mkdata_token(uint64_t seed, uint32_t shard, uint64_t t);
 
 /* Writes the dataset and its labels; *data_bytes (may be NULL) gets the
  * samples' total size. Returns 0, or -errno with a message in err. */

@@ -20,6 +20,7 @@
 
 #include <batchring.h>
 
+#include "mkdata.h"
 #include "test_fs.h"
 #include "test_util.h"
 
@@ -431,6 +432,49 @@ static void test_tokens_shuffle_resume(void **state)
     free_paths(paths);
 }
 
+/* What `batchring mkdata --layout tokens` writes opens as llm.c shards and
+ * gives br_mkdata_token's tokens. */
+static void test_tokens_mkdata_roundtrip(void **state)
+{
+    (void)state;
+    char out[300], err[512], pattern[340];
+    struct br_mkdata_spec spec = {.layout = "tokens", .samples = 5 * 64 + 3, .seed = 9, .shards = 3};
+    br_dataset *ds;
+    br_options opt;
+    br_batch b;
+    br_gen *g;
+    uint64_t seen = 0;
+    int rc;
+
+    snprintf(out, sizeof out, "%s", tf_path(dir, "mk"));
+    spec.dir = out;
+    rc = br_mkdata_write(&spec, NULL, err, sizeof err);
+    if (rc)
+        fail_msg("br_mkdata_write: %s", err);
+    snprintf(pattern, sizeof pattern, "%s/" BR_MKDATA_TOKENS_GLOB, out);
+    assert_int_equal(br_dataset_open_tokens(&ds, pattern, 64, 0, 0), 0);
+    br_options_init(&opt);
+    opt.batch_size = 2;
+    opt.workers = 1;
+    opt.epochs = 1;
+    assert_int_equal(br_open_dataset(&g, ds, NULL, 0, &opt), 0);
+    while ((rc = br_next(g, &b)) == 0)
+        for (uint32_t i = 0; i < b.count; i++, seen++) {
+            uint32_t shard = (uint32_t)(b.ids[i] / 5);
+            uint64_t at = (b.ids[i] % 5) * 64;
+            const int32_t *in = (const int32_t *)b.data + (size_t)i * 64;
+            const int32_t *tg = (const int32_t *)b.data + ((size_t)b.count + i) * 64;
+            for (uint64_t t = 0; t < 64; t++) {
+                assert_int_equal(in[t], br_mkdata_token(9, shard, at + t));
+                assert_int_equal(tg[t], br_mkdata_token(9, shard, at + t + 1));
+            }
+        }
+    assert_int_equal(rc, BR_EOF);
+    assert_int_equal(seen, 15);
+    br_close(g);
+    br_dataset_close(ds);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -453,6 +497,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokens_raw4_list, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_tokens_header_checks, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_tokens_shuffle_resume, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_mkdata_roundtrip, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
