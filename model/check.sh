@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: MIT
 # Checks model/slots.pml with spin: generates the verifier (spin -a),
 # compiles it with cc and runs it with a fixed depth and memory budget.
-#   check.sh MODEL WORKDIR pass|violation [-DNAME=VALUE ...]
+#   check.sh MODEL WORKDIR pass|violation|assertion [-DNAME=VALUE ...]
 # pass: fails on any error spin reports (assertion, invalid end state) or
 # on a search cut short by the depth or memory bound. violation: the model
 # variant must be caught (an invalid end state: the consumer blocked for
-# good); fails if spin finds nothing. Exit 77 (skipped) without spin.
+# good); fails if spin finds nothing. assertion: likewise, but what spin
+# must find is a violated assertion (a broken promise, such as a batch
+# delivered twice). Exit 77 (skipped) without spin.
 set -eu
 model=$1 work=$2 want=$3
 shift 3
@@ -53,8 +55,19 @@ violation)
     fi
     echo "PASS: spin finds the consumer blocked for good, as expected of this variant"
     ;;
+assertion)
+    if [ "$errors" = 0 ]; then
+        echo "FAIL: this variant must be caught, and spin found nothing"
+        exit 1
+    fi
+    if ! grep -q "assertion violated" pan.log; then
+        echo "FAIL: spin found an error, but not the violated assertion expected"
+        exit 1
+    fi
+    echo "PASS: spin finds a violated assertion, as expected of this variant"
+    ;;
 *)
-    echo "usage: check.sh MODEL WORKDIR pass|violation [-D...]"
+    echo "usage: check.sh MODEL WORKDIR pass|violation|assertion [-D...]"
     exit 2
     ;;
 esac

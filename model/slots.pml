@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A model of batchring's slot protocol, checked with spin (model/check.sh,
- * run by CTest as model_slots and model_slots_old_rule).
+ * run by CTest as model_slots*; -DHOLD=H adds holding batches, see the
+ * second consumer below).
  *
  * It mirrors, step by step:
  *   producer/worker.c   claim_next, take_slot, br__worker_main (the claim
@@ -347,6 +348,7 @@ end_sup:
     od
 }
 
+#ifndef HOLD
 /* consumer/gen.c: br_attach's resume rule, then br_next in a loop
  * (release_held, wait_ready, take). The consumer may die at any step; the
  * next one attaches. It never waits at an end label: blocked for good is
@@ -483,6 +485,268 @@ attach:
 out:
     skip
 }
+
+#else /* HOLD */
+/* Holding batches (opt.hold = HOLD >= 2; api/next.c, api/hold.c, the
+ * "Holding" part of consumer/consumer.c, api/named.c's br_attach). br_next
+ * no longer releases: the caller holds up to HOLD batches and gives them
+ * back (br_release_seq) in any order, chosen by spin. What is held lives
+ * in the ring: a batch below the cursor whose slot still says READY (or
+ * FAILED) on its own lap (UNREL). br__consumer_hold_check refuses the next
+ * batch with BR_EHELD, before any wait, when HOLD are held or when the
+ * cursor's slot still holds batch cursor - S; the caller then releases
+ * (the loop's first branch). A consumer that dies leaves its held batches
+ * READY; the next one resumes at the first unreleased batch of the window
+ * below the cursor (br__consumer_first_unreleased) and skips, up to the
+ * dead consumer's cursor (skip_end), those released out of order
+ * (br__consumer_skip_released, in br_next and in br__consumer_take).
+ *
+ * Ghosts: mine[q], the caller holds q; owed[q], a dead consumer held q
+ * and its successor has not delivered it again. The promise: each batch
+ * released exactly once; a batch a dead consumer held delivered again, to
+ * the next consumer, once; a released batch never again; no slot
+ * overwritten while its batch is held, by the live consumer or a dead one
+ * (reading[] stays set across the death); BR_EHELD only when the caller
+ * holds what blocks it (never a dead end); br_release_seq accepts exactly
+ * the batches the caller holds.
+ *
+ * Variants that spin must catch (model/check.sh ... assertion):
+ * -DRESUME_AT_CURSOR: takeover resumes at the dead consumer's cursor.
+ * -DNO_SKIP: takeover resumes at the first unreleased batch but does not
+ *  skip those released out of order (caught as a blocked consumer:
+ *  model/check.sh ... violation).
+ * Found by this model (model_slots_hold_takeover2, CKILLS=2): br_attach
+ * stores the first unreleased batch as the ring's cursor, and
+ * br__consumer_take stores its cursor during the redelivery, so the dead
+ * consumer's cursor (skip_end) is lost when the new consumer dies in
+ * turn; the third one skips nothing and waits for good for a batch the
+ * first released out of order. -DKEEP_HIGH models a fix: the stored
+ * cursor never moves back (br_attach leaves it, the take stores only a
+ * cursor past it), so every consumer reads the highest cursor reached and
+ * the window below it holds every unreleased batch. */
+#define UNREL(q) (word[SLOT(q)] == WORD(q, READY) || word[SLOT(q)] == WORD(q, FAILED))
+#define LO(q) ((q) > S -> (q) - S : 0)
+bool mine[N];
+bool owed[N];
+
+active proctype consumer()
+{
+    byte seq, s, k, r, f = NOFAIL;
+    byte nheld;                 /* struct br_consumer nheld */
+    byte skip_end;              /* struct br_consumer skip_end */
+    byte rel;                   /* releases since the last kick */
+    bool runend;
+
+attach:
+    atomic {
+        /* br_attach: cursor = br__consumer_first_unreleased(ring, cursor),
+         * skip_end = the cursor read, and the cursor stored back. */
+        skip_end = cursor;
+#ifdef RESUME_AT_CURSOR
+        seq = cursor;
+#else
+        seq = LO(cursor);
+        do
+        :: seq < cursor && !UNREL(seq) -> seq++
+        :: else -> break
+        od;
+#endif
+#ifndef KEEP_HIGH
+        cursor = seq;
+#endif
+        nheld = 0;
+        rel = 0;
+        s = 0;
+    };
+    {
+        do
+        :: /* br_next first skips, up to skip_end, what the consumer
+            * before released out of order (br__consumer_skip_released: the
+            * local cursor only; br__consumer_take stores it). A released
+            * slot never says READY on its own lap again: reading the words
+            * apart would change nothing. */
+           atomic {
+#ifndef NO_SKIP
+               do
+               :: seq < skip_end && !UNREL(seq) -> seq++
+               :: else -> break
+               od
+#else
+               skip
+#endif
+           };
+           if
+           :: /* br_release_seq of any batch the caller holds (k: which of
+               * them, by rank, chosen by spin). */
+              atomic {
+                  nheld > 0 ->
+                  k = 0;
+                  do
+                  :: k + 1 < nheld -> k++
+                  :: true -> break
+                  od;
+                  r = LO(seq);
+                  do
+                  :: r < seq && !mine[r] -> r++
+                  :: r < seq && mine[r] && k > 0 -> k--; r++
+                  :: r < seq && mine[r] && k == 0 -> break
+                  :: r >= seq -> assert(false); break  /* held, outside the window */
+                  od;
+                  /* br__consumer_release_seq's check accepts it ... */
+                  assert(r < seq && seq - r <= S && UNREL(r));
+                  /* ... and would refuse every batch the caller does not hold. */
+                  s = LO(seq);
+                  do
+                  :: s < seq -> assert(mine[s] || s == r || !UNREL(s)); s++
+                  :: else -> break
+                  od;
+                  s = 0;
+                  /* release_slot: (lap + 1, FREE). */
+                  assert(!released[r] && handed[r] > 0 && !owed[r]);
+                  released[r] = true;
+                  mine[r] = false;
+                  reading[SLOT(r)] = false;
+                  nheld--;
+                  word[SLOT(r)] = WORD(r + S, FREE);
+                  k = 0;
+                  r = 0;
+                  rel++;
+                  if
+                  :: rel >= KICK_EVERY -> rel = 0; runend = true
+                  :: else -> runend = false
+                  fi
+              };
+#ifdef KICKS
+              atomic {
+                  if
+                  :: runend && sleepers > 0 -> kick++
+                  :: else -> skip
+                  fi;
+                  runend = false
+              }
+#else
+              runend = false
+#endif
+           :: /* br_next: end of data: br_close releases all held
+               * (br__consumer_release_all: the unreleased slots of the
+               * window), and every batch was handed out and released. */
+              atomic {
+                  seq >= N ->
+                  s = LO(seq);
+                  do
+                  :: s < seq ->
+                     if
+                     :: UNREL(s) ->
+                        assert(mine[s] && !released[s]);
+                        released[s] = true;
+                        mine[s] = false;
+                        reading[SLOT(s)] = false;
+                        word[SLOT(s)] = WORD(s + S, FREE)
+                     :: else -> assert(!mine[s])
+                     fi;
+                     s++
+                  :: else -> break
+                  od;
+                  s = 0;
+                  do
+                  :: s < N -> assert(handed[s] > 0 && released[s] && !owed[s]); s++
+                  :: else -> break
+                  od;
+                  cdone = true;
+                  goto out
+              }
+           :: /* br_next: br__consumer_hold_check. */
+              atomic {
+                  seq < N && (nheld >= HOLD || (seq >= S && UNREL(seq - S))) ->
+                  /* BR_EHELD: never a dead end, the caller holds what blocks
+                   * it and releases it (the first branch). */
+                  assert(nheld > 0);
+                  assert(seq < S || !UNREL(seq - S) || mine[seq - S])
+              }
+           :: atomic {
+                  seq < N && nheld < HOLD && !(seq >= S && UNREL(seq - S))
+              };
+              /* wait_ready, as without holding: kick, then the slot's word
+               * and the failure record. */
+#if defined(KICKS) && !defined(NO_WAIT_KICK)
+              if
+              :: UNREL(seq) -> skip
+              :: else ->
+                 if
+                 :: sleepers > 0 -> kick++
+                 :: else -> skip
+                 fi
+              fi;
+#endif
+              atomic {
+                  (UNREL(seq) || fail_seq <= seq) ->
+                  if
+                  :: word[SLOT(seq)] == WORD(seq, READY) ->
+                     /* br__consumer_take. */
+                     assert(handed[seq] == 0 || owed[seq]);
+                     assert(!released[seq] && published[seq] == 1 && !mine[seq]);
+                     handed[seq]++;
+                     owed[seq] = false;
+                     mine[seq] = true;
+                     reading[SLOT(seq)] = true;
+                     nheld++;
+                     seq++;
+#ifndef NO_SKIP
+                     do
+                     :: seq < skip_end && !UNREL(seq) -> seq++
+                     :: else -> break
+                     od;
+#endif
+#ifdef KEEP_HIGH
+                     if
+                     :: seq > cursor -> cursor = seq
+                     :: else -> skip
+                     fi
+#else
+                     cursor = seq
+#endif
+                  :: word[SLOT(seq)] == WORD(seq, FAILED) ->
+                     /* BR_ELOADER: the run stops. */
+                     cdone = true;
+                     goto out
+                  :: else ->
+                     f = fail_seq
+                  fi
+              };
+              if
+              :: f != NOFAIL ->
+                 atomic {
+                     assert(!msg_writing && fail_msg == f);
+                     cdone = true;
+                     goto out
+                 }
+              :: else -> skip
+              fi
+           fi
+        od
+    } unless { ckill };
+    /* The consumer died: what its caller held stays READY in the ring and
+     * is owed to the next consumer; no worker may overwrite it (reading
+     * stays set). */
+    atomic {
+        s = 0;
+        do
+        :: s < N ->
+           if
+           :: mine[s] -> owed[s] = true; mine[s] = false
+           :: else -> skip
+           fi;
+           s++
+        :: else -> break
+        od;
+        s = 0;
+        ckill = false
+    };
+    goto attach;
+out:
+    skip
+}
+#endif /* HOLD */
 
 /* Deaths: any worker before any of its steps, the consumer likewise, up
  * to the bounds (the `unless` escape is taken as soon as its flag is set).
