@@ -209,4 +209,10 @@ int bench__schedule_run(struct bench_loop *loop, const struct bench_params *p,
                         struct bench_result *out);
 bool bench__schedule_target(const struct bench_params *p, double *limit, bool *at_least);
 
+/* case_tokens.c: the tokens layout over llm.c shards beside the trainer's
+ * fread loop (B = batch_bytes / 8 KiB, T = 1024) */
+int bench__tokens_run(struct bench_loop *loop, const struct bench_params *p,
+                      struct bench_result *out);
+bool bench__tokens_target(const struct bench_params *p, double *limit, bool *at_least);
+
 #endif /* BR_PERF_CASE_COMMON_H */

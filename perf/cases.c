@@ -51,6 +51,7 @@
  *   case_records.c     records-random, records-seq, records-direct
  *   case_peers.c       peers, peers-seq
  *   case_h2d.c         h2d (the CUDA runtime dlopen()ed)
+ *   case_tokens.c      tokens (llm.c shards beside a trainer's fread loop)
  *   case_schedule.c    schedule (batchring-perf only: library internals)
  *
  * This file holds the table (names, units, defaults: what --help and the
@@ -210,6 +211,18 @@ const struct bench_case bench_cases[] = {
         .defaults = {.batch_bytes = 4 * MIB, .workers = 2},
         .run = bench__h2d_run,
         .target = bench__h2d_target,
+    },
+    {
+        .name = "tokens",
+        .summary = "tokens layout, llm.c shards, T = 1024 in file order (B = batch bytes / 8 KiB)",
+        .value_unit = "batches/s",
+        .baseline_name = "the trainer's own fseek/fread + widen loop over the same shards",
+        .baseline_unit = "batches/s",
+        .ratio_name = "batchring / fread loop",
+        .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
+        .defaults = {.batch_bytes = 16 * 8 * KIB, .workers = 2},
+        .run = bench__tokens_run,
+        .target = bench__tokens_target,
     },
 #ifdef BR_PERF_INTERNAL
     {

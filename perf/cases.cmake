@@ -13,7 +13,8 @@ set(BR_BENCH_CASE_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/case_startup.c
     ${CMAKE_CURRENT_LIST_DIR}/case_overlap.c
     ${CMAKE_CURRENT_LIST_DIR}/case_peers.c
-    ${CMAKE_CURRENT_LIST_DIR}/case_h2d.c)
+    ${CMAKE_CURRENT_LIST_DIR}/case_h2d.c
+    ${CMAKE_CURRENT_LIST_DIR}/case_tokens.c)
 # case_h2d.c dlopen()s the CUDA runtime: whatever links these links
 # ${CMAKE_DL_LIBS} too.
 # The peers cases start perf/peers/torch_loader.py and batchring_py.py from

@@ -189,6 +189,15 @@ static void register_all(void)
     b = family("peers-seq", 6);
     ROW(b, 64 * 4096, 2);
 
+    /* Token shards (llm.c format), T = 1024, file order: B = 8, 16, 64
+     * windows (64 KiB .. 512 KiB of int32 per batch), 1 and 2 workers,
+     * beside the trainer's own fread loop. */
+    b = family("tokens", 10);
+    ROW(b, 8 * 8192, 1);
+    ROW(b, 8 * 8192, 2);
+    ROW(b, 16 * 8192, 2);
+    ROW(b, 64 * 8192, 2);
+
     family("schedule", 20);
 }
 
