@@ -46,6 +46,7 @@
 
 #include <batchring.h>
 
+#include "datasets/packed.h"
 #include "datasets/transform.h"
 #include "datasets/tokens.h"
 #include "ring/error.h"
@@ -86,6 +87,7 @@ struct br_dataset {
     int32_t *labels; /* n labels, or NULL */
     struct br__tokens *tokens; /* tokens: the shards (datasets/tokens.c) */
     struct br__transform xf; /* the transform stage (datasets/transform.c) */
+    struct br__packed *packed; /* a packed dataset (datasets/packed.c), or NULL */
 };
 
 static uint64_t align_down(uint64_t x)
@@ -117,6 +119,7 @@ static void ds_free(struct br_dataset *ds)
     free(ds->name_at);
     free(ds->sizes);
     free(ds->labels);
+    br__packed_free(ds->packed);
     br__tokens_free(ds->tokens);
     free(ds);
 }
@@ -586,11 +589,58 @@ BR_API int br_dataset_info_get_sized(const br_dataset *ds, br_dataset_info *dst,
     info.max_sample_bytes = ds->max_bytes;
     info.total_bytes = ds->total_bytes;
     info.has_labels = ds->labels != NULL;
-    info.layout = layout_names[ds->layout];
+    info.layout = ds->packed ? "packed" : layout_names[ds->layout];
     info.shards = ds->tokens ? ds->tokens->shards.n : 1;
     memcpy(dst, &info, size < sizeof info ? size : sizeof info);
     if (size > sizeof info)
         memset((char *)dst + sizeof info, 0, size - sizeof info);
+    return 0;
+}
+
+/* A packed dataset is served as an indexed one would be, by its own loader
+ * (datasets/packed.c) over its shards. */
+static int packed_load(br_job *job, void *user)
+{
+    const struct br_dataset *ds = user;
+    return br__packed_load(job, ds->packed, ds->path);
+}
+
+BR_API int br_dataset_open_packed(br_dataset **out, const char *path, unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br_dataset *ds;
+    int rc;
+
+    if (!out || !path)
+        return br__fail(msg, -EINVAL, "out or path is NULL");
+    if (flags)
+        return br__fail(msg, -EINVAL, "flags 0x%x: a packed dataset takes none", flags);
+    if (!(ds = ds_new(LAYOUT_INDEXED, flags, path, msg)))
+        return -ENOMEM;
+    rc = br__packed_open(&ds->packed, path, msg);
+    if (rc == 0) {
+        ds->n = ds->packed->n;
+        ds->max_bytes = ds->packed->max_bytes;
+        ds->total_bytes = ds->packed->total_bytes;
+        ds->labels = ds->packed->labels; /* ours now */
+        ds->packed->labels = NULL;
+    }
+    return open_finish(out, ds, rc);
+}
+
+BR_API int br_dataset_meta_get(const br_dataset *ds, uint64_t id, const void **data, size_t *len)
+{
+    char *msg = br__open_error_buffer();
+    msg[0] = '\0';
+    if (!ds || !data || !len)
+        return br__fail(msg, -EINVAL, "ds, data or len is NULL");
+    if (!ds->packed || !ds->packed->meta_at)
+        return br__fail(msg, -EINVAL, "the dataset %s has no per-sample metadata", ds->path);
+    if (id >= ds->n)
+        return br__fail(msg, -EINVAL, "sample %llu is not in %s (%llu samples)",
+                        (unsigned long long)id, ds->path, (unsigned long long)ds->n);
+    *data = ds->packed->meta + ds->packed->meta_at[id];
+    *len = (size_t)(ds->packed->meta_at[id + 1] - ds->packed->meta_at[id]);
     return 0;
 }
 
@@ -1074,7 +1124,7 @@ static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *id
          * have had, the slot holds the transform's output. */
         ds->xf.init = user_init;
         ds->xf.fini = user_fini;
-        ds->xf.inner = loaders[ds->layout];
+        ds->xf.inner = ds->packed ? packed_load : loaders[ds->layout];
         ds->xf.inner_user = ds;
         ds->xf.inner_init = dataset_worker_init;
         ds->xf.batch_size = o->batch_size;
@@ -1095,7 +1145,7 @@ static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *id
         o->worker_fini = br__transform_worker_fini;
         rc = br_open(out, br__transform_load, &ds->xf, ids, ids ? labels : ds->labels, n_ids, o);
     } else {
-        rc = br_open(out, loaders[ds->layout], ds, ids, ids ? labels : ds->labels, n_ids, o);
+        rc = br_open(out, ds->packed ? packed_load : loaders[ds->layout], ds, ids, ids ? labels : ds->labels, n_ids, o);
     }
     free(labels);
     return rc;

@@ -748,6 +748,87 @@ static inline int br_dataset_info_get(const br_dataset *ds, br_dataset_info *out
 BR_API int br_dataset_close(br_dataset *ds);
 
 /*
+ * The packed format (docs/datasets.md has it byte by byte): a directory of
+ * shards NAME-00000.brp, NAME-00001.brp, ..., each with a header (magic,
+ * version, layout, sample counts, record size or an index, labels and
+ * metadata presence, dtype and shape) and xxHash (XXH3-64) checksums of
+ * every block of its body and of the block table. Written by br_pack_*
+ * (batchring pack), checked by br_pack_verify (batchring verify).
+ *
+ * br_dataset_open_packed opens one: path is the directory, a glob pattern
+ * of its shards, or the one shard of a single-shard dataset. No record
+ * size is given: the headers say it, and every header field is checked
+ * against the others and the file (magic, version, header checksum, shard
+ * index and count, first id, size, block table checksum; the index,
+ * labels and metadata sections' blocks are verified as they are read), so
+ * a wrong, missing, extra or foreign shard is an error at open naming it.
+ * Data blocks are not read at open (br_pack_verify reads them all). flags
+ * must be 0. Returns 0, or -EINVAL/-EBADMSG/-ENOENT/-ENOMEM or the -errno
+ * of a file, message in br_last_error(NULL). Since 0.3.
+ */
+BR_API int br_dataset_open_packed(br_dataset **out, const char *path, unsigned flags);
+
+/* The metadata blob of sample id of a packed dataset written with
+ * BR_PACK_META (in memory since the open): *data and *len. Returns 0, or
+ * -EINVAL (no such sample, or no metadata). Since 0.3. */
+BR_API int br_dataset_meta_get(const br_dataset *ds, uint64_t id, const void **data, size_t *len);
+
+typedef struct br_pack_writer br_pack_writer;
+
+/* Flags of br_pack_open. Since 0.3. */
+#define BR_PACK_LABELS 0x1u /* every sample carries an int32 label */
+#define BR_PACK_META 0x2u   /* every sample carries a metadata blob (may be empty) */
+
+/*
+ * Starts a packed dataset in directory dir (created if missing; refused if
+ * it holds .brp files already), shards named NAME-NNNNN.brp with NAME the
+ * directory's last component. max_shard_bytes bounds a shard file (0: 1
+ * GiB); a sample larger than that gets a shard of its own. record_bytes >
+ * 0 makes a records layout (every sample that size); 0 an indexed one.
+ * block_bytes is the checksum block (0: 64 KiB). Returns 0, or -EINVAL,
+ * -EEXIST, -ENOMEM or a file's -errno, message in br_last_error(NULL).
+ * Since 0.3.
+ */
+BR_API int br_pack_open(br_pack_writer **out, const char *dir, uint64_t max_shard_bytes,
+                        uint64_t record_bytes, uint32_t block_bytes, unsigned flags);
+
+/* Records what the samples are, for readers: dtype (at most 15 chars,
+ * e.g. "uint8", "float32") and up to 4 dimensions. Call before the first
+ * br_pack_add. Returns 0 or -EINVAL. Since 0.3. */
+BR_API int br_pack_set_dtype(br_pack_writer *w, const char *dtype, uint32_t ndim,
+                             const uint64_t *shape);
+
+/* Appends one sample (label and meta are ignored without their flag).
+ * Returns 0, or -EINVAL (a records layout's size mismatch), -ENOSPC or a
+ * file's -errno; message in br_last_error(NULL). Since 0.3. */
+BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t label,
+                       const void *meta, size_t meta_len);
+
+/* Finishes the last shard, writes every header's shard count and total,
+ * and frees w (also on failure). *samples, *shards (may be NULL) get what
+ * was written. Returns 0 or a file's -errno. Since 0.3. */
+BR_API int br_pack_close(br_pack_writer *w, uint64_t *samples, uint32_t *shards);
+
+/* Where br_pack_verify found the first fault. Since 0.3. */
+#define BR_PACK_BLOCK_HEADER (-1) /* the header (its checksum or a field) */
+#define BR_PACK_BLOCK_TABLE (-2)  /* the block table (its checksum) */
+#define BR_PACK_BLOCK_FILE (-3)   /* the file itself: missing, wrong size */
+typedef struct br_pack_fault {
+    uint32_t shard; /* the shard's index in name order */
+    int64_t block;  /* the first bad block, or BR_PACK_BLOCK_* */
+    uint64_t lo, hi; /* its byte range in the shard file, [lo, hi) */
+} br_pack_fault;
+
+/*
+ * Checks every header and every block checksum of the packed dataset at
+ * path (as br_dataset_open_packed). Returns 0 when all match, or -EBADMSG
+ * with *fault (may be NULL) and br_last_error(NULL) naming the first bad
+ * shard file, block and byte range; or -EINVAL/-ENOENT/-ENOMEM/-errno for
+ * what cannot be read. Since 0.3.
+ */
+BR_API int br_pack_verify(const char *path, br_pack_fault *fault);
+
+/*
  * The transform stage. A transform runs in the worker on each sample after
  * the dataset's reader has read it (into per-worker scratch, not the slot):
  * it gets the sample's bytes `in` (len of them), its id, and writes at most
