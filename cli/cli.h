@@ -20,6 +20,8 @@ int br_cli_stat(int argc, char **argv);    /* cli/rings.c */
 int br_cli_ls(int argc, char **argv);      /* cli/rings.c */
 int br_cli_gc(int argc, char **argv);      /* cli/rings.c */
 int br_cli_soak(int argc, char **argv);    /* cli/soak.c */
+int br_cli_pack(int argc, char **argv);    /* cli/pack.c */
+int br_cli_verify(int argc, char **argv);  /* cli/pack.c */
 
 /* The dataset writer behind mkdata, soak and the demo's data, and the names
  * of the files it writes: synth/mkdata.h (library batchring_synth, which

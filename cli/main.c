@@ -26,6 +26,9 @@ static const struct subcommand subcommands[] = {
     {"stat", br_cli_stat, "show a named ring from outside: producer, consumer, slots, workers"},
     {"ls", br_cli_ls, "list this user's named rings"},
     {"gc", br_cli_gc, "remove named rings whose producer is dead"},
+    {"pack", br_cli_pack,
+     "convert files, records or indexed data into a checked, self-describing dataset"},
+    {"verify", br_cli_verify, "check a packed dataset's checksums; name the first bad block"},
     {"soak", br_cli_soak,
      "serve a verified dataset, kill workers (and consumers) at random, count lost/repeated"},
 };

@@ -27,7 +27,7 @@
  * departed consumer is acted on. */
 #define SERVE_POLL_MS 200
 
-enum source_kind { SRC_NONE, SRC_RECORDS, SRC_FILES, SRC_INDEXED, SRC_PLUGIN, SRC_TOKENS };
+enum source_kind { SRC_NONE, SRC_RECORDS, SRC_FILES, SRC_INDEXED, SRC_PLUGIN, SRC_TOKENS, SRC_PACKED };
 
 struct source {
     enum source_kind kind;
@@ -68,6 +68,8 @@ static void usage(FILE *to)
                 "     [--token-bytes 2|4]           of T + 1 tokens as int32 inputs[B][T] then\n"
                 "                                   targets[B][T]; llm.c .bin shards, or raw\n"
                 "                                   tokens of the width given\n"
+                "  --packed DIR                     a packed dataset (batchring pack): no size\n"
+                "                                   flags, labels from its shards\n"
                 "  --plugin LIB.so [--plugin-arg S] a custom loader (br_plugin_init2, see\n"
                 "                                   batchring.h and docs/named-rings.md)\n"
                 "\n"
@@ -259,6 +261,9 @@ static int source_open(struct source *s, const br_options *opt)
     case SRC_INDEXED:
         rc = br_dataset_open_indexed(&s->ds, s->path, s->index, s->labels, flags);
         break;
+    case SRC_PACKED:
+        rc = br_dataset_open_packed(&s->ds, s->path, 0);
+        break;
     case SRC_TOKENS:
         rc = br_dataset_open_tokens(&s->ds, s->path, (size_t)s->seq_len, (size_t)s->token_bytes,
                                     0);
@@ -328,6 +333,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         OPT_RECORD_SIZE,
         OPT_FILES,
         OPT_INDEXED,
+        OPT_PACKED,
         OPT_PLUGIN,
         OPT_PLUGIN_ARG,
         OPT_LABELS,
@@ -355,6 +361,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
         {"files", required_argument, NULL, OPT_FILES},
         {"indexed", required_argument, NULL, OPT_INDEXED},
+        {"packed", required_argument, NULL, OPT_PACKED},
         {"plugin", required_argument, NULL, OPT_PLUGIN},
         {"plugin-arg", required_argument, NULL, OPT_PLUGIN_ARG},
         {"labels", required_argument, NULL, OPT_LABELS},
@@ -411,6 +418,9 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             break;
         case OPT_PLUGIN:
             kind = SRC_PLUGIN;
+            break;
+        case OPT_PACKED:
+            kind = SRC_PACKED;
             break;
         case OPT_TOKENS:
             kind = SRC_TOKENS;
@@ -494,7 +504,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             return BR_CLI_USAGE;
         if (kind != SRC_NONE) {
             static const char *const names[] = {"", "--records", "--files", "--indexed",
-                                                "--plugin", "--tokens"};
+                                                "--plugin", "--tokens", "--packed"};
             if (s->kind != SRC_NONE) {
                 br_cli_error("%s and %s: give one source of data", names[s->kind], names[kind]);
                 return BR_CLI_USAGE;
@@ -515,8 +525,8 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         return BR_CLI_USAGE;
     if (s->kind == SRC_NONE) {
         br_cli_error("nothing to serve: give --records FILE --record-size N, "
-                     "--files LIST, --indexed DATA INDEX, --tokens PATTERN --seq-len T "
-                     "or --plugin LIB.so");
+                     "--files LIST, --indexed DATA INDEX, --tokens PATTERN --seq-len T, "
+                     "--packed DIR or --plugin LIB.so");
         return BR_CLI_USAGE;
     }
     if (!a->have_batch || !a->have_workers) {
@@ -545,6 +555,10 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
     }
     if (s->kind != SRC_PLUGIN && s->plugin_arg) {
         br_cli_error("--plugin-arg is for --plugin only");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind == SRC_PACKED && (s->labels || s->direct)) {
+        br_cli_error("--packed takes no --labels (its shards carry them) and no --direct");
         return BR_CLI_USAGE;
     }
     if (s->direct && (s->kind == SRC_FILES || s->kind == SRC_PLUGIN)) {

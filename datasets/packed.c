@@ -1071,3 +1071,15 @@ BR_API int br_pack_close(br_pack_writer *w, uint64_t *samples, uint32_t *shards)
     writer_free(w);
     return rc;
 }
+
+BR_API void br_pack_abort(br_pack_writer *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+    for (uint32_t k = 0; k < w->nshards; k++)
+        unlink(w->paths[k]);
+    writer_free(w);
+}

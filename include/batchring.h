@@ -809,6 +809,10 @@ BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t 
  * was written. Returns 0 or a file's -errno. Since 0.3. */
 BR_API int br_pack_close(br_pack_writer *w, uint64_t *samples, uint32_t *shards);
 
+/* Gives up: removes the shards written so far and frees w (NULL is fine).
+ * Since 0.3. */
+BR_API void br_pack_abort(br_pack_writer *w);
+
 /* Where br_pack_verify found the first fault. Since 0.3. */
 #define BR_PACK_BLOCK_HEADER (-1) /* the header (its checksum or a field) */
 #define BR_PACK_BLOCK_TABLE (-2)  /* the block table (its checksum) */

@@ -1,0 +1,80 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# batchring pack / verify / serve --packed end to end (cli/pack.c):
+#
+#   pack_cli.sh BATCHRING
+#
+# mkdata writes an indexed dataset with labels; pack converts it into 5+
+# shards; verify says ok; serve --packed (no size flag) serves it and
+# consume --verify checks every sample and label against mkdata's data. A
+# directory of files packs and verifies too. One flipped bit makes verify
+# exit 1 naming the shard and block; a damaged header makes serve refuse to
+# start naming the shard. Prints what failed and exits 1.
+set -u
+cli=$1
+work=$(mktemp -d "${TMPDIR:-/tmp}/br-pack-cli.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+fail=0
+bad() {
+    echo "pack_cli.sh: $*"
+    fail=1
+}
+# flip FILE OFFSET: flips the lowest bit of one byte.
+flip() {
+    b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+    printf "\\$(printf %o $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
+}
+
+"$cli" mkdata --layout indexed --dir "$work/mk" --samples 300 --min-bytes 1 --max-bytes 200 \
+    >/dev/null || bad "mkdata failed"
+"$cli" pack "$work/pk" --indexed "$work/mk/data.bin" "$work/mk/index.bin" \
+    --labels "$work/mk/labels.bin" --shard-size 8K --block-size 1K --dtype uint8 \
+    >"$work/pack.out" 2>&1 || bad "pack failed: $(cat "$work/pack.out")"
+grep -Eq "300 samples in ([5-9]|[1-9][0-9]+) shards" "$work/pack.out" ||
+    bad "pack did not report 300 samples in 5+ shards: $(cat "$work/pack.out")"
+"$cli" verify "$work/pk" >"$work/v.out" 2>&1 || bad "verify of a fresh pack failed: $(cat "$work/v.out")"
+grep -q ": ok" "$work/v.out" || bad "verify printed no ok"
+
+# Served with no size flag; every sample checked by the consumer.
+name="/br-pack-cli-$$"
+"$cli" serve --name "$name" --packed "$work/pk" --batch 16 --workers 2 --epochs 1 \
+    2>"$work/serve.err" | {
+    read -r ring || exit 3
+    "$cli" consume --name "$ring" --verify >"$work/consume.out" 2>&1 || exit 4
+}
+rc=$?
+grep -q "19 batches .*every sample verified" "$work/consume.out" ||
+    bad "consume did not verify 19 batches: $(cat "$work/consume.out")"
+[ $rc = 0 ] || bad "serve --packed | consume --verify failed ($rc): $(cat "$work/consume.out" "$work/serve.err" 2>/dev/null)"
+
+# A directory of files, one sample each.
+mkdir "$work/dir"
+i=0
+while [ $i -lt 20 ]; do
+    head -c $((i * 37 + 1)) "$work/mk/data.bin" >"$work/dir/f$i"
+    i=$((i + 1))
+done
+"$cli" pack "$work/dpk" --dir "$work/dir" >"$work/d.out" 2>&1 || bad "pack --dir failed: $(cat "$work/d.out")"
+grep -q "20 samples in 1 shard" "$work/d.out" || bad "pack --dir: $(cat "$work/d.out")"
+"$cli" verify "$work/dpk" >/dev/null 2>&1 || bad "verify of pack --dir failed"
+
+# One flipped bit in the body of shard 2: block 0 (bytes 256..1280).
+shard="$work/pk/pk-00002.brp"
+flip "$shard" 300
+if "$cli" verify "$work/pk" >"$work/bad.out" 2>&1; then
+    bad "verify passed a flipped bit"
+fi
+grep -q "shard 2 block 0 bytes 256..1280" "$work/bad.out" ||
+    bad "verify did not name shard 2, block 0: $(cat "$work/bad.out")"
+flip "$shard" 300
+"$cli" verify "$work/pk" >/dev/null 2>&1 || bad "verify failed after the bit was restored"
+
+# A damaged header: serve refuses to start, naming the shard.
+flip "$shard" 40
+if "$cli" serve --name "$name" --packed "$work/pk" --batch 16 --workers 1 --epochs 1 \
+    >/dev/null 2>"$work/serve2.err"; then
+    bad "serve started on a damaged header"
+fi
+grep -q "pk-00002.brp" "$work/serve2.err" || bad "serve did not name the shard: $(cat "$work/serve2.err")"
+exit $fail
