@@ -16,7 +16,7 @@ CMAKE_ARGS ?=
 # Debian packages, per target: each installs only what it uses.
 # demo (and build): the library, the batchring command and the examples,
 # configured without tests and benchmarks, so nothing more is needed.
-PKGS_DEMO := build-essential cmake pkg-config liburing-dev
+PKGS_DEMO := build-essential cmake pkg-config liburing-dev libxxhash-dev
 # test: cmocka; gcc's ASan, UBSan and TSan runtimes come with
 # build-essential; libbenchmark-dev because test-plain compiles the
 # benchmarks with -Werror (so that CI sees a break in perf/; running them
