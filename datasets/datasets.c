@@ -48,6 +48,7 @@
 
 #include "datasets/packed.h"
 #include "datasets/transform.h"
+#include "datasets/record_shards.h"
 #include "datasets/tokens.h"
 #include "ring/error.h"
 
@@ -58,8 +59,8 @@
 /* Files of the files layout open at once in one worker. */
 #define FILES_CHUNK 64u
 
-enum layout { LAYOUT_RECORDS, LAYOUT_FILES, LAYOUT_INDEXED, LAYOUT_TOKENS };
-static const char *const layout_names[] = {"records", "files", "indexed", "tokens"};
+enum layout { LAYOUT_RECORDS, LAYOUT_FILES, LAYOUT_INDEXED, LAYOUT_TOKENS, LAYOUT_RECORD_SHARDS };
+static const char *const layout_names[] = {"records", "files", "indexed", "tokens", "records"};
 
 struct index_entry {
     uint64_t offset;
@@ -86,6 +87,7 @@ struct br_dataset {
     uint64_t *sizes; /* n file sizes at open */
     int32_t *labels; /* n labels, or NULL */
     struct br__tokens *tokens; /* tokens: the shards (datasets/tokens.c) */
+    struct br__record_shards *rshards; /* records in shards (record_shards.c) */
     struct br__transform xf; /* the transform stage (datasets/transform.c) */
     struct br__packed *packed; /* a packed dataset (datasets/packed.c), or NULL */
 };
@@ -121,6 +123,7 @@ static void ds_free(struct br_dataset *ds)
     free(ds->labels);
     br__packed_free(ds->packed);
     br__tokens_free(ds->tokens);
+    br__record_shards_free(ds->rshards);
     free(ds);
 }
 
@@ -590,7 +593,7 @@ BR_API int br_dataset_info_get_sized(const br_dataset *ds, br_dataset_info *dst,
     info.total_bytes = ds->total_bytes;
     info.has_labels = ds->labels != NULL;
     info.layout = ds->packed ? "packed" : layout_names[ds->layout];
-    info.shards = ds->tokens ? ds->tokens->shards.n : 1;
+    info.shards = ds->tokens ? ds->tokens->shards.n : ds->rshards ? ds->rshards->shards.n : 1;
     memcpy(dst, &info, size < sizeof info ? size : sizeof info);
     if (size > sizeof info)
         memset((char *)dst + sizeof info, 0, size - sizeof info);
@@ -1008,6 +1011,43 @@ static int files_load(br_job *job, void *user)
     return 0;
 }
 
+static int record_shards_load(br_job *job, void *user)
+{
+    const struct br_dataset *ds = user;
+    return br__record_shards_load(job, ds->rshards);
+}
+
+BR_API int br_dataset_open_record_shards(br_dataset **out, const char *pattern,
+                                         size_t record_bytes, const char *labels_path,
+                                         unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br_dataset *ds;
+    int rc;
+
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_dataset *");
+    if (!pattern)
+        return br__fail(msg, -EINVAL, "pattern is NULL: pass a glob of the shards or @LIST");
+    if (flags)
+        return br__fail(msg, -EINVAL,
+                        "unknown flags 0x%x (records in shards take none: BR_DATASET_DIRECT is "
+                        "for one records file)",
+                        flags);
+    ds = ds_new(LAYOUT_RECORD_SHARDS, flags, pattern, msg);
+    if (!ds)
+        return -ENOMEM;
+    rc = br__record_shards_open(&ds->rshards, pattern, record_bytes, msg);
+    if (rc == 0) {
+        ds->n = ds->rshards->shards.first[ds->rshards->shards.n];
+        ds->record_bytes = record_bytes;
+        ds->max_bytes = record_bytes;
+        ds->total_bytes = ds->n * record_bytes;
+        rc = load_labels(ds, labels_path, msg);
+    }
+    return open_finish(out, ds, rc);
+}
+
 static int tokens_load(br_job *job, void *user)
 {
     const struct br_dataset *ds = user;
@@ -1063,7 +1103,8 @@ static int dataset_worker_init(br_io *io, uint32_t worker, void *user, void **st
 static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
                                 br_options *o, char *msg)
 {
-    static const br_loader_fn loaders[] = {records_load, files_load, indexed_load, tokens_load};
+    static const br_loader_fn loaders[] = {records_load, files_load, indexed_load, tokens_load,
+                                           record_shards_load};
     int32_t *labels = NULL;
     int rc;
 

@@ -732,6 +732,21 @@ BR_API int br_dataset_open_indexed(br_dataset **out, const char *data_path,
 BR_API int br_dataset_open_tokens(br_dataset **out, const char *pattern, size_t seq_len,
                                   size_t token_bytes, unsigned flags);
 
+/*
+ * The records layout over many shards: pattern names them as for
+ * br_dataset_open_tokens (a glob, sorted by name, or "@LIST"); each shard
+ * is a whole number of records of record_bytes, and sample ids run
+ * through the shards in order (shard k's records follow shard k - 1's).
+ * labels_path, optional, holds one int32 per sample of all shards. Workers
+ * open shards as they need them and keep at most 64 open each; a shard
+ * that is missing or shorter than at open fails the batch with BR_ELOADER
+ * naming it. flags must be 0 (no O_DIRECT). Returns as
+ * br_dataset_open_records, -ENOENT when nothing matches. Since 0.3.
+ */
+BR_API int br_dataset_open_record_shards(br_dataset **out, const char *pattern,
+                                         size_t record_bytes, const char *labels_path,
+                                         unsigned flags);
+
 /* Fills the first `size` bytes of *out (rule b). Call it through
  * br_dataset_info_get(). Returns 0, or -EINVAL for NULL arguments or a size
  * smaller than the br_dataset_info of 0.3. Since 0.3. */

@@ -273,6 +273,119 @@ static void test_shards_truncated_midrun(void **state)
     }
 }
 
+/* Record bytes of global sample id: each byte says which sample it is. */
+static uint8_t rec_byte(uint64_t id, size_t b)
+{
+    return (uint8_t)(id * 131 + b * 7 + 1);
+}
+
+/* Records in shards of 3, 0, 5 and 1 records (24 bytes each), with labels:
+ * shuffled, by workers and inline, every record and label right; then a
+ * shard cut short is BR_ELOADER naming it, never other bytes. */
+static void test_shards_records(void **state)
+{
+    (void)state;
+    const uint32_t per[] = {3, 0, 5, 1};
+    const size_t rb = 24;
+    char path[4][300], labels[300], msg[1024];
+    uint64_t id = 0;
+    br_dataset *ds;
+    br_dataset_info info;
+
+    for (uint32_t s = 0; s < 4; s++) {
+        char name[64];
+        FILE *f;
+        snprintf(name, sizeof name, "rec-%u.bin", s);
+        snprintf(path[s], sizeof path[s], "%s", tf_path(dir, name));
+        f = fopen(path[s], "wb");
+        assert_non_null(f);
+        for (uint32_t r = 0; r < per[s]; r++, id++)
+            for (size_t b = 0; b < rb; b++)
+                fputc(rec_byte(id, b), f);
+        assert_int_equal(fclose(f), 0);
+    }
+    snprintf(labels, sizeof labels, "%s", tf_path(dir, "rec-labels"));
+    {
+        FILE *f = fopen(labels, "wb");
+        assert_non_null(f);
+        for (uint32_t i = 0; i < 9; i++) {
+            int32_t v = (int32_t)htole32(1000 + i);
+            fwrite(&v, 4, 1, f);
+        }
+        assert_int_equal(fclose(f), 0);
+    }
+    assert_int_equal(br_dataset_open_record_shards(&ds, tf_path(dir, "rec-*.bin"), rb, labels, 0),
+                     0);
+    assert_int_equal(br_dataset_info_get(ds, &info), 0);
+    assert_int_equal(info.samples, 9);
+    assert_int_equal(info.shards, 4);
+    assert_string_equal(info.layout, "records");
+    for (uint32_t w = 0; w <= 2; w += 2) {
+        br_options opt;
+        br_batch b;
+        br_gen *g;
+        uint64_t seen = 0;
+        int rc;
+        br_options_init(&opt);
+        opt.batch_size = 4;
+        opt.workers = w;
+        opt.epochs = 2;
+        opt.shuffle = true;
+        assert_int_equal(br_open_dataset(&g, ds, NULL, 0, &opt), 0);
+        while ((rc = br_next(g, &b)) == 0)
+            for (uint32_t i = 0; i < b.count; i++, seen++) {
+                const uint8_t *r = (const uint8_t *)b.data + b.offsets[i];
+                assert_int_equal(b.offsets[i + 1] - b.offsets[i], rb);
+                for (size_t k = 0; k < rb; k++)
+                    if (r[k] != rec_byte(b.ids[i], k))
+                        fail_msg("record %llu byte %zu is wrong (%u workers)",
+                                 (unsigned long long)b.ids[i], k, w);
+                assert_int_equal(b.labels[i], 1000 + (int32_t)b.ids[i]);
+            }
+        assert_int_equal(rc, BR_EOF);
+        assert_int_equal(seen, 18);
+        br_close(g);
+    }
+    /* Shard 2 (ids 3..7) loses its last two records. In order, batches of
+     * 4: batch 0 (ids 0..3) arrives, batch 1 (ids 4..7) does not. */
+    assert_int_equal(truncate(path[2], 3 * rb), 0);
+    {
+        br_options opt;
+        br_batch b;
+        br_gen *g;
+        int rc;
+        uint64_t good = 0;
+        br_options_init(&opt);
+        opt.batch_size = 4;
+        opt.workers = 1;
+        opt.epochs = 1;
+        assert_int_equal(br_open_dataset(&g, ds, NULL, 0, &opt), 0);
+        while ((rc = br_next(g, &b)) == 0)
+            good++;
+        snprintf(msg, sizeof msg, "%s", br_last_error(g));
+        br_close(g);
+        if (rc != BR_ELOADER)
+            fail_msg("expected BR_ELOADER, got %s: %s", br_err_name(rc), msg);
+        assert_int_equal(good, 1);
+        tu_assert_contains(msg, path[2]);
+        tu_assert_contains(msg, "is now 72 bytes, 120 when the dataset was opened");
+    }
+    br_dataset_close(ds);
+    /* Open-time checks name the shard. */
+    {
+        br_dataset *bad = NULL;
+        FILE *f = fopen(path[1], "wb");
+        assert_non_null(f);
+        fputc(0, f);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(br_dataset_open_record_shards(&bad, tf_path(dir, "rec-*.bin"), rb, NULL, 0),
+                         -EINVAL);
+        assert_null(bad);
+        tu_assert_contains(br_last_error(NULL), path[1]);
+        tu_assert_contains(br_last_error(NULL), "not a multiple of record_bytes");
+    }
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -293,6 +406,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shards_id_map, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_many_low_ulimit, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_truncated_midrun, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_records, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
