@@ -69,7 +69,8 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
                       timeout_ms, g->msg, br__gen_check_alive);
     g->cons.skip_end = cursor;
     g->cons.hold = g->ring.geo.hold;
-    cursor = g->cons.cursor;
+    /* The ring's cursor stays where it was (the highest reached, never
+     * moved back: see br__consumer_take); ours starts lower. */
     /* A consumer that died in a wait left its start behind. Cleared before
      * the cursor store (release), which carries it to readers; until then
      * a reader that sees us attached may still see that old wait. */

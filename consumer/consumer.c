@@ -408,8 +408,12 @@ void br__consumer_take(struct br_consumer *c, uint64_t seq, const struct br_slot
      * this one must not wait for those batches either. */
     if (c->cursor < c->skip_end)
         br__consumer_skip_released(c);
-    /* Release: the supervisor (seq_done) and observers read the cursor. */
-    br__store_release_u64(&h->cursor, c->cursor);
+    /* Release: the supervisor (seq_done) and observers read the cursor.
+     * Never below skip_end, the highest cursor any consumer reached: while
+     * this one re-delivers a dead consumer's held batches, a consumer that
+     * takes over from it must still know which ones were released out of
+     * order (model_slots_hold_takeover2 found the hang when it did not). */
+    br__store_release_u64(&h->cursor, c->cursor > c->skip_end ? c->cursor : c->skip_end);
     /* Only this process writes these: a plain load and store, no locked
      * instruction on the hot path. */
     br__store_relaxed_u64(&h->consumer_batches, br__load_relaxed_u64(&h->consumer_batches) + 1);

@@ -515,15 +515,16 @@ out:
  * -DNO_SKIP: takeover resumes at the first unreleased batch but does not
  *  skip those released out of order (caught as a blocked consumer:
  *  model/check.sh ... violation).
- * Found by this model (model_slots_hold_takeover2, CKILLS=2): br_attach
- * stores the first unreleased batch as the ring's cursor, and
- * br__consumer_take stores its cursor during the redelivery, so the dead
- * consumer's cursor (skip_end) is lost when the new consumer dies in
- * turn; the third one skips nothing and waits for good for a batch the
- * first released out of order. -DKEEP_HIGH models a fix: the stored
- * cursor never moves back (br_attach leaves it, the take stores only a
- * cursor past it), so every consumer reads the highest cursor reached and
- * the window below it holds every unreleased batch. */
+ * Found by this model (model_slots_hold_takeover2, CKILLS=2), and fixed
+ * in the code: br_attach stored the first unreleased batch as the ring's
+ * cursor, and br__consumer_take stored its cursor during the redelivery,
+ * so the dead consumer's cursor (skip_end) was lost when the new consumer
+ * died in turn; the third one skipped nothing and waited for good for a
+ * batch the first had released out of order. Now the stored cursor never
+ * moves back (br_attach leaves it, the take stores max(cursor, skip_end)),
+ * so every consumer reads the highest cursor reached and the window below
+ * it holds every unreleased batch. -DLOWER_CURSOR is the old code, which
+ * model_slots_hold_takeover2_lower_cursor must catch. */
 #define UNREL(q) (word[SLOT(q)] == WORD(q, READY) || word[SLOT(q)] == WORD(q, FAILED))
 #define LO(q) ((q) > S -> (q) - S : 0)
 bool mine[N];
@@ -551,7 +552,7 @@ attach:
         :: else -> break
         od;
 #endif
-#ifndef KEEP_HIGH
+#ifdef LOWER_CURSOR
         cursor = seq;
 #endif
         nheld = 0;
@@ -697,7 +698,7 @@ attach:
                      :: else -> break
                      od;
 #endif
-#ifdef KEEP_HIGH
+#ifndef LOWER_CURSOR
                      if
                      :: seq > cursor -> cursor = seq
                      :: else -> skip

@@ -389,6 +389,56 @@ static void test_hold_takeover_twice_delivers_each_once(void **state)
     munmap(s, sizeof *s);
 }
 
+/* Found by the model (model_slots_hold_takeover2): A takes 0..3, releases
+ * 0, 1 and 3 and dies holding 2; B attaches and dies before it takes
+ * anything; C must get 2 and then 4. When an attach stored the first
+ * unreleased batch (2) as the ring's cursor, C no longer knew that 3 had
+ * been released and waited for it for good. */
+static void test_hold_takeover_during_redelivery(void **state)
+{
+    (void)state;
+    struct hold_shared *s = shared_new();
+    const char *name = unique_name();
+    br_gen *p = open_hold(s, 1, 8, 4, name);
+    br_gen *c;
+    br_batch b;
+    int status;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        br_gen *a = NULL;
+        br_batch x[4];
+        if (br_attach(&a, name, TU_WAIT_MS))
+            _exit(10);
+        for (unsigned i = 0; i < 4; i++)
+            if (br_next(a, &x[i]) || x[i].seq != i)
+                _exit(11);
+        if (br_release(a, &x[0]) || br_release(a, &x[1]) || br_release(a, &x[3]))
+            _exit(13);
+        _exit(0); /* dies holding 2 */
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        br_gen *a = NULL;
+        if (br_attach(&a, name, TU_WAIT_MS))
+            _exit(10);
+        _exit(0); /* dies before its first br_next */
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    c = attach_ok(name);
+    next_ok(c, &b, 2);
+    assert_int_equal(br_release(c, &b), 0);
+    next_ok(c, &b, 4);
+    assert_int_equal(br_release(c, &b), 0);
+    assert_int_equal(br_close(c), 0);
+    assert_int_equal(br_close(p), 0);
+    munmap(s, sizeof *s);
+}
+
 static void test_hold_batch_copy(void **state)
 {
     (void)state;
@@ -419,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_hold_validation),
         cmocka_unit_test(test_hold_takeover_after_consumer_dies_holding),
         cmocka_unit_test(test_hold_takeover_twice_delivers_each_once),
+        cmocka_unit_test(test_hold_takeover_during_redelivery),
         cmocka_unit_test(test_hold_batch_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
