@@ -35,6 +35,7 @@ struct source {
     const char *index; /* indexed: the index file */
     const char *labels;
     const char *plugin_arg;
+    const char *plugin_lib; /* --plugin: the source, or a transform beside one */
     uint64_t record_bytes;
     uint64_t seq_len;     /* tokens: T */
     uint64_t token_bytes; /* tokens: 0 (llm.c shards), 2 or 4 (raw) */
@@ -71,7 +72,9 @@ static void usage(FILE *to)
                 "  --packed DIR                     a packed dataset (batchring pack): no size\n"
                 "                                   flags, labels from its shards\n"
                 "  --plugin LIB.so [--plugin-arg S] a custom loader (br_plugin_init2, see\n"
-                "                                   batchring.h and docs/named-rings.md)\n"
+                "                                   batchring.h and docs/named-rings.md);\n"
+                "                                   beside another source, a per-sample\n"
+                "                                   transform (plugin->transform)\n"
                 "\n"
                 "  --name /NAME        the ring's name (required)\n"
                 "  --batch B           samples per batch (required)\n"
@@ -122,7 +125,7 @@ static const char *plugin_path(const char *path, char *buf, size_t cap)
 static int plugin_open(struct source *s, const br_options *opt)
 {
     char buf[4096];
-    const char *path = plugin_path(s->path, buf, sizeof buf);
+    const char *path = plugin_path(s->plugin_lib, buf, sizeof buf);
     br_plugin_init2_fn init2 = NULL;
     br_plugin_init_fn init1 = NULL;
     void *sym;
@@ -130,7 +133,7 @@ static int plugin_open(struct source *s, const br_options *opt)
 
     s->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!s->dl) {
-        br_cli_error("cannot load the plugin %s: %s", s->path, dlerror());
+        br_cli_error("cannot load the plugin %s: %s", s->plugin_lib, dlerror());
         return -ENOENT;
     }
     /* POSIX guarantees that dlsym's result converts to a function pointer. */
@@ -142,7 +145,7 @@ static int plugin_open(struct source *s, const br_options *opt)
         br_cli_error("the plugin %s exports neither br_plugin_init2 (int "
                      "br_plugin_init2(const br_plugin_args *args, br_plugin *plugin)) nor "
                      "br_plugin_init, with default visibility; see batchring.h",
-                     s->path);
+                     s->plugin_lib);
         return -ENOENT;
     }
     s->plugin_args = (br_plugin_args){
@@ -158,14 +161,14 @@ static int plugin_open(struct source *s, const br_options *opt)
         .rank = opt->rank,
         .world = opt->world ? opt->world : 1,
         .arg = s->plugin_arg,
-        .path = s->path,
+        .path = s->plugin_lib,
         .name = opt->name,
     };
     memset(&s->plugin, 0, sizeof s->plugin);
     rc = init2 ? init2(&s->plugin_args, &s->plugin) : init1(s->plugin_arg, &s->plugin);
     s->plugin.err[sizeof s->plugin.err - 1] = '\0';
     if (rc) {
-        br_cli_error("the plugin %s failed to start (%s): %s", s->path, br_err_name(rc),
+        br_cli_error("the plugin %s failed to start (%s): %s", s->plugin_lib, br_err_name(rc),
                      s->plugin.err[0] ? s->plugin.err : br_strerror(rc));
         return rc;
     }
@@ -174,12 +177,29 @@ static int plugin_open(struct source *s, const br_options *opt)
          * past err are not part of that entry point. */
         br_cli_error("note: the plugin %s sets fini from br_plugin_init; only "
                      "br_plugin_init2 may, so it will not run",
-                     s->path);
+                     s->plugin_lib);
         s->plugin.fini = NULL;
     }
     s->plugin_started = true;
+    if (s->kind != SRC_PLUGIN) {
+        /* Beside a built-in source: a transform, not a loader. */
+        if (s->plugin.load || !s->plugin.transform || !s->plugin.transform_max_out) {
+            br_cli_error("the plugin %s is given with a built-in source, so it must set "
+                         "plugin->transform and transform_max_out and no loader (%s)",
+                         s->plugin_lib,
+                         s->plugin.load ? "it set plugin->load" : "it set no transform");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (s->plugin.transform) {
+        br_cli_error("the plugin %s set a transform, which needs a built-in source "
+                     "(--records, --files, --indexed or --packed) beside --plugin",
+                     s->plugin_lib);
+        return -EINVAL;
+    }
     if (!s->plugin.load || s->plugin.n_ids == 0) {
-        br_cli_error("the plugin %s returned 0 from %s but set %s", s->path,
+        br_cli_error("the plugin %s returned 0 from %s but set %s", s->plugin_lib,
                      init2 ? "br_plugin_init2" : "br_plugin_init",
                      !s->plugin.load ? "no loader (plugin->load)" : "no samples (n_ids 0)");
         return -EINVAL;
@@ -274,8 +294,19 @@ static int source_open(struct source *s, const br_options *opt)
             rc = read_labels(s, s->plugin.n_ids);
         return rc;
     }
-    if (rc)
+    if (rc) {
         br_cli_error("%s: %s", br_err_name(rc), br_last_error(NULL));
+        return rc;
+    }
+    if (s->plugin_lib) {
+        /* A transform from the plugin, on the built-in reading. */
+        rc = plugin_open(s, opt);
+        if (rc == 0)
+            rc = br_dataset_transform_set(s->ds, s->plugin.transform,
+                                          s->plugin.transform_max_out, s->plugin.user);
+        if (rc == -EINVAL && br_last_error(NULL)[0])
+            br_cli_error("%s: %s", br_err_name(rc), br_last_error(NULL));
+    }
     return rc;
 }
 
@@ -417,7 +448,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             s->index = argv[optind++];
             break;
         case OPT_PLUGIN:
-            kind = SRC_PLUGIN;
+            s->plugin_lib = optarg; /* a source, unless another is given */
             break;
         case OPT_PACKED:
             kind = SRC_PACKED;
@@ -513,6 +544,10 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
             s->path = optarg;
         }
     }
+    if (s->plugin_lib && s->kind == SRC_NONE) {
+        s->kind = SRC_PLUGIN;
+        s->path = s->plugin_lib;
+    }
     if (optind < argc) {
         br_cli_error("unexpected argument '%s'", argv[optind]);
         return BR_CLI_USAGE;
@@ -553,7 +588,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         br_cli_error("--record-size is for --records only");
         return BR_CLI_USAGE;
     }
-    if (s->kind != SRC_PLUGIN && s->plugin_arg) {
+    if (!s->plugin_lib && s->plugin_arg) {
         br_cli_error("--plugin-arg is for --plugin only");
         return BR_CLI_USAGE;
     }
@@ -611,6 +646,8 @@ static int open_generator(br_gen **g, const struct serve_args *a, br_options *op
     int rc;
 
     if (s->kind != SRC_PLUGIN) {
+        opt->worker_init = s->plugin.worker_init; /* NULL without --plugin */
+        opt->worker_fini = s->plugin.worker_fini;
         rc = br_open_dataset(g, s->ds, NULL, 0, opt);
     } else {
         if (!opt->slot_bytes)

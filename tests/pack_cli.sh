@@ -3,16 +3,19 @@
 #
 # batchring pack / verify / serve --packed end to end (cli/pack.c):
 #
-#   pack_cli.sh BATCHRING
+#   pack_cli.sh BATCHRING TRANSFORM_PLUGIN
 #
 # mkdata writes an indexed dataset with labels; pack converts it into 5+
 # shards; verify says ok; serve --packed (no size flag) serves it and
 # consume --verify checks every sample and label against mkdata's data. A
 # directory of files packs and verifies too. One flipped bit makes verify
 # exit 1 naming the shard and block; a damaged header makes serve refuse to
-# start naming the shard. Prints what failed and exits 1.
+# start naming the shard. serve --packed --plugin TRANSFORM_PLUGIN runs the
+# plugin's transform in the workers: "copy" passes consume --verify (every
+# byte went through it), "invert" fails it. Prints what failed and exits 1.
 set -u
 cli=$1
+plugin=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/br-pack-cli.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 fail=0
@@ -38,7 +41,7 @@ grep -q ": ok" "$work/v.out" || bad "verify printed no ok"
 
 # Served with no size flag; every sample checked by the consumer.
 name="/br-pack-cli-$$"
-"$cli" serve --name "$name" --packed "$work/pk" --batch 16 --workers 2 --epochs 1 \
+"$cli" serve --name "$name" --packed "$work/pk" --batch 16 --workers 2 --epochs 1 --exit-on-detach \
     2>"$work/serve.err" | {
     read -r ring || exit 3
     "$cli" consume --name "$ring" --verify >"$work/consume.out" 2>&1 || exit 4
@@ -47,6 +50,22 @@ rc=$?
 grep -q "19 batches .*every sample verified" "$work/consume.out" ||
     bad "consume did not verify 19 batches: $(cat "$work/consume.out")"
 [ $rc = 0 ] || bad "serve --packed | consume --verify failed ($rc): $(cat "$work/consume.out" "$work/serve.err" 2>/dev/null)"
+
+# A transform from a plugin on the built-in reading (plugin revision 3).
+for mode in copy invert; do
+    "$cli" serve --name "$name" --packed "$work/pk" --plugin "$plugin" --plugin-arg $mode --exit-on-detach \
+        --batch 16 --workers 2 --epochs 1 2>"$work/serve-$mode.err" | {
+        read -r ring || exit 3
+        "$cli" consume --name "$ring" --verify >"$work/consume-$mode.out" 2>&1 || exit 4
+    }
+    rc=$?
+    if [ $mode = copy ]; then
+        [ $rc = 0 ] && grep -q "19 batches .*every sample verified" "$work/consume-$mode.out" ||
+            bad "serve --plugin (copy transform) | consume --verify failed ($rc): $(cat "$work/consume-$mode.out" "$work/serve-$mode.err")"
+    else
+        [ $rc = 4 ] || bad "consume --verify passed inverted bytes ($rc): $(cat "$work/consume-$mode.out")"
+    fi
+done
 
 # A directory of files, one sample each.
 mkdir "$work/dir"

@@ -56,7 +56,7 @@
 extern "C" {
 #endif
 
-#define BR_PLUGIN_ABI 2
+#define BR_PLUGIN_ABI 3
 
 /* What serve was given, for a plugin to size its buffers and check its
  * argument against. Read-only; the strings stay valid until fini returns.
@@ -95,6 +95,14 @@ typedef struct br_plugin {
     char err[BR_ERR_CAP];
     /* Revision 2. */
     br_plugin_fini_fn fini;        /* may stay NULL; see above for when it runs */
+    /* Revision 3 (set only when args->abi >= 3). With a built-in source
+     * beside --plugin (serve --records/--files/--indexed/--packed ...
+     * --plugin LIB.so), the plugin supplies a per-sample transform instead
+     * of a loader: load stays NULL, n_ids and slot_bytes are unused, and
+     * worker_init/worker_fini/user are the dataset's hooks and user
+     * (br_dataset_transform_set, br_open_dataset). */
+    br_transform_fn transform;     /* the transform, or NULL */
+    size_t transform_max_out;      /* its largest output of one sample */
 } br_plugin;
 
 /* The entry points, as looked up with dlsym: "br_plugin_init2" (revision 2
