@@ -96,6 +96,8 @@ static void usage(FILE *to)
                 "  --cpus LIST         pin the workers round-robin to a CPU list (0-3,8), or\n"
                 "                      'auto': the trainer's last-level cache domain when\n"
                 "                      there are several (default: BR_CPUS, else unpinned)\n"
+                "  --hold H            the consumer may hold up to H batches and release\n"
+                "                      them in any order (br_release; default 1)\n"
                 "  --guard             debug a loader: a PROT_NONE page after each slot,\n"
                 "                      so a write past the slot kills the worker with\n"
                 "                      SIGSEGV, named with its batch (same as BR_GUARD=1)\n"
@@ -348,7 +350,7 @@ static void describe_source(const struct source *s, char *buf, size_t cap)
 
 struct serve_args {
     const char *name;
-    uint64_t batch, workers, slots, slot_bytes, epochs, seed, max_restarts;
+    uint64_t batch, workers, slots, slot_bytes, epochs, seed, max_restarts, hold;
     bool have_batch, have_workers, drop_last, shuffle, shard_from_env, exit_on_detach;
     bool have_max_restarts, guard;
     const char *cpus; /* --cpus: br_options.cpus */
@@ -381,6 +383,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         OPT_EXIT_ON_DETACH,
         OPT_MAX_RESTARTS,
         OPT_GUARD,
+        OPT_HOLD,
         OPT_CPUS,
         OPT_TOKENS,
         OPT_SEQ_LEN,
@@ -409,6 +412,7 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         {"exit-on-detach", no_argument, NULL, OPT_EXIT_ON_DETACH},
         {"max-restarts", required_argument, NULL, OPT_MAX_RESTARTS},
         {"guard", no_argument, NULL, OPT_GUARD},
+        {"hold", required_argument, NULL, OPT_HOLD},
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"tokens", required_argument, NULL, OPT_TOKENS},
         {"seq-len", required_argument, NULL, OPT_SEQ_LEN},
@@ -524,6 +528,9 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         case OPT_GUARD:
             a->guard = true;
             break;
+        case OPT_HOLD:
+            ok = br_cli_number("hold", optarg, 1, BR_MAX_SLOTS - 1, false, &a->hold);
+            break;
         case OPT_CPUS:
             a->cpus = optarg;
             break;
@@ -621,6 +628,7 @@ static int options_fill(br_options *opt, const struct serve_args *a)
     opt->shuffle = a->shuffle;
     opt->seed = a->seed;
     opt->cpus = a->cpus; /* NULL: BR_CPUS from the environment */
+    opt->hold = (uint32_t)a->hold; /* 0: one batch at a time, released by the next */
     if (a->have_max_restarts)
         opt->max_restarts = (uint32_t)a->max_restarts;
     /* br_open reads the guard mode from the environment (br_options has

@@ -486,6 +486,33 @@ static void test_cli_serve_guard_attach(void **state)
     serve_stop(&s);
 }
 
+/* serve --hold H: an attached consumer holds H batches, releases them in
+ * any order, and the (H+1)th br_next without a release is BR_EHELD. */
+static void test_cli_serve_hold(void **state)
+{
+    (void)state;
+    const char *name = new_ring_name();
+    struct server s;
+    br_gen *g;
+    br_batch b[3], extra;
+    serve_start(&s, name, "samples=100,bytes=" SAMPLE_BYTES,
+                (const char *const[]){"--batch", "5", "--workers", "2", "--slot-bytes", "320",
+                                      "--hold", "3", NULL});
+    int rc = br_attach(&g, name, TU_WAIT_MS);
+    if (rc)
+        fail_msg("br_attach %s: %s: %s", name, br_err_name(rc), br_last_error(NULL));
+    for (uint64_t i = 0; i < 3; i++) {
+        assert_int_equal(br_next(g, &b[i]), 0);
+        assert_int_equal(b[i].seq, i);
+    }
+    assert_int_equal(br_next(g, &extra), BR_EHELD);
+    assert_int_equal(br_release(g, &b[1]), 0);
+    assert_int_equal(br_next(g, &extra), 0);
+    assert_int_equal(extra.seq, 3);
+    assert_int_equal(br_close(g), 0);
+    serve_stop(&s);
+}
+
 /* The help texts name real things: no enum constant leaked into them. */
 static void test_cli_help_texts(void **state)
 {
@@ -722,6 +749,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cli_serve_max_restarts, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_serve_max_restarts_bad, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_serve_guard_attach, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_serve_hold, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_help_texts, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_serve_auto_slots, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_version, tu_setup, teardown),
