@@ -69,7 +69,7 @@ BR_API int br_stats_get_sized(const br_gen *handle, br_stats *dst, size_t size)
         out->slot_wait_ns += br__load_relaxed_u64(&rec->slot_wait_ns);
         out->slot_sleeps += br__load_relaxed_u64(&rec->slot_sleeps);
     }
-    out->stall_sleeps = g->cons.sleeps;
+    out->stall_sleeps = br__load_relaxed_u64(&g->cons.sleeps);
     br__copy_out(dst, size, &st, sizeof st);
     return 0;
 }

@@ -215,7 +215,7 @@ static bool sleep_for_half_ring(struct br_consumer *c, uint64_t seq)
     if (w == br__slot_word(br__slot_lap(c->ring, last), BR_READY) ||
         w == br__slot_word(br__slot_lap(c->ring, last), BR_FAILED))
         return false;
-    c->sleeps++;
+    br__store_relaxed_u64(&c->sleeps, br__load_relaxed_u64(&c->sleeps) + 1);
     br__slot_sleep(d, w, BR_GATHER_SLEEP_MS);
     return true;
 }
@@ -333,7 +333,7 @@ int br__consumer_wait(struct br_consumer *c, uint64_t seq, uint32_t *word)
          * published costs nothing next to their pace. */
         if (!gathered && (gathered = true, sleep_for_half_ring(c, seq)))
             continue;
-        c->sleeps++;
+        br__store_relaxed_u64(&c->sleeps, br__load_relaxed_u64(&c->sleeps) + 1);
         br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
     }
 out:

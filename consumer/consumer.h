@@ -31,7 +31,9 @@ struct br_consumer {
     uint32_t released;      /* releases since the last wake-up */
     bool spin_adaptive;     /* a core is free for the consumer to spin on */
     uint64_t wait_avg_ns;   /* moving average of br_next's waits */
-    uint64_t sleeps;        /* futex sleeps for a batch (br_stats.stall_sleeps) */
+    /* Futex sleeps for a batch (br_stats.stall_sleeps): written by the
+     * consumer's thread only, read by br_stats_get from any thread. */
+    _Atomic uint64_t sleeps;
     /* The start of the last wait that timed out, and its seq: a br_next
      * that retries the same batch shows batchring stat the whole wait. */
     uint64_t timed_out_seq, timed_out_t0;
