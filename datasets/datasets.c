@@ -55,7 +55,6 @@
 #define DIRECT_ALIGN 4096u
 /* The longest single read we queue: io_uring takes a 32-bit length, and
  * pread stops at about 2 GiB anyway. A multiple of DIRECT_ALIGN. */
-#define MAX_READ ((size_t)1 << 30)
 /* Files of the files layout open at once in one worker. */
 #define FILES_CHUNK 64u
 
@@ -700,22 +699,6 @@ static int job_check(br_job *job, const struct br_dataset *ds)
     return 0;
 }
 
-/* Queues one read, split so that no single read is longer than MAX_READ. */
-static int queue_read(br_io *io, int fd, uint64_t offset, uint64_t len, uint8_t *dst,
-                      uint64_t sample)
-{
-    while (len) {
-        size_t part = len < MAX_READ ? (size_t)len : MAX_READ;
-        int rc = br_io_read(io, fd, offset, part, dst, sample);
-        if (rc)
-            return rc;
-        offset += part;
-        dst += part;
-        len -= part;
-    }
-    return 0;
-}
-
 /* A read could not even be queued: drain what was (so that nothing lands
  * in the slot after we return) and report the reader's message. */
 static int queue_failed(br_job *job, const struct br_dataset *ds, int rc)
@@ -795,7 +778,8 @@ static int records_load(br_job *job, void *user)
         uint64_t len = rb;
         for (j = i + 1; j < job->count && job->ids[j] == job->ids[j - 1] + 1; j++)
             len += rb;
-        rc = queue_read(job->io, fd, job->ids[i] * rb, len, out + (size_t)i * rb, job->ids[i]);
+        rc = br__dataset_queue_read(job->io, fd, job->ids[i] * rb, len, out + (size_t)i * rb,
+                                    job->ids[i]);
         if (rc)
             return queue_failed(job, ds, rc);
     }
@@ -831,7 +815,8 @@ static int indexed_load_buffered(br_job *job, const struct br_dataset *ds)
             len += ds->index[job->ids[j]].length;
         if (len == 0)
             continue;
-        rc = queue_read(job->io, ds->fd, e->offset, len, out + job->offsets[i], job->ids[i]);
+        rc = br__dataset_queue_read(job->io, ds->fd, e->offset, len, out + job->offsets[i],
+                                    job->ids[i]);
         if (rc)
             return queue_failed(job, ds, rc);
     }
@@ -872,15 +857,16 @@ static int indexed_load_direct(br_job *job, const struct br_dataset *ds)
         if (span == 0)
             continue;
         if (first + span <= ds->file_size) {
-            rc = queue_read(job->io, ds->dfd, first, span, out + stage, job->ids[i]);
+            rc = br__dataset_queue_read(job->io, ds->dfd, first, span, out + stage, job->ids[i]);
         } else {
             /* The file's last block is partial: the blocks before it
              * direct, the rest buffered, right behind them in the slot. */
             uint64_t split = tail > first ? tail : first;
-            rc = queue_read(job->io, ds->dfd, first, split - first, out + stage, job->ids[i]);
+            rc = br__dataset_queue_read(job->io, ds->dfd, first, split - first, out + stage,
+                                        job->ids[i]);
             if (rc == 0)
-                rc = queue_read(job->io, ds->fd, split, end - split, out + stage + (split - first),
-                                job->ids[i]);
+                rc = br__dataset_queue_read(job->io, ds->fd, split, end - split,
+                                            out + stage + (split - first), job->ids[i]);
         }
         if (rc)
             return queue_failed(job, ds, rc);
@@ -988,7 +974,8 @@ static int files_load(br_job *job, void *user)
                 break;
             }
             if (ds->sizes[id]) {
-                rc = queue_read(job->io, fd, 0, ds->sizes[id], out + job->offsets[i], id);
+                rc = br__dataset_queue_read(job->io, fd, 0, ds->sizes[id], out + job->offsets[i],
+                                            id);
                 if (rc) {
                     rc = job_fail(job, rc, "queueing a read of %s (sample %llu): %s",
                                   file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
@@ -1186,7 +1173,8 @@ static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *id
         o->worker_fini = br__transform_worker_fini;
         rc = br_open(out, br__transform_load, &ds->xf, ids, ids ? labels : ds->labels, n_ids, o);
     } else {
-        rc = br_open(out, ds->packed ? packed_load : loaders[ds->layout], ds, ids, ids ? labels : ds->labels, n_ids, o);
+        rc = br_open(out, ds->packed ? packed_load : loaders[ds->layout], ds, ids,
+                     ids ? labels : ds->labels, n_ids, o);
     }
     free(labels);
     return rc;

@@ -19,7 +19,6 @@
 #include "datasets/record_shards.h"
 #include "ring/error.h"
 
-#define MAX_READ ((size_t)1 << 30)
 
 int br__record_shards_open(struct br__record_shards **out, const char *pattern,
                            size_t record_bytes, char *msg)
@@ -154,17 +153,13 @@ int br__record_shards_load(br_job *job, const struct br__record_shards *cr)
         }
         off = (id - r->shards.first[k]) * rb;
         len = (uint64_t)(j - i) * rb;
-        for (uint64_t done = 0; done < len;) {
-            size_t part = len - done < MAX_READ ? (size_t)(len - done) : MAX_READ;
-            rc = br_io_read(job->io, fd, off + done, part, out + (size_t)i * rb + done, id);
-            if (rc) {
-                char why[BR_ERR_CAP];
-                snprintf(why, sizeof why, "%s", br_io_last_error(job->io));
-                br_io_wait(job->io);
-                return job_fail(job, rc, "queueing a read of shard %u, %s: %s", k,
-                                r->shards.paths[k], why);
-            }
-            done += part;
+        rc = br__dataset_queue_read(job->io, fd, off, len, out + (size_t)i * rb, id);
+        if (rc) {
+            char why[BR_ERR_CAP];
+            snprintf(why, sizeof why, "%s", br_io_last_error(job->io));
+            br_io_wait(job->io);
+            return job_fail(job, rc, "queueing a read of shard %u, %s: %s", k,
+                            r->shards.paths[k], why);
         }
     }
     rc = wait_wave(job, r);

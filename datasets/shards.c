@@ -275,3 +275,19 @@ int br__shards_read_failed(const struct br__shard_fds *c, const struct br__shard
     snprintf(err, err_cap, "reading the shards: %s", br_io_last_error(io));
     return code;
 }
+
+int br__dataset_queue_read(br_io *io, int fd, uint64_t offset, uint64_t len, uint8_t *dst,
+                           uint64_t sample)
+{
+    const size_t max_read = (size_t)1 << 30;
+    while (len) {
+        size_t part = len < max_read ? (size_t)len : max_read;
+        int rc = br_io_read(io, fd, offset, part, dst, sample);
+        if (rc)
+            return rc;
+        offset += part;
+        dst += part;
+        len -= part;
+    }
+    return 0;
+}

@@ -82,4 +82,10 @@ void br__shard_fds_wave_end(struct br__shard_fds *c);
 int br__shards_read_failed(const struct br__shard_fds *c, const struct br__shards *s,
                            br_io *io, int code, char *err, size_t err_cap);
 
+/* Queues one read of len bytes at offset into dst through br_io_read,
+ * split into reads of at most 1 GiB (a single read's size is an int in
+ * places). The one copy every layout uses. Returns br_io_read's result. */
+int br__dataset_queue_read(br_io *io, int fd, uint64_t offset, uint64_t len, uint8_t *dst,
+                           uint64_t sample);
+
 #endif

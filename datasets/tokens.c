@@ -32,7 +32,6 @@
 #define LLMC_VERSION 1
 #define LLMC_HEADER_BYTES (256u * 4u)
 /* The longest single read we queue (as datasets.c). */
-#define MAX_READ ((size_t)1 << 30)
 
 /* Reads the header of shard k and sets its token count; fd is open. */
 static int check_header(struct br__tokens *t, uint32_t k, int fd, uint64_t *count, char *msg)
@@ -207,25 +206,10 @@ static int job_fail(br_job *job, int code, const char *fmt, ...)
     return code;
 }
 
-/* Queues one read, split so that no single read is longer than MAX_READ. */
-static int queue_read(br_io *io, int fd, uint64_t offset, uint64_t len, uint8_t *dst,
-                      uint64_t sample)
-{
-    while (len) {
-        size_t part = len < MAX_READ ? (size_t)len : MAX_READ;
-        int rc = br_io_read(io, fd, offset, part, dst, sample);
-        if (rc)
-            return rc;
-        offset += part;
-        dst += part;
-        len -= part;
-    }
-    return 0;
-}
-
 /* Grows the worker's scratch for a batch of `count` windows: at most one
  * run per window, each of k x T + 1 tokens. */
-static int reserve(struct br__tokens_worker *w, const struct br__tokens *t, uint32_t count, br_job *job)
+static int reserve(struct br__tokens_worker *w, const struct br__tokens *t, uint32_t count,
+                   br_job *job)
 {
     size_t need = (size_t)count * (t->seq_len + 1) * t->token_bytes;
     if (need > w->scratch_cap) {
@@ -320,7 +304,7 @@ int br__tokens_load(br_job *job, const struct br__tokens *t)
         }
         for (uint32_t m = i; m < j; m++)
             w->at[m] = pos + (uint64_t)(m - i) * T;
-        rc = queue_read(job->io, fd, t->shards.skip[k] + local * T * wb,
+        rc = br__dataset_queue_read(job->io, fd, t->shards.skip[k] + local * T * wb,
                         ((uint64_t)(j - i) * T + 1) * wb, w->scratch + pos * wb, id);
         if (rc) {
             char why[BR_ERR_CAP];
