@@ -389,20 +389,32 @@ static int ofd_setlk(int fd, short type, off_t byte)
     return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
 }
 
-/* F_OFD_GETLK: 1 if another open file description holds any lock on byte
- * `byte` (a write lock conflicts with every lock), 0 if none, or -errno. */
-static int ofd_held(int fd, off_t byte)
+/* F_OFD_GETLK: the type of a lock another open file description holds on
+ * byte `byte` (a write lock conflicts with every lock, so any is seen):
+ * F_RDLCK, F_WRLCK, F_UNLCK for none, or -errno. */
+static int ofd_holder(int fd, off_t byte)
 {
     struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
     if (fcntl(fd, F_OFD_GETLK, &lk) < 0)
         return -errno;
-    return lk.l_type != F_UNLCK;
+    return lk.l_type;
+}
+
+/* 1 if a lock of `type` is held on `byte` by another description, 0 if
+ * none or one of the other type, or -errno. */
+static int ofd_held_as(int fd, off_t byte, short type)
+{
+    int holder = ofd_holder(fd, byte);
+    return holder < 0 ? holder : holder == type;
 }
 
 int br__ring_lock_producer(int fd) { return ofd_setlk(fd, F_RDLCK, BR_LOCK_PRODUCER); }
 int br__ring_lock_consumer(int fd) { return ofd_setlk(fd, F_WRLCK, BR_LOCK_CONSUMER); }
-int br__ring_producer_alive(int fd) { return ofd_held(fd, BR_LOCK_PRODUCER); }
-int br__ring_consumer_alive(int fd) { return ofd_held(fd, BR_LOCK_CONSUMER); }
+/* Only a producer takes the read lock on its byte; a write lock there is a
+ * remover's (br__ring_unlink_stale), which only gets it when no producer is
+ * left: seen in the instant a gc removes a stale ring, it is no producer. */
+int br__ring_producer_alive(int fd) { return ofd_held_as(fd, BR_LOCK_PRODUCER, F_RDLCK); }
+int br__ring_consumer_alive(int fd) { return ofd_held_as(fd, BR_LOCK_CONSUMER, F_WRLCK); }
 
 /* What an existing object at a ring's name is, from its header, trusting
  * nothing else in it: 0 for a ring of this layout (*pid its producer), or
@@ -439,6 +451,12 @@ int br__ring_unlink_stale(const char *name, pid_t *owner, char *msg)
      * read lock, which it takes before the object has any content. Held
      * while we unlink, so that nobody else replaces the ring meanwhile. */
     rc = ofd_setlk(fd, F_WRLCK, BR_LOCK_PRODUCER);
+    if (rc == -EBUSY && ofd_holder(fd, BR_LOCK_PRODUCER) == F_WRLCK) {
+        /* Another remover (a second gc) holds it and unlinks the name:
+         * gone, as far as our caller is concerned. */
+        close(fd);
+        return br__fail(msg, -ENOENT, "ring %s is being removed by another process", name);
+    }
     if (rc == -EBUSY) {
         if (read_owner(fd, name, &pid, msg) == 0)
             *owner = pid;

@@ -2622,6 +2622,48 @@ static void test_named_stale_workers_dead(void **state)
     tu_leaks_check(&l);
 }
 
+/* Two gcs at once: while one holds the remover's write lock on a stale
+ * ring, the other must neither call the ring served (its producer is gone)
+ * nor fail: the name is being removed, and it says so. */
+static void test_named_gc_beside_another_remover(void **state)
+{
+    (void)state;
+    tu_leaks l;
+    tu_leaks_begin(&l);
+    const char *name = new_ring_name();
+    br_options opt;
+    tu_shared *sh = small_ring(&opt, 64, false);
+    br_ring_status st;
+    pid_t prod = producer_start(name, sh, &opt);
+    char path[300];
+
+    assert_int_equal(kill(prod, SIGKILL), 0);
+    wait_exit(prod, TU_WAIT_MS);
+    reap_all(TU_WAIT_MS, true);
+
+    /* The other remover: the same write lock br_ring_remove_stale takes. */
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    assert_int_equal(fcntl(fd, F_OFD_SETLK, &lk), 0);
+
+    assert_int_equal(br_ring_status_get(name, &st, NULL, 0), 0);
+    assert_false(st.owner_alive);
+    assert_int_equal(br_ring_remove_stale(name), -ENOENT);
+    tu_assert_contains(br_last_error(NULL), "being removed by another process");
+    cli_expect((const char *const[]){"gc", name, NULL}, 0, out, err, CAP);
+    if (strstr(out, "is running"))
+        fail_msg("gc beside another remover calls the stale ring's producer running:\n%s", out);
+    assert_true(ring_exists(name));
+
+    close(fd); /* the other remover gave up: ours to remove now */
+    assert_int_equal(br_ring_remove_stale(name), 0);
+    assert_false(ring_exists(name));
+    tu_shared_free(sh);
+    tu_leaks_check(&l);
+}
+
 int main(void)
 {
     /* Orphans of a killed producer come to us, to be reaped and counted. */
@@ -2659,6 +2701,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_named_sparse_attach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_dot_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_named_stale_workers_dead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_gc_beside_another_remover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
