@@ -38,6 +38,7 @@
 #include <xxhash.h>
 
 #include "datasets/packed.h"
+#include "datasets/sample_shards.h"
 #include "ring/error.h"
 
 #define HDR_BYTES 256u
@@ -503,76 +504,75 @@ void br__packed_free(struct br__packed *p)
 {
     if (!p)
         return;
-    for (uint32_t k = 0; k < p->nshards; k++) {
-        if (p->s[k].fd >= 0)
-            close(p->s[k].fd);
-        free(p->s[k].path);
-        free(p->s[k].index);
-    }
-    free(p->s);
+    br__sample_shards_free(p->data);
     free(p->labels);
     free(p->meta_at);
     free(p->meta);
     free(p);
 }
 
-/* The index, labels and metadata of shard k, checked, into p. */
-static int shard_sections(struct br__packed *p, uint32_t k, const struct hdr *h,
+/* The index, labels and metadata of shard k (open as fd), checked, into
+ * p: the index as the entries of its samples in p->data. */
+static int shard_sections(struct br__packed *p, uint32_t k, int fd, const struct hdr *h,
                           const uint64_t *table, char *msg)
 {
-    struct br__pack_shard *s = &p->s[k];
+    const char *path = p->data->shards.paths[k];
+    const uint64_t first = h->first_id;
     uint8_t *buf = malloc(h->block_bytes), *raw = NULL;
     uint64_t biggest = h->count * 8 + 8;
     int rc = 0;
 
     if (!buf || !(raw = malloc((size_t)biggest)))
-        rc = br__fail(msg, -ENOMEM, "out of memory reading %s", s->path);
+        rc = br__fail(msg, -ENOMEM, "out of memory reading %s", path);
     if (rc == 0 && h->layout == LAYOUT_INDEXED) {
-        s->index = malloc((size_t)(h->count + 1) * 8);
-        if (!s->index)
-            rc = br__fail(msg, -ENOMEM, "out of memory for the index of %s", s->path);
-        if (rc == 0)
-            rc = read_checked(s->fd, h, table, h->index_off, h->index_off + (h->count + 1) * 8,
-                              raw, buf, s->path, k, msg);
+        struct br__index_entry *e = p->data->index + first;
+        uint64_t prev = 0;
+        rc = read_checked(fd, h, table, h->index_off, h->index_off + (h->count + 1) * 8, raw, buf,
+                          path, k, msg);
         for (uint64_t i = 0; rc == 0 && i <= h->count; i++) {
-            s->index[i] = get64(raw + 8 * i);
-            if ((i == 0 && s->index[0] != 0) || (i && s->index[i] < s->index[i - 1]) ||
-                s->index[i] > h->data_bytes || (i == h->count && s->index[i] != h->data_bytes))
+            uint64_t at = get64(raw + 8 * i);
+            if ((i == 0 && at != 0) || at < prev || at > h->data_bytes ||
+                (i == h->count && at != h->data_bytes))
                 rc = br__fail(msg, -EBADMSG, "%s: index entry %llu (%llu) is out of order",
-                              s->path, (unsigned long long)i, (unsigned long long)s->index[i]);
-            else if (i && s->index[i] - s->index[i - 1] > p->max_bytes)
-                p->max_bytes = s->index[i] - s->index[i - 1];
+                              path, (unsigned long long)i, (unsigned long long)at);
+            else if (i) {
+                e[i - 1].offset = prev;
+                e[i - 1].length = at - prev;
+                if (at - prev > p->max_bytes)
+                    p->max_bytes = at - prev;
+            }
+            prev = at;
         }
     } else if (rc == 0 && h->count) {
         p->max_bytes = h->record_bytes;
     }
     if (rc == 0 && (h->flags & F_LABELS)) {
-        rc = read_checked(s->fd, h, table, h->labels_off, h->labels_off + h->count * 4, raw, buf,
-                          s->path, k, msg);
+        rc = read_checked(fd, h, table, h->labels_off, h->labels_off + h->count * 4, raw, buf,
+                          path, k, msg);
         for (uint64_t i = 0; rc == 0 && i < h->count; i++)
-            p->labels[s->first + i] = (int32_t)get32(raw + 4 * i);
+            p->labels[first + i] = (int32_t)get32(raw + 4 * i);
     }
     if (rc == 0 && (h->flags & F_META)) {
-        uint64_t base = p->meta_at[s->first];
+        uint64_t base = p->meta_at[first];
         uint8_t *grown;
-        rc = read_checked(s->fd, h, table, h->meta_index_off,
-                          h->meta_index_off + (h->count + 1) * 8, raw, buf, s->path, k, msg);
+        rc = read_checked(fd, h, table, h->meta_index_off, h->meta_index_off + (h->count + 1) * 8,
+                          raw, buf, path, k, msg);
         for (uint64_t i = 0; rc == 0 && i <= h->count; i++) {
             uint64_t v = get64(raw + 8 * i);
             if ((i == 0 && v != 0) || (i && v < get64(raw + 8 * (i - 1))) || v > h->meta_bytes ||
                 (i == h->count && v != h->meta_bytes))
                 rc = br__fail(msg, -EBADMSG, "%s: metadata index entry %llu is out of order",
-                              s->path, (unsigned long long)i);
+                              path, (unsigned long long)i);
             else
-                p->meta_at[s->first + i] = base + v;
+                p->meta_at[first + i] = base + v;
         }
         grown = rc == 0 ? realloc(p->meta, (size_t)(base + h->meta_bytes + 1)) : NULL;
         if (rc == 0 && !grown)
-            rc = br__fail(msg, -ENOMEM, "out of memory for the metadata of %s", s->path);
+            rc = br__fail(msg, -ENOMEM, "out of memory for the metadata of %s", path);
         if (rc == 0) {
             p->meta = grown;
-            rc = read_checked(s->fd, h, table, h->meta_off, h->meta_off + h->meta_bytes,
-                              p->meta + base, buf, s->path, k, msg);
+            rc = read_checked(fd, h, table, h->meta_off, h->meta_off + h->meta_bytes,
+                              p->meta + base, buf, path, k, msg);
         }
     }
     free(buf);
@@ -580,9 +580,16 @@ static int shard_sections(struct br__packed *p, uint32_t k, const struct hdr *h,
     return rc;
 }
 
+/*
+ * The shards are checked here, each opened and closed again: workers read
+ * them through the LRU of sample_shards.c (at most 64 descriptors each),
+ * which also checks each one's size again as it opens it, so thousands of
+ * shards run under a low descriptor limit.
+ */
 int br__packed_open(struct br__packed **out, const char *path, char *msg)
 {
     struct br__packed *p = calloc(1, sizeof *p);
+    struct br__shards *sh;
     struct hdr h, prev;
     br_pack_fault f;
     char **names = NULL;
@@ -590,27 +597,33 @@ int br__packed_open(struct br__packed **out, const char *path, char *msg)
     int rc;
 
     *out = NULL;
-    if (!p)
+    if (!p || !(p->data = br__sample_shards_new("packed"))) {
+        free(p);
         return br__fail(msg, -ENOMEM, "out of memory");
+    }
+    sh = &p->data->shards;
     rc = list_shards(path, &names, &n, msg);
-    if (rc == 0 && !(p->s = calloc(n, sizeof *p->s)))
-        rc = br__fail(msg, -ENOMEM, "out of memory");
-    for (uint32_t k = 0; rc == 0 && k < n; k++) {
+    if (rc == 0) {
+        /* The names become the shards' paths. */
+        sh->paths = names, sh->n = (uint32_t)n;
+        names = NULL, n = 0;
+        rc = br__shards_alloc(sh, msg);
+    }
+    for (uint32_t k = 0; rc == 0 && k < sh->n; k++) {
         uint64_t *table;
-        struct br__pack_shard *s = &p->s[k];
-        s->fd = -1;
-        s->path = names[k];
-        names[k] = NULL;
-        p->nshards = k + 1;
-        rc = shard_open(s->path, k, (uint32_t)n, p->n, k ? &prev : NULL, &h, &s->fd, &table, &f,
-                        msg);
+        int fd = -1;
+        rc = shard_open(sh->paths[k], k, sh->n, p->n, k ? &prev : NULL, &h, &fd, &table, &f, msg);
         if (rc)
             break;
         if (k == 0) {
             p->record_bytes = h.layout == LAYOUT_RECORDS ? h.record_bytes : 0;
-            if (h.total_samples > SIZE_MAX / 8 - 1)
-                rc = br__fail(msg, -EBADMSG, "%s: %llu samples", s->path,
+            p->data->record_bytes = (size_t)p->record_bytes;
+            if (h.total_samples > SIZE_MAX / 16 - 1)
+                rc = br__fail(msg, -EBADMSG, "%s: %llu samples", sh->paths[k],
                               (unsigned long long)h.total_samples);
+            if (rc == 0 && h.layout == LAYOUT_INDEXED &&
+                !(p->data->index = malloc((size_t)(h.total_samples ? h.total_samples : 1) * 16)))
+                rc = br__fail(msg, -ENOMEM, "out of memory for the index");
             if (rc == 0 && (h.flags & F_LABELS) &&
                 !(p->labels = malloc((size_t)(h.total_samples ? h.total_samples : 1) * 4)))
                 rc = br__fail(msg, -ENOMEM, "out of memory for the labels");
@@ -618,13 +631,21 @@ int br__packed_open(struct br__packed **out, const char *path, char *msg)
                 !(p->meta_at = calloc((size_t)h.total_samples + 1, 8)))
                 rc = br__fail(msg, -ENOMEM, "out of memory for the metadata index");
         }
-        s->first = h.first_id;
-        s->count = h.count;
-        s->data_off = h.data_off;
-        s->file_bytes = h.file_bytes;
+        /* Only the last header's end is checked against the total: an
+         * earlier shard must not run past it either (its sections are
+         * stored by global id). */
+        if (rc == 0 && h.count > h.total_samples - h.first_id)
+            rc = br__fail(msg, -EBADMSG,
+                          "%s ends at sample %llu, past the %llu its header gives the dataset",
+                          sh->paths[k], (unsigned long long)(h.first_id + h.count),
+                          (unsigned long long)h.total_samples);
+        sh->size[k] = h.file_bytes;
+        sh->skip[k] = h.data_off;
+        sh->first[k + 1] = h.first_id + h.count;
         if (rc == 0)
-            rc = shard_sections(p, k, &h, table, msg);
+            rc = shard_sections(p, k, fd, &h, table, msg);
         free(table);
+        close(fd);
         p->n += h.count;
         p->total_bytes += h.data_bytes;
         prev = h;
@@ -635,107 +656,6 @@ int br__packed_open(struct br__packed **out, const char *path, char *msg)
         return rc;
     }
     *out = p;
-    return 0;
-}
-
-/* The shard holding global id. */
-static const struct br__pack_shard *find(const struct br__packed *p, uint64_t id)
-{
-    uint32_t lo = 0, hi = p->nshards;
-    while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (p->s[mid].first <= id)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return &p->s[lo];
-}
-
-int br__packed_load(br_job *job, const struct br__packed *p, const char *what)
-{
-    uint8_t *out = job->out;
-    uint64_t pos = 0;
-    /* A run of samples stored one after another in one shard: one read. */
-    const struct br__pack_shard *run = NULL;
-    uint64_t run_off = 0, run_len = 0, run_dst = 0, run_id = 0;
-    int rc = 0;
-
-    if (!job->io || !job->offsets) {
-        snprintf(job->err, job->err_cap, "this worker has no reader or offsets");
-        return -EINVAL;
-    }
-    for (uint32_t i = 0; i <= job->count; i++) {
-        const struct br__pack_shard *s = NULL;
-        uint64_t off = 0, len = 0;
-        if (i < job->count) {
-            uint64_t id = job->ids[i], local;
-            if (id >= p->n) {
-                snprintf(job->err, job->err_cap, "sample %llu is not in the packed dataset %s",
-                         (unsigned long long)id, what);
-                rc = -ERANGE;
-                break;
-            }
-            s = find(p, id);
-            local = id - s->first;
-            off = s->index ? s->index[local] : local * p->record_bytes;
-            len = s->index ? s->index[local + 1] - off : p->record_bytes;
-            if (len > job->cap - pos) {
-                snprintf(job->err, job->err_cap,
-                         "sample %llu (%llu bytes) does not fit the slot: with the %u samples "
-                         "before it it ends at byte %llu, the slot holds %zu; raise slot_bytes",
-                         (unsigned long long)id, (unsigned long long)len, i,
-                         (unsigned long long)(pos + len), job->cap);
-                rc = -ENOBUFS;
-                break;
-            }
-            job->offsets[i] = pos;
-            if (run == s && run_off + run_len == off && run_len + len <= ((uint64_t)1 << 30)) {
-                run_len += len;
-                pos += len;
-                continue;
-            }
-        }
-        if (run && run_len) {
-            rc = br_io_read(job->io, run->fd, run->data_off + run_off, (size_t)run_len,
-                            out + run_dst, run_id);
-            if (rc) {
-                snprintf(job->err, job->err_cap, "queueing a read of %s: %s", run->path,
-                         br_io_last_error(job->io));
-                break;
-            }
-        }
-        if (i == job->count)
-            break;
-        run = s, run_off = off, run_len = len, run_dst = pos, run_id = job->ids[i];
-        pos += len;
-    }
-    if (rc) {
-        br_io_wait(job->io);
-        return rc;
-    }
-    job->offsets[job->count] = pos;
-    job->has_offsets = true;
-    rc = br_io_wait(job->io);
-    if (rc) {
-        /* A shard shorter than at open is the usual cause: name it. */
-        for (uint32_t i = 0; i < job->count; i++) {
-            const struct br__pack_shard *s = find(p, job->ids[i]);
-            struct stat st;
-            if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size < s->file_bytes) {
-                snprintf(job->err, job->err_cap,
-                         "the shard %s is now %lld bytes (%llu when the dataset was opened): "
-                         "sample %llu is cut off (%s)",
-                         s->path, (long long)st.st_size, (unsigned long long)s->file_bytes,
-                         (unsigned long long)job->ids[i], br_io_last_error(job->io));
-                return rc;
-            }
-        }
-        snprintf(job->err, job->err_cap, "reading the packed dataset %s: %s", what,
-                 br_io_last_error(job->io));
-        return rc;
-    }
-    job->size = (size_t)pos;
     return 0;
 }
 

@@ -684,7 +684,8 @@ typedef struct br_dataset_info {
     uint64_t max_sample_bytes; /* the largest sample */
     uint64_t total_bytes;      /* sum of all samples */
     bool has_labels;
-    const char *layout;        /* "records", "files", "indexed" or "tokens" */
+    const char *layout;        /* "records", "files", "indexed", "tokens" or
+                                  "packed" */
     uint32_t shards;           /* files holding the samples (1 for one file
                                   or a list of files). Since 0.3. */
 } br_dataset_info;
@@ -746,6 +747,35 @@ BR_API int br_dataset_open_tokens(br_dataset **out, const char *pattern, size_t 
 BR_API int br_dataset_open_record_shards(br_dataset **out, const char *pattern,
                                          size_t record_bytes, const char *labels_path,
                                          unsigned flags);
+
+/*
+ * The indexed layout over many shards: pattern names the data shards as
+ * for br_dataset_open_tokens (a glob, sorted by name, or "@LIST"), and
+ * each data shard has its own index beside it, the file of the same name
+ * with index_suffix appended (NULL means ".idx": data/train-007.bin is
+ * indexed by data/train-007.bin.idx), n pairs (uint64 offset, uint64
+ * length) into that shard. Sample ids run through the shards in order
+ * (shard k's index entries follow shard k - 1's); an index may be empty.
+ * labels_path, optional, holds one int32 per sample of all shards. Every
+ * entry is checked against its shard at open, naming both files. Workers
+ * open shards as they need them and keep at most 64 open each; a shard
+ * that is missing or shorter than at open fails the batch with BR_ELOADER
+ * naming it. flags must be 0 (no O_DIRECT). Returns as
+ * br_dataset_open_indexed, -ENOENT when nothing matches. Since 0.3.
+ */
+BR_API int br_dataset_open_indexed_shards(br_dataset **out, const char *pattern,
+                                          const char *index_suffix, const char *labels_path,
+                                          unsigned flags);
+
+/*
+ * The files layout from a pattern instead of a list file: a glob (its
+ * matches sorted by name, strcmp; relative names relative to the working
+ * directory of this call) or "@LIST" (as br_dataset_open_files(LIST)).
+ * Sample i is the whole i-th file. flags must be 0. Returns as
+ * br_dataset_open_files, -ENOENT when nothing matches. Since 0.3.
+ */
+BR_API int br_dataset_open_files_glob(br_dataset **out, const char *pattern,
+                                      const char *labels_path, unsigned flags);
 
 /* Fills the first `size` bytes of *out (rule b). Call it through
  * br_dataset_info_get(). Returns 0, or -EINVAL for NULL arguments or a size
