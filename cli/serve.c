@@ -31,8 +31,10 @@ enum source_kind { SRC_NONE, SRC_RECORDS, SRC_FILES, SRC_INDEXED, SRC_PLUGIN, SR
 
 struct source {
     enum source_kind kind;
-    const char *path;  /* records file, list file, data file or plugin */
-    const char *index; /* indexed: the index file */
+    const char *path;  /* records file, list file, data file, a pattern of
+                          shards (sharded()) or the plugin */
+    const char *index; /* indexed: the index file, or with a pattern the
+                          suffix of each shard's index */
     const char *labels;
     const char *plugin_arg;
     const char *plugin_lib; /* --plugin: the source, or a transform beside one */
@@ -62,9 +64,15 @@ static void usage(FILE *to)
                 "batch the previous one had not released.\n"
                 "\n"
                 "DATA, one of:\n"
-                "  --records FILE --record-size N   fixed-size records in one file\n"
-                "  --files LIST                     one file per sample, listed in LIST\n"
-                "  --indexed DATA INDEX             variable-size samples and their index\n"
+                "  --records FILE --record-size N   fixed-size records in one file, or in\n"
+                "                                   shards: FILE a glob ('d/rec_*.bin', in\n"
+                "                                   name order) or @LIST (one shard a line)\n"
+                "  --files LIST                     one file per sample, listed in LIST; or\n"
+                "                                   a glob of the files, or @LIST\n"
+                "  --indexed DATA INDEX             variable-size samples and their index;\n"
+                "                                   DATA a glob or @LIST of data shards:\n"
+                "                                   INDEX is then the suffix of each shard's\n"
+                "                                   index ('d/data_*.bin' .idx)\n"
                 "  --tokens PATTERN --seq-len T     token shards (a glob, or @LIST): windows\n"
                 "     [--token-bytes 2|4]           of T + 1 tokens as int32 inputs[B][T] then\n"
                 "                                   targets[B][T]; llm.c .bin shards, or raw\n"
@@ -90,7 +98,8 @@ static void usage(FILE *to)
                 "  --seed N            the order's seed (default 0)\n"
                 "  --shard-from-env    take rank/world from RANK/WORLD_SIZE, Open MPI, MPICH\n"
                 "                      or Slurm variables\n"
-                "  --direct            read records or indexed data with O_DIRECT\n"
+                "  --direct            read records or indexed data with O_DIRECT (one file,\n"
+                "                      not shards)\n"
                 "  --max-restarts N    worker deaths survived before the run fails (default\n"
                 "                      3, as br_options; 'unlimited' never gives up)\n"
                 "  --cpus LIST         pin the workers round-robin to a CPU list (0-3,8), or\n"
@@ -269,19 +278,40 @@ out:
     return rc;
 }
 
+/*
+ * Whether the DATA of --records, --files or --indexed names shards: "@LIST"
+ * or a glob pattern. A file that exists under the name as given is that
+ * file, whatever its name holds: a path with '[' in it still opens as it
+ * did.
+ */
+static bool sharded(const char *path)
+{
+    struct stat st;
+    if (path[0] == '@')
+        return true;
+    return strpbrk(path, "*?[") && stat(path, &st) != 0;
+}
+
 static int source_open(struct source *s, const br_options *opt)
 {
     unsigned flags = s->direct ? BR_DATASET_DIRECT : 0;
+    bool shards = s->path && sharded(s->path);
     int rc;
     switch (s->kind) {
     case SRC_RECORDS:
-        rc = br_dataset_open_records(&s->ds, s->path, (size_t)s->record_bytes, s->labels, flags);
+        rc = shards ? br_dataset_open_record_shards(&s->ds, s->path, (size_t)s->record_bytes,
+                                                    s->labels, flags)
+                    : br_dataset_open_records(&s->ds, s->path, (size_t)s->record_bytes,
+                                              s->labels, flags);
         break;
     case SRC_FILES:
-        rc = br_dataset_open_files(&s->ds, s->path, s->labels, flags);
+        /* A list file stays a list file: "@LIST" or a glob is the other form. */
+        rc = shards ? br_dataset_open_files_glob(&s->ds, s->path, s->labels, flags)
+                    : br_dataset_open_files(&s->ds, s->path, s->labels, flags);
         break;
     case SRC_INDEXED:
-        rc = br_dataset_open_indexed(&s->ds, s->path, s->index, s->labels, flags);
+        rc = shards ? br_dataset_open_indexed_shards(&s->ds, s->path, s->index, s->labels, flags)
+                    : br_dataset_open_indexed(&s->ds, s->path, s->index, s->labels, flags);
         break;
     case SRC_PACKED:
         rc = br_dataset_open_packed(&s->ds, s->path, 0);
