@@ -78,7 +78,8 @@ static void usage(FILE *to)
                 "                                   targets[B][T]; llm.c .bin shards, or raw\n"
                 "                                   tokens of the width given\n"
                 "  --packed DIR                     a packed dataset (batchring pack): no size\n"
-                "                                   flags, labels from its shards\n"
+                "                                   flags, labels from its shards; a tokens\n"
+                "     [--seq-len T]                 pack (pack --tokens) takes --seq-len T\n"
                 "  --plugin LIB.so [--plugin-arg S] a custom loader (br_plugin_init2, see\n"
                 "                                   batchring.h and docs/named-rings.md);\n"
                 "                                   beside another source, a per-sample\n"
@@ -278,43 +279,23 @@ out:
     return rc;
 }
 
-/*
- * Whether the DATA of --records, --files or --indexed names shards: "@LIST"
- * or a glob pattern. A file that exists under the name as given is that
- * file, whatever its name holds: a path with '[' in it still opens as it
- * did.
- */
-static bool sharded(const char *path)
-{
-    struct stat st;
-    if (path[0] == '@')
-        return true;
-    return strpbrk(path, "*?[") && stat(path, &st) != 0;
-}
-
 static int source_open(struct source *s, const br_options *opt)
 {
     unsigned flags = s->direct ? BR_DATASET_DIRECT : 0;
-    bool shards = s->path && sharded(s->path);
     int rc;
     switch (s->kind) {
     case SRC_RECORDS:
-        rc = shards ? br_dataset_open_record_shards(&s->ds, s->path, (size_t)s->record_bytes,
-                                                    s->labels, flags)
-                    : br_dataset_open_records(&s->ds, s->path, (size_t)s->record_bytes,
-                                              s->labels, flags);
-        break;
     case SRC_FILES:
-        /* A list file stays a list file: "@LIST" or a glob is the other form. */
-        rc = shards ? br_dataset_open_files_glob(&s->ds, s->path, s->labels, flags)
-                    : br_dataset_open_files(&s->ds, s->path, s->labels, flags);
+    case SRC_INDEXED: {
+        char layout = s->kind == SRC_RECORDS ? 'r' : s->kind == SRC_FILES ? 'f' : 'i';
+        rc = br_cli_dataset_open(&s->ds, layout, s->path, s->index, (size_t)s->record_bytes,
+                                 s->labels, flags);
         break;
-    case SRC_INDEXED:
-        rc = shards ? br_dataset_open_indexed_shards(&s->ds, s->path, s->index, s->labels, flags)
-                    : br_dataset_open_indexed(&s->ds, s->path, s->index, s->labels, flags);
-        break;
+    }
     case SRC_PACKED:
-        rc = br_dataset_open_packed(&s->ds, s->path, 0);
+        /* A tokens pack needs T; every other pack must not be given one. */
+        rc = s->seq_len ? br_dataset_open_packed_tokens(&s->ds, s->path, (size_t)s->seq_len, 0)
+                        : br_dataset_open_packed(&s->ds, s->path, 0);
         break;
     case SRC_TOKENS:
         rc = br_dataset_open_tokens(&s->ds, s->path, (size_t)s->seq_len, (size_t)s->token_bytes,
@@ -613,8 +594,14 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         br_cli_error("--tokens needs --seq-len T (tokens per sequence)");
         return BR_CLI_USAGE;
     }
-    if (s->kind != SRC_TOKENS && (have_seq_len || have_token_bytes)) {
-        br_cli_error("--seq-len and --token-bytes are for --tokens only");
+    if (s->kind == SRC_PACKED && have_token_bytes) {
+        br_cli_error("--packed takes no --token-bytes: a tokens pack's headers give the width "
+                     "(--seq-len T is still needed)");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind != SRC_TOKENS && s->kind != SRC_PACKED && (have_seq_len || have_token_bytes)) {
+        br_cli_error("--seq-len and --token-bytes are for --tokens only (--seq-len also for a "
+                     "--packed tokens dataset)");
         return BR_CLI_USAGE;
     }
     if (s->kind == SRC_TOKENS && (s->labels || s->direct)) {

@@ -689,13 +689,42 @@ BR_API int br_dataset_open_packed(br_dataset **out, const char *path, unsigned f
         return br__fail(msg, -EINVAL, "flags 0x%x: a packed dataset takes none", flags);
     if (!(ds = ds_new(LAYOUT_INDEXED, flags, path, msg)))
         return -ENOMEM;
-    rc = br__packed_open(&ds->packed, path, msg);
+    rc = br__packed_open(&ds->packed, path, false, msg);
     if (rc == 0) {
         ds->n = ds->packed->n;
         ds->max_bytes = ds->packed->max_bytes;
         ds->total_bytes = ds->packed->total_bytes;
         ds->labels = ds->packed->labels; /* ours now */
         ds->packed->labels = NULL;
+    }
+    return open_finish(out, ds, rc);
+}
+
+BR_API int br_dataset_open_packed_tokens(br_dataset **out, const char *path, size_t seq_len,
+                                         unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br__packed *p = NULL;
+    struct br_dataset *ds;
+    int rc;
+
+    if (!out || !path)
+        return br__fail(msg, -EINVAL, "out or path is NULL");
+    if (flags)
+        return br__fail(msg, -EINVAL, "flags 0x%x: a packed dataset takes none", flags);
+    if (!(ds = ds_new(LAYOUT_TOKENS, flags, path, msg)))
+        return -ENOMEM;
+    /* The headers say the token width; the tokens layout cuts the windows
+     * from the shards' data, past each header. */
+    rc = br__packed_open(&p, path, true, msg);
+    if (rc == 0)
+        rc = br__tokens_from_shards(&ds->tokens, &p->data->shards, seq_len,
+                                    (size_t)p->record_bytes, path, msg);
+    br__packed_free(p);
+    if (rc == 0) {
+        ds->n = br__tokens_samples(ds->tokens);
+        ds->max_bytes = (uint64_t)seq_len * 8;
+        ds->total_bytes = ds->n * ds->max_bytes;
     }
     return open_finish(out, ds, rc);
 }

@@ -39,6 +39,7 @@
 
 #include "datasets/packed.h"
 #include "datasets/sample_shards.h"
+#include "datasets/tokens.h"
 #include "ring/error.h"
 
 #define HDR_BYTES 256u
@@ -49,6 +50,7 @@
 #define DEFAULT_BLOCK (64u * 1024u)
 #define LAYOUT_RECORDS 1u
 #define LAYOUT_INDEXED 2u
+#define LAYOUT_TOKENS 3u /* record_bytes: the token width, 2 or 4; a sample is a token */
 #define F_LABELS 1u
 #define F_META 2u
 
@@ -205,8 +207,14 @@ static int hdr_check(const uint8_t *b, struct hdr *h, const char *path, uint32_t
             return br__fail(msg, -EBADMSG, "%s: reserved header byte %u is not zero", path, i);
     if (get32(b + 132) || get32(b + 172))
         return br__fail(msg, -EBADMSG, "%s: a reserved header word is not zero", path);
-    if (h->layout != LAYOUT_RECORDS && h->layout != LAYOUT_INDEXED)
+    if (h->layout != LAYOUT_RECORDS && h->layout != LAYOUT_INDEXED && h->layout != LAYOUT_TOKENS)
         return br__fail(msg, -EBADMSG, "%s: unknown layout %u", path, h->layout);
+    if (h->layout == LAYOUT_TOKENS &&
+        ((h->record_bytes != 2 && h->record_bytes != 4) || h->flags))
+        return br__fail(msg, -EBADMSG,
+                        "%s: a tokens shard with tokens of %llu bytes or flags 0x%x (2 or 4, "
+                        "no labels or metadata)",
+                        path, (unsigned long long)h->record_bytes, h->flags);
     if (h->flags & ~(F_LABELS | F_META))
         return br__fail(msg, -EBADMSG, "%s: unknown flags 0x%x", path, h->flags);
     if (h->block_bytes == 0 || h->ndim > 4 || h->dtype[15])
@@ -221,7 +229,7 @@ static int hdr_check(const uint8_t *b, struct hdr *h, const char *path, uint32_t
         return br__fail(msg, -EBADMSG,
                         "%s starts at sample %llu, but the shards before it end at %llu", path,
                         (unsigned long long)h->first_id, (unsigned long long)next_first);
-    if (h->layout == LAYOUT_RECORDS &&
+    if (h->layout != LAYOUT_INDEXED &&
         (h->record_bytes == 0 || h->count > UINT64_MAX / h->record_bytes ||
          h->data_bytes != h->count * h->record_bytes))
         return br__fail(msg, -EBADMSG, "%s: %llu records of %llu bytes do not make %llu bytes",
@@ -586,7 +594,7 @@ static int shard_sections(struct br__packed *p, uint32_t k, int fd, const struct
  * which also checks each one's size again as it opens it, so thousands of
  * shards run under a low descriptor limit.
  */
-int br__packed_open(struct br__packed **out, const char *path, char *msg)
+int br__packed_open(struct br__packed **out, const char *path, bool tokens, char *msg)
 {
     struct br__packed *p = calloc(1, sizeof *p);
     struct br__shards *sh;
@@ -615,8 +623,16 @@ int br__packed_open(struct br__packed **out, const char *path, char *msg)
         rc = shard_open(sh->paths[k], k, sh->n, p->n, k ? &prev : NULL, &h, &fd, &table, &f, msg);
         if (rc)
             break;
-        if (k == 0) {
-            p->record_bytes = h.layout == LAYOUT_RECORDS ? h.record_bytes : 0;
+        if (k == 0 && (h.layout == LAYOUT_TOKENS) != tokens)
+            rc = br__fail(msg, -EINVAL,
+                          tokens ? "%s holds no tokens (layout %u): open it with "
+                                   "br_dataset_open_packed (serve --packed without --seq-len)"
+                                 : "%s holds tokens (layout %u): open it with "
+                                   "br_dataset_open_packed_tokens and a sequence length "
+                                   "(serve --packed DIR --seq-len T)",
+                          sh->paths[k], h.layout);
+        if (rc == 0 && k == 0) {
+            p->record_bytes = h.layout != LAYOUT_INDEXED ? h.record_bytes : 0;
             p->data->record_bytes = (size_t)p->record_bytes;
             if (h.total_samples > SIZE_MAX / 16 - 1)
                 rc = br__fail(msg, -EBADMSG, "%s: %llu samples", sh->paths[k],
@@ -670,6 +686,7 @@ struct br_pack_writer {
     uint32_t ndim;
     uint64_t shape[4];
     bool started; /* a sample was added: dtype is fixed */
+    bool tokens;  /* BR_PACK_TOKENS: samples are tokens of record_bytes */
     char **paths; /* the shards written so far */
     uint32_t nshards, paths_cap;
     uint64_t total;
@@ -731,7 +748,7 @@ static void hdr_of(const br_pack_writer *w, struct hdr *h)
 {
     memset(h, 0, sizeof *h);
     h->major = MAJOR, h->minor = MINOR;
-    h->layout = w->record_bytes ? LAYOUT_RECORDS : LAYOUT_INDEXED;
+    h->layout = w->tokens ? LAYOUT_TOKENS : w->record_bytes ? LAYOUT_RECORDS : LAYOUT_INDEXED;
     h->flags = w->flags;
     h->shard_index = w->nshards - 1;
     h->first_id = w->first;
@@ -841,8 +858,14 @@ BR_API int br_pack_open(br_pack_writer **out, const char *dir, uint64_t max_shar
         *out = NULL;
     if (!out || !dir || !*dir)
         return br__fail(msg, -EINVAL, "out or dir is NULL or empty");
-    if (flags & ~(BR_PACK_LABELS | BR_PACK_META))
+    if (flags & ~(BR_PACK_LABELS | BR_PACK_META | BR_PACK_TOKENS))
         return br__fail(msg, -EINVAL, "unknown flags 0x%x", flags);
+    if ((flags & BR_PACK_TOKENS) &&
+        ((record_bytes != 2 && record_bytes != 4) || (flags & (BR_PACK_LABELS | BR_PACK_META))))
+        return br__fail(msg, -EINVAL,
+                        "BR_PACK_TOKENS: record_bytes %llu must be the token width, 2 or 4, "
+                        "and tokens take no labels or metadata",
+                        (unsigned long long)record_bytes);
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         return br__fail(msg, -errno, "cannot create the directory %s: %s", dir, strerror(errno));
     if (list_shards(dir, &names, &n, msg) == 0) {
@@ -864,7 +887,10 @@ BR_API int br_pack_open(br_pack_writer **out, const char *dir, uint64_t max_shar
     w->max_shard = max_shard_bytes ? max_shard_bytes : DEFAULT_SHARD;
     w->record_bytes = record_bytes;
     w->block_bytes = block_bytes ? block_bytes : DEFAULT_BLOCK;
-    w->flags = flags;
+    w->flags = flags & ~BR_PACK_TOKENS;
+    w->tokens = flags & BR_PACK_TOKENS;
+    if (w->tokens)
+        memcpy(w->dtype, record_bytes == 2 ? "uint16" : "uint32", 7);
     w->fd = -1;
     *out = w;
     return 0;
@@ -889,6 +915,59 @@ BR_API int br_pack_set_dtype(br_pack_writer *w, const char *dtype, uint32_t ndim
     return 0;
 }
 
+/* How many of n more tokens the shard being written still takes
+ * (shard_size grows with the count: a binary search). */
+static uint64_t tokens_fit(const br_pack_writer *w, uint64_t n)
+{
+    uint64_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2;
+        if (shard_size(w, w->count + mid, w->data_bytes + mid * w->record_bytes, 0) <=
+            w->max_shard)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Appends len bytes of tokens, splitting them between shards as they
+ * fill: a tokens shard has no index, so a token costs its bytes only. */
+static int add_tokens(br_pack_writer *w, const uint8_t *data, size_t len, char *msg)
+{
+    const uint64_t wb = w->record_bytes;
+    if (len % wb)
+        return br__fail(msg, -EINVAL,
+                        "%zu bytes of tokens is not a whole number of %llu-byte tokens", len,
+                        (unsigned long long)wb);
+    w->started = true;
+    while (len) {
+        uint64_t fit;
+        int rc;
+        if (w->fd < 0 && (rc = shard_start(w, msg)))
+            return rc;
+        fit = tokens_fit(w, len / wb);
+        if (fit == 0 && w->count) {
+            if ((rc = shard_finish(w, msg)))
+                return rc;
+            continue;
+        }
+        if (fit == 0)
+            fit = 1; /* a shard smaller than one token still takes one */
+        rc = pwrite_all(w->fd, data, (size_t)(fit * wb), HDR_BYTES + w->data_bytes);
+        if (rc)
+            return br__fail(msg, rc, "writing %s: %s", w->paths[w->nshards - 1],
+                            br_strerror(rc));
+        w->count += fit;
+        w->data_bytes += fit * wb;
+        w->total += fit;
+        w->max_sample = wb;
+        data += fit * wb;
+        len -= (size_t)(fit * wb);
+    }
+    return 0;
+}
+
 BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t label,
                        const void *meta, size_t meta_len)
 {
@@ -899,6 +978,8 @@ BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t 
     msg[0] = '\0';
     if (!w || (len && !data) || (meta_len && !meta))
         return br__fail(msg, -EINVAL, "br_pack_add: w NULL, or data/meta NULL with a length");
+    if (w->tokens)
+        return add_tokens(w, data, len, msg);
     if (w->record_bytes && len != w->record_bytes)
         return br__fail(msg, -EINVAL,
                         "sample %llu is %zu bytes, but this records dataset's are %llu",
@@ -948,6 +1029,61 @@ BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t 
         w->max_sample = len;
     w->total++;
     return 0;
+}
+
+BR_API int br_pack_add_tokens(br_pack_writer *w, const char *pattern, size_t token_bytes)
+{
+    char *msg = br__open_error_buffer();
+    const size_t chunk = (size_t)1 << 20;
+    struct br__tokens *t = NULL;
+    uint8_t *buf = NULL;
+    int rc;
+
+    msg[0] = '\0';
+    if (!w || !pattern)
+        return br__fail(msg, -EINVAL, "w or pattern is NULL");
+    if (!w->tokens)
+        return br__fail(msg, -EINVAL,
+                        "this writer was not opened with BR_PACK_TOKENS: its samples are not "
+                        "tokens");
+    /* The shards are checked as br_dataset_open_tokens checks them (T = 1:
+     * every shard of two tokens or more has a window). */
+    rc = br__tokens_open(&t, pattern, 1, token_bytes, msg);
+    if (rc == 0 && t->token_bytes != w->record_bytes)
+        rc = br__fail(msg, -EINVAL,
+                      "the tokens of %s are %zu bytes, the writer's %llu: open it with "
+                      "record_bytes %zu",
+                      pattern, t->token_bytes, (unsigned long long)w->record_bytes,
+                      t->token_bytes);
+    if (rc == 0 && !(buf = malloc(chunk)))
+        rc = br__fail(msg, -ENOMEM, "out of memory");
+    for (uint32_t k = 0; rc == 0 && k < t->shards.n; k++) {
+        const char *path = t->shards.paths[k];
+        uint64_t at = t->shards.skip[k], end = t->shards.size[k];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = br__fail(msg, -errno, "cannot open the token shard %s: %s", path,
+                          br_strerror(-errno));
+            break;
+        }
+        /* One packed shard never holds tokens of two files, so that its
+         * windows are the file's (when the file fits in one). */
+        if (w->fd >= 0 && w->count)
+            rc = shard_finish(w, msg);
+        while (rc == 0 && at < end) {
+            size_t part = end - at < chunk ? (size_t)(end - at) : chunk;
+            rc = pread_all(fd, buf, part, at);
+            if (rc)
+                rc = br__fail(msg, rc, "reading the token shard %s: %s", path, br_strerror(rc));
+            else
+                rc = add_tokens(w, buf, part, msg);
+            at += part;
+        }
+        close(fd);
+    }
+    free(buf);
+    br__tokens_free(t);
+    return rc;
 }
 
 BR_API int br_pack_close(br_pack_writer *w, uint64_t *samples, uint32_t *shards)

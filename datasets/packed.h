@@ -8,6 +8,8 @@
 #ifndef BR_DATASETS_PACKED_H
 #define BR_DATASETS_PACKED_H
 
+#include <stdbool.h>
+
 #include <batchring.h>
 
 struct br__packed {
@@ -19,7 +21,9 @@ struct br__packed {
     uint8_t *meta;
 };
 
-int br__packed_open(struct br__packed **out, const char *path, char *msg);
+/* Opens and checks the packed dataset at path; tokens: whether it must be
+ * a tokens layout (else it must not be). */
+int br__packed_open(struct br__packed **out, const char *path, bool tokens, char *msg);
 void br__packed_free(struct br__packed *p);
 
 #endif

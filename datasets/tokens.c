@@ -87,11 +87,19 @@ static int check_header(struct br__tokens *t, uint32_t k, int fd, uint64_t *coun
     return 0;
 }
 
+/* Shard k holds `count` tokens: its windows follow shard k - 1's. */
+static void set_windows(struct br__tokens *t, uint32_t k, uint64_t count)
+{
+    uint64_t windows = count > t->seq_len ? (count - 1) / t->seq_len : 0;
+    t->shards.first[k + 1] = t->shards.first[k] + windows;
+    t->tokens += count;
+}
+
 static int open_shard(struct br__tokens *t, uint32_t k, char *msg)
 {
     const char *path = t->shards.paths[k];
     struct stat st;
-    uint64_t count = 0, windows;
+    uint64_t count = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc;
 
     if (fd < 0)
@@ -108,10 +116,55 @@ static int open_shard(struct br__tokens *t, uint32_t k, char *msg)
     close(fd);
     if (rc)
         return rc;
-    windows = count > t->seq_len ? (count - 1) / t->seq_len : 0;
-    t->shards.first[k + 1] = t->shards.first[k] + windows;
-    t->tokens += count;
+    set_windows(t, k, count);
     return 0;
+}
+
+static int check_seq_len(size_t seq_len, char *msg)
+{
+    if (seq_len == 0 || seq_len > (1u << 30))
+        return br__fail(msg, -EINVAL, "seq_len %zu: pass T, the tokens per sequence (1 .. 2^30)",
+                        seq_len);
+    return 0;
+}
+
+/* A dataset needs a sample; on failure t is freed. */
+static int opened(struct br__tokens **out, struct br__tokens *t, const char *pattern, char *msg)
+{
+    if (t->shards.first[t->shards.n] == 0) {
+        br__fail(msg, -EINVAL,
+                 "the token shards of %s (%u files, %llu tokens) hold no window of seq_len + 1 "
+                 "= %zu tokens: a dataset needs a sample",
+                 pattern, t->shards.n, (unsigned long long)t->tokens, t->seq_len + 1);
+        br__tokens_free(t);
+        return -EINVAL;
+    }
+    *out = t;
+    return 0;
+}
+
+int br__tokens_from_shards(struct br__tokens **out, struct br__shards *s, size_t seq_len,
+                           size_t token_bytes, const char *what, char *msg)
+{
+    struct br__tokens *t;
+    int rc = check_seq_len(seq_len, msg);
+
+    *out = NULL;
+    if (rc)
+        return rc;
+    t = calloc(1, sizeof *t);
+    if (!t)
+        return br__fail(msg, -ENOMEM, "out of memory opening %s", what);
+    t->seq_len = seq_len;
+    t->raw = true;
+    t->token_bytes = token_bytes;
+    t->shards = *s;
+    memset(s, 0, sizeof *s);
+    /* first[] counts tokens (cumulative): windows from here, shard by
+     * shard, t->tokens being the tokens of the shards before k. */
+    for (uint32_t k = 0; k < t->shards.n; k++)
+        set_windows(t, k, t->shards.first[k + 1] - t->tokens);
+    return opened(out, t, what, msg);
 }
 
 int br__tokens_open(struct br__tokens **out, const char *pattern, size_t seq_len,
@@ -121,9 +174,9 @@ int br__tokens_open(struct br__tokens **out, const char *pattern, size_t seq_len
     int rc;
 
     *out = NULL;
-    if (seq_len == 0 || seq_len > (1u << 30))
-        return br__fail(msg, -EINVAL, "seq_len %zu: pass T, the tokens per sequence (1 .. 2^30)",
-                        seq_len);
+    rc = check_seq_len(seq_len, msg);
+    if (rc)
+        return rc;
     if (token_bytes != 0 && token_bytes != 2 && token_bytes != 4)
         return br__fail(msg, -EINVAL,
                         "token_bytes %zu: pass 0 for llm.c .bin shards (their header), or 2 or "
@@ -140,17 +193,11 @@ int br__tokens_open(struct br__tokens **out, const char *pattern, size_t seq_len
         rc = br__shards_alloc(&t->shards, msg);
     for (uint32_t k = 0; rc == 0 && k < t->shards.n; k++)
         rc = open_shard(t, k, msg);
-    if (rc == 0 && t->shards.first[t->shards.n] == 0)
-        rc = br__fail(msg, -EINVAL,
-                      "the token shards of %s (%u files, %llu tokens) hold no window of seq_len "
-                      "+ 1 = %zu tokens: a dataset needs a sample",
-                      pattern, t->shards.n, (unsigned long long)t->tokens, seq_len + 1);
     if (rc) {
         br__tokens_free(t);
         return rc;
     }
-    *out = t;
-    return 0;
+    return opened(out, t, pattern, msg);
 }
 
 void br__tokens_free(struct br__tokens *t)

@@ -813,6 +813,18 @@ BR_API int br_dataset_close(br_dataset *ds);
  */
 BR_API int br_dataset_open_packed(br_dataset **out, const char *path, unsigned flags);
 
+/*
+ * A packed dataset of tokens (written with BR_PACK_TOKENS: batchring pack
+ * --tokens) as the tokens layout: windows of seq_len + 1 tokens inside one
+ * shard, batches of int32 inputs[B][T] then targets[B][T], as
+ * br_dataset_open_tokens; the token width comes from the headers, which
+ * are checked as by br_dataset_open_packed. br_dataset_open_packed refuses
+ * a tokens pack (it needs seq_len), and this function any other. flags
+ * must be 0. Returns as br_dataset_open_packed. Since 0.3.
+ */
+BR_API int br_dataset_open_packed_tokens(br_dataset **out, const char *path, size_t seq_len,
+                                         unsigned flags);
+
 /* The metadata blob of sample id of a packed dataset written with
  * BR_PACK_META (in memory since the open): *data and *len. Returns 0, or
  * -EINVAL (no such sample, or no metadata). Since 0.3. */
@@ -823,6 +835,8 @@ typedef struct br_pack_writer br_pack_writer;
 /* Flags of br_pack_open. Since 0.3. */
 #define BR_PACK_LABELS 0x1u /* every sample carries an int32 label */
 #define BR_PACK_META 0x2u   /* every sample carries a metadata blob (may be empty) */
+#define BR_PACK_TOKENS 0x4u /* samples are tokens of record_bytes (2 or 4) bytes:
+                               br_pack_add appends any whole number of them */
 
 /*
  * Starts a packed dataset in directory dir (created if missing; refused if
@@ -848,6 +862,18 @@ BR_API int br_pack_set_dtype(br_pack_writer *w, const char *dtype, uint32_t ndim
  * file's -errno; message in br_last_error(NULL). Since 0.3. */
 BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t label,
                        const void *meta, size_t meta_len);
+
+/*
+ * Appends every token of the token shards of pattern (a glob or "@LIST";
+ * token_bytes 0 for llm.c .bin shards, 2 or 4 for raw files, checked as
+ * br_dataset_open_tokens checks them) to a writer opened with
+ * BR_PACK_TOKENS and record_bytes the tokens' width. Each file starts a
+ * new shard, so a file that fits in one shard gives the same windows
+ * packed as it does as a file. Returns 0, or -EINVAL (not a tokens writer,
+ * another width, a bad shard), -ENOENT, or a file's -errno; message in
+ * br_last_error(NULL). Since 0.3.
+ */
+BR_API int br_pack_add_tokens(br_pack_writer *w, const char *pattern, size_t token_bytes);
 
 /* Finishes the last shard, writes every header's shard count and total,
  * and frees w (also on failure). *samples, *shards (may be NULL) get what

@@ -10,7 +10,8 @@
 # by a glob (--records 'DIR/records_*.bin', --indexed 'DIR/data_*.bin'
 # .idx), a list (--records @LIST) and the files layout by a glob (--files
 # 'DIR/files/*.bin'), shuffled, and consume --verify checks every sample
-# and label against mkdata's data. --direct on shards, a pattern that
+# and label against mkdata's data. pack takes the same sharded DATA, and a
+# pack of 150 shards is served under ulimit -n 96. --direct on shards, a pattern that
 # matches nothing and a missing index are refused, naming what is wrong.
 # Prints what failed and exits 1.
 set -u
@@ -62,6 +63,25 @@ serve_verify indexed 19 "--min-bytes 1 --max-bytes 200" -- \
     --indexed "$work/ix/data_*.bin" .idx --labels "$work/ix/labels.bin"
 grep -q "the indexed dataset .*5 shards" "$work/serve-indexed.out" ||
     bad "serve did not report 5 indexed shards: $(cat "$work/serve-indexed.out")"
+
+# pack takes the same sharded DATA; the pack serves the same samples.
+"$cli" pack "$work/ixp" --indexed "$work/ix/data_*.bin" .idx --labels "$work/ix/labels.bin" \
+    >"$work/ixp.out" 2>&1 || bad "pack --indexed PATTERN .idx failed: $(cat "$work/ixp.out")"
+serve_verify packed-indexed 19 "--min-bytes 1 --max-bytes 200" -- --packed "$work/ixp"
+
+# Many packed shards under a low descriptor limit: 150 shards of 2 records
+# each (header 256, 2 x 96 bytes of records, 2 x 4 of labels, one
+# table entry of 8: 464 bytes), ulimit -n 96.
+"$cli" pack "$work/many" --records "$work/rec/records_*.bin" --record-size 96 \
+    --labels "$work/rec/labels.bin" --shard-size 464 >"$work/many.out" 2>&1 ||
+    bad "pack --shard-size 464 failed: $(cat "$work/many.out")"
+grep -q "300 samples in 150 shards" "$work/many.out" || bad "pack: $(cat "$work/many.out")"
+(
+    fail=0
+    ulimit -n 96 || exit 5
+    serve_verify packed-many 19 "--sample-bytes 96" -- --packed "$work/many"
+    exit $fail
+) || bad "serve --packed over 150 shards with ulimit -n 96 failed"
 
 "$cli" mkdata --layout files --dir "$work/fl" --samples 40 --min-bytes 1 --max-bytes 300 \
     >/dev/null 2>&1 || bad "mkdata files failed"
