@@ -1165,10 +1165,12 @@ BR_API int br_dataset_open_indexed_shards(br_dataset **out, const char *pattern,
     return open_finish(out, ds, rc);
 }
 
+/* Under a transform a window reaches it whole (inputs then targets), not
+ * split between the batch's two halves. */
 static int tokens_load(br_job *job, void *user)
 {
     const struct br_dataset *ds = user;
-    return br__tokens_load(job, ds->tokens);
+    return br__tokens_load(job, ds->tokens, ds->xf.fn != NULL);
 }
 
 BR_API int br_dataset_open_tokens(br_dataset **out, const char *pattern, size_t seq_len,

@@ -303,7 +303,7 @@ static void widen(const struct br__tokens *t, const uint8_t *src, int32_t *dst, 
     }
 }
 
-int br__tokens_load(br_job *job, const struct br__tokens *t)
+int br__tokens_load(br_job *job, const struct br__tokens *t, bool per_window)
 {
     struct br__tokens_worker *w = worker_of(t);
     const size_t T = t->seq_len, wb = t->token_bytes;
@@ -368,8 +368,19 @@ int br__tokens_load(br_job *job, const struct br__tokens *t)
     targets = inputs + (size_t)job->count * T;
     for (i = 0; i < job->count; i++) {
         const uint8_t *src = w->scratch + w->at[i] * wb;
-        widen(t, src, inputs + (size_t)i * T, T);
-        widen(t, src + wb, targets + (size_t)i * T, T);
+        /* Per window, its targets follow its inputs: sample i is bytes
+         * [8Ti, 8T(i + 1)), which the transform stage hands on whole. */
+        int32_t *in = per_window ? inputs + (size_t)i * 2 * T : inputs + (size_t)i * T;
+        int32_t *tg = per_window ? in + T : targets + (size_t)i * T;
+        widen(t, src, in, T);
+        widen(t, src + wb, tg, T);
+    }
+    if (per_window) {
+        if (!job->offsets)
+            return job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
+        for (i = 0; i <= job->count; i++)
+            job->offsets[i] = (uint64_t)i * T * 8;
+        job->has_offsets = true;
     }
     job->size = (size_t)job->count * T * 8;
     return 0;

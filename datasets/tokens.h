@@ -50,7 +50,8 @@ uint64_t br__tokens_samples(const struct br__tokens *t);
 /* Shards this process has opened so far. */
 uint32_t br__tokens_opens(const struct br__tokens *t);
 
-/* The loader. */
-int br__tokens_load(br_job *job, const struct br__tokens *t);
+/* The loader: int32 inputs[B][T] then targets[B][T]; per_window (under a
+ * transform) each window's inputs[T] then targets[T], with offsets. */
+int br__tokens_load(br_job *job, const struct br__tokens *t, bool per_window);
 
 #endif

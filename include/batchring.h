@@ -911,8 +911,10 @@ BR_API int br_pack_verify(const char *path, br_pack_fault *fault);
  * batch's seed (br_job.seed: the same whichever worker loads the batch, so
  * a random augmentation is reproducible), state what opt->worker_init made
  * for this worker (NULL without one). Outputs are packed one after another;
- * br_batch.offsets says where each starts. Returns 0, or a negative code:
- * the batch then fails with BR_ELOADER naming the sample.
+ * br_batch.offsets says where each starts. A sample of the tokens layout
+ * reaches it as its window: int32 inputs[T] then int32 targets[T] (8T
+ * bytes). Returns 0, or a negative code: the batch then fails with
+ * BR_ELOADER naming the sample.
  * Since 0.3.
  */
 typedef int (*br_transform_fn)(const void *in, size_t len, uint64_t id, void *out,
