@@ -36,7 +36,6 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -677,18 +676,26 @@ static int packed_load(br_job *job, void *user)
     return br__sample_shards_load(job, ds->packed->data);
 }
 
-BR_API int br_dataset_open_packed(br_dataset **out, const char *path, unsigned flags)
+/* The start of both packed openers: the arguments, then a new dataset. */
+static int packed_begin(br_dataset **out, const char *path, unsigned flags, enum layout layout,
+                        struct br_dataset **ds, char *msg)
 {
-    char *msg = open_begin(out);
-    struct br_dataset *ds;
-    int rc;
-
     if (!out || !path)
         return br__fail(msg, -EINVAL, "out or path is NULL");
     if (flags)
         return br__fail(msg, -EINVAL, "flags 0x%x: a packed dataset takes none", flags);
-    if (!(ds = ds_new(LAYOUT_INDEXED, flags, path, msg)))
-        return -ENOMEM;
+    *ds = ds_new(layout, flags, path, msg);
+    return *ds ? 0 : -ENOMEM;
+}
+
+BR_API int br_dataset_open_packed(br_dataset **out, const char *path, unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br_dataset *ds = NULL;
+    int rc = packed_begin(out, path, flags, LAYOUT_INDEXED, &ds, msg);
+
+    if (rc)
+        return rc;
     rc = br__packed_open(&ds->packed, path, false, msg);
     if (rc == 0) {
         ds->n = ds->packed->n;
@@ -705,15 +712,11 @@ BR_API int br_dataset_open_packed_tokens(br_dataset **out, const char *path, siz
 {
     char *msg = open_begin(out);
     struct br__packed *p = NULL;
-    struct br_dataset *ds;
-    int rc;
+    struct br_dataset *ds = NULL;
+    int rc = packed_begin(out, path, flags, LAYOUT_TOKENS, &ds, msg);
 
-    if (!out || !path)
-        return br__fail(msg, -EINVAL, "out or path is NULL");
-    if (flags)
-        return br__fail(msg, -EINVAL, "flags 0x%x: a packed dataset takes none", flags);
-    if (!(ds = ds_new(LAYOUT_TOKENS, flags, path, msg)))
-        return -ENOMEM;
+    if (rc)
+        return rc;
     /* The headers say the token width; the tokens layout cuts the windows
      * from the shards' data, past each header. */
     rc = br__packed_open(&p, path, true, msg);
@@ -770,29 +773,17 @@ BR_API int br_dataset_close(br_dataset *ds)
 
 /* ---------------------------------------------------------------- loading */
 
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(job->err, job->err_cap, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 /* What every loader needs from the worker, and ids within the dataset
  * (br_open_dataset checked them; this guards a generator built by hand). */
 static int job_check(br_job *job, const struct br_dataset *ds)
 {
     if (!job->io)
-        return job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
+        return br__job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
     if (!job->offsets)
-        return job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
+        return br__job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
     for (uint32_t i = 0; i < job->count; i++)
         if (job->ids[i] >= ds->n)
-            return job_fail(job, -ERANGE, "sample %llu is not in the %s dataset %s (%llu samples)",
+            return br__job_fail(job, -ERANGE, "sample %llu is not in the %s dataset %s (%llu samples)",
                             (unsigned long long)job->ids[i], layout_names[ds->layout], ds->path,
                             (unsigned long long)ds->n);
     return 0;
@@ -805,7 +796,7 @@ static int queue_failed(br_job *job, const struct br_dataset *ds, int rc)
     char why[BR_ERR_CAP];
     snprintf(why, sizeof why, "%s", br_io_last_error(job->io));
     br_io_wait(job->io);
-    return job_fail(job, rc, "queueing a read of %s: %s", ds->path, why);
+    return br__job_fail(job, rc, "queueing a read of %s: %s", ds->path, why);
 }
 
 /* End of sample id in the data file of a records or indexed dataset. */
@@ -827,7 +818,7 @@ static int read_failed(br_job *job, const struct br_dataset *ds, int rc)
         for (uint32_t i = 0; i < job->count; i++) {
             uint64_t id = job->ids[i], end = sample_end(ds, id);
             if (end > (uint64_t)st.st_size)
-                return job_fail(job, rc,
+                return br__job_fail(job, rc,
                                 "the data file %s is now %lld bytes (%llu when the dataset was "
                                 "opened): sample %llu (bytes %llu..%llu) is cut off (%s)",
                                 ds->path, (long long)st.st_size, (unsigned long long)ds->file_size,
@@ -838,14 +829,14 @@ static int read_failed(br_job *job, const struct br_dataset *ds, int rc)
                                 (unsigned long long)end, br_io_last_error(job->io));
         }
     }
-    return job_fail(job, rc, "reading %s: %s", ds->path, br_io_last_error(job->io));
+    return br__job_fail(job, rc, "reading %s: %s", ds->path, br_io_last_error(job->io));
 }
 
 /* The slot is too small for sample i of the batch, which would end at
  * byte `end` of the batch. */
 static int too_big(br_job *job, uint32_t i, uint64_t bytes, uint64_t end)
 {
-    return job_fail(job, -ENOBUFS,
+    return br__job_fail(job, -ENOBUFS,
                     "sample %llu (%llu bytes) does not fit the slot: with the %u samples "
                     "before it in the batch it ends at byte %llu, but the slot holds %zu "
                     "bytes; raise slot_bytes",
@@ -943,7 +934,7 @@ static int indexed_load_direct(br_job *job, const struct br_dataset *ds)
         uint64_t first = align_down(e->offset), end = e->offset + e->length;
         uint64_t span = e->length ? align_up(end) - first : 0;
         if (span > job->cap - stage)
-            return job_fail(job, -ENOBUFS,
+            return br__job_fail(job, -ENOBUFS,
                             "sample %llu (%llu bytes) does not fit the slot: read with O_DIRECT "
                             "in %u-byte blocks, the batch up to it needs %llu bytes but the slot "
                             "holds %zu; raise slot_bytes (br_open_dataset's default allows for "
@@ -1006,14 +997,14 @@ static int files_read_failed(br_job *job, const struct br_dataset *ds, int rc, c
         uint64_t id = job->ids[first + k];
         struct stat st;
         if (fstat(fds[k], &st) == 0 && (uint64_t)st.st_size < ds->sizes[id])
-            return job_fail(job, rc,
+            return br__job_fail(job, rc,
                             "%s (sample %llu) is now %lld bytes, %llu when the dataset was "
                             "opened (%s)",
                             file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
                             (long long)st.st_size, (unsigned long long)ds->sizes[id],
                             br_io_last_error(job->io));
     }
-    return job_fail(job, rc, "reading the files of the list %s: %s", ds->path,
+    return br__job_fail(job, rc, "reading the files of the list %s: %s", ds->path,
                     br_io_last_error(job->io));
 }
 
@@ -1050,13 +1041,13 @@ static int files_load(br_job *job, void *user)
              * the batch instead of hanging the worker. */
             int fd = open_file_at(ds->dirfd, ds->names + ds->name_at[id], 0, &st, &irregular);
             if (irregular) {
-                rc = job_fail(job, -EINVAL, "%s (sample %llu) is now %s, not a regular file",
+                rc = br__job_fail(job, -EINVAL, "%s (sample %llu) is now %s, not a regular file",
                               file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
                               file_kind(st.st_mode));
                 break;
             }
             if (fd < 0) {
-                rc = job_fail(job, fd, "cannot open %s (sample %llu): %s",
+                rc = br__job_fail(job, fd, "cannot open %s (sample %llu): %s",
                               file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
                               br_strerror(fd));
                 break;
@@ -1065,7 +1056,7 @@ static int files_load(br_job *job, void *user)
             /* A file that changed size since the dataset was opened would
              * give a silently different sample, or overrun its place. */
             if ((uint64_t)st.st_size != ds->sizes[id]) {
-                rc = job_fail(job, (uint64_t)st.st_size < ds->sizes[id] ? -ENODATA : -EFBIG,
+                rc = br__job_fail(job, (uint64_t)st.st_size < ds->sizes[id] ? -ENODATA : -EFBIG,
                               "%s (sample %llu) is now %lld bytes, %llu when the dataset was "
                               "opened",
                               file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
@@ -1076,7 +1067,7 @@ static int files_load(br_job *job, void *user)
                 rc = br__dataset_queue_read(job->io, fd, 0, ds->sizes[id], out + job->offsets[i],
                                             id);
                 if (rc) {
-                    rc = job_fail(job, rc, "queueing a read of %s (sample %llu): %s",
+                    rc = br__job_fail(job, rc, "queueing a read of %s (sample %llu): %s",
                                   file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
                                   br_io_last_error(job->io));
                     break;

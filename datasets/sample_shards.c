@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,27 +197,6 @@ uint64_t br__sample_shards_count(const struct br__sample_shards *r)
     return r->shards.first[r->shards.n];
 }
 
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(job->err, job->err_cap, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-static int wait_wave(br_job *job, struct br__sample_shards *r)
-{
-    int rc = br_io_wait(job->io);
-    if (rc)
-        rc = br__shards_read_failed(&r->fds, &r->shards, job->io, rc, job->err, job->err_cap);
-    br__shard_fds_wave_end(&r->fds);
-    return rc;
-}
-
 /* Where sample id starts in the data of its shard k, and its length. */
 static uint64_t sample_at(const struct br__sample_shards *r, uint64_t id, uint32_t k,
                           uint64_t *len)
@@ -246,17 +224,17 @@ int br__sample_shards_load(br_job *job, const struct br__sample_shards *cr)
         r->fds_ready = true;
     }
     if (!job->io)
-        return job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
+        return br__job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
     if (!job->offsets)
-        return job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
+        return br__job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
     for (i = 0; i < job->count; i++) {
         uint64_t id = job->ids[i], len;
         if (id >= n)
-            return job_fail(job, -ERANGE, "sample %llu is not in the %s shards (%llu samples)",
+            return br__job_fail(job, -ERANGE, "sample %llu is not in the %s shards (%llu samples)",
                             (unsigned long long)id, r->kind, (unsigned long long)n);
         sample_at(r, id, br__shards_find(&r->shards, id), &len);
         if (len > job->cap - pos)
-            return job_fail(job, -ENOBUFS,
+            return br__job_fail(job, -ENOBUFS,
                             "sample %llu (%llu bytes) does not fit the slot: with the %u "
                             "samples before it in the batch it ends at byte %llu, but the slot "
                             "holds %zu bytes; raise slot_bytes",
@@ -284,7 +262,7 @@ int br__sample_shards_load(br_job *job, const struct br__sample_shards *cr)
             continue;
         while ((fd = br__shard_fds_get(&r->fds, &r->shards, k, job->err, job->err_cap)) ==
                -EAGAIN)
-            if ((rc = wait_wave(job, r)))
+            if ((rc = br__shards_wait(job, &r->fds, &r->shards)))
                 return rc;
         if (fd < 0) {
             br_io_wait(job->io);
@@ -296,11 +274,11 @@ int br__sample_shards_load(br_job *job, const struct br__sample_shards *cr)
             char why[BR_ERR_CAP];
             snprintf(why, sizeof why, "%s", br_io_last_error(job->io));
             br_io_wait(job->io);
-            return job_fail(job, rc, "queueing a read of shard %u, %s: %s", k,
+            return br__job_fail(job, rc, "queueing a read of shard %u, %s: %s", k,
                             r->shards.paths[k], why);
         }
     }
-    rc = wait_wave(job, r);
+    rc = br__shards_wait(job, &r->fds, &r->shards);
     if (rc)
         return rc;
     job->size = (size_t)pos;

@@ -83,6 +83,15 @@ void br__shard_fds_wave_end(struct br__shard_fds *c);
 int br__shards_read_failed(const struct br__shard_fds *c, const struct br__shards *s,
                            br_io *io, int code, char *err, size_t err_cap);
 
+/* The reads queued so far ran (or failed: then the shard is named, as
+ * br__shards_read_failed does); the wave ends either way. */
+int br__shards_wait(br_job *job, struct br__shard_fds *c, const struct br__shards *s);
+
+/* A loader's failure: the message into job->err, the code returned. The
+ * one copy every layout's loader uses. */
+int br__job_fail(br_job *job, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* One sample of an indexed layout: where it starts in its data (file or
  * shard) and how long it is. An index file is n of these, little-endian. */
 struct br__index_entry {

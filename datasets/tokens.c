@@ -17,7 +17,6 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,18 +240,6 @@ uint32_t br__tokens_opens(const struct br__tokens *t)
     return t->worker.fds.opens;
 }
 
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(job->err, job->err_cap, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 /* Grows the worker's scratch for a batch of `count` windows: at most one
  * run per window, each of k x T + 1 tokens. */
 static int reserve(struct br__tokens_worker *w, const struct br__tokens *t, uint32_t count,
@@ -262,28 +249,18 @@ static int reserve(struct br__tokens_worker *w, const struct br__tokens *t, uint
     if (need > w->scratch_cap) {
         uint8_t *p = realloc(w->scratch, need);
         if (!p)
-            return job_fail(job, -ENOMEM, "out of memory for %zu bytes of token scratch", need);
+            return br__job_fail(job, -ENOMEM, "out of memory for %zu bytes of token scratch", need);
         w->scratch = p;
         w->scratch_cap = need;
     }
     if (count > w->at_cap) {
         uint64_t *p = realloc(w->at, count * sizeof *p);
         if (!p)
-            return job_fail(job, -ENOMEM, "out of memory for a batch of %u windows", count);
+            return br__job_fail(job, -ENOMEM, "out of memory for a batch of %u windows", count);
         w->at = p;
         w->at_cap = count;
     }
     return 0;
-}
-
-/* The reads queued so far ran (or failed: then name the shard). */
-static int wait_wave(br_job *job, const struct br__tokens *t, struct br__tokens_worker *w)
-{
-    int rc = br_io_wait(job->io);
-    if (rc)
-        rc = br__shards_read_failed(&w->fds, &t->shards, job->io, rc, job->err, job->err_cap);
-    br__shard_fds_wave_end(&w->fds);
-    return rc;
 }
 
 static void widen(const struct br__tokens *t, const uint8_t *src, int32_t *dst, size_t n)
@@ -314,15 +291,15 @@ int br__tokens_load(br_job *job, const struct br__tokens *t, bool per_window)
     int rc;
 
     if (!job->io)
-        return job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
+        return br__job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
     if ((uint64_t)job->count * T * 8 > job->cap)
-        return job_fail(job, -ENOBUFS,
+        return br__job_fail(job, -ENOBUFS,
                         "a batch of %u windows of seq_len %zu needs %llu bytes (int32 inputs "
                         "and targets), but the slot holds %zu; raise slot_bytes",
                         job->count, T, (unsigned long long)job->count * T * 8, job->cap);
     for (i = 0; i < job->count; i++)
         if (job->ids[i] >= n)
-            return job_fail(job, -ERANGE, "sample %llu is not in the tokens dataset (%llu windows)",
+            return br__job_fail(job, -ERANGE, "sample %llu is not in the tokens dataset (%llu windows)",
                             (unsigned long long)job->ids[i], (unsigned long long)n);
     rc = reserve(w, t, job->count, job);
     if (rc)
@@ -341,7 +318,7 @@ int br__tokens_load(br_job *job, const struct br__tokens *t, bool per_window)
             if (fd != -EAGAIN)
                 break;
             /* Every open shard has a queued read: run them first. */
-            rc = wait_wave(job, t, w);
+            rc = br__shards_wait(job, &w->fds, &t->shards);
             if (rc)
                 return rc;
         }
@@ -357,12 +334,12 @@ int br__tokens_load(br_job *job, const struct br__tokens *t, bool per_window)
             char why[BR_ERR_CAP];
             snprintf(why, sizeof why, "%s", br_io_last_error(job->io));
             br_io_wait(job->io);
-            return job_fail(job, rc, "queueing a read of shard %u, %s: %s", k,
+            return br__job_fail(job, rc, "queueing a read of shard %u, %s: %s", k,
                             t->shards.paths[k], why);
         }
         pos += (uint64_t)(j - i) * T + 1;
     }
-    rc = wait_wave(job, t, w);
+    rc = br__shards_wait(job, &w->fds, &t->shards);
     if (rc)
         return rc;
     targets = inputs + (size_t)job->count * T;
@@ -377,7 +354,7 @@ int br__tokens_load(br_job *job, const struct br__tokens *t, bool per_window)
     }
     if (per_window) {
         if (!job->offsets)
-            return job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
+            return br__job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
         for (i = 0; i <= job->count; i++)
             job->offsets[i] = (uint64_t)i * T * 8;
         job->has_offsets = true;

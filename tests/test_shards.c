@@ -195,25 +195,35 @@ static void test_shards_many_low_ulimit(void **state)
         fail_msg("the child with ulimit -n 128 failed (status 0x%x; its stderr says why)", status);
 }
 
-/* Runs until the first error; *good is the batches before it. */
-static int run_until_error(br_dataset *ds, uint32_t B, uint32_t workers, uint64_t *good, char *msg,
-                           size_t cap)
+/* Opens one epoch of ds in batches of B; a failure's message goes to msg. */
+static int open_epoch(br_dataset *ds, uint32_t B, uint32_t workers, bool shuffle, br_gen **g,
+                      char *msg, size_t cap)
 {
     br_options opt;
-    br_batch b;
-    br_gen *g;
     int rc;
     br_options_init(&opt);
     opt.batch_size = B;
     opt.workers = workers;
     opt.epochs = 1;
-    *good = 0;
+    opt.shuffle = shuffle;
+    opt.seed = 11;
     msg[0] = '\0';
-    rc = br_open_dataset(&g, ds, NULL, 0, &opt);
-    if (rc) {
+    rc = br_open_dataset(g, ds, NULL, 0, &opt);
+    if (rc)
         snprintf(msg, cap, "%s", br_last_error(NULL));
+    return rc;
+}
+
+/* Runs until the first error; *good is the batches before it. */
+static int run_until_error(br_dataset *ds, uint32_t B, uint32_t workers, uint64_t *good, char *msg,
+                           size_t cap)
+{
+    br_batch b;
+    br_gen *g;
+    int rc = open_epoch(ds, B, workers, false, &g, msg, cap);
+    *good = 0;
+    if (rc)
         return rc;
-    }
     while ((rc = br_next(g, &b)) == 0) {
         /* Every batch delivered is right: never other bytes. */
         for (uint32_t i = 0; i < b.count; i++) {
@@ -444,23 +454,12 @@ static void write_indexed_shard(const char *data, const char *index, uint64_t fi
 static int serve_all(br_dataset *ds, uint32_t B, uint32_t workers, bool shuffle, bool fixed,
                      size_t rb, bool labelled, uint64_t *seen, char *msg, size_t cap)
 {
-    br_options opt;
     br_batch b;
     br_gen *g;
-    int rc;
-    br_options_init(&opt);
-    opt.batch_size = B;
-    opt.workers = workers;
-    opt.epochs = 1;
-    opt.shuffle = shuffle;
-    opt.seed = 11;
+    int rc = open_epoch(ds, B, workers, shuffle, &g, msg, cap);
     *seen = 0;
-    msg[0] = '\0';
-    rc = br_open_dataset(&g, ds, NULL, 0, &opt);
-    if (rc) {
-        snprintf(msg, cap, "%s", br_last_error(NULL));
+    if (rc)
         return rc;
-    }
     while ((rc = br_next(g, &b)) == 0)
         for (uint32_t i = 0; i < b.count; i++, (*seen)++) {
             if (!sample_is(&b, i, fixed ? rb : var_len(b.ids[i])))
