@@ -2,13 +2,15 @@
 /*
  * Small helpers shared by the named-ring commands (serve, consume, stat,
  * ls, gc): number parsing with messages that name the option, the ring
- * name rule, and the stop-signal flag of the long-running ones.
+ * name rule, the stop-signal flag of the long-running ones, and how serve
+ * and pack open a dataset named on the command line.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <batchring.h>
@@ -103,4 +105,22 @@ bool br_cli_ring_name_ok(const char *name)
         return true;
     br_cli_error("bad %s", br_last_error(NULL));
     return false;
+}
+
+int br_cli_dataset_open(br_dataset **ds, char layout, const char *data, const char *index,
+                        size_t record_bytes, const char *labels, unsigned flags)
+{
+    struct stat st;
+    bool shards = data[0] == '@' || (strpbrk(data, "*?[") && stat(data, &st) != 0);
+    switch (layout) {
+    case 'r':
+        return shards ? br_dataset_open_record_shards(ds, data, record_bytes, labels, flags)
+                      : br_dataset_open_records(ds, data, record_bytes, labels, flags);
+    case 'f':
+        return shards ? br_dataset_open_files_glob(ds, data, labels, flags)
+                      : br_dataset_open_files(ds, data, labels, flags);
+    default:
+        return shards ? br_dataset_open_indexed_shards(ds, data, index, labels, flags)
+                      : br_dataset_open_indexed(ds, data, index, labels, flags);
+    }
 }

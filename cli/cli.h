@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <batchring.h>
+
 #include "util.h" /* br_util_now_ns, br_util_bytes */
 
 /* Each subcommand: argv[0] is the subcommand's name. Returns the exit code. */
@@ -72,6 +74,19 @@ void br_cli_json_double(FILE *f, double v);
  */
 bool br_cli_number(const char *opt, const char *text, uint64_t min, uint64_t max, bool sizes,
                    uint64_t *out);
+
+/*
+ * Opens a built-in dataset of layout 'r' (records), 'f' (files) or 'i'
+ * (indexed) from DATA as serve and pack take it: DATA names shards when it
+ * starts with '@' or holds '*', '?' or '[' and no file of that name exists
+ * (a path that exists as given is that one file, whatever it holds); then
+ * records come from br_dataset_open_record_shards, files from
+ * br_dataset_open_files_glob, indexed data from
+ * br_dataset_open_indexed_shards with `index` the suffix of each shard's
+ * index. Returns as br_dataset_open_*, message in br_last_error(NULL).
+ */
+int br_cli_dataset_open(br_dataset **ds, char layout, const char *data, const char *index,
+                        size_t record_bytes, const char *labels, unsigned flags);
 
 /* Checks a ring name as the library will ("/" and 1 to 250 characters,
  * no other "/"); prints why not and returns false. */

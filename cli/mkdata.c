@@ -66,6 +66,7 @@ static void usage(FILE *to)
     fprintf(to,
             "usage: batchring mkdata --layout records|files|indexed --dir DIR --samples N\n"
             "                        [--sample-bytes N | --min-bytes A --max-bytes B] [--seed S]\n"
+            "                        [--shards K]   (records, indexed)\n"
             "       batchring mkdata --layout tokens --dir DIR --samples TOKENS [--shards K]\n"
             "\n"
             "Writes a deterministic synthetic dataset with a labels file (one int32 per\n"
@@ -75,6 +76,10 @@ static void usage(FILE *to)
             "/NNNNNNNN.bin, one file per sample, listed in DIR/" BR_MKDATA_LIST "\n"
             "  indexed  DIR/" BR_MKDATA_DATA " and DIR/" BR_MKDATA_INDEX
             " (uint64 offset, uint64 length per sample)\n"
+            "  with --shards K, records and indexed data in K shards of about N / K\n"
+            "  samples: DIR/" BR_MKDATA_RECORDS_GLOB ", or DIR/" BR_MKDATA_DATA_GLOB
+            " each with its index beside it\n"
+            "           (NAME" BR_MKDATA_INDEX_SUFFIX ", offsets into that shard)\n"
             "  tokens   DIR/" BR_MKDATA_TOKENS_GLOB ": K llm.c shards of TOKENS uint16 tokens\n"
             "           each (a 1024-byte header, magic 20240520, version 1), no labels\n"
             "plus DIR/" BR_MKDATA_LABELS " and DIR/" BR_MKDATA_MANIFEST
@@ -86,7 +91,8 @@ static void usage(FILE *to)
             "  --sample-bytes N  every sample N bytes (default 4096 for records)\n"
             "  --min-bytes A     files, indexed: sizes uniform in [A, B]\n"
             "  --max-bytes B       (default 1K .. 16K)\n"
-            "  --shards K        tokens: number of shards (default 4)\n"
+            "  --shards K        tokens: number of shards (default 4); records, indexed:\n"
+            "                    the samples split over K shard files (default: one file)\n"
             "  --seed S          content seed (default 0)\n"
             "  -q, --quiet       no progress bar\n"
             "  -h, --help        this text\n");
@@ -189,8 +195,9 @@ int br_cli_mkdata(int argc, char **argv)
         br_cli_error("unknown layout '%s': use records, files, indexed or tokens", spec.layout);
         return 2;
     }
-    if (spec.shards && strcmp(spec.layout, "tokens")) {
-        br_cli_error("--shards is for --layout tokens only");
+    if (spec.shards && !strcmp(spec.layout, "files")) {
+        br_cli_error("--shards is for --layout records, indexed or tokens (files are one per "
+                     "sample already)");
         return 2;
     }
     if (!strcmp(spec.layout, "tokens")) {
@@ -244,7 +251,16 @@ int br_cli_mkdata(int argc, char **argv)
     printf("batchring mkdata: wrote %s %s dataset of %" PRIu64 " samples (%s) to %s:\n",
            spec.layout[0] == 'i' ? "an" : "a", spec.layout, spec.samples,
            br_util_bytes(h, data_bytes), spec.dir);
-    if (!strcmp(spec.layout, "records")) {
+    if (spec.shards && !strcmp(spec.layout, "records")) {
+        printf("  %s/%s  %u shards, %" PRIu64 " records x %" PRIu64 " bytes\n", spec.dir,
+               BR_MKDATA_RECORDS_GLOB, spec.shards, spec.samples, spec.min_bytes);
+    } else if (spec.shards) {
+        printf("  %s/%s  %u shards, %" PRIu64 " samples of %" PRIu64 " .. %" PRIu64 " bytes\n",
+               spec.dir, BR_MKDATA_DATA_GLOB, spec.shards, spec.samples, spec.min_bytes,
+               spec.max_bytes);
+        printf("  %s/%s" BR_MKDATA_INDEX_SUFFIX "  the index of each, (offset, length) pairs\n",
+               spec.dir, BR_MKDATA_DATA_GLOB);
+    } else if (!strcmp(spec.layout, "records")) {
         printf("  %s/%s  %" PRIu64 " records x %" PRIu64 " bytes\n", spec.dir, BR_MKDATA_RECORDS,
                spec.samples, spec.min_bytes);
     } else if (!strcmp(spec.layout, "files")) {
@@ -259,7 +275,15 @@ int br_cli_mkdata(int argc, char **argv)
     }
     printf("  %s/%s  %" PRIu64 " int32 labels\n", spec.dir, BR_MKDATA_LABELS, spec.samples);
     printf("  %s/%s  the parameters (seed %" PRIu64 ")\n", spec.dir, BR_MKDATA_MANIFEST, spec.seed);
-    if (!strcmp(spec.layout, "records"))
+    if (spec.shards && !strcmp(spec.layout, "records"))
+        printf("serve it with batchring serve --records '%s/%s' --record-size %" PRIu64
+               " --labels %s/%s\n",
+               spec.dir, BR_MKDATA_RECORDS_GLOB, spec.min_bytes, spec.dir, BR_MKDATA_LABELS);
+    else if (spec.shards)
+        printf("serve it with batchring serve --indexed '%s/%s' " BR_MKDATA_INDEX_SUFFIX
+               " --labels %s/%s\n",
+               spec.dir, BR_MKDATA_DATA_GLOB, spec.dir, BR_MKDATA_LABELS);
+    else if (!strcmp(spec.layout, "records"))
         printf("open it with br_dataset_open_records(&ds, \"%s/%s\", %" PRIu64 ", \"%s/%s\", 0)\n",
                spec.dir, BR_MKDATA_RECORDS, spec.min_bytes, spec.dir, BR_MKDATA_LABELS);
     else if (!strcmp(spec.layout, "files"))

@@ -42,6 +42,13 @@ static void pack_usage(FILE *to)
             "  --files LIST                     one file per sample, listed in LIST\n"
             "  --records FILE --record-size N   fixed-size records (a records layout)\n"
             "  --indexed DATA INDEX             variable-size samples and their index\n"
+            "  --records, --files, --indexed    also take shards: DATA a glob or @LIST (as\n"
+            "                                   batchring serve; --indexed PATTERN SUFFIX)\n"
+            "  --tokens PATTERN                 token shards (a glob or @LIST): llm.c .bin,\n"
+            "     [--token-bytes 2|4]           or raw tokens of the width given; packed\n"
+            "                                   as a tokens layout (one file per shard or\n"
+            "                                   more), served by serve --packed DIR\n"
+            "                                   --seq-len T with no --token-bytes\n"
             "\n"
             "  --labels FILE       one int32 label per sample (little-endian)\n"
             "  --shard-size N      largest shard file (default 1G; K, M, G suffixes)\n"
@@ -197,7 +204,7 @@ static int pack_dataset(br_pack_writer *w, br_dataset *ds)
 int br_cli_pack(int argc, char **argv)
 {
     enum { OPT_DIR = 256, OPT_FILES, OPT_RECORDS, OPT_RECORD_SIZE, OPT_INDEXED, OPT_LABELS,
-           OPT_SHARD, OPT_BLOCK, OPT_DTYPE, OPT_SHAPE };
+           OPT_SHARD, OPT_BLOCK, OPT_DTYPE, OPT_SHAPE, OPT_TOKENS, OPT_TOKEN_BYTES };
     static const struct option longopts[] = {
         {"dir", required_argument, NULL, OPT_DIR},
         {"files", required_argument, NULL, OPT_FILES},
@@ -209,12 +216,14 @@ int br_cli_pack(int argc, char **argv)
         {"block-size", required_argument, NULL, OPT_BLOCK},
         {"dtype", required_argument, NULL, OPT_DTYPE},
         {"shape", required_argument, NULL, OPT_SHAPE},
+        {"tokens", required_argument, NULL, OPT_TOKENS},
+        {"token-bytes", required_argument, NULL, OPT_TOKEN_BYTES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *src = NULL, *index = NULL, *labels = NULL, *dtype = NULL, *out;
     int kind = 0, c, rc;
-    uint64_t record_bytes = 0, shard = 0, block = 0, shape[4] = {0}, samples = 0;
+    uint64_t record_bytes = 0, shard = 0, block = 0, shape[4] = {0}, samples = 0, token_bytes = 0;
     uint32_t ndim = 0, shards = 0;
     br_pack_writer *w = NULL;
     br_dataset *ds = NULL;
@@ -228,8 +237,9 @@ int br_cli_pack(int argc, char **argv)
         case OPT_FILES:
         case OPT_RECORDS:
         case OPT_INDEXED:
+        case OPT_TOKENS:
             if (kind) {
-                br_cli_error("give one source (--dir, --files, --records or --indexed)");
+                br_cli_error("give one source (--dir, --files, --records, --indexed or --tokens)");
                 return BR_CLI_USAGE;
             }
             kind = c, src = optarg;
@@ -243,6 +253,13 @@ int br_cli_pack(int argc, char **argv)
             break;
         case OPT_RECORD_SIZE:
             ok = br_cli_number("record-size", optarg, 1, SIZE_MAX, true, &record_bytes);
+            break;
+        case OPT_TOKEN_BYTES:
+            ok = br_cli_number("token-bytes", optarg, 2, 4, false, &token_bytes);
+            if (ok && token_bytes == 3) {
+                br_cli_error("--token-bytes is 2 or 4");
+                ok = false;
+            }
             break;
         case OPT_LABELS: labels = optarg; break;
         case OPT_SHARD: ok = br_cli_number("shard-size", optarg, 1, UINT64_MAX, true, &shard); break;
@@ -272,8 +289,9 @@ int br_cli_pack(int argc, char **argv)
             return BR_CLI_USAGE;
     }
     if (optind + 1 != argc || !kind) {
-        br_cli_error(optind + 1 != argc ? "give one OUTDIR" : "give a source (--dir, --files, "
-                                                              "--records or --indexed)");
+        br_cli_error(optind + 1 != argc ? "give one OUTDIR"
+                                        : "give a source (--dir, --files, --records, --indexed "
+                                          "or --tokens)");
         pack_usage(stderr);
         return BR_CLI_USAGE;
     }
@@ -281,20 +299,30 @@ int br_cli_pack(int argc, char **argv)
         br_cli_error("--record-size goes with --records, and only there");
         return BR_CLI_USAGE;
     }
+    if (token_bytes && kind != OPT_TOKENS) {
+        br_cli_error("--token-bytes goes with --tokens, and only there");
+        return BR_CLI_USAGE;
+    }
+    if (kind == OPT_TOKENS && (labels || dtype || ndim)) {
+        br_cli_error("--tokens takes no --labels, --dtype or --shape (the dtype is the tokens')");
+        return BR_CLI_USAGE;
+    }
     out = argv[optind];
-    if (kind == OPT_RECORDS)
-        rc = br_dataset_open_records(&ds, src, (size_t)record_bytes, labels, 0);
-    else if (kind == OPT_FILES)
-        rc = br_dataset_open_files(&ds, src, labels, 0);
-    else if (kind == OPT_INDEXED)
-        rc = br_dataset_open_indexed(&ds, src, index, labels, 0);
-    else
-        rc = 0;
+    rc = kind == OPT_DIR || kind == OPT_TOKENS
+             ? 0
+             : br_cli_dataset_open(&ds, kind == OPT_RECORDS ? 'r' : kind == OPT_FILES ? 'f' : 'i',
+                                   src, index, (size_t)record_bytes, labels, 0);
     if (rc) {
         br_cli_error("%s: %s", br_err_name(rc), br_last_error(NULL));
         return BR_CLI_FAILED;
     }
-    rc = br_pack_open(&w, out, shard, record_bytes, (uint32_t)block, labels ? BR_PACK_LABELS : 0);
+    if (kind == OPT_TOKENS)
+        /* The width: given for raw files, 2 for llm.c shards (uint16). */
+        rc = br_pack_open(&w, out, shard, token_bytes ? token_bytes : 2, (uint32_t)block,
+                          BR_PACK_TOKENS);
+    else
+        rc = br_pack_open(&w, out, shard, record_bytes, (uint32_t)block,
+                          labels ? BR_PACK_LABELS : 0);
     if (rc == 0 && (dtype || ndim))
         rc = br_pack_set_dtype(w, dtype, ndim, shape);
     if (rc) {
@@ -303,7 +331,13 @@ int br_cli_pack(int argc, char **argv)
         br_dataset_close(ds);
         return BR_CLI_FAILED;
     }
-    rc = kind == OPT_DIR ? pack_dir(w, src, labels) : pack_dataset(w, ds);
+    if (kind == OPT_TOKENS) {
+        rc = br_pack_add_tokens(w, src, (size_t)token_bytes);
+        if (rc)
+            br_cli_error("%s: %s", br_err_name(rc), br_last_error(NULL));
+    } else {
+        rc = kind == OPT_DIR ? pack_dir(w, src, labels) : pack_dataset(w, ds);
+    }
     br_dataset_close(ds);
     if (rc) {
         br_pack_abort(w); /* no half dataset that would verify */
@@ -314,7 +348,8 @@ int br_cli_pack(int argc, char **argv)
         br_cli_error("%s: %s", br_err_name(rc), br_last_error(NULL));
         return BR_CLI_FAILED;
     }
-    printf("%s: %" PRIu64 " samples in %u shard%s\n", out, samples, shards, shards == 1 ? "" : "s");
+    printf("%s: %" PRIu64 " %s in %u shard%s\n", out, samples,
+           kind == OPT_TOKENS ? "tokens" : "samples", shards, shards == 1 ? "" : "s");
     return BR_CLI_OK;
 }
 

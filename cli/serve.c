@@ -31,8 +31,10 @@ enum source_kind { SRC_NONE, SRC_RECORDS, SRC_FILES, SRC_INDEXED, SRC_PLUGIN, SR
 
 struct source {
     enum source_kind kind;
-    const char *path;  /* records file, list file, data file or plugin */
-    const char *index; /* indexed: the index file */
+    const char *path;  /* records file, list file, data file, a pattern of
+                          shards (sharded()) or the plugin */
+    const char *index; /* indexed: the index file, or with a pattern the
+                          suffix of each shard's index */
     const char *labels;
     const char *plugin_arg;
     const char *plugin_lib; /* --plugin: the source, or a transform beside one */
@@ -62,15 +64,22 @@ static void usage(FILE *to)
                 "batch the previous one had not released.\n"
                 "\n"
                 "DATA, one of:\n"
-                "  --records FILE --record-size N   fixed-size records in one file\n"
-                "  --files LIST                     one file per sample, listed in LIST\n"
-                "  --indexed DATA INDEX             variable-size samples and their index\n"
+                "  --records FILE --record-size N   fixed-size records in one file, or in\n"
+                "                                   shards: FILE a glob ('d/rec_*.bin', in\n"
+                "                                   name order) or @LIST (one shard a line)\n"
+                "  --files LIST                     one file per sample, listed in LIST; or\n"
+                "                                   a glob of the files, or @LIST\n"
+                "  --indexed DATA INDEX             variable-size samples and their index;\n"
+                "                                   DATA a glob or @LIST of data shards:\n"
+                "                                   INDEX is then the suffix of each shard's\n"
+                "                                   index ('d/data_*.bin' .idx)\n"
                 "  --tokens PATTERN --seq-len T     token shards (a glob, or @LIST): windows\n"
                 "     [--token-bytes 2|4]           of T + 1 tokens as int32 inputs[B][T] then\n"
                 "                                   targets[B][T]; llm.c .bin shards, or raw\n"
                 "                                   tokens of the width given\n"
                 "  --packed DIR                     a packed dataset (batchring pack): no size\n"
-                "                                   flags, labels from its shards\n"
+                "                                   flags, labels from its shards; a tokens\n"
+                "     [--seq-len T]                 pack (pack --tokens) takes --seq-len T\n"
                 "  --plugin LIB.so [--plugin-arg S] a custom loader (br_plugin_init2, see\n"
                 "                                   batchring.h and docs/named-rings.md);\n"
                 "                                   beside another source, a per-sample\n"
@@ -90,7 +99,8 @@ static void usage(FILE *to)
                 "  --seed N            the order's seed (default 0)\n"
                 "  --shard-from-env    take rank/world from RANK/WORLD_SIZE, Open MPI, MPICH\n"
                 "                      or Slurm variables\n"
-                "  --direct            read records or indexed data with O_DIRECT\n"
+                "  --direct            read records or indexed data with O_DIRECT (one file,\n"
+                "                      not shards)\n"
                 "  --max-restarts N    worker deaths survived before the run fails (default\n"
                 "                      3, as br_options; 'unlimited' never gives up)\n"
                 "  --cpus LIST         pin the workers round-robin to a CPU list (0-3,8), or\n"
@@ -275,16 +285,17 @@ static int source_open(struct source *s, const br_options *opt)
     int rc;
     switch (s->kind) {
     case SRC_RECORDS:
-        rc = br_dataset_open_records(&s->ds, s->path, (size_t)s->record_bytes, s->labels, flags);
-        break;
     case SRC_FILES:
-        rc = br_dataset_open_files(&s->ds, s->path, s->labels, flags);
+    case SRC_INDEXED: {
+        char layout = s->kind == SRC_RECORDS ? 'r' : s->kind == SRC_FILES ? 'f' : 'i';
+        rc = br_cli_dataset_open(&s->ds, layout, s->path, s->index, (size_t)s->record_bytes,
+                                 s->labels, flags);
         break;
-    case SRC_INDEXED:
-        rc = br_dataset_open_indexed(&s->ds, s->path, s->index, s->labels, flags);
-        break;
+    }
     case SRC_PACKED:
-        rc = br_dataset_open_packed(&s->ds, s->path, 0);
+        /* A tokens pack needs T; every other pack must not be given one. */
+        rc = s->seq_len ? br_dataset_open_packed_tokens(&s->ds, s->path, (size_t)s->seq_len, 0)
+                        : br_dataset_open_packed(&s->ds, s->path, 0);
         break;
     case SRC_TOKENS:
         rc = br_dataset_open_tokens(&s->ds, s->path, (size_t)s->seq_len, (size_t)s->token_bytes,
@@ -583,8 +594,14 @@ static int parse(int argc, char **argv, struct serve_args *a, struct source *s)
         br_cli_error("--tokens needs --seq-len T (tokens per sequence)");
         return BR_CLI_USAGE;
     }
-    if (s->kind != SRC_TOKENS && (have_seq_len || have_token_bytes)) {
-        br_cli_error("--seq-len and --token-bytes are for --tokens only");
+    if (s->kind == SRC_PACKED && have_token_bytes) {
+        br_cli_error("--packed takes no --token-bytes: a tokens pack's headers give the width "
+                     "(--seq-len T is still needed)");
+        return BR_CLI_USAGE;
+    }
+    if (s->kind != SRC_TOKENS && s->kind != SRC_PACKED && (have_seq_len || have_token_bytes)) {
+        br_cli_error("--seq-len and --token-bytes are for --tokens only (--seq-len also for a "
+                     "--packed tokens dataset)");
         return BR_CLI_USAGE;
     }
     if (s->kind == SRC_TOKENS && (s->labels || s->direct)) {

@@ -36,7 +36,6 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +47,7 @@
 
 #include "datasets/packed.h"
 #include "datasets/transform.h"
-#include "datasets/record_shards.h"
+#include "datasets/sample_shards.h"
 #include "datasets/tokens.h"
 #include "ring/error.h"
 
@@ -58,13 +57,16 @@
 /* Files of the files layout open at once in one worker. */
 #define FILES_CHUNK 64u
 
-enum layout { LAYOUT_RECORDS, LAYOUT_FILES, LAYOUT_INDEXED, LAYOUT_TOKENS, LAYOUT_RECORD_SHARDS };
-static const char *const layout_names[] = {"records", "files", "indexed", "tokens", "records"};
-
-struct index_entry {
-    uint64_t offset;
-    uint64_t length;
+enum layout {
+    LAYOUT_RECORDS,
+    LAYOUT_FILES,
+    LAYOUT_INDEXED,
+    LAYOUT_TOKENS,
+    LAYOUT_RECORD_SHARDS,
+    LAYOUT_INDEXED_SHARDS
 };
+static const char *const layout_names[] = {"records", "files",   "indexed",
+                                           "tokens",  "records", "indexed"};
 
 struct br_dataset {
     enum layout layout;
@@ -77,7 +79,7 @@ struct br_dataset {
     int dfd;            /* the data file opened with O_DIRECT, or -1 */
     uint64_t file_size; /* records, indexed: data file size at open */
     size_t record_bytes;
-    struct index_entry *index; /* indexed: n entries */
+    struct br__index_entry *index; /* indexed: n entries */
     /* files: the list's lines, relative to its directory */
     int dirfd;       /* the list's directory (O_PATH), for openat */
     char *dir;       /* its name, for messages */
@@ -86,7 +88,7 @@ struct br_dataset {
     uint64_t *sizes; /* n file sizes at open */
     int32_t *labels; /* n labels, or NULL */
     struct br__tokens *tokens; /* tokens: the shards (datasets/tokens.c) */
-    struct br__record_shards *rshards; /* records in shards (record_shards.c) */
+    struct br__sample_shards *sshards; /* records or indexed in shards (sample_shards.c) */
     struct br__transform xf; /* the transform stage (datasets/transform.c) */
     struct br__packed *packed; /* a packed dataset (datasets/packed.c), or NULL */
 };
@@ -122,7 +124,7 @@ static void ds_free(struct br_dataset *ds)
     free(ds->labels);
     br__packed_free(ds->packed);
     br__tokens_free(ds->tokens);
-    br__record_shards_free(ds->rshards);
+    br__sample_shards_free(ds->sshards);
     free(ds);
 }
 
@@ -250,10 +252,8 @@ static int read_all(int fd, void *buf, size_t len, const char *what, const char 
     return 0;
 }
 
-/* Reads a whole small file (labels, index, list) into a new buffer with
- * `extra` spare bytes after it. */
-static int slurp(const char *path, const char *what, size_t extra, void **out, uint64_t *size,
-                 char *msg)
+int br__dataset_slurp(const char *path, const char *what, size_t extra, void **out,
+                      uint64_t *size, char *msg)
 {
     int fd = -1, rc;
     void *buf;
@@ -289,7 +289,7 @@ static int load_labels(struct br_dataset *ds, const char *path, char *msg)
     int rc;
     if (!path)
         return 0;
-    rc = slurp(path, "labels file", 0, &raw, &size, msg);
+    rc = br__dataset_slurp(path, "labels file", 0, &raw, &size, msg);
     if (rc)
         return rc;
     if (ds->n > UINT64_MAX / 4 || size != ds->n * 4) {
@@ -373,6 +373,30 @@ BR_API int br_dataset_open_records(br_dataset **out, const char *path, size_t re
     return open_finish(out, ds, rc);
 }
 
+int br__index_decode(struct br__index_entry *e, uint64_t n, uint64_t data_bytes,
+                     const char *index_path, const char *data_path, uint64_t *total,
+                     uint64_t *max, char *msg)
+{
+    for (uint64_t i = 0; i < n; i++, e++) {
+        e->offset = le64toh(e->offset);
+        e->length = le64toh(e->length);
+        if (e->offset > data_bytes || e->length > data_bytes - e->offset)
+            return br__fail(msg, -EINVAL,
+                            "index entry %llu of %s (offset %llu, length %llu) is past the end "
+                            "of the data file %s (%llu bytes)",
+                            (unsigned long long)i, index_path, (unsigned long long)e->offset,
+                            (unsigned long long)e->length, data_path,
+                            (unsigned long long)data_bytes);
+        if (e->length > UINT64_MAX - *total)
+            return br__fail(msg, -EOVERFLOW, "the index %s: the samples' total size overflows",
+                            index_path);
+        *total += e->length;
+        if (e->length > *max)
+            *max = e->length;
+    }
+    return 0;
+}
+
 BR_API int br_dataset_open_indexed(br_dataset **out, const char *data_path, const char *index_path,
                                    const char *labels_path, unsigned flags)
 {
@@ -394,7 +418,7 @@ BR_API int br_dataset_open_indexed(br_dataset **out, const char *data_path, cons
         return -ENOMEM;
     rc = open_data(ds, "data file", msg);
     if (rc == 0)
-        rc = slurp(index_path, "index file", 0, &raw, &size, msg);
+        rc = br__dataset_slurp(index_path, "index file", 0, &raw, &size, msg);
     if (rc)
         return open_finish(out, ds, rc);
     if (size % 16)
@@ -412,26 +436,8 @@ BR_API int br_dataset_open_indexed(br_dataset **out, const char *data_path, cons
     /* Decoded in place: the file's pairs are exactly our entries. */
     ds->index = raw;
     ds->n = size / 16;
-    for (uint64_t i = 0; i < ds->n && rc == 0; i++) {
-        struct index_entry *e = &ds->index[i];
-        e->offset = le64toh(e->offset);
-        e->length = le64toh(e->length);
-        if (e->offset > ds->file_size || e->length > ds->file_size - e->offset)
-            rc = br__fail(msg, -EINVAL,
-                          "index entry %llu of %s (offset %llu, length %llu) is past the end "
-                          "of the data file %s (%llu bytes)",
-                          (unsigned long long)i, index_path, (unsigned long long)e->offset,
-                          (unsigned long long)e->length, data_path,
-                          (unsigned long long)ds->file_size);
-        else if (e->length > UINT64_MAX - ds->total_bytes)
-            rc = br__fail(msg, -EOVERFLOW, "the index %s: the samples' total size overflows",
-                          index_path);
-        if (rc == 0) {
-            ds->total_bytes += e->length;
-            if (e->length > ds->max_bytes)
-                ds->max_bytes = e->length;
-        }
-    }
+    rc = br__index_decode(ds->index, ds->n, ds->file_size, index_path, data_path,
+                          &ds->total_bytes, &ds->max_bytes, msg);
     if (rc == 0)
         rc = load_labels(ds, labels_path, msg);
     return open_finish(out, ds, rc);
@@ -512,6 +518,34 @@ static int open_list_dir(struct br_dataset *ds, char *msg)
     return 0;
 }
 
+/* Opens each file of the files layout now: a missing or unreadable one is
+ * an error here, and its size sets the slot the dataset needs. `entry`
+ * says what ds->path is made of ("line" of a list, "match" of a glob). */
+static int files_check(struct br_dataset *ds, const char *entry, char *msg)
+{
+    for (uint64_t i = 0; i < ds->n; i++) {
+        char buf[1024];
+        const char *name = file_name(ds, i, buf, sizeof buf);
+        struct stat st;
+        bool irregular;
+        int fd = open_file_at(ds->dirfd, ds->names + ds->name_at[i], 0, &st, &irregular);
+        if (irregular)
+            return br__fail(msg, -EINVAL, "%s (sample %llu, %s %llu of %s) is %s, not a "
+                            "regular file", name, (unsigned long long)i, entry,
+                            (unsigned long long)i + 1, ds->path, file_kind(st.st_mode));
+        if (fd < 0)
+            return br__fail(msg, fd, "cannot open %s (sample %llu, %s %llu of %s): %s", name,
+                            (unsigned long long)i, entry, (unsigned long long)i + 1, ds->path,
+                            br_strerror(fd));
+        close(fd);
+        ds->sizes[i] = (uint64_t)st.st_size;
+        ds->total_bytes += ds->sizes[i];
+        if (ds->sizes[i] > ds->max_bytes)
+            ds->max_bytes = ds->sizes[i];
+    }
+    return 0;
+}
+
 BR_API int br_dataset_open_files(br_dataset **out, const char *list_path, const char *labels_path,
                                  unsigned flags)
 {
@@ -534,7 +568,7 @@ BR_API int br_dataset_open_files(br_dataset **out, const char *list_path, const 
     ds = ds_new(LAYOUT_FILES, flags, list_path, msg);
     if (!ds)
         return -ENOMEM;
-    rc = slurp(list_path, "list file", 1, &text, &size, msg);
+    rc = br__dataset_slurp(list_path, "list file", 1, &text, &size, msg);
     if (rc == 0)
         rc = parse_list(ds, text, size, msg);
     else
@@ -543,32 +577,64 @@ BR_API int br_dataset_open_files(br_dataset **out, const char *list_path, const 
         free(text);
     if (rc == 0)
         rc = open_list_dir(ds, msg);
-    /* Open each file now: a missing or unreadable one is an error here,
-     * and its size sets the slot the dataset needs. */
-    for (uint64_t i = 0; rc == 0 && i < ds->n; i++) {
-        char buf[1024];
-        const char *name = file_name(ds, i, buf, sizeof buf);
-        struct stat st;
-        bool irregular;
-        int fd = open_file_at(ds->dirfd, ds->names + ds->name_at[i], 0, &st, &irregular);
-        if (irregular) {
-            rc = br__fail(msg, -EINVAL, "%s (sample %llu, line %llu of %s) is %s, not a regular "
-                          "file", name, (unsigned long long)i, (unsigned long long)i + 1,
-                          list_path, file_kind(st.st_mode));
-            break;
-        }
-        if (fd < 0) {
-            rc = br__fail(msg, fd, "cannot open %s (sample %llu, line %llu of %s): %s", name,
-                          (unsigned long long)i, (unsigned long long)i + 1, list_path,
-                          br_strerror(fd));
-            break;
-        }
-        close(fd);
-        ds->sizes[i] = (uint64_t)st.st_size;
-        ds->total_bytes += ds->sizes[i];
-        if (ds->sizes[i] > ds->max_bytes)
-            ds->max_bytes = ds->sizes[i];
+    if (rc == 0)
+        rc = files_check(ds, "line", msg);
+    if (rc == 0)
+        rc = load_labels(ds, labels_path, msg);
+    return open_finish(out, ds, rc);
+}
+
+BR_API int br_dataset_open_files_glob(br_dataset **out, const char *pattern,
+                                      const char *labels_path, unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br__shards found;
+    struct br_dataset *ds;
+    size_t bytes = 0;
+    int rc;
+
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_dataset *");
+    if (!pattern)
+        return br__fail(msg, -EINVAL, "pattern is NULL: pass a glob of the files or @LIST");
+    if (flags)
+        return br__fail(msg, -EINVAL,
+                        "unknown flags 0x%x (the files layout takes none: whole files of any "
+                        "size cannot be read in aligned blocks)",
+                        flags);
+    ds = ds_new(LAYOUT_FILES, flags, pattern, msg);
+    if (!ds)
+        return -ENOMEM;
+    /* The same expansion as the shards of the other layouts; the names
+     * then become the files layout's, relative to the working directory
+     * of this call (held open, so a later chdir changes nothing). */
+    rc = br__shards_expand(&found, pattern, msg);
+    for (uint32_t i = 0; rc == 0 && i < found.n; i++)
+        bytes += strlen(found.paths[i]) + 1;
+    if (rc == 0) {
+        ds->n = found.n;
+        ds->names = malloc(bytes);
+        ds->name_at = malloc(found.n * sizeof *ds->name_at);
+        ds->sizes = malloc(found.n * sizeof *ds->sizes);
+        ds->dir = strdup(".");
+        if (!ds->names || !ds->name_at || !ds->sizes || !ds->dir)
+            rc = br__fail(msg, -ENOMEM, "out of memory for the %u files of %s", found.n, pattern);
     }
+    for (size_t i = 0, at = 0; rc == 0 && i < found.n; i++) {
+        size_t len = strlen(found.paths[i]) + 1;
+        memcpy(ds->names + at, found.paths[i], len);
+        ds->name_at[i] = at;
+        at += len;
+    }
+    br__shards_free(&found);
+    if (rc == 0) {
+        ds->dirfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (ds->dirfd < 0)
+            rc = br__fail(msg, -errno, "cannot open the working directory: %s",
+                          br_strerror(-errno));
+    }
+    if (rc == 0)
+        rc = files_check(ds, "match", msg);
     if (rc == 0)
         rc = load_labels(ds, labels_path, msg);
     return open_finish(out, ds, rc);
@@ -592,40 +658,76 @@ BR_API int br_dataset_info_get_sized(const br_dataset *ds, br_dataset_info *dst,
     info.total_bytes = ds->total_bytes;
     info.has_labels = ds->labels != NULL;
     info.layout = ds->packed ? "packed" : layout_names[ds->layout];
-    info.shards = ds->tokens ? ds->tokens->shards.n : ds->rshards ? ds->rshards->shards.n : 1;
+    info.shards = ds->tokens    ? ds->tokens->shards.n
+                  : ds->sshards ? ds->sshards->shards.n
+                  : ds->packed  ? ds->packed->data->shards.n
+                                : 1;
     memcpy(dst, &info, size < sizeof info ? size : sizeof info);
     if (size > sizeof info)
         memset((char *)dst + sizeof info, 0, size - sizeof info);
     return 0;
 }
 
-/* A packed dataset is served as an indexed one would be, by its own loader
- * (datasets/packed.c) over its shards. */
+/* A packed dataset's samples are read as those of records or indexed
+ * shards (datasets/sample_shards.c), past each shard's header. */
 static int packed_load(br_job *job, void *user)
 {
     const struct br_dataset *ds = user;
-    return br__packed_load(job, ds->packed, ds->path);
+    return br__sample_shards_load(job, ds->packed->data);
+}
+
+/* The start of both packed openers: the arguments, then a new dataset. */
+static int packed_begin(br_dataset **out, const char *path, unsigned flags, enum layout layout,
+                        struct br_dataset **ds, char *msg)
+{
+    if (!out || !path)
+        return br__fail(msg, -EINVAL, "out or path is NULL");
+    if (flags)
+        return br__fail(msg, -EINVAL, "flags 0x%x: a packed dataset takes none", flags);
+    *ds = ds_new(layout, flags, path, msg);
+    return *ds ? 0 : -ENOMEM;
 }
 
 BR_API int br_dataset_open_packed(br_dataset **out, const char *path, unsigned flags)
 {
     char *msg = open_begin(out);
-    struct br_dataset *ds;
-    int rc;
+    struct br_dataset *ds = NULL;
+    int rc = packed_begin(out, path, flags, LAYOUT_INDEXED, &ds, msg);
 
-    if (!out || !path)
-        return br__fail(msg, -EINVAL, "out or path is NULL");
-    if (flags)
-        return br__fail(msg, -EINVAL, "flags 0x%x: a packed dataset takes none", flags);
-    if (!(ds = ds_new(LAYOUT_INDEXED, flags, path, msg)))
-        return -ENOMEM;
-    rc = br__packed_open(&ds->packed, path, msg);
+    if (rc)
+        return rc;
+    rc = br__packed_open(&ds->packed, path, false, msg);
     if (rc == 0) {
         ds->n = ds->packed->n;
         ds->max_bytes = ds->packed->max_bytes;
         ds->total_bytes = ds->packed->total_bytes;
         ds->labels = ds->packed->labels; /* ours now */
         ds->packed->labels = NULL;
+    }
+    return open_finish(out, ds, rc);
+}
+
+BR_API int br_dataset_open_packed_tokens(br_dataset **out, const char *path, size_t seq_len,
+                                         unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br__packed *p = NULL;
+    struct br_dataset *ds = NULL;
+    int rc = packed_begin(out, path, flags, LAYOUT_TOKENS, &ds, msg);
+
+    if (rc)
+        return rc;
+    /* The headers say the token width; the tokens layout cuts the windows
+     * from the shards' data, past each header. */
+    rc = br__packed_open(&p, path, true, msg);
+    if (rc == 0)
+        rc = br__tokens_from_shards(&ds->tokens, &p->data->shards, seq_len,
+                                    (size_t)p->record_bytes, path, msg);
+    br__packed_free(p);
+    if (rc == 0) {
+        ds->n = br__tokens_samples(ds->tokens);
+        ds->max_bytes = (uint64_t)seq_len * 8;
+        ds->total_bytes = ds->n * ds->max_bytes;
     }
     return open_finish(out, ds, rc);
 }
@@ -671,29 +773,17 @@ BR_API int br_dataset_close(br_dataset *ds)
 
 /* ---------------------------------------------------------------- loading */
 
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(job->err, job->err_cap, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 /* What every loader needs from the worker, and ids within the dataset
  * (br_open_dataset checked them; this guards a generator built by hand). */
 static int job_check(br_job *job, const struct br_dataset *ds)
 {
     if (!job->io)
-        return job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
+        return br__job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
     if (!job->offsets)
-        return job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
+        return br__job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
     for (uint32_t i = 0; i < job->count; i++)
         if (job->ids[i] >= ds->n)
-            return job_fail(job, -ERANGE, "sample %llu is not in the %s dataset %s (%llu samples)",
+            return br__job_fail(job, -ERANGE, "sample %llu is not in the %s dataset %s (%llu samples)",
                             (unsigned long long)job->ids[i], layout_names[ds->layout], ds->path,
                             (unsigned long long)ds->n);
     return 0;
@@ -706,7 +796,7 @@ static int queue_failed(br_job *job, const struct br_dataset *ds, int rc)
     char why[BR_ERR_CAP];
     snprintf(why, sizeof why, "%s", br_io_last_error(job->io));
     br_io_wait(job->io);
-    return job_fail(job, rc, "queueing a read of %s: %s", ds->path, why);
+    return br__job_fail(job, rc, "queueing a read of %s: %s", ds->path, why);
 }
 
 /* End of sample id in the data file of a records or indexed dataset. */
@@ -728,7 +818,7 @@ static int read_failed(br_job *job, const struct br_dataset *ds, int rc)
         for (uint32_t i = 0; i < job->count; i++) {
             uint64_t id = job->ids[i], end = sample_end(ds, id);
             if (end > (uint64_t)st.st_size)
-                return job_fail(job, rc,
+                return br__job_fail(job, rc,
                                 "the data file %s is now %lld bytes (%llu when the dataset was "
                                 "opened): sample %llu (bytes %llu..%llu) is cut off (%s)",
                                 ds->path, (long long)st.st_size, (unsigned long long)ds->file_size,
@@ -739,14 +829,14 @@ static int read_failed(br_job *job, const struct br_dataset *ds, int rc)
                                 (unsigned long long)end, br_io_last_error(job->io));
         }
     }
-    return job_fail(job, rc, "reading %s: %s", ds->path, br_io_last_error(job->io));
+    return br__job_fail(job, rc, "reading %s: %s", ds->path, br_io_last_error(job->io));
 }
 
 /* The slot is too small for sample i of the batch, which would end at
  * byte `end` of the batch. */
 static int too_big(br_job *job, uint32_t i, uint64_t bytes, uint64_t end)
 {
-    return job_fail(job, -ENOBUFS,
+    return br__job_fail(job, -ENOBUFS,
                     "sample %llu (%llu bytes) does not fit the slot: with the %u samples "
                     "before it in the batch it ends at byte %llu, but the slot holds %zu "
                     "bytes; raise slot_bytes",
@@ -809,7 +899,7 @@ static int indexed_load_buffered(br_job *job, const struct br_dataset *ds)
     /* Samples stored one after another in the data file arrive in one
      * read, as records do. */
     for (i = 0; i < job->count; i = j) {
-        const struct index_entry *e = &ds->index[job->ids[i]];
+        const struct br__index_entry *e = &ds->index[job->ids[i]];
         uint64_t len = e->length;
         for (j = i + 1; j < job->count && ds->index[job->ids[j]].offset == e->offset + len; j++)
             len += ds->index[job->ids[j]].length;
@@ -840,11 +930,11 @@ static int indexed_load_direct(br_job *job, const struct br_dataset *ds)
     int rc;
 
     for (i = 0; i < job->count; i++) {
-        const struct index_entry *e = &ds->index[job->ids[i]];
+        const struct br__index_entry *e = &ds->index[job->ids[i]];
         uint64_t first = align_down(e->offset), end = e->offset + e->length;
         uint64_t span = e->length ? align_up(end) - first : 0;
         if (span > job->cap - stage)
-            return job_fail(job, -ENOBUFS,
+            return br__job_fail(job, -ENOBUFS,
                             "sample %llu (%llu bytes) does not fit the slot: read with O_DIRECT "
                             "in %u-byte blocks, the batch up to it needs %llu bytes but the slot "
                             "holds %zu; raise slot_bytes (br_open_dataset's default allows for "
@@ -907,14 +997,14 @@ static int files_read_failed(br_job *job, const struct br_dataset *ds, int rc, c
         uint64_t id = job->ids[first + k];
         struct stat st;
         if (fstat(fds[k], &st) == 0 && (uint64_t)st.st_size < ds->sizes[id])
-            return job_fail(job, rc,
+            return br__job_fail(job, rc,
                             "%s (sample %llu) is now %lld bytes, %llu when the dataset was "
                             "opened (%s)",
                             file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
                             (long long)st.st_size, (unsigned long long)ds->sizes[id],
                             br_io_last_error(job->io));
     }
-    return job_fail(job, rc, "reading the files of the list %s: %s", ds->path,
+    return br__job_fail(job, rc, "reading the files of the list %s: %s", ds->path,
                     br_io_last_error(job->io));
 }
 
@@ -951,13 +1041,13 @@ static int files_load(br_job *job, void *user)
              * the batch instead of hanging the worker. */
             int fd = open_file_at(ds->dirfd, ds->names + ds->name_at[id], 0, &st, &irregular);
             if (irregular) {
-                rc = job_fail(job, -EINVAL, "%s (sample %llu) is now %s, not a regular file",
+                rc = br__job_fail(job, -EINVAL, "%s (sample %llu) is now %s, not a regular file",
                               file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
                               file_kind(st.st_mode));
                 break;
             }
             if (fd < 0) {
-                rc = job_fail(job, fd, "cannot open %s (sample %llu): %s",
+                rc = br__job_fail(job, fd, "cannot open %s (sample %llu): %s",
                               file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
                               br_strerror(fd));
                 break;
@@ -966,7 +1056,7 @@ static int files_load(br_job *job, void *user)
             /* A file that changed size since the dataset was opened would
              * give a silently different sample, or overrun its place. */
             if ((uint64_t)st.st_size != ds->sizes[id]) {
-                rc = job_fail(job, (uint64_t)st.st_size < ds->sizes[id] ? -ENODATA : -EFBIG,
+                rc = br__job_fail(job, (uint64_t)st.st_size < ds->sizes[id] ? -ENODATA : -EFBIG,
                               "%s (sample %llu) is now %lld bytes, %llu when the dataset was "
                               "opened",
                               file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
@@ -977,7 +1067,7 @@ static int files_load(br_job *job, void *user)
                 rc = br__dataset_queue_read(job->io, fd, 0, ds->sizes[id], out + job->offsets[i],
                                             id);
                 if (rc) {
-                    rc = job_fail(job, rc, "queueing a read of %s (sample %llu): %s",
+                    rc = br__job_fail(job, rc, "queueing a read of %s (sample %llu): %s",
                                   file_name(ds, id, buf, sizeof buf), (unsigned long long)id,
                                   br_io_last_error(job->io));
                     break;
@@ -998,10 +1088,26 @@ static int files_load(br_job *job, void *user)
     return 0;
 }
 
-static int record_shards_load(br_job *job, void *user)
+static int sample_shards_load(br_job *job, void *user)
 {
     const struct br_dataset *ds = user;
-    return br__record_shards_load(job, ds->rshards);
+    return br__sample_shards_load(job, ds->sshards);
+}
+
+/* What every br_dataset_open_*_shards checks before it opens anything. */
+static int shards_args(br_dataset **out, const char *pattern, unsigned flags, const char *kind,
+                       char *msg)
+{
+    if (!out)
+        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_dataset *");
+    if (!pattern)
+        return br__fail(msg, -EINVAL, "pattern is NULL: pass a glob of the shards or @LIST");
+    if (flags)
+        return br__fail(msg, -EINVAL,
+                        "unknown flags 0x%x (%s in shards take none: BR_DATASET_DIRECT is for "
+                        "one data file)",
+                        flags, kind);
+    return 0;
 }
 
 BR_API int br_dataset_open_record_shards(br_dataset **out, const char *pattern,
@@ -1010,23 +1116,16 @@ BR_API int br_dataset_open_record_shards(br_dataset **out, const char *pattern,
 {
     char *msg = open_begin(out);
     struct br_dataset *ds;
-    int rc;
+    int rc = shards_args(out, pattern, flags, "records", msg);
 
-    if (!out)
-        return br__fail(msg, -EINVAL, "out is NULL: pass the address of a br_dataset *");
-    if (!pattern)
-        return br__fail(msg, -EINVAL, "pattern is NULL: pass a glob of the shards or @LIST");
-    if (flags)
-        return br__fail(msg, -EINVAL,
-                        "unknown flags 0x%x (records in shards take none: BR_DATASET_DIRECT is "
-                        "for one records file)",
-                        flags);
+    if (rc)
+        return rc;
     ds = ds_new(LAYOUT_RECORD_SHARDS, flags, pattern, msg);
     if (!ds)
         return -ENOMEM;
-    rc = br__record_shards_open(&ds->rshards, pattern, record_bytes, msg);
+    rc = br__sample_shards_open_records(&ds->sshards, pattern, record_bytes, msg);
     if (rc == 0) {
-        ds->n = ds->rshards->shards.first[ds->rshards->shards.n];
+        ds->n = br__sample_shards_count(ds->sshards);
         ds->record_bytes = record_bytes;
         ds->max_bytes = record_bytes;
         ds->total_bytes = ds->n * record_bytes;
@@ -1035,10 +1134,34 @@ BR_API int br_dataset_open_record_shards(br_dataset **out, const char *pattern,
     return open_finish(out, ds, rc);
 }
 
+BR_API int br_dataset_open_indexed_shards(br_dataset **out, const char *pattern,
+                                          const char *index_suffix, const char *labels_path,
+                                          unsigned flags)
+{
+    char *msg = open_begin(out);
+    struct br_dataset *ds;
+    int rc = shards_args(out, pattern, flags, "indexed samples", msg);
+
+    if (rc)
+        return rc;
+    ds = ds_new(LAYOUT_INDEXED_SHARDS, flags, pattern, msg);
+    if (!ds)
+        return -ENOMEM;
+    rc = br__sample_shards_open_indexed(&ds->sshards, pattern, index_suffix ? index_suffix : ".idx",
+                                        &ds->total_bytes, &ds->max_bytes, msg);
+    if (rc == 0) {
+        ds->n = br__sample_shards_count(ds->sshards);
+        rc = load_labels(ds, labels_path, msg);
+    }
+    return open_finish(out, ds, rc);
+}
+
+/* Under a transform a window reaches it whole (inputs then targets), not
+ * split between the batch's two halves. */
 static int tokens_load(br_job *job, void *user)
 {
     const struct br_dataset *ds = user;
-    return br__tokens_load(job, ds->tokens);
+    return br__tokens_load(job, ds->tokens, ds->xf.fn != NULL);
 }
 
 BR_API int br_dataset_open_tokens(br_dataset **out, const char *pattern, size_t seq_len,
@@ -1090,8 +1213,8 @@ static int dataset_worker_init(br_io *io, uint32_t worker, void *user, void **st
 static int dataset_open_checked(br_gen **out, br_dataset *ds, const uint64_t *ids, size_t n_ids,
                                 br_options *o, char *msg)
 {
-    static const br_loader_fn loaders[] = {records_load, files_load, indexed_load, tokens_load,
-                                           record_shards_load};
+    static const br_loader_fn loaders[] = {records_load, files_load,         indexed_load,
+                                           tokens_load,  sample_shards_load, sample_shards_load};
     int32_t *labels = NULL;
     int rc;
 

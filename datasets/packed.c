@@ -38,6 +38,8 @@
 #include <xxhash.h>
 
 #include "datasets/packed.h"
+#include "datasets/sample_shards.h"
+#include "datasets/tokens.h"
 #include "ring/error.h"
 
 #define HDR_BYTES 256u
@@ -48,6 +50,7 @@
 #define DEFAULT_BLOCK (64u * 1024u)
 #define LAYOUT_RECORDS 1u
 #define LAYOUT_INDEXED 2u
+#define LAYOUT_TOKENS 3u /* record_bytes: the token width, 2 or 4; a sample is a token */
 #define F_LABELS 1u
 #define F_META 2u
 
@@ -204,8 +207,14 @@ static int hdr_check(const uint8_t *b, struct hdr *h, const char *path, uint32_t
             return br__fail(msg, -EBADMSG, "%s: reserved header byte %u is not zero", path, i);
     if (get32(b + 132) || get32(b + 172))
         return br__fail(msg, -EBADMSG, "%s: a reserved header word is not zero", path);
-    if (h->layout != LAYOUT_RECORDS && h->layout != LAYOUT_INDEXED)
+    if (h->layout != LAYOUT_RECORDS && h->layout != LAYOUT_INDEXED && h->layout != LAYOUT_TOKENS)
         return br__fail(msg, -EBADMSG, "%s: unknown layout %u", path, h->layout);
+    if (h->layout == LAYOUT_TOKENS &&
+        ((h->record_bytes != 2 && h->record_bytes != 4) || h->flags))
+        return br__fail(msg, -EBADMSG,
+                        "%s: a tokens shard with tokens of %llu bytes or flags 0x%x (2 or 4, "
+                        "no labels or metadata)",
+                        path, (unsigned long long)h->record_bytes, h->flags);
     if (h->flags & ~(F_LABELS | F_META))
         return br__fail(msg, -EBADMSG, "%s: unknown flags 0x%x", path, h->flags);
     if (h->block_bytes == 0 || h->ndim > 4 || h->dtype[15])
@@ -220,7 +229,7 @@ static int hdr_check(const uint8_t *b, struct hdr *h, const char *path, uint32_t
         return br__fail(msg, -EBADMSG,
                         "%s starts at sample %llu, but the shards before it end at %llu", path,
                         (unsigned long long)h->first_id, (unsigned long long)next_first);
-    if (h->layout == LAYOUT_RECORDS &&
+    if (h->layout != LAYOUT_INDEXED &&
         (h->record_bytes == 0 || h->count > UINT64_MAX / h->record_bytes ||
          h->data_bytes != h->count * h->record_bytes))
         return br__fail(msg, -EBADMSG, "%s: %llu records of %llu bytes do not make %llu bytes",
@@ -503,76 +512,75 @@ void br__packed_free(struct br__packed *p)
 {
     if (!p)
         return;
-    for (uint32_t k = 0; k < p->nshards; k++) {
-        if (p->s[k].fd >= 0)
-            close(p->s[k].fd);
-        free(p->s[k].path);
-        free(p->s[k].index);
-    }
-    free(p->s);
+    br__sample_shards_free(p->data);
     free(p->labels);
     free(p->meta_at);
     free(p->meta);
     free(p);
 }
 
-/* The index, labels and metadata of shard k, checked, into p. */
-static int shard_sections(struct br__packed *p, uint32_t k, const struct hdr *h,
+/* The index, labels and metadata of shard k (open as fd), checked, into
+ * p: the index as the entries of its samples in p->data. */
+static int shard_sections(struct br__packed *p, uint32_t k, int fd, const struct hdr *h,
                           const uint64_t *table, char *msg)
 {
-    struct br__pack_shard *s = &p->s[k];
+    const char *path = p->data->shards.paths[k];
+    const uint64_t first = h->first_id;
     uint8_t *buf = malloc(h->block_bytes), *raw = NULL;
     uint64_t biggest = h->count * 8 + 8;
     int rc = 0;
 
     if (!buf || !(raw = malloc((size_t)biggest)))
-        rc = br__fail(msg, -ENOMEM, "out of memory reading %s", s->path);
+        rc = br__fail(msg, -ENOMEM, "out of memory reading %s", path);
     if (rc == 0 && h->layout == LAYOUT_INDEXED) {
-        s->index = malloc((size_t)(h->count + 1) * 8);
-        if (!s->index)
-            rc = br__fail(msg, -ENOMEM, "out of memory for the index of %s", s->path);
-        if (rc == 0)
-            rc = read_checked(s->fd, h, table, h->index_off, h->index_off + (h->count + 1) * 8,
-                              raw, buf, s->path, k, msg);
+        struct br__index_entry *e = p->data->index + first;
+        uint64_t prev = 0;
+        rc = read_checked(fd, h, table, h->index_off, h->index_off + (h->count + 1) * 8, raw, buf,
+                          path, k, msg);
         for (uint64_t i = 0; rc == 0 && i <= h->count; i++) {
-            s->index[i] = get64(raw + 8 * i);
-            if ((i == 0 && s->index[0] != 0) || (i && s->index[i] < s->index[i - 1]) ||
-                s->index[i] > h->data_bytes || (i == h->count && s->index[i] != h->data_bytes))
+            uint64_t at = get64(raw + 8 * i);
+            if ((i == 0 && at != 0) || at < prev || at > h->data_bytes ||
+                (i == h->count && at != h->data_bytes))
                 rc = br__fail(msg, -EBADMSG, "%s: index entry %llu (%llu) is out of order",
-                              s->path, (unsigned long long)i, (unsigned long long)s->index[i]);
-            else if (i && s->index[i] - s->index[i - 1] > p->max_bytes)
-                p->max_bytes = s->index[i] - s->index[i - 1];
+                              path, (unsigned long long)i, (unsigned long long)at);
+            else if (i) {
+                e[i - 1].offset = prev;
+                e[i - 1].length = at - prev;
+                if (at - prev > p->max_bytes)
+                    p->max_bytes = at - prev;
+            }
+            prev = at;
         }
     } else if (rc == 0 && h->count) {
         p->max_bytes = h->record_bytes;
     }
     if (rc == 0 && (h->flags & F_LABELS)) {
-        rc = read_checked(s->fd, h, table, h->labels_off, h->labels_off + h->count * 4, raw, buf,
-                          s->path, k, msg);
+        rc = read_checked(fd, h, table, h->labels_off, h->labels_off + h->count * 4, raw, buf,
+                          path, k, msg);
         for (uint64_t i = 0; rc == 0 && i < h->count; i++)
-            p->labels[s->first + i] = (int32_t)get32(raw + 4 * i);
+            p->labels[first + i] = (int32_t)get32(raw + 4 * i);
     }
     if (rc == 0 && (h->flags & F_META)) {
-        uint64_t base = p->meta_at[s->first];
+        uint64_t base = p->meta_at[first];
         uint8_t *grown;
-        rc = read_checked(s->fd, h, table, h->meta_index_off,
-                          h->meta_index_off + (h->count + 1) * 8, raw, buf, s->path, k, msg);
+        rc = read_checked(fd, h, table, h->meta_index_off, h->meta_index_off + (h->count + 1) * 8,
+                          raw, buf, path, k, msg);
         for (uint64_t i = 0; rc == 0 && i <= h->count; i++) {
             uint64_t v = get64(raw + 8 * i);
             if ((i == 0 && v != 0) || (i && v < get64(raw + 8 * (i - 1))) || v > h->meta_bytes ||
                 (i == h->count && v != h->meta_bytes))
                 rc = br__fail(msg, -EBADMSG, "%s: metadata index entry %llu is out of order",
-                              s->path, (unsigned long long)i);
+                              path, (unsigned long long)i);
             else
-                p->meta_at[s->first + i] = base + v;
+                p->meta_at[first + i] = base + v;
         }
         grown = rc == 0 ? realloc(p->meta, (size_t)(base + h->meta_bytes + 1)) : NULL;
         if (rc == 0 && !grown)
-            rc = br__fail(msg, -ENOMEM, "out of memory for the metadata of %s", s->path);
+            rc = br__fail(msg, -ENOMEM, "out of memory for the metadata of %s", path);
         if (rc == 0) {
             p->meta = grown;
-            rc = read_checked(s->fd, h, table, h->meta_off, h->meta_off + h->meta_bytes,
-                              p->meta + base, buf, s->path, k, msg);
+            rc = read_checked(fd, h, table, h->meta_off, h->meta_off + h->meta_bytes,
+                              p->meta + base, buf, path, k, msg);
         }
     }
     free(buf);
@@ -580,9 +588,16 @@ static int shard_sections(struct br__packed *p, uint32_t k, const struct hdr *h,
     return rc;
 }
 
-int br__packed_open(struct br__packed **out, const char *path, char *msg)
+/*
+ * The shards are checked here, each opened and closed again: workers read
+ * them through the LRU of sample_shards.c (at most 64 descriptors each),
+ * which also checks each one's size again as it opens it, so thousands of
+ * shards run under a low descriptor limit.
+ */
+int br__packed_open(struct br__packed **out, const char *path, bool tokens, char *msg)
 {
     struct br__packed *p = calloc(1, sizeof *p);
+    struct br__shards *sh;
     struct hdr h, prev;
     br_pack_fault f;
     char **names = NULL;
@@ -590,27 +605,41 @@ int br__packed_open(struct br__packed **out, const char *path, char *msg)
     int rc;
 
     *out = NULL;
-    if (!p)
+    if (!p || !(p->data = br__sample_shards_new("packed"))) {
+        free(p);
         return br__fail(msg, -ENOMEM, "out of memory");
+    }
+    sh = &p->data->shards;
     rc = list_shards(path, &names, &n, msg);
-    if (rc == 0 && !(p->s = calloc(n, sizeof *p->s)))
-        rc = br__fail(msg, -ENOMEM, "out of memory");
-    for (uint32_t k = 0; rc == 0 && k < n; k++) {
+    if (rc == 0) {
+        /* The names become the shards' paths. */
+        sh->paths = names, sh->n = (uint32_t)n;
+        names = NULL, n = 0;
+        rc = br__shards_alloc(sh, msg);
+    }
+    for (uint32_t k = 0; rc == 0 && k < sh->n; k++) {
         uint64_t *table;
-        struct br__pack_shard *s = &p->s[k];
-        s->fd = -1;
-        s->path = names[k];
-        names[k] = NULL;
-        p->nshards = k + 1;
-        rc = shard_open(s->path, k, (uint32_t)n, p->n, k ? &prev : NULL, &h, &s->fd, &table, &f,
-                        msg);
+        int fd = -1;
+        rc = shard_open(sh->paths[k], k, sh->n, p->n, k ? &prev : NULL, &h, &fd, &table, &f, msg);
         if (rc)
             break;
-        if (k == 0) {
-            p->record_bytes = h.layout == LAYOUT_RECORDS ? h.record_bytes : 0;
-            if (h.total_samples > SIZE_MAX / 8 - 1)
-                rc = br__fail(msg, -EBADMSG, "%s: %llu samples", s->path,
+        if (k == 0 && (h.layout == LAYOUT_TOKENS) != tokens)
+            rc = br__fail(msg, -EINVAL,
+                          tokens ? "%s holds no tokens (layout %u): open it with "
+                                   "br_dataset_open_packed (serve --packed without --seq-len)"
+                                 : "%s holds tokens (layout %u): open it with "
+                                   "br_dataset_open_packed_tokens and a sequence length "
+                                   "(serve --packed DIR --seq-len T)",
+                          sh->paths[k], h.layout);
+        if (rc == 0 && k == 0) {
+            p->record_bytes = h.layout != LAYOUT_INDEXED ? h.record_bytes : 0;
+            p->data->record_bytes = (size_t)p->record_bytes;
+            if (h.total_samples > SIZE_MAX / 16 - 1)
+                rc = br__fail(msg, -EBADMSG, "%s: %llu samples", sh->paths[k],
                               (unsigned long long)h.total_samples);
+            if (rc == 0 && h.layout == LAYOUT_INDEXED &&
+                !(p->data->index = malloc((size_t)(h.total_samples ? h.total_samples : 1) * 16)))
+                rc = br__fail(msg, -ENOMEM, "out of memory for the index");
             if (rc == 0 && (h.flags & F_LABELS) &&
                 !(p->labels = malloc((size_t)(h.total_samples ? h.total_samples : 1) * 4)))
                 rc = br__fail(msg, -ENOMEM, "out of memory for the labels");
@@ -618,13 +647,21 @@ int br__packed_open(struct br__packed **out, const char *path, char *msg)
                 !(p->meta_at = calloc((size_t)h.total_samples + 1, 8)))
                 rc = br__fail(msg, -ENOMEM, "out of memory for the metadata index");
         }
-        s->first = h.first_id;
-        s->count = h.count;
-        s->data_off = h.data_off;
-        s->file_bytes = h.file_bytes;
+        /* Only the last header's end is checked against the total: an
+         * earlier shard must not run past it either (its sections are
+         * stored by global id). */
+        if (rc == 0 && h.count > h.total_samples - h.first_id)
+            rc = br__fail(msg, -EBADMSG,
+                          "%s ends at sample %llu, past the %llu its header gives the dataset",
+                          sh->paths[k], (unsigned long long)(h.first_id + h.count),
+                          (unsigned long long)h.total_samples);
+        sh->size[k] = h.file_bytes;
+        sh->skip[k] = h.data_off;
+        sh->first[k + 1] = h.first_id + h.count;
         if (rc == 0)
-            rc = shard_sections(p, k, &h, table, msg);
+            rc = shard_sections(p, k, fd, &h, table, msg);
         free(table);
+        close(fd);
         p->n += h.count;
         p->total_bytes += h.data_bytes;
         prev = h;
@@ -635,107 +672,6 @@ int br__packed_open(struct br__packed **out, const char *path, char *msg)
         return rc;
     }
     *out = p;
-    return 0;
-}
-
-/* The shard holding global id. */
-static const struct br__pack_shard *find(const struct br__packed *p, uint64_t id)
-{
-    uint32_t lo = 0, hi = p->nshards;
-    while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (p->s[mid].first <= id)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return &p->s[lo];
-}
-
-int br__packed_load(br_job *job, const struct br__packed *p, const char *what)
-{
-    uint8_t *out = job->out;
-    uint64_t pos = 0;
-    /* A run of samples stored one after another in one shard: one read. */
-    const struct br__pack_shard *run = NULL;
-    uint64_t run_off = 0, run_len = 0, run_dst = 0, run_id = 0;
-    int rc = 0;
-
-    if (!job->io || !job->offsets) {
-        snprintf(job->err, job->err_cap, "this worker has no reader or offsets");
-        return -EINVAL;
-    }
-    for (uint32_t i = 0; i <= job->count; i++) {
-        const struct br__pack_shard *s = NULL;
-        uint64_t off = 0, len = 0;
-        if (i < job->count) {
-            uint64_t id = job->ids[i], local;
-            if (id >= p->n) {
-                snprintf(job->err, job->err_cap, "sample %llu is not in the packed dataset %s",
-                         (unsigned long long)id, what);
-                rc = -ERANGE;
-                break;
-            }
-            s = find(p, id);
-            local = id - s->first;
-            off = s->index ? s->index[local] : local * p->record_bytes;
-            len = s->index ? s->index[local + 1] - off : p->record_bytes;
-            if (len > job->cap - pos) {
-                snprintf(job->err, job->err_cap,
-                         "sample %llu (%llu bytes) does not fit the slot: with the %u samples "
-                         "before it it ends at byte %llu, the slot holds %zu; raise slot_bytes",
-                         (unsigned long long)id, (unsigned long long)len, i,
-                         (unsigned long long)(pos + len), job->cap);
-                rc = -ENOBUFS;
-                break;
-            }
-            job->offsets[i] = pos;
-            if (run == s && run_off + run_len == off && run_len + len <= ((uint64_t)1 << 30)) {
-                run_len += len;
-                pos += len;
-                continue;
-            }
-        }
-        if (run && run_len) {
-            rc = br_io_read(job->io, run->fd, run->data_off + run_off, (size_t)run_len,
-                            out + run_dst, run_id);
-            if (rc) {
-                snprintf(job->err, job->err_cap, "queueing a read of %s: %s", run->path,
-                         br_io_last_error(job->io));
-                break;
-            }
-        }
-        if (i == job->count)
-            break;
-        run = s, run_off = off, run_len = len, run_dst = pos, run_id = job->ids[i];
-        pos += len;
-    }
-    if (rc) {
-        br_io_wait(job->io);
-        return rc;
-    }
-    job->offsets[job->count] = pos;
-    job->has_offsets = true;
-    rc = br_io_wait(job->io);
-    if (rc) {
-        /* A shard shorter than at open is the usual cause: name it. */
-        for (uint32_t i = 0; i < job->count; i++) {
-            const struct br__pack_shard *s = find(p, job->ids[i]);
-            struct stat st;
-            if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size < s->file_bytes) {
-                snprintf(job->err, job->err_cap,
-                         "the shard %s is now %lld bytes (%llu when the dataset was opened): "
-                         "sample %llu is cut off (%s)",
-                         s->path, (long long)st.st_size, (unsigned long long)s->file_bytes,
-                         (unsigned long long)job->ids[i], br_io_last_error(job->io));
-                return rc;
-            }
-        }
-        snprintf(job->err, job->err_cap, "reading the packed dataset %s: %s", what,
-                 br_io_last_error(job->io));
-        return rc;
-    }
-    job->size = (size_t)pos;
     return 0;
 }
 
@@ -750,6 +686,7 @@ struct br_pack_writer {
     uint32_t ndim;
     uint64_t shape[4];
     bool started; /* a sample was added: dtype is fixed */
+    bool tokens;  /* BR_PACK_TOKENS: samples are tokens of record_bytes */
     char **paths; /* the shards written so far */
     uint32_t nshards, paths_cap;
     uint64_t total;
@@ -811,7 +748,7 @@ static void hdr_of(const br_pack_writer *w, struct hdr *h)
 {
     memset(h, 0, sizeof *h);
     h->major = MAJOR, h->minor = MINOR;
-    h->layout = w->record_bytes ? LAYOUT_RECORDS : LAYOUT_INDEXED;
+    h->layout = w->tokens ? LAYOUT_TOKENS : w->record_bytes ? LAYOUT_RECORDS : LAYOUT_INDEXED;
     h->flags = w->flags;
     h->shard_index = w->nshards - 1;
     h->first_id = w->first;
@@ -921,8 +858,14 @@ BR_API int br_pack_open(br_pack_writer **out, const char *dir, uint64_t max_shar
         *out = NULL;
     if (!out || !dir || !*dir)
         return br__fail(msg, -EINVAL, "out or dir is NULL or empty");
-    if (flags & ~(BR_PACK_LABELS | BR_PACK_META))
+    if (flags & ~(BR_PACK_LABELS | BR_PACK_META | BR_PACK_TOKENS))
         return br__fail(msg, -EINVAL, "unknown flags 0x%x", flags);
+    if ((flags & BR_PACK_TOKENS) &&
+        ((record_bytes != 2 && record_bytes != 4) || (flags & (BR_PACK_LABELS | BR_PACK_META))))
+        return br__fail(msg, -EINVAL,
+                        "BR_PACK_TOKENS: record_bytes %llu must be the token width, 2 or 4, "
+                        "and tokens take no labels or metadata",
+                        (unsigned long long)record_bytes);
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         return br__fail(msg, -errno, "cannot create the directory %s: %s", dir, strerror(errno));
     if (list_shards(dir, &names, &n, msg) == 0) {
@@ -944,7 +887,10 @@ BR_API int br_pack_open(br_pack_writer **out, const char *dir, uint64_t max_shar
     w->max_shard = max_shard_bytes ? max_shard_bytes : DEFAULT_SHARD;
     w->record_bytes = record_bytes;
     w->block_bytes = block_bytes ? block_bytes : DEFAULT_BLOCK;
-    w->flags = flags;
+    w->flags = flags & ~BR_PACK_TOKENS;
+    w->tokens = flags & BR_PACK_TOKENS;
+    if (w->tokens)
+        memcpy(w->dtype, record_bytes == 2 ? "uint16" : "uint32", 7);
     w->fd = -1;
     *out = w;
     return 0;
@@ -969,6 +915,59 @@ BR_API int br_pack_set_dtype(br_pack_writer *w, const char *dtype, uint32_t ndim
     return 0;
 }
 
+/* How many of n more tokens the shard being written still takes
+ * (shard_size grows with the count: a binary search). */
+static uint64_t tokens_fit(const br_pack_writer *w, uint64_t n)
+{
+    uint64_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2;
+        if (shard_size(w, w->count + mid, w->data_bytes + mid * w->record_bytes, 0) <=
+            w->max_shard)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Appends len bytes of tokens, splitting them between shards as they
+ * fill: a tokens shard has no index, so a token costs its bytes only. */
+static int add_tokens(br_pack_writer *w, const uint8_t *data, size_t len, char *msg)
+{
+    const uint64_t wb = w->record_bytes;
+    if (len % wb)
+        return br__fail(msg, -EINVAL,
+                        "%zu bytes of tokens is not a whole number of %llu-byte tokens", len,
+                        (unsigned long long)wb);
+    w->started = true;
+    while (len) {
+        uint64_t fit;
+        int rc;
+        if (w->fd < 0 && (rc = shard_start(w, msg)))
+            return rc;
+        fit = tokens_fit(w, len / wb);
+        if (fit == 0 && w->count) {
+            if ((rc = shard_finish(w, msg)))
+                return rc;
+            continue;
+        }
+        if (fit == 0)
+            fit = 1; /* a shard smaller than one token still takes one */
+        rc = pwrite_all(w->fd, data, (size_t)(fit * wb), HDR_BYTES + w->data_bytes);
+        if (rc)
+            return br__fail(msg, rc, "writing %s: %s", w->paths[w->nshards - 1],
+                            br_strerror(rc));
+        w->count += fit;
+        w->data_bytes += fit * wb;
+        w->total += fit;
+        w->max_sample = wb;
+        data += fit * wb;
+        len -= (size_t)(fit * wb);
+    }
+    return 0;
+}
+
 BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t label,
                        const void *meta, size_t meta_len)
 {
@@ -979,6 +978,8 @@ BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t 
     msg[0] = '\0';
     if (!w || (len && !data) || (meta_len && !meta))
         return br__fail(msg, -EINVAL, "br_pack_add: w NULL, or data/meta NULL with a length");
+    if (w->tokens)
+        return add_tokens(w, data, len, msg);
     if (w->record_bytes && len != w->record_bytes)
         return br__fail(msg, -EINVAL,
                         "sample %llu is %zu bytes, but this records dataset's are %llu",
@@ -1028,6 +1029,61 @@ BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t 
         w->max_sample = len;
     w->total++;
     return 0;
+}
+
+BR_API int br_pack_add_tokens(br_pack_writer *w, const char *pattern, size_t token_bytes)
+{
+    char *msg = br__open_error_buffer();
+    const size_t chunk = (size_t)1 << 20;
+    struct br__tokens *t = NULL;
+    uint8_t *buf = NULL;
+    int rc;
+
+    msg[0] = '\0';
+    if (!w || !pattern)
+        return br__fail(msg, -EINVAL, "w or pattern is NULL");
+    if (!w->tokens)
+        return br__fail(msg, -EINVAL,
+                        "this writer was not opened with BR_PACK_TOKENS: its samples are not "
+                        "tokens");
+    /* The shards are checked as br_dataset_open_tokens checks them (T = 1:
+     * every shard of two tokens or more has a window). */
+    rc = br__tokens_open(&t, pattern, 1, token_bytes, msg);
+    if (rc == 0 && t->token_bytes != w->record_bytes)
+        rc = br__fail(msg, -EINVAL,
+                      "the tokens of %s are %zu bytes, the writer's %llu: open it with "
+                      "record_bytes %zu",
+                      pattern, t->token_bytes, (unsigned long long)w->record_bytes,
+                      t->token_bytes);
+    if (rc == 0 && !(buf = malloc(chunk)))
+        rc = br__fail(msg, -ENOMEM, "out of memory");
+    for (uint32_t k = 0; rc == 0 && k < t->shards.n; k++) {
+        const char *path = t->shards.paths[k];
+        uint64_t at = t->shards.skip[k], end = t->shards.size[k];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = br__fail(msg, -errno, "cannot open the token shard %s: %s", path,
+                          br_strerror(-errno));
+            break;
+        }
+        /* One packed shard never holds tokens of two files, so that its
+         * windows are the file's (when the file fits in one). */
+        if (w->fd >= 0 && w->count)
+            rc = shard_finish(w, msg);
+        while (rc == 0 && at < end) {
+            size_t part = end - at < chunk ? (size_t)(end - at) : chunk;
+            rc = pread_all(fd, buf, part, at);
+            if (rc)
+                rc = br__fail(msg, rc, "reading the token shard %s: %s", path, br_strerror(rc));
+            else
+                rc = add_tokens(w, buf, part, msg);
+            at += part;
+        }
+        close(fd);
+    }
+    free(buf);
+    br__tokens_free(t);
+    return rc;
 }
 
 BR_API int br_pack_close(br_pack_writer *w, uint64_t *samples, uint32_t *shards)

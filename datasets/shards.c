@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,4 +291,22 @@ int br__dataset_queue_read(br_io *io, int fd, uint64_t offset, uint64_t len, uin
         len -= part;
     }
     return 0;
+}
+
+int br__shards_wait(br_job *job, struct br__shard_fds *c, const struct br__shards *s)
+{
+    int rc = br_io_wait(job->io);
+    if (rc)
+        rc = br__shards_read_failed(c, s, job->io, rc, job->err, job->err_cap);
+    br__shard_fds_wave_end(c);
+    return rc;
+}
+
+int br__job_fail(br_job *job, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(job->err, job->err_cap, fmt, ap);
+    va_end(ap);
+    return code;
 }

@@ -6,7 +6,8 @@
  * BR__SHARD_FDS of them open (least recently used closed first), so a
  * dataset of thousands of shards never runs a worker out of descriptors.
  *
- * Internal to datasets/: tokens.c (and the layouts that grow shards) use it.
+ * Internal to datasets/: tokens.c and sample_shards.c (records, indexed and
+ * packed shards) use it.
  */
 #ifndef BR_DATASETS_SHARDS_H
 #define BR_DATASETS_SHARDS_H
@@ -81,6 +82,39 @@ void br__shard_fds_wave_end(struct br__shard_fds *c);
  */
 int br__shards_read_failed(const struct br__shard_fds *c, const struct br__shards *s,
                            br_io *io, int code, char *err, size_t err_cap);
+
+/* The reads queued so far ran (or failed: then the shard is named, as
+ * br__shards_read_failed does); the wave ends either way. */
+int br__shards_wait(br_job *job, struct br__shard_fds *c, const struct br__shards *s);
+
+/* A loader's failure: the message into job->err, the code returned. The
+ * one copy every layout's loader uses. */
+int br__job_fail(br_job *job, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* One sample of an indexed layout: where it starts in its data (file or
+ * shard) and how long it is. An index file is n of these, little-endian. */
+struct br__index_entry {
+    uint64_t offset;
+    uint64_t length;
+};
+
+/*
+ * Decodes n raw index entries in place (little-endian to host) and checks
+ * each lies inside data_bytes of its data file; adds their lengths to
+ * *total and raises *max to the largest. index_path and data_path name the
+ * files in messages. The one check every indexed layout makes at open.
+ * Returns 0 or -EINVAL/-EOVERFLOW with the message (naming the entry).
+ */
+int br__index_decode(struct br__index_entry *e, uint64_t n, uint64_t data_bytes,
+                     const char *index_path, const char *data_path, uint64_t *total,
+                     uint64_t *max, char *msg);
+
+/* Reads a whole small file (labels, index, list) into a new buffer with
+ * `extra` spare bytes after it; `what` names its role in messages
+ * (datasets.c). Returns 0 or a negative code with the message. */
+int br__dataset_slurp(const char *path, const char *what, size_t extra, void **out,
+                      uint64_t *size, char *msg);
 
 /* Queues one read of len bytes at offset into dst through br_io_read,
  * split into reads of at most 1 GiB (a single read's size is an int in

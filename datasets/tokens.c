@@ -17,7 +17,6 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,11 +86,19 @@ static int check_header(struct br__tokens *t, uint32_t k, int fd, uint64_t *coun
     return 0;
 }
 
+/* Shard k holds `count` tokens: its windows follow shard k - 1's. */
+static void set_windows(struct br__tokens *t, uint32_t k, uint64_t count)
+{
+    uint64_t windows = count > t->seq_len ? (count - 1) / t->seq_len : 0;
+    t->shards.first[k + 1] = t->shards.first[k] + windows;
+    t->tokens += count;
+}
+
 static int open_shard(struct br__tokens *t, uint32_t k, char *msg)
 {
     const char *path = t->shards.paths[k];
     struct stat st;
-    uint64_t count = 0, windows;
+    uint64_t count = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc;
 
     if (fd < 0)
@@ -108,10 +115,55 @@ static int open_shard(struct br__tokens *t, uint32_t k, char *msg)
     close(fd);
     if (rc)
         return rc;
-    windows = count > t->seq_len ? (count - 1) / t->seq_len : 0;
-    t->shards.first[k + 1] = t->shards.first[k] + windows;
-    t->tokens += count;
+    set_windows(t, k, count);
     return 0;
+}
+
+static int check_seq_len(size_t seq_len, char *msg)
+{
+    if (seq_len == 0 || seq_len > (1u << 30))
+        return br__fail(msg, -EINVAL, "seq_len %zu: pass T, the tokens per sequence (1 .. 2^30)",
+                        seq_len);
+    return 0;
+}
+
+/* A dataset needs a sample; on failure t is freed. */
+static int opened(struct br__tokens **out, struct br__tokens *t, const char *pattern, char *msg)
+{
+    if (t->shards.first[t->shards.n] == 0) {
+        br__fail(msg, -EINVAL,
+                 "the token shards of %s (%u files, %llu tokens) hold no window of seq_len + 1 "
+                 "= %zu tokens: a dataset needs a sample",
+                 pattern, t->shards.n, (unsigned long long)t->tokens, t->seq_len + 1);
+        br__tokens_free(t);
+        return -EINVAL;
+    }
+    *out = t;
+    return 0;
+}
+
+int br__tokens_from_shards(struct br__tokens **out, struct br__shards *s, size_t seq_len,
+                           size_t token_bytes, const char *what, char *msg)
+{
+    struct br__tokens *t;
+    int rc = check_seq_len(seq_len, msg);
+
+    *out = NULL;
+    if (rc)
+        return rc;
+    t = calloc(1, sizeof *t);
+    if (!t)
+        return br__fail(msg, -ENOMEM, "out of memory opening %s", what);
+    t->seq_len = seq_len;
+    t->raw = true;
+    t->token_bytes = token_bytes;
+    t->shards = *s;
+    memset(s, 0, sizeof *s);
+    /* first[] counts tokens (cumulative): windows from here, shard by
+     * shard, t->tokens being the tokens of the shards before k. */
+    for (uint32_t k = 0; k < t->shards.n; k++)
+        set_windows(t, k, t->shards.first[k + 1] - t->tokens);
+    return opened(out, t, what, msg);
 }
 
 int br__tokens_open(struct br__tokens **out, const char *pattern, size_t seq_len,
@@ -121,9 +173,9 @@ int br__tokens_open(struct br__tokens **out, const char *pattern, size_t seq_len
     int rc;
 
     *out = NULL;
-    if (seq_len == 0 || seq_len > (1u << 30))
-        return br__fail(msg, -EINVAL, "seq_len %zu: pass T, the tokens per sequence (1 .. 2^30)",
-                        seq_len);
+    rc = check_seq_len(seq_len, msg);
+    if (rc)
+        return rc;
     if (token_bytes != 0 && token_bytes != 2 && token_bytes != 4)
         return br__fail(msg, -EINVAL,
                         "token_bytes %zu: pass 0 for llm.c .bin shards (their header), or 2 or "
@@ -140,17 +192,11 @@ int br__tokens_open(struct br__tokens **out, const char *pattern, size_t seq_len
         rc = br__shards_alloc(&t->shards, msg);
     for (uint32_t k = 0; rc == 0 && k < t->shards.n; k++)
         rc = open_shard(t, k, msg);
-    if (rc == 0 && t->shards.first[t->shards.n] == 0)
-        rc = br__fail(msg, -EINVAL,
-                      "the token shards of %s (%u files, %llu tokens) hold no window of seq_len "
-                      "+ 1 = %zu tokens: a dataset needs a sample",
-                      pattern, t->shards.n, (unsigned long long)t->tokens, seq_len + 1);
     if (rc) {
         br__tokens_free(t);
         return rc;
     }
-    *out = t;
-    return 0;
+    return opened(out, t, pattern, msg);
 }
 
 void br__tokens_free(struct br__tokens *t)
@@ -194,18 +240,6 @@ uint32_t br__tokens_opens(const struct br__tokens *t)
     return t->worker.fds.opens;
 }
 
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int job_fail(br_job *job, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(job->err, job->err_cap, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 /* Grows the worker's scratch for a batch of `count` windows: at most one
  * run per window, each of k x T + 1 tokens. */
 static int reserve(struct br__tokens_worker *w, const struct br__tokens *t, uint32_t count,
@@ -215,28 +249,18 @@ static int reserve(struct br__tokens_worker *w, const struct br__tokens *t, uint
     if (need > w->scratch_cap) {
         uint8_t *p = realloc(w->scratch, need);
         if (!p)
-            return job_fail(job, -ENOMEM, "out of memory for %zu bytes of token scratch", need);
+            return br__job_fail(job, -ENOMEM, "out of memory for %zu bytes of token scratch", need);
         w->scratch = p;
         w->scratch_cap = need;
     }
     if (count > w->at_cap) {
         uint64_t *p = realloc(w->at, count * sizeof *p);
         if (!p)
-            return job_fail(job, -ENOMEM, "out of memory for a batch of %u windows", count);
+            return br__job_fail(job, -ENOMEM, "out of memory for a batch of %u windows", count);
         w->at = p;
         w->at_cap = count;
     }
     return 0;
-}
-
-/* The reads queued so far ran (or failed: then name the shard). */
-static int wait_wave(br_job *job, const struct br__tokens *t, struct br__tokens_worker *w)
-{
-    int rc = br_io_wait(job->io);
-    if (rc)
-        rc = br__shards_read_failed(&w->fds, &t->shards, job->io, rc, job->err, job->err_cap);
-    br__shard_fds_wave_end(&w->fds);
-    return rc;
 }
 
 static void widen(const struct br__tokens *t, const uint8_t *src, int32_t *dst, size_t n)
@@ -256,7 +280,7 @@ static void widen(const struct br__tokens *t, const uint8_t *src, int32_t *dst, 
     }
 }
 
-int br__tokens_load(br_job *job, const struct br__tokens *t)
+int br__tokens_load(br_job *job, const struct br__tokens *t, bool per_window)
 {
     struct br__tokens_worker *w = worker_of(t);
     const size_t T = t->seq_len, wb = t->token_bytes;
@@ -267,15 +291,15 @@ int br__tokens_load(br_job *job, const struct br__tokens *t)
     int rc;
 
     if (!job->io)
-        return job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
+        return br__job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
     if ((uint64_t)job->count * T * 8 > job->cap)
-        return job_fail(job, -ENOBUFS,
+        return br__job_fail(job, -ENOBUFS,
                         "a batch of %u windows of seq_len %zu needs %llu bytes (int32 inputs "
                         "and targets), but the slot holds %zu; raise slot_bytes",
                         job->count, T, (unsigned long long)job->count * T * 8, job->cap);
     for (i = 0; i < job->count; i++)
         if (job->ids[i] >= n)
-            return job_fail(job, -ERANGE, "sample %llu is not in the tokens dataset (%llu windows)",
+            return br__job_fail(job, -ERANGE, "sample %llu is not in the tokens dataset (%llu windows)",
                             (unsigned long long)job->ids[i], (unsigned long long)n);
     rc = reserve(w, t, job->count, job);
     if (rc)
@@ -294,7 +318,7 @@ int br__tokens_load(br_job *job, const struct br__tokens *t)
             if (fd != -EAGAIN)
                 break;
             /* Every open shard has a queued read: run them first. */
-            rc = wait_wave(job, t, w);
+            rc = br__shards_wait(job, &w->fds, &t->shards);
             if (rc)
                 return rc;
         }
@@ -310,19 +334,30 @@ int br__tokens_load(br_job *job, const struct br__tokens *t)
             char why[BR_ERR_CAP];
             snprintf(why, sizeof why, "%s", br_io_last_error(job->io));
             br_io_wait(job->io);
-            return job_fail(job, rc, "queueing a read of shard %u, %s: %s", k,
+            return br__job_fail(job, rc, "queueing a read of shard %u, %s: %s", k,
                             t->shards.paths[k], why);
         }
         pos += (uint64_t)(j - i) * T + 1;
     }
-    rc = wait_wave(job, t, w);
+    rc = br__shards_wait(job, &w->fds, &t->shards);
     if (rc)
         return rc;
     targets = inputs + (size_t)job->count * T;
     for (i = 0; i < job->count; i++) {
         const uint8_t *src = w->scratch + w->at[i] * wb;
-        widen(t, src, inputs + (size_t)i * T, T);
-        widen(t, src + wb, targets + (size_t)i * T, T);
+        /* Per window, its targets follow its inputs: sample i is bytes
+         * [8Ti, 8T(i + 1)), which the transform stage hands on whole. */
+        int32_t *in = per_window ? inputs + (size_t)i * 2 * T : inputs + (size_t)i * T;
+        int32_t *tg = per_window ? in + T : targets + (size_t)i * T;
+        widen(t, src, in, T);
+        widen(t, src + wb, tg, T);
+    }
+    if (per_window) {
+        if (!job->offsets)
+            return br__job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
+        for (i = 0; i <= job->count; i++)
+            job->offsets[i] = (uint64_t)i * T * 8;
+        job->has_offsets = true;
     }
     job->size = (size_t)job->count * T * 8;
     return 0;

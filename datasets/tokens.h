@@ -38,13 +38,20 @@ struct br__tokens {
  * with the message in msg. */
 int br__tokens_open(struct br__tokens **out, const char *pattern, size_t seq_len,
                     size_t token_bytes, char *msg);
+/* Tokens of token_bytes (2 or 4) already checked in shards whose first[]
+ * counts tokens and skip[] gives where they start (a packed tokens
+ * dataset, packed.c): takes *s over (leaving it empty) and cuts windows of
+ * seq_len + 1 as br__tokens_open does; `what` names it in messages. */
+int br__tokens_from_shards(struct br__tokens **out, struct br__shards *s, size_t seq_len,
+                           size_t token_bytes, const char *what, char *msg);
 void br__tokens_free(struct br__tokens *t);
 uint64_t br__tokens_samples(const struct br__tokens *t);
 
 /* Shards this process has opened so far. */
 uint32_t br__tokens_opens(const struct br__tokens *t);
 
-/* The loader. */
-int br__tokens_load(br_job *job, const struct br__tokens *t);
+/* The loader: int32 inputs[B][T] then targets[B][T]; per_window (under a
+ * transform) each window's inputs[T] then targets[T], with offsets. */
+int br__tokens_load(br_job *job, const struct br__tokens *t, bool per_window);
 
 #endif

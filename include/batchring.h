@@ -684,7 +684,8 @@ typedef struct br_dataset_info {
     uint64_t max_sample_bytes; /* the largest sample */
     uint64_t total_bytes;      /* sum of all samples */
     bool has_labels;
-    const char *layout;        /* "records", "files", "indexed" or "tokens" */
+    const char *layout;        /* "records", "files", "indexed", "tokens" or
+                                  "packed" */
     uint32_t shards;           /* files holding the samples (1 for one file
                                   or a list of files). Since 0.3. */
 } br_dataset_info;
@@ -747,6 +748,35 @@ BR_API int br_dataset_open_record_shards(br_dataset **out, const char *pattern,
                                          size_t record_bytes, const char *labels_path,
                                          unsigned flags);
 
+/*
+ * The indexed layout over many shards: pattern names the data shards as
+ * for br_dataset_open_tokens (a glob, sorted by name, or "@LIST"), and
+ * each data shard has its own index beside it, the file of the same name
+ * with index_suffix appended (NULL means ".idx": data/train-007.bin is
+ * indexed by data/train-007.bin.idx), n pairs (uint64 offset, uint64
+ * length) into that shard. Sample ids run through the shards in order
+ * (shard k's index entries follow shard k - 1's); an index may be empty.
+ * labels_path, optional, holds one int32 per sample of all shards. Every
+ * entry is checked against its shard at open, naming both files. Workers
+ * open shards as they need them and keep at most 64 open each; a shard
+ * that is missing or shorter than at open fails the batch with BR_ELOADER
+ * naming it. flags must be 0 (no O_DIRECT). Returns as
+ * br_dataset_open_indexed, -ENOENT when nothing matches. Since 0.3.
+ */
+BR_API int br_dataset_open_indexed_shards(br_dataset **out, const char *pattern,
+                                          const char *index_suffix, const char *labels_path,
+                                          unsigned flags);
+
+/*
+ * The files layout from a pattern instead of a list file: a glob (its
+ * matches sorted by name, strcmp; relative names relative to the working
+ * directory of this call) or "@LIST" (as br_dataset_open_files(LIST)).
+ * Sample i is the whole i-th file. flags must be 0. Returns as
+ * br_dataset_open_files, -ENOENT when nothing matches. Since 0.3.
+ */
+BR_API int br_dataset_open_files_glob(br_dataset **out, const char *pattern,
+                                      const char *labels_path, unsigned flags);
+
 /* Fills the first `size` bytes of *out (rule b). Call it through
  * br_dataset_info_get(). Returns 0, or -EINVAL for NULL arguments or a size
  * smaller than the br_dataset_info of 0.3. Since 0.3. */
@@ -783,6 +813,18 @@ BR_API int br_dataset_close(br_dataset *ds);
  */
 BR_API int br_dataset_open_packed(br_dataset **out, const char *path, unsigned flags);
 
+/*
+ * A packed dataset of tokens (written with BR_PACK_TOKENS: batchring pack
+ * --tokens) as the tokens layout: windows of seq_len + 1 tokens inside one
+ * shard, batches of int32 inputs[B][T] then targets[B][T], as
+ * br_dataset_open_tokens; the token width comes from the headers, which
+ * are checked as by br_dataset_open_packed. br_dataset_open_packed refuses
+ * a tokens pack (it needs seq_len), and this function any other. flags
+ * must be 0. Returns as br_dataset_open_packed. Since 0.3.
+ */
+BR_API int br_dataset_open_packed_tokens(br_dataset **out, const char *path, size_t seq_len,
+                                         unsigned flags);
+
 /* The metadata blob of sample id of a packed dataset written with
  * BR_PACK_META (in memory since the open): *data and *len. Returns 0, or
  * -EINVAL (no such sample, or no metadata). Since 0.3. */
@@ -793,6 +835,8 @@ typedef struct br_pack_writer br_pack_writer;
 /* Flags of br_pack_open. Since 0.3. */
 #define BR_PACK_LABELS 0x1u /* every sample carries an int32 label */
 #define BR_PACK_META 0x2u   /* every sample carries a metadata blob (may be empty) */
+#define BR_PACK_TOKENS 0x4u /* samples are tokens of record_bytes (2 or 4) bytes:
+                               br_pack_add appends any whole number of them */
 
 /*
  * Starts a packed dataset in directory dir (created if missing; refused if
@@ -818,6 +862,18 @@ BR_API int br_pack_set_dtype(br_pack_writer *w, const char *dtype, uint32_t ndim
  * file's -errno; message in br_last_error(NULL). Since 0.3. */
 BR_API int br_pack_add(br_pack_writer *w, const void *data, size_t len, int32_t label,
                        const void *meta, size_t meta_len);
+
+/*
+ * Appends every token of the token shards of pattern (a glob or "@LIST";
+ * token_bytes 0 for llm.c .bin shards, 2 or 4 for raw files, checked as
+ * br_dataset_open_tokens checks them) to a writer opened with
+ * BR_PACK_TOKENS and record_bytes the tokens' width. Each file starts a
+ * new shard, so a file that fits in one shard gives the same windows
+ * packed as it does as a file. Returns 0, or -EINVAL (not a tokens writer,
+ * another width, a bad shard), -ENOENT, or a file's -errno; message in
+ * br_last_error(NULL). Since 0.3.
+ */
+BR_API int br_pack_add_tokens(br_pack_writer *w, const char *pattern, size_t token_bytes);
 
 /* Finishes the last shard, writes every header's shard count and total,
  * and frees w (also on failure). *samples, *shards (may be NULL) get what
@@ -855,8 +911,10 @@ BR_API int br_pack_verify(const char *path, br_pack_fault *fault);
  * batch's seed (br_job.seed: the same whichever worker loads the batch, so
  * a random augmentation is reproducible), state what opt->worker_init made
  * for this worker (NULL without one). Outputs are packed one after another;
- * br_batch.offsets says where each starts. Returns 0, or a negative code:
- * the batch then fails with BR_ELOADER naming the sample.
+ * br_batch.offsets says where each starts. A sample of the tokens layout
+ * reaches it as its window: int32 inputs[T] then int32 targets[T] (8T
+ * bytes). Returns 0, or a negative code: the batch then fails with
+ * BR_ELOADER naming the sample.
  * Since 0.3.
  */
 typedef int (*br_transform_fn)(const void *in, size_t len, uint64_t id, void *out,

@@ -306,41 +306,80 @@ static int write_manifest(const struct br_mkdata_spec *s, char *err, size_t cap)
     return 0;
 }
 
-static int write_records(const struct br_mkdata_spec *s, struct progress *p, char *err, size_t cap)
+/* The first sample of shard k of s->shards (k = s->shards: the end): an
+ * even split, the first n % K shards one sample larger. */
+static uint64_t shard_first(const struct br_mkdata_spec *s, uint32_t k)
 {
-    struct writer w;
-    int rc = writer_open(&w, s->dir, BR_MKDATA_RECORDS, 0, p, err, cap);
-    if (rc)
-        return rc;
-    p->what = BR_MKDATA_RECORDS;
-    for (uint64_t i = 0; i < s->samples && rc == 0; i++)
-        rc = writer_sample(&w, s->seed, i, s->min_bytes, err, cap);
-    return writer_close(&w, rc, err, cap);
+    uint64_t base = s->samples / s->shards, extra = s->samples % s->shards;
+    return k * base + (k < extra ? k : extra);
 }
 
+/* The data file of shard k: the one file without --shards. */
+static void shard_name(const struct br_mkdata_spec *s, const char *one, const char *fmt,
+                       uint32_t k, char *name, size_t cap)
+{
+    if (s->shards)
+        snprintf(name, cap, fmt, k);
+    else
+        snprintf(name, cap, "%s", one);
+}
+
+static int write_records(const struct br_mkdata_spec *s, struct progress *p, char *err, size_t cap)
+{
+    const uint32_t files = s->shards ? s->shards : 1;
+    int rc = 0;
+    p->what = s->shards ? BR_MKDATA_RECORDS_GLOB : BR_MKDATA_RECORDS;
+    for (uint32_t k = 0; k < files && rc == 0; k++) {
+        uint64_t end = s->shards ? shard_first(s, k + 1) : s->samples;
+        char name[64];
+        struct writer w;
+        shard_name(s, BR_MKDATA_RECORDS, BR_MKDATA_RECORDS_FMT, k, name, sizeof name);
+        rc = writer_open(&w, s->dir, name, 0, p, err, cap);
+        if (rc)
+            return rc;
+        for (uint64_t i = s->shards ? shard_first(s, k) : 0; i < end && rc == 0; i++)
+            rc = writer_sample(&w, s->seed, i, s->min_bytes, err, cap);
+        rc = writer_close(&w, rc, err, cap);
+    }
+    return rc;
+}
+
+/* With --shards, each data shard's index is beside it (NAME.idx) and
+ * holds offsets into that shard. */
 static int write_indexed(const struct br_mkdata_spec *s, struct progress *p, char *err, size_t cap)
 {
-    struct writer data, index;
-    uint64_t offset = 0;
-    int rc = writer_open(&data, s->dir, BR_MKDATA_DATA, 0, p, err, cap);
-    if (rc)
-        return rc;
-    rc = writer_open(&index, s->dir, BR_MKDATA_INDEX, 0, NULL, err, cap);
-    if (rc)
-        return writer_close(&data, rc, err, cap);
-    p->what = BR_MKDATA_DATA;
-    for (uint64_t i = 0; i < s->samples && rc == 0; i++) {
-        uint64_t len = br_synth_size(s->seed, i, s->min_bytes, s->max_bytes);
-        uint8_t entry[16];
-        put_le64(entry, offset);
-        put_le64(entry + 8, len);
-        rc = writer_sample(&data, s->seed, i, len, err, cap);
-        if (rc == 0)
-            rc = writer_bytes(&index, entry, sizeof entry, err, cap);
-        offset += len;
+    const uint32_t files = s->shards ? s->shards : 1;
+    int rc = 0;
+    p->what = s->shards ? BR_MKDATA_DATA_GLOB : BR_MKDATA_DATA;
+    for (uint32_t k = 0; k < files && rc == 0; k++) {
+        uint64_t end = s->shards ? shard_first(s, k + 1) : s->samples, offset = 0;
+        char name[64], index_name[80];
+        struct writer data, index;
+        shard_name(s, BR_MKDATA_DATA, BR_MKDATA_DATA_FMT, k, name, sizeof name);
+        if (s->shards)
+            snprintf(index_name, sizeof index_name, "%s" BR_MKDATA_INDEX_SUFFIX, name);
+        else
+            snprintf(index_name, sizeof index_name, "%s", BR_MKDATA_INDEX);
+        rc = writer_open(&data, s->dir, name, 0, p, err, cap);
+        if (rc)
+            return rc;
+        rc = writer_open(&index, s->dir, index_name, 0, NULL, err, cap);
+        if (rc)
+            return writer_close(&data, rc, err, cap);
+        for (uint64_t i = s->shards ? shard_first(s, k) : 0; i < end && rc == 0; i++) {
+            uint64_t len = br_synth_size(s->seed, i, s->min_bytes, s->max_bytes);
+            uint8_t entry[16];
+            put_le64(entry, offset);
+            put_le64(entry + 8, len);
+            rc = writer_sample(&data, s->seed, i, len, err, cap);
+            if (rc == 0)
+                rc = writer_bytes(&index, entry, sizeof entry, err, cap);
+            offset += len;
+        }
+        rc = writer_close(&index, rc, err, cap);
+        rc = writer_close(&data, rc, err, cap);
     }
-    rc = writer_close(&index, rc, err, cap);
-    return writer_close(&data, rc, err, cap);
+    return rc;
 }
 
 static int write_files(const struct br_mkdata_spec *s, struct progress *p, char *err, size_t cap)
@@ -441,6 +480,8 @@ int br_mkdata_write(const struct br_mkdata_spec *s, uint64_t *data_bytes, char *
             *data_bytes = p.total;
         return rc;
     }
+    if (s->shards && !strcmp(s->layout, "files"))
+        return fail(err, cap, -EINVAL, "the files layout is one file per sample: no --shards");
     if (!strcmp(s->layout, "records") && (s->min_bytes != s->max_bytes || s->min_bytes == 0))
         return fail(err, cap, -EINVAL,
                     "records all have one size: give --sample-bytes N (at least 1)");

@@ -23,6 +23,15 @@
 #define BR_MKDATA_LABELS "labels.bin"
 #define BR_MKDATA_MANIFEST "dataset.txt"
 
+/* Records and indexed data in shards (spec.shards > 0): shard k is
+ * DIR/records_KKKKKK.bin, or DIR/data_KKKKKK.bin with its index beside it,
+ * DIR/data_KKKKKK.bin.idx (offsets into that shard). */
+#define BR_MKDATA_RECORDS_FMT "records_%06u.bin"
+#define BR_MKDATA_RECORDS_GLOB "records_*.bin"
+#define BR_MKDATA_DATA_FMT "data_%06u.bin"
+#define BR_MKDATA_DATA_GLOB "data_*.bin"
+#define BR_MKDATA_INDEX_SUFFIX ".idx"
+
 /* What mkdata writes: sample i is br_synth_fill(seed, i) (synth.h),
  * of br_synth_size(seed, i, min_bytes, max_bytes) bytes. */
 struct br_mkdata_spec {
@@ -33,7 +42,9 @@ struct br_mkdata_spec {
     uint64_t max_bytes;
     uint64_t seed;
     bool progress; /* draw a progress bar on stderr */
-    uint32_t shards; /* tokens: shard files (samples = tokens per shard) */
+    uint32_t shards; /* tokens: shard files (samples = tokens per shard);
+                        records, indexed: 0 for one file, else the samples
+                        split evenly over this many shards */
 };
 
 /* The tokens layout: shard k is DIR/tokens_KKKKKK.bin in the llm.c format

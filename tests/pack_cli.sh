@@ -12,7 +12,9 @@
 # exit 1 naming the shard and block; a damaged header makes serve refuse to
 # start naming the shard. serve --packed --plugin TRANSFORM_PLUGIN runs the
 # plugin's transform in the workers: "copy" passes consume --verify (every
-# byte went through it), "invert" fails it. Prints what failed and exits 1.
+# byte went through it), "invert" fails it. Token shards packed with
+# --tokens verify, and serve --packed --seq-len T serves as many batches and
+# bytes as serve --tokens on the files. Prints what failed and exits 1.
 set -u
 cli=$1
 plugin=$2
@@ -96,4 +98,39 @@ if "$cli" serve --name "$name" --packed "$work/pk" --batch 16 --workers 1 --epoc
     bad "serve started on a damaged header"
 fi
 grep -q "pk-00002.brp" "$work/serve2.err" || bad "serve did not name the shard: $(cat "$work/serve2.err")"
+
+# Token shards: pack --tokens (llm.c shards: no width given), verify, and
+# serve --packed --seq-len T with no --token-bytes gives as many batches
+# and bytes as serve --tokens on the files (3 x 46 windows: 18 batches).
+"$cli" mkdata --layout tokens --dir "$work/tk" --samples 3000 --shards 3 >/dev/null 2>&1 ||
+    bad "mkdata --layout tokens failed"
+"$cli" pack "$work/tkp" --tokens "$work/tk/tokens_*.bin" >"$work/tkp.out" 2>&1 ||
+    bad "pack --tokens failed: $(cat "$work/tkp.out")"
+grep -q "9000 tokens in 3 shards" "$work/tkp.out" || bad "pack --tokens: $(cat "$work/tkp.out")"
+"$cli" verify "$work/tkp" >/dev/null 2>&1 || bad "verify of pack --tokens failed"
+for src in tokens packed; do
+    if [ $src = tokens ]; then set -- --tokens "$work/tk/tokens_*.bin"; else set -- --packed "$work/tkp"; fi
+    "$cli" serve --name "$name" "$@" --seq-len 64 --batch 8 --workers 2 --epochs 1 --exit-on-detach \
+        2>"$work/serve-$src.err" | {
+        read -r ring || exit 3
+        "$cli" consume --name "$ring" >"$work/consume-$src.out" 2>&1 || exit 4
+    }
+    rc=$?
+    [ $rc = 0 ] || bad "serve --$src --seq-len 64 | consume failed ($rc): $(cat "$work/consume-$src.out" "$work/serve-$src.err" 2>/dev/null)"
+    # "N batches (seq a..b), SIZE": what both must agree on.
+    sed -n 's/.*: \([0-9]* batches ([^)]*), [^ ]* [^ ]*\) in .*/\1/p' "$work/consume-$src.out" >"$work/got-$src"
+done
+grep -q "18 batches" "$work/got-tokens" || bad "serve --tokens: $(cat "$work/consume-tokens.out")"
+cmp -s "$work/got-tokens" "$work/got-packed" ||
+    bad "serve --packed (tokens) and serve --tokens differ: $(cat "$work/got-tokens" "$work/got-packed")"
+if "$cli" serve --name "$name" --packed "$work/tkp" --batch 8 --workers 1 --epochs 1 \
+    >/dev/null 2>"$work/serve-noseq.err"; then
+    bad "serve --packed started on a tokens pack without --seq-len"
+fi
+grep -q "seq-len" "$work/serve-noseq.err" || bad "no --seq-len: $(cat "$work/serve-noseq.err")"
+flip "$work/tkp/tkp-00001.brp" 5000
+if "$cli" verify "$work/tkp" >"$work/tkbad.out" 2>&1; then
+    bad "verify passed a flipped bit in a tokens shard"
+fi
+grep -q "shard 1 block 0" "$work/tkbad.out" || bad "verify of tokens: $(cat "$work/tkbad.out")"
 exit $fail

@@ -8,7 +8,9 @@
  * small shard (header, every body block, block table) must make
  * br_pack_verify fail naming the region that holds the bit; a missing,
  * foreign or truncated shard must fail the open; a shard cut short after
- * the open must fail the batch naming the shard.
+ * the open must fail the batch naming the shard. Token files packed as a
+ * tokens layout serve the same batches as the files, and every bit flip of
+ * a tokens shard is found.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -243,12 +245,45 @@ static void flip(const char *path, uint64_t byte, unsigned bit)
 /* Every bit of a one-shard dataset (header, every block, the table), one
  * at a time: verify fails, naming the region that holds it; restored, it
  * passes again. */
+/* Flips every bit of the one-shard dataset d (its shard `shard`, `size`
+ * bytes, `blocks` body blocks of block_bytes) in turn: br_pack_verify must
+ * fail each time naming the region that holds the bit, and pass again once
+ * it is restored. */
+static void flip_every_bit(const char *d, const char *shard, uint64_t size, uint64_t blocks,
+                           uint64_t block_bytes)
+{
+    br_pack_fault f;
+    uint64_t flips = 0;
+    for (uint64_t byte = 0; byte < size; byte++) {
+        int64_t want_block = byte < 256                 ? BR_PACK_BLOCK_HEADER
+                             : byte >= size - 8 * blocks ? BR_PACK_BLOCK_TABLE
+                                                        : (int64_t)((byte - 256) / block_bytes);
+        for (unsigned bit = 0; bit < 8; bit++) {
+            flip(shard, byte, bit);
+            int rc = br_pack_verify(d, &f);
+            if (rc != -EBADMSG || f.block != want_block || f.shard != 0 || byte < f.lo ||
+                byte >= f.hi)
+                fail_msg("bit %u of byte %" PRIu64 ": verify returned %d, block %" PRId64
+                         " [%" PRIu64 ", %" PRIu64 "), want block %" PRId64 ": %s",
+                         bit, byte, rc, f.block, f.lo, f.hi, want_block, br_last_error(NULL));
+            if (want_block >= 0 && !strstr(br_last_error(NULL), "block"))
+                fail_msg("the message names no block: %s", br_last_error(NULL));
+            flip(shard, byte, bit);
+            flips++;
+        }
+    }
+    assert_int_equal(flips, size * 8);
+    assert_int_equal(br_pack_verify(d, NULL), 0);
+    print_message("verify: all %" PRIu64 " single-bit flips of a %" PRIu64
+                  "-byte shard detected and named\n",
+                  flips, size);
+}
+
 static void test_packed_verify_every_bit_flip(void **state)
 {
     char d[4200], shard[4300];
     br_pack_writer *w = NULL;
-    br_pack_fault f;
-    uint64_t size, flips = 0;
+    uint64_t size;
     (void)state;
 
     path_in(d, sizeof d, "small");
@@ -270,29 +305,181 @@ static void test_packed_verify_every_bit_flip(void **state)
         body += var_len(id);
     blocks = (body + 63) / 64;
     assert_int_equal(size, 256 + body + 8 * blocks);
-    for (uint64_t byte = 0; byte < size; byte++) {
-        int64_t want_block = byte < 256                 ? BR_PACK_BLOCK_HEADER
-                             : byte >= size - 8 * blocks ? BR_PACK_BLOCK_TABLE
-                                                        : (int64_t)((byte - 256) / 64);
-        for (unsigned bit = 0; bit < 8; bit++) {
-            flip(shard, byte, bit);
-            int rc = br_pack_verify(d, &f);
-            if (rc != -EBADMSG || f.block != want_block || f.shard != 0 || byte < f.lo ||
-                byte >= f.hi)
-                fail_msg("bit %u of byte %" PRIu64 ": verify returned %d, block %" PRId64
-                         " [%" PRIu64 ", %" PRIu64 "), want block %" PRId64 ": %s",
-                         bit, byte, rc, f.block, f.lo, f.hi, want_block, br_last_error(NULL));
-            if (want_block >= 0 && !strstr(br_last_error(NULL), "block"))
-                fail_msg("the message names no block: %s", br_last_error(NULL));
-            flip(shard, byte, bit);
-            flips++;
-        }
+    flip_every_bit(d, shard, size, blocks, 64);
+}
+
+/* Token t of token file f: consecutive values, so a window shows whether
+ * its tokens are consecutive ones of one file. */
+static uint16_t tok(uint32_t f, uint64_t t)
+{
+    return (uint16_t)(f * 5000u + t);
+}
+
+/* An llm.c .bin shard of n tokens of file f. */
+static void write_llmc(const char *path, uint32_t f, uint32_t n)
+{
+    uint8_t header[1024] = {0};
+    const uint32_t words[3] = {20240520u, 1u, n};
+    FILE *out = fopen(path, "wb");
+    assert_non_null(out);
+    for (int i = 0; i < 3; i++)
+        for (int b = 0; b < 4; b++)
+            header[4 * i + b] = (uint8_t)(words[i] >> (8 * b));
+    assert_int_equal(fwrite(header, 1, sizeof header, out), sizeof header);
+    for (uint32_t t = 0; t < n; t++) {
+        uint16_t v = tok(f, t);
+        uint8_t le[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+        assert_int_equal(fwrite(le, 1, 2, out), 2);
     }
-    assert_int_equal(flips, size * 8);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* Every batch of a and b, opened alike, byte for byte; returns batches. */
+static uint64_t same_batches(br_dataset *a, br_dataset *b, uint32_t workers, bool shuffle)
+{
+    br_options opt;
+    br_gen *ga = NULL, *gb = NULL;
+    br_batch ba, bb;
+    uint64_t n = 0;
+    int ra, rb;
+
+    br_options_init(&opt);
+    opt.batch_size = 5;
+    opt.workers = workers;
+    opt.epochs = 1;
+    opt.shuffle = shuffle;
+    opt.seed = 17;
+    assert_int_equal(br_open_dataset(&ga, a, NULL, 0, &opt), 0);
+    tu_track(ga);
+    assert_int_equal(br_open_dataset(&gb, b, NULL, 0, &opt), 0);
+    tu_track(gb);
+    while ((ra = br_next(ga, &ba)) == 0) {
+        rb = br_next(gb, &bb);
+        if (rb)
+            fail_msg("the files gave a batch the pack did not: %s", br_last_error(gb));
+        assert_int_equal(ba.count, bb.count);
+        assert_int_equal(ba.size, bb.size);
+        assert_memory_equal(ba.ids, bb.ids, ba.count * sizeof *ba.ids);
+        assert_memory_equal(ba.data, bb.data, ba.size);
+        n++;
+    }
+    assert_int_equal(ra, BR_EOF);
+    assert_int_equal(br_next(gb, &bb), BR_EOF);
+    tu_close(ga);
+    tu_close(gb);
+    return n;
+}
+
+/* Token files packed with BR_PACK_TOKENS (batchring pack --tokens): with
+ * shards large enough for each file, the packed dataset serves exactly the
+ * batches the files do (in order and shuffled, inline and by workers) and
+ * needs no token width; with small shards every window is still
+ * consecutive tokens of one file; a tokens pack is refused by
+ * br_dataset_open_packed (it needs T) and a records pack by
+ * br_dataset_open_packed_tokens; every single-bit flip of a tokens shard
+ * is found by br_pack_verify. */
+static void test_packed_tokens(void **state)
+{
+    const uint32_t ntok[] = {37, 100, 5};
+    char files[4200], d[4200], shard[4300], name[64];
+    br_dataset *orig = NULL, *packed = NULL;
+    br_pack_writer *w = NULL;
+    br_dataset_info info;
+    uint64_t tokens = 0, batches;
+    uint32_t shards = 0;
+    (void)state;
+
+    for (uint32_t f = 0; f < 3; f++) {
+        char path[4300];
+        snprintf(name, sizeof name, "tok-%u.bin", f);
+        path_in(path, sizeof path, name);
+        write_llmc(path, f, ntok[f]);
+    }
+    path_in(files, sizeof files, "tok-*.bin");
+    path_in(d, sizeof d, "tokpack");
+    assert_int_equal(br_pack_open(&w, d, 0, 2, 0, BR_PACK_TOKENS), 0);
+    if (br_pack_add_tokens(w, files, 0))
+        fail_msg("br_pack_add_tokens: %s", br_last_error(NULL));
+    assert_int_equal(br_pack_close(w, &tokens, &shards), 0);
+    assert_int_equal(tokens, 142);
+    assert_int_equal(shards, 3);
     assert_int_equal(br_pack_verify(d, NULL), 0);
-    print_message("verify: all %" PRIu64 " single-bit flips of a %" PRIu64
-                  "-byte shard detected and named\n",
-                  flips, size);
+    assert_int_equal(br_dataset_open_tokens(&orig, files, 8, 0, 0), 0);
+    if (br_dataset_open_packed_tokens(&packed, d, 8, 0))
+        fail_msg("br_dataset_open_packed_tokens: %s", br_last_error(NULL));
+    assert_int_equal(br_dataset_info_get(packed, &info), 0);
+    assert_int_equal(info.samples, 4 + 12 + 0);
+    assert_int_equal(info.shards, 3);
+    for (uint32_t workers = 0; workers <= 2; workers += 2)
+        for (int shuffle = 0; shuffle <= 1; shuffle++) {
+            batches = same_batches(orig, packed, workers, shuffle);
+            assert_int_equal(batches, 4);
+        }
+    br_dataset_close(packed);
+    br_dataset_close(orig);
+
+    /* The wrong opener for each kind of pack. */
+    assert_int_equal(br_dataset_open_packed(&packed, d, 0), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "br_dataset_open_packed_tokens");
+    pack_var("notokens", 0, 0, NULL);
+    path_in(shard, sizeof shard, "notokens");
+    assert_int_equal(br_dataset_open_packed_tokens(&packed, shard, 8, 0), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "holds no tokens");
+    /* A writer of 4-byte tokens refuses llm.c's 2-byte ones. */
+    path_in(shard, sizeof shard, "tok4");
+    assert_int_equal(br_pack_open(&w, shard, 0, 4, 0, BR_PACK_TOKENS), 0);
+    assert_int_equal(br_pack_add_tokens(w, files, 0), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "are 2 bytes");
+    br_pack_abort(w);
+
+    /* Shards of at most 20 tokens (256 + 40 + 8 bytes): the files split,
+     * every window consecutive tokens of one file. */
+    path_in(d, sizeof d, "toksmall");
+    assert_int_equal(br_pack_open(&w, d, 256 + 40 + 8, 2, 0, BR_PACK_TOKENS), 0);
+    assert_int_equal(br_pack_add_tokens(w, files, 0), 0);
+    assert_int_equal(br_pack_close(w, &tokens, &shards), 0);
+    assert_int_equal(tokens, 142);
+    assert_int_equal(shards, 2 + 5 + 1);
+    assert_int_equal(br_pack_verify(d, NULL), 0);
+    assert_int_equal(br_dataset_open_packed_tokens(&packed, d, 4, 0), 0);
+    {
+        br_options opt;
+        br_gen *g = NULL;
+        br_batch b;
+        uint64_t seen = 0;
+        int rc;
+        br_options_init(&opt);
+        opt.batch_size = 3;
+        opt.workers = 1;
+        opt.epochs = 1;
+        opt.shuffle = true;
+        assert_int_equal(br_open_dataset(&g, packed, NULL, 0, &opt), 0);
+        tu_track(g);
+        while ((rc = br_next(g, &b)) == 0)
+            for (uint32_t i = 0; i < b.count; i++, seen++) {
+                const int32_t *in = (const int32_t *)b.data + i * 4;
+                const int32_t *tg = (const int32_t *)b.data + (b.count + i) * 4;
+                for (uint32_t t = 0; t < 4; t++)
+                    if (tg[t] != in[t] + 1 || (t && in[t] != in[t - 1] + 1))
+                        fail_msg("window %" PRIu64 " is not consecutive tokens of one file",
+                                 b.ids[i]);
+            }
+        assert_int_equal(rc, BR_EOF);
+        /* Pieces of 20, 17 | 20 x 5 | 5 tokens: 4 + 4 + 4 x 5 + 1 windows. */
+        assert_int_equal(seen, 4 + 4 + 20 + 1);
+        tu_close(g);
+    }
+    br_dataset_close(packed);
+
+    /* Every bit of a one-shard tokens pack, in blocks of 16. */
+    path_in(d, sizeof d, "tokflip");
+    snprintf(shard, sizeof shard, "%s/tokflip-00000.brp", d);
+    path_in(files, sizeof files, "tok-0.bin");
+    assert_int_equal(br_pack_open(&w, d, 0, 2, 16, BR_PACK_TOKENS), 0);
+    assert_int_equal(br_pack_add_tokens(w, files, 0), 0);
+    assert_int_equal(br_pack_close(w, NULL, NULL), 0);
+    assert_int_equal(file_size(shard), 256 + 74 + 8 * 5);
+    flip_every_bit(d, shard, file_size(shard), 5, 16);
 }
 
 static void expect_open_fails(const char *path, const char *needle)
@@ -384,6 +571,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_packed_verify_every_bit_flip, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_packed_bad_shards, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_packed_truncated_mid_run, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_packed_tokens, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

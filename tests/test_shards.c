@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Shards (datasets/shards.c, through the tokens layout): the id map across
- * shard boundaries, thousands of shards under a low `ulimit -n` (in a child
- * that lowers RLIMIT_NOFILE before it opens anything), and a shard that
- * shrinks or disappears mid-run, which must fail the batch with BR_ELOADER
- * naming the shard, never deliver other bytes.
+ * Shards (datasets/shards.c, through the tokens layout, and records,
+ * indexed and packed shards): the id map across shard boundaries,
+ * thousands of shards under a low `ulimit -n` for each sharded layout (in a
+ * child that lowers RLIMIT_NOFILE before it opens anything), and a shard
+ * that shrinks or disappears mid-run, which must fail the batch with
+ * BR_ELOADER naming the shard, never deliver other bytes. The files layout
+ * from a glob as well.
  */
 #include <endian.h>
 #include <errno.h>
@@ -193,25 +195,35 @@ static void test_shards_many_low_ulimit(void **state)
         fail_msg("the child with ulimit -n 128 failed (status 0x%x; its stderr says why)", status);
 }
 
-/* Runs until the first error; *good is the batches before it. */
-static int run_until_error(br_dataset *ds, uint32_t B, uint32_t workers, uint64_t *good, char *msg,
-                           size_t cap)
+/* Opens one epoch of ds in batches of B; a failure's message goes to msg. */
+static int open_epoch(br_dataset *ds, uint32_t B, uint32_t workers, bool shuffle, br_gen **g,
+                      char *msg, size_t cap)
 {
     br_options opt;
-    br_batch b;
-    br_gen *g;
     int rc;
     br_options_init(&opt);
     opt.batch_size = B;
     opt.workers = workers;
     opt.epochs = 1;
-    *good = 0;
+    opt.shuffle = shuffle;
+    opt.seed = 11;
     msg[0] = '\0';
-    rc = br_open_dataset(&g, ds, NULL, 0, &opt);
-    if (rc) {
+    rc = br_open_dataset(g, ds, NULL, 0, &opt);
+    if (rc)
         snprintf(msg, cap, "%s", br_last_error(NULL));
+    return rc;
+}
+
+/* Runs until the first error; *good is the batches before it. */
+static int run_until_error(br_dataset *ds, uint32_t B, uint32_t workers, uint64_t *good, char *msg,
+                           size_t cap)
+{
+    br_batch b;
+    br_gen *g;
+    int rc = open_epoch(ds, B, workers, false, &g, msg, cap);
+    *good = 0;
+    if (rc)
         return rc;
-    }
     while ((rc = br_next(g, &b)) == 0) {
         /* Every batch delivered is right: never other bytes. */
         for (uint32_t i = 0; i < b.count; i++) {
@@ -386,6 +398,301 @@ static void test_shards_records(void **state)
     }
 }
 
+/* Length of sample id of the indexed shards below: 0 .. 22 bytes, some 0. */
+static size_t var_len(uint64_t id)
+{
+    return (size_t)((id * 7) % 23);
+}
+
+/* Checks sample i of b: var_len or rb bytes of rec_byte(id). */
+static bool sample_is(const br_batch *b, uint32_t i, size_t len)
+{
+    const uint8_t *r = (const uint8_t *)b->data + b->offsets[i];
+    if (b->offsets[i + 1] - b->offsets[i] != len)
+        return false;
+    for (size_t k = 0; k < len; k++)
+        if (r[k] != rec_byte(b->ids[i], k))
+            return false;
+    return true;
+}
+
+/* Writes an indexed shard holding global samples first .. first + n - 1:
+ * stored in reverse order, one junk byte before each, so that neighbours
+ * in id are not neighbours in the file (except where a run is asked for:
+ * the second half in order, without junk, which reads coalesce). */
+static void write_indexed_shard(const char *data, const char *index, uint64_t first, uint32_t n)
+{
+    FILE *d = fopen(data, "wb"), *x = fopen(index, "wb");
+    uint64_t *off = calloc(n + 1, sizeof *off), at = 0;
+    assert_non_null(d);
+    assert_non_null(x);
+    assert_non_null(off);
+    for (uint32_t k = 0; k < n / 2; k++) {
+        uint32_t r = n / 2 - 1 - k;
+        fputc(0xee, d), at++;
+        off[r] = at;
+        for (size_t b = 0; b < var_len(first + r); b++, at++)
+            fputc(rec_byte(first + r, b), d);
+    }
+    for (uint32_t r = n / 2; r < n; r++) {
+        off[r] = at;
+        for (size_t b = 0; b < var_len(first + r); b++, at++)
+            fputc(rec_byte(first + r, b), d);
+    }
+    for (uint32_t r = 0; r < n; r++) {
+        uint64_t e[2] = {htole64(off[r]), htole64(var_len(first + r))};
+        assert_int_equal(fwrite(e, 16, 1, x), 1);
+    }
+    free(off);
+    assert_int_equal(fclose(d), 0);
+    assert_int_equal(fclose(x), 0);
+}
+
+/* Serves every sample of ds once (shuffled, or in order) and checks each;
+ * returns the error code at the end (BR_EOF when all went well), with
+ * *seen the samples delivered and their labels checked when labelled. */
+static int serve_all(br_dataset *ds, uint32_t B, uint32_t workers, bool shuffle, bool fixed,
+                     size_t rb, bool labelled, uint64_t *seen, char *msg, size_t cap)
+{
+    br_batch b;
+    br_gen *g;
+    int rc = open_epoch(ds, B, workers, shuffle, &g, msg, cap);
+    *seen = 0;
+    if (rc)
+        return rc;
+    while ((rc = br_next(g, &b)) == 0)
+        for (uint32_t i = 0; i < b.count; i++, (*seen)++) {
+            if (!sample_is(&b, i, fixed ? rb : var_len(b.ids[i])))
+                fail_msg("sample %llu is wrong (%u workers, batch %u)",
+                         (unsigned long long)b.ids[i], workers, B);
+            if (labelled)
+                assert_int_equal(b.labels[i], 1000 + (int32_t)b.ids[i]);
+        }
+    snprintf(msg, cap, "%s", br_last_error(g));
+    br_close(g);
+    return rc;
+}
+
+static void write_labels(const char *path, uint32_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t v = (int32_t)htole32(1000 + i);
+        assert_int_equal(fwrite(&v, 4, 1, f), 1);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Indexed shards of 6, 0, 9 and 1 samples, each with its index beside it
+ * (NAME.idx), samples of 0 .. 22 bytes stored out of order: every sample
+ * and label right, shuffled and in order, by workers and inline; a data
+ * shard cut short is BR_ELOADER naming it; an index entry past its shard's
+ * end and a missing index are errors at open naming the files. */
+static void test_shards_indexed(void **state)
+{
+    (void)state;
+    const uint32_t per[] = {6, 0, 9, 1};
+    char data[4][300], msg[1024], labels[300];
+    uint64_t first = 0, seen;
+    br_dataset *ds;
+    br_dataset_info info;
+    int rc;
+
+    for (uint32_t s = 0; s < 4; s++) {
+        char name[64], index[sizeof data + 8];
+        snprintf(name, sizeof name, "ix-%u.bin", s);
+        snprintf(data[s], sizeof data[s], "%s", tf_path(dir, name));
+        snprintf(index, sizeof index, "%s.idx", data[s]);
+        write_indexed_shard(data[s], index, first, per[s]);
+        first += per[s];
+    }
+    snprintf(labels, sizeof labels, "%s", tf_path(dir, "ix-labels"));
+    write_labels(labels, 16);
+    assert_int_equal(br_dataset_open_indexed_shards(&ds, tf_path(dir, "ix-*.bin"), NULL, labels,
+                                                    0),
+                     0);
+    assert_int_equal(br_dataset_info_get(ds, &info), 0);
+    assert_int_equal(info.samples, 16);
+    assert_int_equal(info.shards, 4);
+    assert_int_equal(info.max_sample_bytes, 22);
+    assert_string_equal(info.layout, "indexed");
+    assert_true(info.has_labels);
+    for (uint32_t w = 0; w <= 2; w += 2)
+        for (int shuffle = 0; shuffle <= 1; shuffle++) {
+            rc = serve_all(ds, 5, w, shuffle, false, 0, true, &seen, msg, sizeof msg);
+            if (rc != BR_EOF)
+                fail_msg("%s: %s", br_err_name(rc), msg);
+            assert_int_equal(seen, 16);
+        }
+    /* Shard 2 (ids 6..14) loses its tail: in order, batches of 5, batch 0
+     * (ids 0..4) arrives; batch 1 reaches shard 2 and fails naming it. */
+    assert_int_equal(truncate(data[2], 10), 0);
+    rc = serve_all(ds, 5, 1, false, false, 0, true, &seen, msg, sizeof msg);
+    if (rc != BR_ELOADER)
+        fail_msg("expected BR_ELOADER, got %s: %s", br_err_name(rc), msg);
+    assert_int_equal(seen, 5);
+    tu_assert_contains(msg, data[2]);
+    tu_assert_contains(msg, "is now 10 bytes");
+    br_dataset_close(ds);
+    /* At open: shard 2's entries now run past its end. */
+    assert_int_equal(br_dataset_open_indexed_shards(&ds, tf_path(dir, "ix-*.bin"), ".idx", NULL,
+                                                    0),
+                     -EINVAL);
+    assert_null(ds);
+    tu_assert_contains(br_last_error(NULL), data[2]);
+    tu_assert_contains(br_last_error(NULL), ".idx");
+    tu_assert_contains(br_last_error(NULL), "past the end");
+    /* A shard without its index. */
+    assert_int_equal(br_dataset_open_indexed_shards(&ds, tf_path(dir, "ix-*.bin"), ".index",
+                                                    NULL, 0),
+                     -ENOENT);
+    tu_assert_contains(br_last_error(NULL), "ix-0.bin.index");
+    assert_int_equal(br_dataset_open_indexed_shards(&ds, tf_path(dir, "ix-*.bin"), "", NULL, 0),
+                     -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "index_suffix");
+    assert_int_equal(br_dataset_open_indexed_shards(&ds, tf_path(dir, "ix-*.bin"), NULL, NULL,
+                                                    BR_DATASET_DIRECT),
+                     -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "unknown flags");
+}
+
+/* The files layout from a glob: the matches in name order (not the order
+ * they were made in), each file one sample; and from @LIST. */
+static void test_shards_files_glob(void **state)
+{
+    (void)state;
+    const uint32_t n = 7, made[] = {3, 0, 6, 1, 5, 2, 4};
+    char name[64], msg[1024], list[300];
+    uint64_t seen;
+    br_dataset *ds;
+    br_dataset_info info;
+    FILE *lf;
+    int rc;
+
+    assert_int_equal(mkdir(tf_path(dir, "files"), 0700), 0);
+    snprintf(list, sizeof list, "%s", tf_path(dir, "files/list"));
+    lf = fopen(list, "w");
+    assert_non_null(lf);
+    for (uint32_t k = 0; k < n; k++) {
+        uint8_t buf[32];
+        uint32_t id = made[k];
+        for (size_t b = 0; b < var_len(id); b++)
+            buf[b] = rec_byte(id, b);
+        snprintf(name, sizeof name, "files/f-%02u.raw", id);
+        tf_write(tf_path(dir, name), buf, var_len(id));
+    }
+    for (uint32_t id = 0; id < n; id++)
+        fprintf(lf, "f-%02u.raw\n", id);
+    assert_int_equal(fclose(lf), 0);
+    for (int form = 0; form < 2; form++) {
+        char pattern[320];
+        snprintf(pattern, sizeof pattern, form ? "@%s" : "%s",
+                 form ? list : tf_path(dir, "files/f-*.raw"));
+        rc = br_dataset_open_files_glob(&ds, pattern, NULL, 0);
+        if (rc)
+            fail_msg("%s: %s", pattern, br_last_error(NULL));
+        assert_int_equal(br_dataset_info_get(ds, &info), 0);
+        assert_int_equal(info.samples, n);
+        assert_string_equal(info.layout, "files");
+        for (uint32_t w = 0; w <= 2; w += 2) {
+            rc = serve_all(ds, 3, w, true, false, 0, false, &seen, msg, sizeof msg);
+            if (rc != BR_EOF)
+                fail_msg("%s: %s", br_err_name(rc), msg);
+            assert_int_equal(seen, n);
+        }
+        br_dataset_close(ds);
+    }
+    assert_int_equal(br_dataset_open_files_glob(&ds, tf_path(dir, "files/none-*"), NULL, 0),
+                     -ENOENT);
+    tu_assert_contains(br_last_error(NULL), "none-*");
+}
+
+enum sharded { SH_RECORDS, SH_INDEXED, SH_PACKED };
+static const char *const sharded_names[] = {"records", "indexed", "packed"};
+
+/* The child's whole run over a sharded layout of 2 samples per shard (8
+ * bytes each for records and packed, var_len for indexed); returns 0 or
+ * the line of the failure. */
+static int many_layout_child(enum sharded layout, uint64_t samples, rlim_t limit)
+{
+    struct rlimit rl = {limit, limit};
+    br_dataset *ds;
+    char msg[1024];
+    uint64_t seen;
+    int rc;
+
+    if (setrlimit(RLIMIT_NOFILE, &rl))
+        return __LINE__;
+    if (layout == SH_RECORDS)
+        rc = br_dataset_open_record_shards(&ds, tf_path(dir, "manyr/s-*.bin"), 8, NULL, 0);
+    else if (layout == SH_INDEXED)
+        rc = br_dataset_open_indexed_shards(&ds, tf_path(dir, "manyi/s-*.bin"), ".idx", NULL, 0);
+    else
+        rc = br_dataset_open_packed(&ds, tf_path(dir, "manyp"), 0);
+    if (rc) {
+        fprintf(stderr, "open %s: %s\n", sharded_names[layout], br_last_error(NULL));
+        return __LINE__;
+    }
+    /* Batches of 97: more shards per batch than a worker keeps open. */
+    rc = serve_all(ds, 97, 2, true, layout != SH_INDEXED, 8, false, &seen, msg, sizeof msg);
+    br_dataset_close(ds);
+    if (rc != BR_EOF) {
+        fprintf(stderr, "%s: %s: %s\n", sharded_names[layout], br_err_name(rc), msg);
+        return __LINE__;
+    }
+    return seen == samples ? 0 : __LINE__;
+}
+
+/* 3000 shards of 2 samples for records, indexed (3000 data files and 3000
+ * indexes) and packed, each served shuffled in a process allowed 128
+ * descriptors. */
+static void test_shards_many_low_ulimit_layouts(void **state)
+{
+    (void)state;
+    const uint32_t nshards = 3000;
+    char name[64];
+    br_pack_writer *pw;
+    uint32_t packed_shards;
+    uint64_t packed_samples;
+
+    assert_int_equal(mkdir(tf_path(dir, "manyr"), 0700), 0);
+    assert_int_equal(mkdir(tf_path(dir, "manyi"), 0700), 0);
+    /* Packed: 2 samples of 8 bytes fill a shard of at most 310 bytes
+     * (header 256, data 16, index 24, block table 8). */
+    assert_int_equal(br_pack_open(&pw, tf_path(dir, "manyp"), 310, 0, 0, 0), 0);
+    for (uint32_t s = 0; s < nshards; s++) {
+        uint8_t rec[16];
+        char data[320], index[sizeof data + 8];
+        for (uint32_t r = 0; r < 2; r++)
+            for (size_t b = 0; b < 8; b++)
+                rec[r * 8 + b] = rec_byte(2 * s + r, b);
+        snprintf(name, sizeof name, "manyr/s-%05u.bin", s);
+        tf_write(tf_path(dir, name), rec, sizeof rec);
+        snprintf(name, sizeof name, "manyi/s-%05u.bin", s);
+        snprintf(data, sizeof data, "%s", tf_path(dir, name));
+        snprintf(index, sizeof index, "%s.idx", data);
+        write_indexed_shard(data, index, 2 * (uint64_t)s, 2);
+        assert_int_equal(br_pack_add(pw, rec, 8, 0, NULL, 0), 0);
+        assert_int_equal(br_pack_add(pw, rec + 8, 8, 0, NULL, 0), 0);
+    }
+    assert_int_equal(br_pack_close(pw, &packed_samples, &packed_shards), 0);
+    assert_int_equal(packed_samples, 2 * nshards);
+    assert_int_equal(packed_shards, nshards);
+    for (int layout = SH_RECORDS; layout <= SH_PACKED; layout++) {
+        int status;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(many_layout_child((enum sharded)layout, 2 * nshards, 128) ? 1 : 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("%s shards with ulimit -n 128 failed (status 0x%x; the child's stderr says "
+                     "why)",
+                     sharded_names[layout], status);
+    }
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -407,6 +714,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shards_many_low_ulimit, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_truncated_midrun, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_records, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_indexed, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_files_glob, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_many_low_ulimit_layouts, tu_setup,
+                                        tu_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

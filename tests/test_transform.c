@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The transform stage of the built-in datasets (br_dataset_transform_set):
- * real files in a fresh temporary directory (a records file and a files
- * list), served by real generators with 0, 1 and 3 workers. The transform
+ * real files in a fresh temporary directory (a records file, a files list
+ * and raw token shards), served by real generators inline and with every
+ * worker count from 1 to 4. A tokens sample reaches the transform as its
+ * window, int32 inputs[T] then targets[T]. The transform
  * (a per-batch-seeded crop converted to float32, behind the batch seed it
  * was given) runs in the workers with a state made by the user's
  * worker_init; every output byte is compared with the same transform
@@ -30,7 +32,15 @@
 #define FAIL_ID 7u
 
 static char dir[4096];
-static char rec_path[4200], list_path[4200];
+static char rec_path[4200], list_path[4200], tok_pattern[4200];
+
+/* The token shards: raw uint16, token t of shard s = s * 1000 + t; T = 6,
+ * shard 0 of 20 windows, shard 1 of 25. */
+#define TOK_T 6u
+static const uint32_t tok_windows[2] = {20, 25};
+#define N_WINDOWS 45u
+
+enum kind { RECORDS, FILES, TOKENS };
 static unsigned fini_calls; /* the user's worker_fini, in this process */
 
 static uint8_t sample_byte(uint64_t id, size_t j)
@@ -41,6 +51,18 @@ static uint8_t sample_byte(uint64_t id, size_t j)
 static size_t file_len(uint64_t id)
 {
     return 10u + (size_t)(id % 37u);
+}
+
+/* Window id as the transform gets it: int32 inputs[T], then targets[T]. */
+static size_t window_bytes(uint64_t id, uint8_t *out)
+{
+    uint32_t s = id < tok_windows[0] ? 0 : 1;
+    uint64_t local = s ? id - tok_windows[0] : id;
+    for (uint32_t t = 0; t < 2 * TOK_T; t++) {
+        int32_t v = (int32_t)(s * 1000u + local * TOK_T + t % TOK_T + t / TOK_T);
+        memcpy(out + 4 * t, &v, 4);
+    }
+    return 8 * TOK_T;
 }
 
 struct wstate {
@@ -148,7 +170,20 @@ static int group_setup(void **state)
         write_file(path, buf, file_len(id));
         fprintf(list, "s%03" PRIu64 ".raw\n", id);
     }
-    return fclose(list) ? -1 : 0;
+    if (fclose(list))
+        return -1;
+    for (uint32_t sh = 0; sh < 2; sh++) {
+        uint32_t n = tok_windows[sh] * TOK_T + 1;
+        uint8_t tokens[2 * (25 * TOK_T + 1)];
+        for (uint32_t t = 0; t < n; t++) {
+            uint16_t v = (uint16_t)(sh * 1000u + t);
+            tokens[2 * t] = (uint8_t)v, tokens[2 * t + 1] = (uint8_t)(v >> 8);
+        }
+        snprintf(path, sizeof path, "%s/tok-%u.raw", dir, sh);
+        write_file(path, tokens, 2 * (size_t)n);
+    }
+    snprintf(tok_pattern, sizeof tok_pattern, "%s/tok-*.raw", dir);
+    return 0;
 }
 
 static int group_teardown(void **state)
@@ -159,11 +194,12 @@ static int group_teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static br_dataset *open_ds(bool files)
+static br_dataset *open_ds(enum kind kind)
 {
     br_dataset *ds = NULL;
-    int rc = files ? br_dataset_open_files(&ds, list_path, NULL, 0)
-                   : br_dataset_open_records(&ds, rec_path, REC_BYTES, NULL, 0);
+    int rc = kind == FILES    ? br_dataset_open_files(&ds, list_path, NULL, 0)
+             : kind == TOKENS ? br_dataset_open_tokens(&ds, tok_pattern, TOK_T, 2, 0)
+                              : br_dataset_open_records(&ds, rec_path, REC_BYTES, NULL, 0);
     if (rc)
         fail_msg("open: %s: %s", br_err_name(rc), br_last_error(NULL));
     return ds;
@@ -171,9 +207,10 @@ static br_dataset *open_ds(bool files)
 
 /* Serves one epoch with `workers` and checks every output; records the
  * seed each batch carried into seeds[seq]. */
-static void run(bool files, uint32_t workers, uint64_t *seeds, size_t n_seeds)
+static void run(enum kind kind, uint32_t workers, uint64_t *seeds, size_t n_seeds)
 {
-    br_dataset *ds = open_ds(files);
+    const uint64_t n = kind == TOKENS ? N_WINDOWS : N_SAMPLES;
+    br_dataset *ds = open_ds(kind);
     br_options opt;
     br_batch b;
     br_gen *g = NULL;
@@ -204,9 +241,12 @@ static void run(bool files, uint32_t workers, uint64_t *seeds, size_t n_seeds)
         seeds[b.seq] = seed;
         for (uint32_t i = 0; i < b.count; i++) {
             uint8_t in[64], want[8 + 4 * 64];
-            size_t len = files ? file_len(b.ids[i]) : REC_BYTES, want_len;
-            for (size_t j = 0; j < len; j++)
-                in[j] = sample_byte(b.ids[i], j);
+            size_t len = kind == FILES ? file_len(b.ids[i]) : REC_BYTES, want_len;
+            if (kind == TOKENS)
+                len = window_bytes(b.ids[i], in);
+            else
+                for (size_t j = 0; j < len; j++)
+                    in[j] = sample_byte(b.ids[i], j);
             apply(in, len, b.ids[i], seed, want, &want_len);
             assert_int_equal(b.offsets[i + 1] - b.offsets[i], want_len);
             assert_memory_equal((const uint8_t *)b.data + b.offsets[i], want, want_len);
@@ -215,25 +255,28 @@ static void run(bool files, uint32_t workers, uint64_t *seeds, size_t n_seeds)
     }
     if (rc != BR_EOF)
         fail_msg("br_next: %s: %s", br_err_name(rc), br_last_error(g));
-    assert_int_equal(seen, N_SAMPLES);
+    assert_int_equal(seen, n);
     assert_int_equal(tu_close(g), 0);
     assert_int_equal(br_dataset_close(ds), 0);
 }
 
-static void every_worker_count(bool files)
+/* Inline, then every worker count from 1 to 4. */
+static void every_worker_count(enum kind kind)
 {
-    const size_t n = (N_SAMPLES + 7) / 8;
-    uint64_t s0[16], s1[16], s3[16];
+    const size_t n = ((kind == TOKENS ? N_WINDOWS : N_SAMPLES) + 7) / 8;
+    uint64_t s0[16], sw[16];
     unsigned before = fini_calls;
-    run(files, 0, s0, n);
+    run(kind, 0, s0, n);
     /* workers = 0: br_close ran the user's worker_fini here, once. */
     assert_int_equal(fini_calls, before + 1);
-    run(files, 1, s1, n);
-    run(files, 3, s3, n);
-    /* The transform saw the batch's seed, the same whichever worker (or
-     * the trainer) loaded it, and a different one per batch. */
-    assert_memory_equal(s0, s1, n * sizeof *s0);
-    assert_memory_equal(s0, s3, n * sizeof *s0);
+    for (uint32_t workers = 1; workers <= 4; workers++) {
+        memset(sw, 0, sizeof sw);
+        run(kind, workers, sw, n);
+        /* The transform saw the batch's seed, the same whichever worker
+         * (or the trainer) loaded it. */
+        assert_memory_equal(s0, sw, n * sizeof *s0);
+    }
+    /* A different seed per batch. */
     for (size_t k = 1; k < n; k++)
         assert_true(s0[k] != s0[k - 1]);
 }
@@ -241,18 +284,24 @@ static void every_worker_count(bool files)
 static void test_transform_records(void **state)
 {
     (void)state;
-    every_worker_count(false);
+    every_worker_count(RECORDS);
 }
 
 static void test_transform_files(void **state)
 {
     (void)state;
-    every_worker_count(true);
+    every_worker_count(FILES);
+}
+
+static void test_transform_tokens(void **state)
+{
+    (void)state;
+    every_worker_count(TOKENS);
 }
 
 static void test_transform_failure_names_sample(void **state)
 {
-    br_dataset *ds = open_ds(false);
+    br_dataset *ds = open_ds(RECORDS);
     br_options opt;
     br_batch b;
     br_gen *g = NULL;
@@ -285,7 +334,7 @@ static void test_transform_failure_names_sample(void **state)
 
 static void test_transform_bad_arguments(void **state)
 {
-    br_dataset *ds = open_ds(false);
+    br_dataset *ds = open_ds(RECORDS);
     (void)state;
     assert_int_equal(br_dataset_transform_set(NULL, xform, 16, NULL), -EINVAL);
     assert_non_null(strstr(br_last_error(NULL), "ds is NULL"));
@@ -317,6 +366,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_transform_records, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_transform_files, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_transform_tokens, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_transform_failure_names_sample, tu_setup,
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_transform_bad_arguments, tu_setup, tu_teardown),
