@@ -25,10 +25,6 @@ __all__ = ["attach", "open_records", "open_files", "open_indexed", "Batch", "Gen
            "Error", "LoaderError", "WorkerError", "ProducerGone", "Timeout", "BadRing",
            "HoldLimit", "Stopped", "CudaError"]
 
-_PIN = {None: PIN_NONE, False: PIN_NONE, True: PIN_CUDA_IF_AVAILABLE, "none": PIN_NONE,
-        "cuda": PIN_CUDA, "cuda-if-available": PIN_CUDA_IF_AVAILABLE}
-
-
 class Batch(_batchring._Batch):
     """One batch, held in its ring slot. Every view keeps it held."""
     __slots__ = ()
@@ -91,8 +87,8 @@ def _open(layout, a, b=None, labels=None, record_size=0, *, batch_size=32, worke
         layout, str(a), None if b is None else str(b),
         None if labels is None else str(labels), int(record_size), bool(direct),
         batch_size, workers, 0xFFFFFFFF if slots is None else slots, slot_bytes,
-        bool(shuffle), seed, epochs, bool(drop_last), rank, world, bool(from_env), hold,
-        _PIN[pin] if not isinstance(pin, int) or isinstance(pin, bool) else pin, timeout,
+        bool(shuffle), seed, epochs, bool(drop_last), rank, world, bool(from_env), hold, pin,
+        timeout,
         start_seq, max_restarts, cpus,
         None if ids is None else _np.ascontiguousarray(ids, dtype=_np.uint64))
 
@@ -102,7 +98,8 @@ def open_records(path, record_size, labels=None, **kw):
     by `workers` C worker processes. Keywords: batch_size=32, workers=1,
     shuffle=False, seed=0, epochs=1 (0: forever), drop_last, rank/world or
     from_env=True, hold=2 (batches you may hold at once, >= 2), pin
-    (True/"cuda"), timeout (seconds per batch, None: forever), slots,
+    (True: page-lock the ring for CUDA if it can, see Generator.pin;
+    "cuda": or raise CudaError), timeout (seconds per batch, None: forever), slots,
     slot_bytes, start_seq, max_restarts, direct, cpus, and ids (the samples,
     in this order, instead of all of them: a sequence of uint64)."""
     return _open("records", path, None, labels, record_size, **kw)

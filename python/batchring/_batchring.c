@@ -51,6 +51,8 @@ typedef struct GenObject {
     Py_ssize_t nexported; /* valid batches with exports > 0 */
     struct BatchObject *last; /* borrowed: the newest batch, when !own_hold */
     PyObject *keep;       /* a tuple kept alive for the C generator (ids) */
+    int pinned;           /* br_pin registered the ring with CUDA */
+    PyObject *pin_error;  /* why "cuda-if-available" left it unpinned, or NULL */
 } GenObject;
 
 typedef struct BatchObject {
@@ -386,6 +388,76 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* pin=: None/False, True (pin if CUDA can), "none", "cuda",
+ * "cuda-if-available", or an enum br_pin_mode value (br_pin checks it). */
+static int pin_arg(PyObject *o, int *mode)
+{
+    if (!o || o == Py_None || o == Py_False) {
+        *mode = BR_PIN_NONE;
+        return 0;
+    }
+    if (o == Py_True) {
+        *mode = BR_PIN_CUDA_IF_AVAILABLE;
+        return 0;
+    }
+    if (PyUnicode_Check(o)) {
+        static const struct {
+            const char *name;
+            int mode;
+        } names[] = {{"none", BR_PIN_NONE},
+                     {"cuda", BR_PIN_CUDA},
+                     {"cuda-if-available", BR_PIN_CUDA_IF_AVAILABLE}};
+        const char *s = PyUnicode_AsUTF8(o);
+        if (!s)
+            return -1;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (!strcmp(s, names[i].name)) {
+                *mode = names[i].mode;
+                return 0;
+            }
+        PyErr_Format(PyExc_ValueError,
+                     "pin=%R: expected True, False, None, \"none\", \"cuda\" or "
+                     "\"cuda-if-available\"", o);
+        return -1;
+    }
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "pin=%R: expected a bool, a mode name or a PIN_* constant",
+                     o);
+        return -1;
+    }
+    *mode = (int)v;
+    return 0;
+}
+
+/* Pins an open generator's ring. "cuda-if-available" is asked of br_pin
+ * as "cuda", so that its fallback is known here (pinned False, pin_error
+ * the library's reason) instead of read out of a message. Returns 0, or
+ * -1 with the exception set; the generator stays usable either way. */
+static int gen_pin(GenObject *self, int mode)
+{
+    int rc;
+    if (mode == BR_PIN_NONE)
+        return 0;
+    Py_BEGIN_ALLOW_THREADS /* dlopen and cudaHostRegister of the whole ring */
+    rc = br_pin(self->g, mode == BR_PIN_CUDA_IF_AVAILABLE ? BR_PIN_CUDA : mode);
+    Py_END_ALLOW_THREADS
+    if (rc == BR_ECUDA && mode == BR_PIN_CUDA_IF_AVAILABLE) {
+        PyObject *why = PyUnicode_FromString(br_last_error(self->g));
+        if (!why)
+            return -1;
+        Py_XSETREF(self->pin_error, why);
+        return 0;
+    }
+    if (rc) {
+        raise_code(rc, br_last_error(self->g));
+        return -1;
+    }
+    self->pinned = 1;
+    Py_CLEAR(self->pin_error);
+    return 0;
+}
+
 static PyObject *Gen_next(GenObject *self)
 {
     if (!self->g || self->closing) {
@@ -506,10 +578,39 @@ static PyObject *Gen_get_hold(GenObject *self, void *c)
     return PyLong_FromUnsignedLong(self->hold);
 }
 
+static PyObject *Gen_pin(GenObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"mode", NULL};
+    PyObject *o = Py_True;
+    int mode;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &o) || pin_arg(o, &mode))
+        return NULL;
+    if (!self->g || self->closing)
+        return raise_code(BR_ESTOPPED, "the generator is closed");
+    if (gen_pin(self, mode))
+        return NULL;
+    return PyBool_FromLong(self->pinned);
+}
+
+static PyObject *Gen_get_pinned(GenObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->pinned);
+}
+
+static PyObject *Gen_get_pin_error(GenObject *self, void *c)
+{
+    (void)c;
+    PyObject *r = self->pin_error ? self->pin_error : Py_None;
+    Py_INCREF(r);
+    return r;
+}
+
 static void Gen_dealloc(GenObject *self)
 {
     self->closing = 1;
     gen_finish_close(self);
+    Py_CLEAR(self->pin_error);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -526,6 +627,10 @@ static PyMethodDef Gen_methods[] = {
     {"stats", (PyCFunction)Gen_stats, METH_NOARGS, "br_stats as a dict."},
     {"checkpoint", (PyCFunction)Gen_checkpoint, METH_NOARGS,
      "The seq to resume at (start_seq)."},
+    {"pin", (PyCFunction)(void (*)(void))Gen_pin, METH_VARARGS | METH_KEYWORDS,
+     "pin(mode=True): page-locks the ring for CUDA (br_pin), so that a tensor's "
+     ".to('cuda', non_blocking=True) is a DMA from the slot. mode: True (if CUDA "
+     "can; else pin_error says why), \"cuda\" (or CudaError). Returns pinned."},
     {"__enter__", Gen_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Gen_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL}};
@@ -533,6 +638,9 @@ static PyMethodDef Gen_methods[] = {
 static PyGetSetDef Gen_getset[] = {
     {"closed", (getter)Gen_get_closed, NULL, "close() was called", NULL},
     {"hold", (getter)Gen_get_hold, NULL, "batches the caller may hold at once", NULL},
+    {"pinned", (getter)Gen_get_pinned, NULL, "the ring is registered with CUDA", NULL},
+    {"pin_error", (getter)Gen_get_pin_error, NULL,
+     "why pin=True left the ring unpinned (the library's message), or None", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject GenType = {
@@ -574,16 +682,20 @@ static GenObject *gen_new(void)
     self->nexported = 0;
     self->last = NULL;
     self->keep = NULL;
+    self->pinned = 0;
+    self->pin_error = NULL;
     return self;
 }
 
 static PyObject *mod_attach(PyObject *m, PyObject *args, PyObject *kw)
 {
     (void)m;
-    static char *kwlist[] = {"name", "timeout", NULL};
+    static char *kwlist[] = {"name", "timeout", "pin", NULL};
     const char *name;
-    PyObject *timeout = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|O", kwlist, &name, &timeout))
+    PyObject *timeout = Py_None, *pin = Py_None;
+    int pin_mode;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OO", kwlist, &name, &timeout, &pin) ||
+        pin_arg(pin, &pin_mode))
         return NULL;
     GenObject *self = gen_new();
     if (!self)
@@ -602,6 +714,10 @@ static PyObject *mod_attach(PyObject *m, PyObject *args, PyObject *kw)
         return raise_code(rc, br_last_error(NULL));
     }
     self->g = g;
+    if (gen_pin(self, pin_mode)) {
+        Py_DECREF(self); /* closes the ring; the exception stays set */
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -618,14 +734,16 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
     Py_ssize_t record_size = 0;
     int direct = 0, shuffle = 0, drop_last = 0, from_env = 0;
     unsigned int batch_size = 32, workers = 1, slots = BR_SLOTS_AUTO, rank = 0, world = 1,
-                 hold = 2, pin = 0, max_restarts = 3;
+                 hold = 2, max_restarts = 3;
     unsigned long long slot_bytes = 0, seed = 0, epochs = 1, start_seq = 0;
-    PyObject *timeout = Py_None, *ids = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIIOKIzO", kwlist, &layout, &a,
+    PyObject *timeout = Py_None, *ids = Py_None, *pin = Py_None;
+    int pin_mode;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIOOKIzO", kwlist, &layout, &a,
                                      &b, &labels, &record_size, &direct, &batch_size, &workers,
                                      &slots, &slot_bytes, &shuffle, &seed, &epochs, &drop_last,
                                      &rank, &world, &from_env, &hold, &pin, &timeout, &start_seq,
-                                     &max_restarts, &cpus, &ids))
+                                     &max_restarts, &cpus, &ids) ||
+        pin_arg(pin, &pin_mode))
         return NULL;
     if (hold < 2) {
         PyErr_SetString(PyExc_ValueError,
@@ -653,7 +771,8 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
     opt.rank = rank;
     opt.world = world;
     opt.hold = hold;
-    opt.pin = pin;
+    /* Pinned below, after br_open (where opt.pin would do it too): one
+     * path for every generator, with a fallback that is known. */
     opt.start_seq = start_seq;
     opt.max_restarts = max_restarts;
     opt.cpus = cpus;
@@ -721,6 +840,10 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
     self->g = g;
     self->own_hold = 1;
     self->hold = hold;
+    if (gen_pin(self, pin_mode)) {
+        Py_DECREF(self); /* stops the workers; the exception stays set */
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -748,7 +871,7 @@ static PyObject *mod_strerror(PyObject *m, PyObject *arg)
 
 static PyMethodDef mod_methods[] = {
     {"attach", (PyCFunction)(void (*)(void))mod_attach, METH_VARARGS | METH_KEYWORDS,
-     "attach(name, timeout=None): the consumer of a served ring."},
+     "attach(name, timeout=None, pin=None): the consumer of a served ring."},
     {"_open_dataset", (PyCFunction)(void (*)(void))mod_open_dataset,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_set_batch_type", mod_set_batch_type, METH_O, NULL},

@@ -40,7 +40,7 @@ class RingIterable(_torch.utils.data.IterableDataset):
     """(data, labels) tensors from a ring: attach="/name" (a served ring) or
     records=(path, record_size) with open_records' keywords. shape: the
     data tensor's shape per batch (e.g. (-1, 4096)); dtype: its dtype.
-    pin=True page-locks the ring for CUDA (opt.pin) so that
+    pin=True page-locks the ring for CUDA (Generator.pin) so that
     .to("cuda", non_blocking=True) copies from the slot itself."""
 
     def __init__(self, attach=None, records=None, labels=None, shape=None, dtype="uint8",
@@ -54,7 +54,7 @@ class RingIterable(_torch.utils.data.IterableDataset):
 
     def _open(self):
         if self.attach is not None:
-            return _br.attach(self.attach, timeout=self.timeout)
+            return _br.attach(self.attach, timeout=self.timeout, pin=self.pin)
         path, size = self.records
         return _br.open_records(path, size, labels=self.labels, timeout=self.timeout,
                                 pin=self.pin, **self.kw)
