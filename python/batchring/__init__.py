@@ -26,49 +26,12 @@ __all__ = ["attach", "open_records", "open_files", "open_indexed", "Batch", "Gen
            "HoldLimit", "Stopped", "CudaError"]
 
 class Batch(_batchring._Batch):
-    """One batch, held in its ring slot. Every view keeps it held."""
+    """One batch, held in its ring slot. Every view keeps it held.
+
+    .data (memoryview), .ids, .labels, .offsets (numpy views),
+    .numpy(dtype, shape) and .torch(dtype, shape), .torch_labels(): no
+    copy; made in C, since they are the per-batch cost of a Python loop."""
     __slots__ = ()
-
-    @property
-    def data(self):
-        """The loader's bytes: a read-only memoryview of the slot."""
-        return memoryview(self._data_buf)
-
-    @property
-    def ids(self):
-        """The sample ids: a numpy uint64 view."""
-        return _np.frombuffer(self._ids_buf, dtype=_np.uint64)
-
-    @property
-    def labels(self):
-        """The labels: a numpy int32 view, or None when opened without."""
-        buf = self._labels_buf
-        return None if buf is None else _np.frombuffer(buf, dtype=_np.int32)
-
-    @property
-    def offsets(self):
-        """count + 1 sample offsets into data (numpy uint64), or None."""
-        buf = self._offsets_buf
-        return None if buf is None else _np.frombuffer(buf, dtype=_np.uint64)
-
-    def numpy(self, dtype="uint8", shape=None):
-        """The data as a read-only numpy array of dtype and shape (no copy)."""
-        a = _np.frombuffer(self._data_buf, dtype=dtype)
-        return a if shape is None else a.reshape(shape)
-
-    def torch(self, dtype="uint8", shape=None):
-        """The data as a torch tensor (no copy; torch.frombuffer). Read-only
-        memory: writing to it is an error of the caller."""
-        from .torch import _frombuffer
-        return _frombuffer(self._data_buf, dtype, shape)
-
-    def torch_labels(self):
-        """The labels as an int32 torch tensor (no copy), or None."""
-        buf = self._labels_buf
-        if buf is None:
-            return None
-        from .torch import _frombuffer
-        return _frombuffer(buf, "int32", None)
 
     def __repr__(self):
         return "<batchring.Batch seq=%d epoch=%d batch=%d count=%d size=%d%s>" % (
@@ -76,6 +39,7 @@ class Batch(_batchring._Batch):
             "" if self.held else " released")
 
 
+_batchring._set_numpy(_np.frombuffer, _np.dtype(_np.uint64), _np.dtype(_np.int32))
 _batchring._set_batch_type(Batch)
 
 

@@ -40,6 +40,48 @@ static PyObject *Error, *LoaderError, *WorkerError, *ProducerGone, *Timeout, *Ba
     *HoldLimit, *Stopped, *CudaError;
 static PyTypeObject *BatchType; /* set by _set_batch_type: batchring.Batch */
 
+/* What turns a view into an array, looked up once instead of per batch
+ * (a batch's arrays are the per-batch cost that Python adds over C):
+ * numpy.frombuffer and the dtypes of ids, labels and offsets, set when
+ * batchring is imported (_set_numpy); torch.frombuffer, torch.dtype and
+ * the dtype names, set when batchring.torch is (_set_torch). */
+static PyObject *np_frombuffer, *np_u64, *np_i32;
+static PyObject *torch_frombuffer, *torch_dtype_type, *torch_dtypes, *torch_i32;
+static PyObject *str_dtype_kw; /* ("dtype",): the keyword both frombuffers take */
+static PyObject *str_reshape, *str_view, *np_u8_name;
+
+/* Positional-or-keyword arguments of a METH_FASTCALL | METH_KEYWORDS
+ * method, all optional: out[i] is left as the caller set it when absent.
+ * PyArg_ParseTupleAndKeywords would build a tuple and a dict per call. */
+static int args_parse(const char *fn, const char *const *names, Py_ssize_t n,
+                      PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **out)
+{
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn, n,
+                     nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t j = 0;
+        while (j < n && PyUnicode_CompareWithASCIIString(key, names[j]) != 0)
+            j++;
+        if (j == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", fn, key);
+            return -1;
+        }
+        if (j < nargs) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument %R", fn, key);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    return 0;
+}
+
 typedef struct GenObject {
     PyObject_HEAD
     br_gen *g;
@@ -225,19 +267,44 @@ static PyObject *Batch_exit(BatchObject *self, PyObject *args)
     return Batch_release(self, NULL);
 }
 
-static PyObject *Batch_data_buf(BatchObject *self, void *c)
+/* frombuffer(view, dtype=dtype), then .<how>(shape) unless shape is None:
+ * the calls Batch.numpy and Batch.torch make, without a Python frame. */
+static PyObject *array_of(PyObject *frombuffer, PyObject *view, PyObject *dtype, PyObject *how,
+                          PyObject *shape)
 {
-    (void)c;
-    return batch_view(self, self->b.data, self->b.size, 1, "B");
+    if (!view)
+        return NULL;
+    PyObject *args[2] = {view, dtype};
+    PyObject *a = PyObject_Vectorcall(frombuffer, args, 1, str_dtype_kw);
+    Py_DECREF(view);
+    if (!a || !shape || shape == Py_None)
+        return a;
+    PyObject *margs[2] = {a, shape};
+    PyObject *r = PyObject_VectorcallMethod(how, margs, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(a);
+    return r;
 }
 
-static PyObject *Batch_ids_buf(BatchObject *self, void *c)
+static PyObject *Batch_data(BatchObject *self, void *c)
 {
     (void)c;
-    return batch_view(self, self->b.ids, (size_t)self->b.count * 8, 8, "Q");
+    PyObject *v = batch_view(self, self->b.data, self->b.size, 1, "B");
+    if (!v)
+        return NULL;
+    PyObject *m = PyMemoryView_FromObject(v);
+    Py_DECREF(v);
+    return m;
 }
 
-static PyObject *Batch_labels_buf(BatchObject *self, void *c)
+static PyObject *Batch_ids(BatchObject *self, void *c)
+{
+    (void)c;
+    return array_of(np_frombuffer,
+                    batch_view(self, self->b.ids, (size_t)self->b.count * 8, 8, "Q"), np_u64,
+                    NULL, NULL);
+}
+
+static PyObject *Batch_labels(BatchObject *self, void *c)
 {
     (void)c;
     if (!self->b.labels) {
@@ -245,10 +312,12 @@ static PyObject *Batch_labels_buf(BatchObject *self, void *c)
             return NULL;
         Py_RETURN_NONE;
     }
-    return batch_view(self, self->b.labels, (size_t)self->b.count * 4, 4, "i");
+    return array_of(np_frombuffer,
+                    batch_view(self, self->b.labels, (size_t)self->b.count * 4, 4, "i"),
+                    np_i32, NULL, NULL);
 }
 
-static PyObject *Batch_offsets_buf(BatchObject *self, void *c)
+static PyObject *Batch_offsets(BatchObject *self, void *c)
 {
     (void)c;
     if (!self->b.offsets) {
@@ -256,7 +325,75 @@ static PyObject *Batch_offsets_buf(BatchObject *self, void *c)
             return NULL;
         Py_RETURN_NONE;
     }
-    return batch_view(self, self->b.offsets, ((size_t)self->b.count + 1) * 8, 8, "Q");
+    return array_of(np_frombuffer,
+                    batch_view(self, self->b.offsets, ((size_t)self->b.count + 1) * 8, 8, "Q"),
+                    np_u64, NULL, NULL);
+}
+
+static PyObject *Batch_numpy(BatchObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"dtype", "shape"};
+    PyObject *opt[2] = {NULL, Py_None};
+    if (args_parse("numpy", names, 2, args, nargs, kwnames, opt))
+        return NULL;
+    if (!opt[0])
+        opt[0] = np_u8_name;
+    return array_of(np_frombuffer, batch_view(self, self->b.data, self->b.size, 1, "B"), opt[0],
+                    str_reshape, opt[1]);
+}
+
+/* batchring.torch imported (it registers torch's frombuffer): 0, or -1. */
+static int torch_ready(void)
+{
+    if (torch_frombuffer)
+        return 0;
+    PyObject *m = PyImport_ImportModule("batchring.torch");
+    Py_XDECREF(m);
+    if (m && !torch_frombuffer)
+        PyErr_SetString(PyExc_ImportError, "batchring.torch did not register torch");
+    return torch_frombuffer ? 0 : -1;
+}
+
+/* A torch.dtype, or its name ("uint8", "float32", ...) looked up. Borrowed. */
+static PyObject *torch_dtype_of(PyObject *dtype)
+{
+    if (Py_IS_TYPE(dtype, (PyTypeObject *)torch_dtype_type))
+        return dtype;
+    PyObject *t = PyUnicode_Check(dtype) ? PyDict_GetItemWithError(torch_dtypes, dtype) : NULL;
+    if (!t && !PyErr_Occurred())
+        PyErr_Format(PyExc_ValueError, "dtype=%R: a torch.dtype, or one of the names %R", dtype,
+                     torch_dtypes);
+    return t;
+}
+
+static PyObject *Batch_torch(BatchObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"dtype", "shape"};
+    PyObject *opt[2] = {NULL, Py_None};
+    if (args_parse("torch", names, 2, args, nargs, kwnames, opt) || torch_ready())
+        return NULL;
+    PyObject *dtype = opt[0] ? torch_dtype_of(opt[0]) : PyDict_GetItemString(torch_dtypes, "uint8");
+    if (!dtype)
+        return NULL;
+    return array_of(torch_frombuffer, batch_view(self, self->b.data, self->b.size, 1, "B"),
+                    dtype, str_view, opt[1]);
+}
+
+static PyObject *Batch_torch_labels(BatchObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (torch_ready())
+        return NULL;
+    if (!self->b.labels) {
+        if (batch_check(self))
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return array_of(torch_frombuffer,
+                    batch_view(self, self->b.labels, (size_t)self->b.count * 4, 4, "i"),
+                    torch_i32, NULL, NULL);
 }
 
 static PyObject *Batch_u64(BatchObject *self, void *c)
@@ -285,6 +422,13 @@ static PyObject *Batch_held(BatchObject *self, void *c)
 static PyMethodDef Batch_methods[] = {
     {"release", (PyCFunction)Batch_release, METH_NOARGS,
      "Gives the slot back now, or when the last view of it goes. Idempotent."},
+    {"numpy", (PyCFunction)(void (*)(void))Batch_numpy, METH_FASTCALL | METH_KEYWORDS,
+     "numpy(dtype=\"uint8\", shape=None): the data as a read-only numpy array (no copy)."},
+    {"torch", (PyCFunction)(void (*)(void))Batch_torch, METH_FASTCALL | METH_KEYWORDS,
+     "torch(dtype=\"uint8\", shape=None): the data as a torch tensor (no copy; "
+     "torch.frombuffer). Read-only memory: writing to it is an error of the caller."},
+    {"torch_labels", (PyCFunction)Batch_torch_labels, METH_NOARGS,
+     "The labels as an int32 torch tensor (no copy), or None."},
     {"__enter__", Batch_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Batch_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL}};
@@ -296,10 +440,13 @@ static PyGetSetDef Batch_getset[] = {
     {"count", (getter)Batch_count, NULL, "samples in the batch", NULL},
     {"size", (getter)Batch_size, NULL, "bytes of data", NULL},
     {"held", (getter)Batch_held, NULL, "True until released", NULL},
-    {"_data_buf", (getter)Batch_data_buf, NULL, NULL, NULL},
-    {"_ids_buf", (getter)Batch_ids_buf, NULL, NULL, NULL},
-    {"_labels_buf", (getter)Batch_labels_buf, NULL, NULL, NULL},
-    {"_offsets_buf", (getter)Batch_offsets_buf, NULL, NULL, NULL},
+    {"data", (getter)Batch_data, NULL, "the loader's bytes: a read-only memoryview of the slot",
+     NULL},
+    {"ids", (getter)Batch_ids, NULL, "the sample ids: a numpy uint64 view", NULL},
+    {"labels", (getter)Batch_labels, NULL,
+     "the labels: a numpy int32 view, or None when opened without", NULL},
+    {"offsets", (getter)Batch_offsets, NULL,
+     "count + 1 sample offsets into data (numpy uint64), or None", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject BaseBatchType = {
@@ -860,6 +1007,40 @@ static PyObject *mod_set_batch_type(PyObject *m, PyObject *t)
     Py_RETURN_NONE;
 }
 
+/* _set_numpy(numpy.frombuffer, numpy.dtype("uint64"), numpy.dtype("int32")) */
+static PyObject *mod_set_numpy(PyObject *m, PyObject *args)
+{
+    (void)m;
+    PyObject *fb, *u64, *i32;
+    if (!PyArg_ParseTuple(args, "OOO", &fb, &u64, &i32))
+        return NULL;
+    Py_INCREF(fb), Py_INCREF(u64), Py_INCREF(i32);
+    Py_XSETREF(np_frombuffer, fb);
+    Py_XSETREF(np_u64, u64);
+    Py_XSETREF(np_i32, i32);
+    Py_RETURN_NONE;
+}
+
+/* _set_torch(torch.frombuffer, torch.dtype, {name: torch dtype}) */
+static PyObject *mod_set_torch(PyObject *m, PyObject *args)
+{
+    (void)m;
+    PyObject *fb, *type, *names, *i32;
+    if (!PyArg_ParseTuple(args, "OO!O!", &fb, &PyType_Type, &type, &PyDict_Type, &names))
+        return NULL;
+    if (!(i32 = PyDict_GetItemString(names, "int32")) ||
+        !PyDict_GetItemString(names, "uint8")) {
+        PyErr_SetString(PyExc_ValueError, "the dtype names need int32 and uint8");
+        return NULL;
+    }
+    Py_INCREF(fb), Py_INCREF(type), Py_INCREF(names), Py_INCREF(i32);
+    Py_XSETREF(torch_frombuffer, fb);
+    Py_XSETREF(torch_dtype_type, type);
+    Py_XSETREF(torch_dtypes, names);
+    Py_XSETREF(torch_i32, i32);
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_strerror(PyObject *m, PyObject *arg)
 {
     (void)m;
@@ -875,6 +1056,8 @@ static PyMethodDef mod_methods[] = {
     {"_open_dataset", (PyCFunction)(void (*)(void))mod_open_dataset,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_set_batch_type", mod_set_batch_type, METH_O, NULL},
+    {"_set_numpy", mod_set_numpy, METH_VARARGS, NULL},
+    {"_set_torch", mod_set_torch, METH_VARARGS, NULL},
     {"strerror", mod_strerror, METH_O, "br_strerror(code)"},
     {NULL, NULL, 0, NULL}};
 
@@ -897,6 +1080,11 @@ PyMODINIT_FUNC PyInit__batchring(void)
 {
     if (PyType_Ready(&BaseBatchType) < 0 || PyType_Ready(&ViewType) < 0 ||
         PyType_Ready(&GenType) < 0)
+        return NULL;
+    if (!(str_dtype_kw = Py_BuildValue("(s)", "dtype")) ||
+        !(str_reshape = PyUnicode_InternFromString("reshape")) ||
+        !(str_view = PyUnicode_InternFromString("view")) ||
+        !(np_u8_name = PyUnicode_InternFromString("uint8")))
         return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m)

@@ -21,19 +21,14 @@ _DTYPES = {"uint8": _torch.uint8, "int8": _torch.int8, "int16": _torch.int16,
            "float32": _torch.float32, "float64": _torch.float64, "bfloat16": _torch.bfloat16}
 
 
-# The slot is read-only memory, and torch.frombuffer warns about any
-# non-writable buffer (the tensor must not be written to: batchring's views
-# say so). Silenced for the calls of this module only; a filter, not
-# warnings.catch_warnings() per call, which costs microseconds per batch.
+# The slot is read-only memory, and torch.frombuffer warns (once per
+# process) about any non-writable buffer; the tensor must not be written
+# to: batchring's views say so.
 warnings.filterwarnings("ignore", message="The given buffer is not writable",
-                        category=UserWarning, module=r"batchring\.torch")
+                        category=UserWarning)
 
-
-def _frombuffer(buf, dtype, shape):
-    if not isinstance(dtype, _torch.dtype):
-        dtype = _DTYPES[str(dtype)]
-    t = _torch.frombuffer(buf, dtype=dtype)
-    return t if shape is None else t.view(shape)
+# Batch.torch and Batch.torch_labels (in C) call these.
+_br._batchring._set_torch(_torch.frombuffer, _torch.dtype, _DTYPES)
 
 
 class RingIterable(_torch.utils.data.IterableDataset):

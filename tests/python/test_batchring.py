@@ -431,6 +431,38 @@ def test_pin_attached_ring(plugin, cuda):
         s.stop()
 
 
+def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
+    torch = pytest.importorskip("torch")
+    d, raw, lab = data
+    with batchring.open_records(os.path.join(d, "records.bin"), REC,
+                                labels=os.path.join(d, "labels.bin"), batch_size=8) as g:
+        b = next(g)
+        want = raw[b.ids]
+        assert np.array_equal(b.numpy(shape=(b.count, REC)), want)
+        assert np.array_equal(b.numpy(np.int32, (b.count, -1)), want.view(np.int32))
+        x = b.torch(torch.int32, (b.count, -1))
+        assert x.shape == (b.count, REC // 4)
+        assert np.array_equal(x.numpy(), want.view(np.int32))
+        assert torch.equal(b.torch("int16"), torch.from_numpy(want.reshape(-1).view(np.int16)))
+        assert torch.equal(b.torch_labels(), torch.from_numpy(lab[b.ids]))
+        assert b.torch().dtype == torch.uint8 and b.torch().numel() == b.size
+        with pytest.raises(ValueError) as e:
+            b.torch("uint128")
+        assert "uint128" in str(e.value)
+        with pytest.raises(TypeError):
+            b.numpy("uint8", None, 3)
+        with pytest.raises(TypeError):
+            b.torch(dtype="uint8", shap=(8, -1))
+        with pytest.raises(TypeError):
+            b.numpy("uint8", dtype="uint8")
+        with pytest.raises(RuntimeError):
+            b.torch("uint8", (3, -1))           # torch's own error: 8 x 4096 is not 3 rows
+        del x
+        b.release()
+        with pytest.raises(ValueError):
+            b.torch()
+
+
 def test_torch_ring_iterable(data):
     torch = pytest.importorskip("torch")
     from batchring.torch import RingIterable
