@@ -17,7 +17,9 @@
  *    chose, which `batchring serve` leaves at 0 (br_next gives the
  *    previous batch back itself): there we allow one batch, and refuse
  *    (HoldLimit) a next() while the previous batch still has exports,
- *    instead of letting br_next recycle memory a tensor sees.
+ *    instead of letting br_next recycle memory a tensor sees. A ring
+ *    served with --hold H >= 2 says so with its first BR_EHELD, and from
+ *    then on is treated as one we opened with hold H (gen_learn_hold).
  *  - close() invalidates the batches without exports at once and defers
  *    br_close until the last exported batch is gone, so no view ever
  *    outlives the mapping.
@@ -92,6 +94,7 @@ typedef struct GenObject {
     long long timeout_ms; /* the caller's, -1 forever */
     Py_ssize_t nexported; /* valid batches with exports > 0 */
     struct BatchObject *last; /* borrowed: the newest batch, when !own_hold */
+    uint64_t first_seq, last_seq, taken; /* what br_next returned, when !own_hold */
     PyObject *keep;       /* a tuple kept alive for the C generator (ids) */
     int pinned;           /* br_pin registered the ring with CUDA */
     PyObject *pin_error;  /* why "cuda-if-available" left it unpinned, or NULL */
@@ -304,30 +307,31 @@ static PyObject *Batch_ids(BatchObject *self, void *c)
                     NULL, NULL);
 }
 
-static PyObject *Batch_labels(BatchObject *self, void *c)
+/* An array of a part the batch may lack (labels, offsets): None then. */
+static PyObject *optional_array(BatchObject *self, const void *ptr, size_t len, size_t itemsize,
+                                const char *format, PyObject *frombuffer, PyObject *dtype)
 {
-    (void)c;
-    if (!self->b.labels) {
+    if (!ptr) {
         if (batch_check(self))
             return NULL;
         Py_RETURN_NONE;
     }
-    return array_of(np_frombuffer,
-                    batch_view(self, self->b.labels, (size_t)self->b.count * 4, 4, "i"),
-                    np_i32, NULL, NULL);
+    return array_of(frombuffer, batch_view(self, ptr, len, itemsize, format), dtype, NULL,
+                    NULL);
+}
+
+static PyObject *Batch_labels(BatchObject *self, void *c)
+{
+    (void)c;
+    return optional_array(self, self->b.labels, (size_t)self->b.count * 4, 4, "i",
+                          np_frombuffer, np_i32);
 }
 
 static PyObject *Batch_offsets(BatchObject *self, void *c)
 {
     (void)c;
-    if (!self->b.offsets) {
-        if (batch_check(self))
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    return array_of(np_frombuffer,
-                    batch_view(self, self->b.offsets, ((size_t)self->b.count + 1) * 8, 8, "Q"),
-                    np_u64, NULL, NULL);
+    return optional_array(self, self->b.offsets, ((size_t)self->b.count + 1) * 8, 8, "Q",
+                          np_frombuffer, np_u64);
 }
 
 static PyObject *Batch_numpy(BatchObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -386,14 +390,8 @@ static PyObject *Batch_torch_labels(BatchObject *self, PyObject *unused)
     (void)unused;
     if (torch_ready())
         return NULL;
-    if (!self->b.labels) {
-        if (batch_check(self))
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    return array_of(torch_frombuffer,
-                    batch_view(self, self->b.labels, (size_t)self->b.count * 4, 4, "i"),
-                    torch_i32, NULL, NULL);
+    return optional_array(self, self->b.labels, (size_t)self->b.count * 4, 4, "i",
+                          torch_frombuffer, torch_i32);
 }
 
 static PyObject *Batch_u64(BatchObject *self, void *c)
@@ -605,6 +603,38 @@ static int gen_pin(GenObject *self, int mode)
     return 0;
 }
 
+/*
+ * A ring served with --hold H >= 2 leaves every batch to its consumer to
+ * give back, and nothing public says which kind of ring an attach found:
+ * the first BR_EHELD does (we hold H batches, every one dropped but
+ * perhaps the newest). From then on this generator gives batches back as
+ * one it opened does, with hold = H. Returns 1 when it switched (br_next
+ * may be retried), 0 when the BR_EHELD stands.
+ */
+static int gen_learn_hold(GenObject *self)
+{
+    if (self->own_hold || !self->taken)
+        return 0;
+    const BatchObject *newest = self->last && self->last->valid ? self->last : NULL;
+    uint64_t s = self->first_seq;
+    uint32_t held = 0;
+    /* Held batches lie within one lap of the ring, BR_MAX_SLOTS at most. */
+    if (self->last_seq - s >= BR_MAX_SLOTS)
+        s = self->last_seq - BR_MAX_SLOTS + 1;
+    for (; s <= self->last_seq; s++) {
+        if (newest && s == newest->b.seq)
+            held++;
+        else if (br_release_seq(self->g, s) == 0) /* -EINVAL: one a takeover skipped */
+            held++;
+    }
+    if (held < 2)
+        return 0;
+    self->own_hold = 1;
+    self->hold = held;
+    self->last = NULL;
+    return 1;
+}
+
 static PyObject *Gen_next(GenObject *self)
 {
     if (!self->g || self->closing) {
@@ -616,8 +646,9 @@ static PyObject *Gen_next(GenObject *self)
         if (prev->exports > 0) {
             PyErr_Format(HoldLimit,
                          "batch %llu still has views (numpy arrays, tensors, memoryviews) and "
-                         "this attached ring lets its consumer hold one batch: drop them (or "
-                         "copy) before the next batch",
+                         "this attached ring lets its consumer hold one batch (a ring served "
+                         "with --hold H: H, once its first H batches have been taken): drop "
+                         "them (or copy) before the next batch",
                          (unsigned long long)prev->b.seq);
             return NULL;
         }
@@ -631,6 +662,8 @@ static PyObject *Gen_next(GenObject *self)
         Py_BEGIN_ALLOW_THREADS
         rc = br_next(self->g, &b);
         Py_END_ALLOW_THREADS
+        if (rc == BR_EHELD && gen_learn_hold(self))
+            continue;
         if (rc != -ETIMEDOUT)
             break;
         if (PyErr_CheckSignals())
@@ -655,8 +688,12 @@ static PyObject *Gen_next(GenObject *self)
     o->gen = self;
     o->b = b;
     o->valid = 1;
-    if (!self->own_hold)
+    if (!self->own_hold) {
         self->last = o;
+        if (!self->taken++)
+            self->first_seq = b.seq;
+        self->last_seq = b.seq;
+    }
     return (PyObject *)o;
 }
 
@@ -828,6 +865,7 @@ static GenObject *gen_new(void)
     self->timeout_ms = -1;
     self->nexported = 0;
     self->last = NULL;
+    self->first_seq = self->last_seq = self->taken = 0;
     self->keep = NULL;
     self->pinned = 0;
     self->pin_error = NULL;

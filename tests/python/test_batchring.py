@@ -220,6 +220,27 @@ def test_attach_served_ring_and_errors(plugin):
     assert shm() == before == set()
 
 
+def test_attach_ring_served_with_hold(plugin):
+    """serve --hold 3: the consumer gives batches back itself; the package
+    learns the hold from the ring's first refusal and then holds 3."""
+    name = "/br-py-%d-h" % os.getpid()
+    s = Served(name, "samples=64,bytes=256", ["--hold", "3"])
+    try:
+        with batchring.attach(name, timeout=WAIT_S) as g:
+            assert [next(g).seq for _ in range(10)] == list(range(10))
+            assert g.hold == 3
+            held = [next(g) for _ in range(3)]
+            views = [b.numpy() for b in held]
+            with pytest.raises(batchring.HoldLimit):
+                next(g)
+            del views[0]
+            held[0].release()
+            assert next(g).seq == 13
+            assert [v.size for v in views] == [256 * 8] * 2
+    finally:
+        s.stop()
+
+
 # A consumer in its own process: iterates the ring and prints how it ended
 # (the exception's class and code, or "end").
 CONSUMER = """
