@@ -39,7 +39,8 @@ class Batch(_batchring._Batch):
             "" if self.held else " released")
 
 
-_batchring._set_numpy(_np.frombuffer, _np.dtype(_np.uint64), _np.dtype(_np.int32))
+_batchring._set_numpy(_np.frombuffer, _np.dtype(_np.uint8), _np.dtype(_np.uint64),
+                      _np.dtype(_np.int32))
 _batchring._set_batch_type(Batch)
 
 

@@ -47,10 +47,10 @@ static PyTypeObject *BatchType; /* set by _set_batch_type: batchring.Batch */
  * numpy.frombuffer and the dtypes of ids, labels and offsets, set when
  * batchring is imported (_set_numpy); torch.frombuffer, torch.dtype and
  * the dtype names, set when batchring.torch is (_set_torch). */
-static PyObject *np_frombuffer, *np_u64, *np_i32;
+static PyObject *np_frombuffer, *np_u8, *np_u64, *np_i32;
 static PyObject *torch_frombuffer, *torch_dtype_type, *torch_dtypes, *torch_i32;
 static PyObject *str_dtype_kw; /* ("dtype",): the keyword both frombuffers take */
-static PyObject *str_reshape, *str_view, *np_u8_name;
+static PyObject *str_reshape, *str_view;
 
 /* Positional-or-keyword arguments of a METH_FASTCALL | METH_KEYWORDS
  * method, all optional: out[i] is left as the caller set it when absent.
@@ -282,8 +282,11 @@ static PyObject *array_of(PyObject *frombuffer, PyObject *view, PyObject *dtype,
     Py_DECREF(view);
     if (!a || !shape || shape == Py_None)
         return a;
-    PyObject *margs[2] = {a, shape};
-    PyObject *r = PyObject_VectorcallMethod(how, margs, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    /* margs[0] is the spare slot PY_VECTORCALL_ARGUMENTS_OFFSET lets the
+     * callee use (it binds the method there instead of allocating). */
+    PyObject *margs[3] = {NULL, a, shape};
+    PyObject *r =
+        PyObject_VectorcallMethod(how, margs + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(a);
     return r;
 }
@@ -342,7 +345,7 @@ static PyObject *Batch_numpy(BatchObject *self, PyObject *const *args, Py_ssize_
     if (args_parse("numpy", names, 2, args, nargs, kwnames, opt))
         return NULL;
     if (!opt[0])
-        opt[0] = np_u8_name;
+        opt[0] = np_u8;
     return array_of(np_frombuffer, batch_view(self, self->b.data, self->b.size, 1, "B"), opt[0],
                     str_reshape, opt[1]);
 }
@@ -1045,15 +1048,16 @@ static PyObject *mod_set_batch_type(PyObject *m, PyObject *t)
     Py_RETURN_NONE;
 }
 
-/* _set_numpy(numpy.frombuffer, numpy.dtype("uint64"), numpy.dtype("int32")) */
+/* _set_numpy(numpy.frombuffer, and the numpy.dtype of uint8, uint64, int32) */
 static PyObject *mod_set_numpy(PyObject *m, PyObject *args)
 {
     (void)m;
-    PyObject *fb, *u64, *i32;
-    if (!PyArg_ParseTuple(args, "OOO", &fb, &u64, &i32))
+    PyObject *fb, *u8, *u64, *i32;
+    if (!PyArg_ParseTuple(args, "OOOO", &fb, &u8, &u64, &i32))
         return NULL;
-    Py_INCREF(fb), Py_INCREF(u64), Py_INCREF(i32);
+    Py_INCREF(fb), Py_INCREF(u8), Py_INCREF(u64), Py_INCREF(i32);
     Py_XSETREF(np_frombuffer, fb);
+    Py_XSETREF(np_u8, u8);
     Py_XSETREF(np_u64, u64);
     Py_XSETREF(np_i32, i32);
     Py_RETURN_NONE;
@@ -1121,8 +1125,7 @@ PyMODINIT_FUNC PyInit__batchring(void)
         return NULL;
     if (!(str_dtype_kw = Py_BuildValue("(s)", "dtype")) ||
         !(str_reshape = PyUnicode_InternFromString("reshape")) ||
-        !(str_view = PyUnicode_InternFromString("view")) ||
-        !(np_u8_name = PyUnicode_InternFromString("uint8")))
+        !(str_view = PyUnicode_InternFromString("view")))
         return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m)
