@@ -25,6 +25,7 @@ __all__ = ["attach", "open_records", "open_files", "open_indexed", "Batch", "Gen
            "Error", "LoaderError", "WorkerError", "ProducerGone", "Timeout", "BadRing",
            "HoldLimit", "Stopped", "CudaError"]
 
+
 class Batch(_batchring._Batch):
     """One batch, held in its ring slot. Every view keeps it held.
 

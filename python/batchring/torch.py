@@ -23,7 +23,9 @@ _DTYPES = {"uint8": _torch.uint8, "int8": _torch.int8, "int16": _torch.int16,
 
 # The slot is read-only memory, and torch.frombuffer warns (once per
 # process) about any non-writable buffer; the tensor must not be written
-# to: batchring's views say so.
+# to: batchring's views say so. Called from C, the warning is attributed
+# to the caller's code, so the filter cannot name this module: it is
+# process-wide, for that one message.
 warnings.filterwarnings("ignore", message="The given buffer is not writable",
                         category=UserWarning)
 
