@@ -6,11 +6,13 @@
  * Lifetime rules, the point of this file:
  *  - A Batch owns its slot until release() or until it is collected. Its
  *    ids, labels and data are _View objects that implement the buffer
- *    protocol over the slot; every buffer exported from a view (numpy
- *    arrays, torch tensors, memoryviews) counts in batch->exports and keeps
- *    the view, and so the batch, alive. release() with exports alive only
- *    marks the batch: the slot goes back when the last export goes, never
- *    while a tensor still sees it.
+ *    protocol over the slot; every view counts in batch->exports for its
+ *    whole life, and every array made from it (numpy arrays, torch
+ *    tensors, memoryviews) keeps the view, and so the batch, alive. The
+ *    view's life and not its buffer exports: numpy.ndarray(buffer=) gives
+ *    the buffer back at once and keeps only the object. release() with
+ *    views alive only marks the batch: the slot goes back when the last
+ *    view goes, never while a tensor still sees it.
  *  - Generators we open use opt.hold = H >= 2: br_next never gives a slot
  *    back by itself, and BR_EHELD (batchring.HoldLimit) is how a caller
  *    learns it holds too many. An attached ring has the hold its producer
@@ -49,6 +51,10 @@ static PyTypeObject *BatchType; /* set by _set_batch_type: batchring.Batch */
  * the dtype names, set when batchring.torch is (_set_torch). */
 static PyObject *np_frombuffer, *np_u8, *np_u64, *np_i32;
 static PyObject *torch_frombuffer, *torch_dtype_type, *torch_dtypes, *torch_i32;
+/* torch.from_numpy, numpy.ndarray and {torch dtype: (numpy dtype, itemsize)}: a shaped
+ * tensor through numpy costs about half of frombuffer + view (see
+ * shaped_tensor). */
+static PyObject *torch_from_numpy, *np_ndarray, *torch_np_dtypes;
 static PyObject *str_dtype_kw; /* ("dtype",): the keyword both frombuffers take */
 static PyObject *str_reshape, *str_view;
 
@@ -214,9 +220,17 @@ static void Batch_dealloc(BatchObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Its slot is still the caller's to read: held, and not closed under it
+ * (a batch with views keeps a closing generator's mapping until they go;
+ * one without has none to count on). */
+static int batch_usable(const BatchObject *self)
+{
+    return self->valid && !self->release_pending && (!self->gen->closing || self->exports > 0);
+}
+
 static int batch_check(BatchObject *self)
 {
-    if (!self->valid || self->release_pending) {
+    if (!batch_usable(self)) {
         PyErr_SetString(PyExc_ValueError,
                         "batch is released (or its generator closed): its slot may hold "
                         "another batch now");
@@ -235,6 +249,8 @@ static PyObject *batch_view(BatchObject *self, const void *ptr, size_t len, size
         return NULL;
     Py_INCREF(self);
     v->batch = self;
+    if (self->exports++ == 0)
+        self->gen->nexported++;
     v->ptr = ptr;
     v->len = (Py_ssize_t)len;
     v->itemsize = (Py_ssize_t)itemsize;
@@ -374,6 +390,78 @@ static PyObject *torch_dtype_of(PyObject *dtype)
     return t;
 }
 
+/*
+ * torch.from_numpy(numpy.ndarray(shape, np_dtype, view)): the tensor
+ * Batch.torch(dtype, shape) makes, in one numpy and one torch call where
+ * frombuffer(...).view(shape) takes two torch calls that cost about twice
+ * as much (the dispatcher's view). Only for a shape that is a tuple or
+ * list of ints, with at most one -1, that covers the data exactly: for any
+ * other, NULL without an exception, and the caller takes torch's own path
+ * (and its errors).
+ */
+static PyObject *shaped_tensor(BatchObject *self, PyObject *dtype, PyObject *shape)
+{
+    PyObject *entry = PyDict_GetItemWithError(torch_np_dtypes, dtype); /* (np dtype, size) */
+    if (!entry || !(PyTuple_CheckExact(shape) || PyList_CheckExact(shape)))
+        return NULL;
+    PyObject *np_dtype = PyTuple_GET_ITEM(entry, 0);
+    Py_ssize_t itemsize = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1)), known = 1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(shape), free_dim = -1;
+    if (n < 1 || n > 8)
+        return NULL;
+    PyObject *const *dims = PySequence_Fast_ITEMS(shape);
+    PyObject *fixed[8];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyLong_CheckExact(dims[i]))
+            return NULL;
+        long long d = PyLong_AsLongLong(dims[i]);
+        if (d == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return NULL;
+        }
+        if (d == -1 && free_dim < 0)
+            free_dim = i;
+        else if (d <= 0 || (unsigned long long)d > (size_t)PY_SSIZE_T_MAX / (size_t)known)
+            return NULL;
+        else
+            known *= (Py_ssize_t)d;
+    }
+    if (itemsize <= 0 || self->b.size % (size_t)itemsize)
+        return NULL;
+    Py_ssize_t items = (Py_ssize_t)(self->b.size / (size_t)itemsize);
+    if (free_dim < 0 ? known != items : items % known)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        fixed[i] = dims[i];
+    PyObject *resolved = NULL;
+    if (free_dim >= 0 && !(fixed[free_dim] = resolved = PyLong_FromSsize_t(items / known)))
+        return NULL;
+    PyObject *tuple = PyTuple_New(n);
+    if (!tuple) {
+        Py_XDECREF(resolved);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(fixed[i]);
+        PyTuple_SET_ITEM(tuple, i, fixed[i]);
+    }
+    Py_XDECREF(resolved);
+    /* The array's base is the view: it holds the slot (exports). */
+    PyObject *view = batch_view(self, self->b.data, self->b.size, 1, "B");
+    PyObject *arr = NULL, *t = NULL;
+    if (view) {
+        PyObject *nargs[3] = {tuple, np_dtype, view};
+        arr = PyObject_Vectorcall(np_ndarray, nargs, 3, NULL);
+    }
+    Py_DECREF(tuple);
+    Py_XDECREF(view);
+    if (arr) {
+        t = PyObject_Vectorcall(torch_from_numpy, &arr, 1, NULL);
+        Py_DECREF(arr);
+    }
+    return t ? t : (PyErr_Occurred() ? NULL : PyErr_NoMemory());
+}
+
 static PyObject *Batch_torch(BatchObject *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
@@ -384,6 +472,11 @@ static PyObject *Batch_torch(BatchObject *self, PyObject *const *args, Py_ssize_
     PyObject *dtype = opt[0] ? torch_dtype_of(opt[0]) : PyDict_GetItemString(torch_dtypes, "uint8");
     if (!dtype)
         return NULL;
+    if (opt[1] != Py_None) {
+        PyObject *t = shaped_tensor(self, dtype, opt[1]);
+        if (t || PyErr_Occurred())
+            return t;
+    }
     return array_of(torch_frombuffer, batch_view(self, self->b.data, self->b.size, 1, "B"),
                     dtype, str_view, opt[1]);
 }
@@ -417,7 +510,7 @@ static PyObject *Batch_size(BatchObject *self, void *c)
 static PyObject *Batch_held(BatchObject *self, void *c)
 {
     (void)c;
-    return PyBool_FromLong(self->valid && !self->release_pending);
+    return PyBool_FromLong(batch_usable(self));
 }
 
 static PyMethodDef Batch_methods[] = {
@@ -496,21 +589,20 @@ static int View_getbuffer(ViewObject *self, Py_buffer *view, int flags)
     }
     view->strides = ((flags & PyBUF_STRIDES) == PyBUF_STRIDES) ? &view->itemsize : NULL;
     view->suboffsets = NULL;
-    if (b->exports++ == 0)
-        b->gen->nexported++;
     return 0;
 }
 
 static void View_releasebuffer(ViewObject *self, Py_buffer *view)
 {
+    (void)self;
     PyMem_Free(view->internal);
-    BatchObject *b = self->batch;
-    if (--b->exports == 0)
-        batch_exports_gone(b);
 }
 
 static void View_dealloc(ViewObject *self)
 {
+    BatchObject *b = self->batch;
+    if (--b->exports == 0)
+        batch_exports_gone(b);
     Py_CLEAR(self->batch);
     PyObject_Free(self);
 }
@@ -1063,12 +1155,14 @@ static PyObject *mod_set_numpy(PyObject *m, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* _set_torch(torch.frombuffer, torch.dtype, {name: torch dtype}) */
+/* _set_torch(torch.frombuffer, torch.dtype, {name: torch dtype},
+ *            torch.from_numpy, numpy.ndarray, {torch dtype: (numpy dtype, itemsize)}) */
 static PyObject *mod_set_torch(PyObject *m, PyObject *args)
 {
     (void)m;
-    PyObject *fb, *type, *names, *i32;
-    if (!PyArg_ParseTuple(args, "OO!O!", &fb, &PyType_Type, &type, &PyDict_Type, &names))
+    PyObject *fb, *type, *names, *i32, *from_numpy, *ndarray, *np_dtypes;
+    if (!PyArg_ParseTuple(args, "OO!O!OOO!", &fb, &PyType_Type, &type, &PyDict_Type, &names,
+                          &from_numpy, &ndarray, &PyDict_Type, &np_dtypes))
         return NULL;
     if (!(i32 = PyDict_GetItemString(names, "int32")) ||
         !PyDict_GetItemString(names, "uint8")) {
@@ -1080,6 +1174,10 @@ static PyObject *mod_set_torch(PyObject *m, PyObject *args)
     Py_XSETREF(torch_dtype_type, type);
     Py_XSETREF(torch_dtypes, names);
     Py_XSETREF(torch_i32, i32);
+    Py_INCREF(from_numpy), Py_INCREF(ndarray), Py_INCREF(np_dtypes);
+    Py_XSETREF(torch_from_numpy, from_numpy);
+    Py_XSETREF(np_ndarray, ndarray);
+    Py_XSETREF(torch_np_dtypes, np_dtypes);
     Py_RETURN_NONE;
 }
 

@@ -12,6 +12,7 @@ gone.
 """
 import warnings
 
+import numpy as _np
 import torch as _torch
 
 import batchring as _br
@@ -21,16 +22,21 @@ _DTYPES = {"uint8": _torch.uint8, "int8": _torch.int8, "int16": _torch.int16,
            "float32": _torch.float32, "float64": _torch.float64, "bfloat16": _torch.bfloat16}
 
 
-# The slot is read-only memory, and torch.frombuffer warns (once per
-# process) about any non-writable buffer; the tensor must not be written
-# to: batchring's views say so. Called from C, the warning is attributed
-# to the caller's code, so the filter cannot name this module: it is
-# process-wide, for that one message.
-warnings.filterwarnings("ignore", message="The given buffer is not writable",
+# The slot is read-only memory, and torch.frombuffer and torch.from_numpy
+# warn (once per process) about any non-writable buffer or array; the
+# tensor must not be written to: batchring's views say so. Called from C,
+# the warnings are attributed to the caller's code, so the filter cannot
+# name this module: it is process-wide, for those two messages.
+warnings.filterwarnings("ignore", message="The given (buffer|NumPy array) is not writable",
                         category=UserWarning)
 
-# Batch.torch and Batch.torch_labels (in C) call these.
-_br._batchring._set_torch(_torch.frombuffer, _torch.dtype, _DTYPES)
+# Batch.torch and Batch.torch_labels (in C) call these. A shaped tensor is
+# made through a numpy array where numpy has the dtype (not bfloat16):
+# torch.from_numpy of it costs about half of torch.frombuffer + view.
+_NUMPY = {t: (_np.dtype(n), _np.dtype(n).itemsize) for n, t in _DTYPES.items()
+          if hasattr(_np, n)}
+_br._batchring._set_torch(_torch.frombuffer, _torch.dtype, _DTYPES, _torch.from_numpy,
+                          _np.ndarray, _NUMPY)
 
 
 class RingIterable(_torch.utils.data.IterableDataset):

@@ -126,6 +126,22 @@ def test_view_keeps_batch_held_then_slot_recycles(data):
     g.close()                       # idempotent
 
 
+def test_batch_kept_past_close_refuses_new_views(data):
+    d, raw, _ = data
+    g = batchring.open_records(os.path.join(d, "records.bin"), REC, batch_size=8, slots=4)
+    b, kept = next(g), next(g)
+    view = kept.numpy("uint8", (kept.count, REC))
+    g.close()                       # deferred: a view of `kept` still sees the ring
+    assert not b.held and kept.held
+    with pytest.raises(ValueError):
+        b.numpy()                   # its slot is no longer the caller's
+    assert np.array_equal(kept.numpy("uint8", (kept.count, REC)), raw[kept.ids])
+    del view
+    assert not kept.held            # the last view went: the ring is unmapped
+    with pytest.raises(ValueError):
+        kept.data
+
+
 def test_hold_limit(data):
     d, _, _ = data
     with batchring.open_records(os.path.join(d, "records.bin"), REC, batch_size=64,
@@ -456,7 +472,8 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
     torch = pytest.importorskip("torch")
     d, raw, lab = data
     with batchring.open_records(os.path.join(d, "records.bin"), REC,
-                                labels=os.path.join(d, "labels.bin"), batch_size=8) as g:
+                                labels=os.path.join(d, "labels.bin"), batch_size=8,
+                                slots=4) as g:
         b = next(g)
         want = raw[b.ids]
         assert np.array_equal(b.numpy(shape=(b.count, REC)), want)
@@ -467,6 +484,8 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
         assert torch.equal(b.torch("int16"), torch.from_numpy(want.reshape(-1).view(np.int16)))
         assert torch.equal(b.torch_labels(), torch.from_numpy(lab[b.ids]))
         assert b.torch().dtype == torch.uint8 and b.torch().numel() == b.size
+        assert b.torch(torch.bfloat16, [b.count, -1]).shape == (b.count, REC // 2)  # no numpy dtype
+        assert torch.equal(b.torch("uint8", [b.count, REC]), torch.from_numpy(want))
         with pytest.raises(ValueError) as e:
             b.torch("uint128")
         assert "uint128" in str(e.value)
@@ -478,10 +497,13 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
             b.numpy("uint8", dtype="uint8")
         with pytest.raises(RuntimeError):
             b.torch("uint8", (3, -1))           # torch's own error: 8 x 4096 is not 3 rows
-        del x
-        b.release()
+        b.release()                         # deferred: x still sees the slot
         with pytest.raises(ValueError):
             b.torch()
+        with pytest.raises(batchring.HoldLimit):
+            for _ in range(8):              # the lap would load into x's slot
+                next(g).release()
+        assert np.array_equal(x.numpy(), want.view(np.int32))
 
 
 def test_torch_ring_iterable(data):
