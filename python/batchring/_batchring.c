@@ -1140,6 +1140,15 @@ static PyObject *mod_set_batch_type(PyObject *m, PyObject *t)
     Py_RETURN_NONE;
 }
 
+/* Stores values[i] in the static *slots[i], each owning a reference. */
+static void keep_all(PyObject **const *slots, PyObject *const *values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        Py_INCREF(values[i]);
+        Py_XSETREF(*slots[i], values[i]);
+    }
+}
+
 /* _set_numpy(numpy.frombuffer, and the numpy.dtype of uint8, uint64, int32) */
 static PyObject *mod_set_numpy(PyObject *m, PyObject *args)
 {
@@ -1147,11 +1156,9 @@ static PyObject *mod_set_numpy(PyObject *m, PyObject *args)
     PyObject *fb, *u8, *u64, *i32;
     if (!PyArg_ParseTuple(args, "OOOO", &fb, &u8, &u64, &i32))
         return NULL;
-    Py_INCREF(fb), Py_INCREF(u8), Py_INCREF(u64), Py_INCREF(i32);
-    Py_XSETREF(np_frombuffer, fb);
-    Py_XSETREF(np_u8, u8);
-    Py_XSETREF(np_u64, u64);
-    Py_XSETREF(np_i32, i32);
+    PyObject **const slots[] = {&np_frombuffer, &np_u8, &np_u64, &np_i32};
+    PyObject *const values[] = {fb, u8, u64, i32};
+    keep_all(slots, values, 4);
     Py_RETURN_NONE;
 }
 
@@ -1169,15 +1176,10 @@ static PyObject *mod_set_torch(PyObject *m, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "the dtype names need int32 and uint8");
         return NULL;
     }
-    Py_INCREF(fb), Py_INCREF(type), Py_INCREF(names), Py_INCREF(i32);
-    Py_XSETREF(torch_frombuffer, fb);
-    Py_XSETREF(torch_dtype_type, type);
-    Py_XSETREF(torch_dtypes, names);
-    Py_XSETREF(torch_i32, i32);
-    Py_INCREF(from_numpy), Py_INCREF(ndarray), Py_INCREF(np_dtypes);
-    Py_XSETREF(torch_from_numpy, from_numpy);
-    Py_XSETREF(np_ndarray, ndarray);
-    Py_XSETREF(torch_np_dtypes, np_dtypes);
+    PyObject **const slots[] = {&torch_frombuffer, &torch_dtype_type, &torch_dtypes, &torch_i32,
+                                &torch_from_numpy, &np_ndarray, &torch_np_dtypes};
+    PyObject *const values[] = {fb, type, names, i32, from_numpy, ndarray, np_dtypes};
+    keep_all(slots, values, 7);
     Py_RETURN_NONE;
 }
 
