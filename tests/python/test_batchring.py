@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,7 +42,8 @@ def data():
                     "--sample-bytes", str(REC), "-q"], check=True, stdout=subprocess.DEVNULL)
     raw = np.fromfile(os.path.join(d, "records.bin"), dtype=np.uint8).reshape(N, REC)
     lab = np.fromfile(os.path.join(d, "labels.bin"), dtype=np.int32)
-    return d, raw, lab
+    yield d, raw, lab
+    shutil.rmtree(d)
 
 
 def shm():
