@@ -15,8 +15,9 @@
 #                         and the machine
 #   scaling.png, efficiency.png   the charts (if gnuplot is installed)
 #   peers.dat, peers.md, peers.png   the peers cases (perf/case_peers.c):
-#                         batchring, the trainer's pread loop and PyTorch's
-#                         DataLoader side by side (chart: perf/peers.gp)
+#                         batchring (from C and from Python), the trainer's
+#                         pread loop and PyTorch's DataLoader side by side
+#                         (chart: perf/peers.gp)
 # With BR_PERF_PUBLISH=1 it also copies results.md, the charts and the JSON
 # to docs/perf/, for the README. BR_PERF_REPETITIONS sets the repetitions
 # (default 5): the table shows medians.
@@ -85,10 +86,12 @@ function n(v) { return (v ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/) ? v : "NaN" }
     split("", v)
     k = split($15, kv, " ")
     for (i = 1; i <= k; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
-    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ($1 == "peers" ? "shuffled" : "file-order"),
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ($1 == "peers" ? "shuffled" : "file-order"),
         n($7), n(v["torch_batched_batches_per_s"]), n(v["pread_batches_per_s"]), n($5),
         n(v["torch_cpu_us_per_batch"]), n(v["torch_batched_cpu_us_per_batch"]),
-        n(v["pread_cpu_us_per_batch"]), n(v["batchring_cpu_us_per_batch"]), n(v["resident_fraction"])
+        n(v["pread_cpu_us_per_batch"]), n(v["batchring_cpu_us_per_batch"]), n(v["resident_fraction"]),
+        n(v["python_batches_per_s"]), n(v["python_cpu_us_per_batch"]), n(v["python_vs_torch"]),
+        n(v["python_vs_batchring"])
 }' "$results/summary.tsv" | sort -r >"$results/peers.dat"
 peers_floor=$(awk -F '\t' '$1 == "floor" && $13 != "failed" { printf "%.0f ns", $5 }' "$results/summary.tsv")
 peers_cpus=$(awk -F '\t' '$1 == "#" && $2 == "online_cpus" { c = $3 } $1 == "#" && $2 == "cpu_model" { m = $3 }
@@ -109,16 +112,23 @@ if [ -s "$results/peers.dat" ]; then
         name[2] = "PyTorch DataLoader, batch sampler"; col[2] = 3; cpu[2] = 7
         name[3] = "the trainer'"'"'s own pread loop"; col[3] = 4; cpu[3] = 8
         name[4] = "**batchring** records dataset"; col[4] = 5; cpu[4] = 9
-        for (i = 1; i <= 4; i++) {
+        name[5] = "**batchring** from Python, a torch tensor per batch"; col[5] = 11; cpu[5] = 12
+        for (i = 1; i <= 5; i++) {
             b = $(col[i])
             r = (i == 4 || b == "NaN" || b == 0) ? "" : sprintf("%.1fx", $5 / b)
             printf "| %s | %s | %s | %s | %s | %s |\n", $1, name[i], f(b, "%.0f"),
                 (b == "NaN") ? "" : sprintf("%.0f", b * 64 * 4096 / 1048576), f($(cpu[i]), "%.1f µs"), r
         }
         res[$1] = $10
+        if ($13 != "NaN" && $14 != "NaN")
+            py[$1] = sprintf("%s: %.1fx the DataLoader (a record per `__getitem__`), %.2fx the C consumer", $1, $13, $14)
     }
     END {
         print ""
+        line = ""
+        for (o in py) line = line (line == "" ? "" : "; ") py[o]
+        if (line != "")
+            printf "batchring from Python (`perf/peers/batchring_py.py`, the `batchring` package: a zero-copy uint8 tensor [64, 4096] of each slot), medians of the per-repetition ratios: %s (targets: >= 50x, >= 0.5x).\n\n", line
         resident = ""
         for (o in res) resident = resident (resident == "" ? "" : ", ") o " " (res[o] == "NaN" ? "unknown" : sprintf("%.0f%%", res[o] * 100))
         printf "64 x 4 KiB records per batch, 2 workers for batchring and for each DataLoader, one 128 MiB file written just before (its share in the page cache at the end, mincore: %s). Medians of %s repetitions; each repetition runs the peers in turns of 200 ms. Trainer CPU: getrusage of the trainer process (for torch, time.process_time of the main process), never the workers'"'"'. %s.\n", resident, reps, sub_

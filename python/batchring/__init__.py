@@ -25,54 +25,14 @@ __all__ = ["attach", "open_records", "open_files", "open_indexed", "Batch", "Gen
            "Error", "LoaderError", "WorkerError", "ProducerGone", "Timeout", "BadRing",
            "HoldLimit", "Stopped", "CudaError"]
 
-_PIN = {None: PIN_NONE, False: PIN_NONE, True: PIN_CUDA_IF_AVAILABLE, "none": PIN_NONE,
-        "cuda": PIN_CUDA, "cuda-if-available": PIN_CUDA_IF_AVAILABLE}
-
 
 class Batch(_batchring._Batch):
-    """One batch, held in its ring slot. Every view keeps it held."""
+    """One batch, held in its ring slot. Every view keeps it held.
+
+    .data (memoryview), .ids, .labels, .offsets (numpy views),
+    .numpy(dtype, shape) and .torch(dtype, shape), .torch_labels(): no
+    copy; made in C, since they are the per-batch cost of a Python loop."""
     __slots__ = ()
-
-    @property
-    def data(self):
-        """The loader's bytes: a read-only memoryview of the slot."""
-        return memoryview(self._data_buf)
-
-    @property
-    def ids(self):
-        """The sample ids: a numpy uint64 view."""
-        return _np.frombuffer(self._ids_buf, dtype=_np.uint64)
-
-    @property
-    def labels(self):
-        """The labels: a numpy int32 view, or None when opened without."""
-        buf = self._labels_buf
-        return None if buf is None else _np.frombuffer(buf, dtype=_np.int32)
-
-    @property
-    def offsets(self):
-        """count + 1 sample offsets into data (numpy uint64), or None."""
-        buf = self._offsets_buf
-        return None if buf is None else _np.frombuffer(buf, dtype=_np.uint64)
-
-    def numpy(self, dtype="uint8", shape=None):
-        """The data as a read-only numpy array of dtype and shape (no copy)."""
-        a = _np.frombuffer(self._data_buf, dtype=dtype)
-        return a if shape is None else a.reshape(shape)
-
-    def torch(self, dtype="uint8", shape=None):
-        """The data as a torch tensor (no copy; torch.frombuffer). Read-only
-        memory: writing to it is an error of the caller."""
-        from .torch import _frombuffer
-        return _frombuffer(self._data_buf, dtype, shape)
-
-    def torch_labels(self):
-        """The labels as an int32 torch tensor (no copy), or None."""
-        buf = self._labels_buf
-        if buf is None:
-            return None
-        from .torch import _frombuffer
-        return _frombuffer(buf, "int32", None)
 
     def __repr__(self):
         return "<batchring.Batch seq=%d epoch=%d batch=%d count=%d size=%d%s>" % (
@@ -80,6 +40,8 @@ class Batch(_batchring._Batch):
             "" if self.held else " released")
 
 
+_batchring._set_numpy(_np.frombuffer, _np.dtype(_np.uint8), _np.dtype(_np.uint64),
+                      _np.dtype(_np.int32))
 _batchring._set_batch_type(Batch)
 
 
@@ -91,8 +53,8 @@ def _open(layout, a, b=None, labels=None, record_size=0, *, batch_size=32, worke
         layout, str(a), None if b is None else str(b),
         None if labels is None else str(labels), int(record_size), bool(direct),
         batch_size, workers, 0xFFFFFFFF if slots is None else slots, slot_bytes,
-        bool(shuffle), seed, epochs, bool(drop_last), rank, world, bool(from_env), hold,
-        _PIN[pin] if not isinstance(pin, int) or isinstance(pin, bool) else pin, timeout,
+        bool(shuffle), seed, epochs, bool(drop_last), rank, world, bool(from_env), hold, pin,
+        timeout,
         start_seq, max_restarts, cpus,
         None if ids is None else _np.ascontiguousarray(ids, dtype=_np.uint64))
 
@@ -102,7 +64,8 @@ def open_records(path, record_size, labels=None, **kw):
     by `workers` C worker processes. Keywords: batch_size=32, workers=1,
     shuffle=False, seed=0, epochs=1 (0: forever), drop_last, rank/world or
     from_env=True, hold=2 (batches you may hold at once, >= 2), pin
-    (True/"cuda"), timeout (seconds per batch, None: forever), slots,
+    (True: page-lock the ring for CUDA if it can, see Generator.pin;
+    "cuda": or raise CudaError), timeout (seconds per batch, None: forever), slots,
     slot_bytes, start_seq, max_restarts, direct, cpus, and ids (the samples,
     in this order, instead of all of them: a sequence of uint64)."""
     return _open("records", path, None, labels, record_size, **kw)

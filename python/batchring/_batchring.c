@@ -6,18 +6,22 @@
  * Lifetime rules, the point of this file:
  *  - A Batch owns its slot until release() or until it is collected. Its
  *    ids, labels and data are _View objects that implement the buffer
- *    protocol over the slot; every buffer exported from a view (numpy
- *    arrays, torch tensors, memoryviews) counts in batch->exports and keeps
- *    the view, and so the batch, alive. release() with exports alive only
- *    marks the batch: the slot goes back when the last export goes, never
- *    while a tensor still sees it.
+ *    protocol over the slot; every view counts in batch->exports for its
+ *    whole life, and every array made from it (numpy arrays, torch
+ *    tensors, memoryviews) keeps the view, and so the batch, alive. The
+ *    view's life and not its buffer exports: numpy.ndarray(buffer=) gives
+ *    the buffer back at once and keeps only the object. release() with
+ *    views alive only marks the batch: the slot goes back when the last
+ *    view goes, never while a tensor still sees it.
  *  - Generators we open use opt.hold = H >= 2: br_next never gives a slot
  *    back by itself, and BR_EHELD (batchring.HoldLimit) is how a caller
  *    learns it holds too many. An attached ring has the hold its producer
  *    chose, which `batchring serve` leaves at 0 (br_next gives the
  *    previous batch back itself): there we allow one batch, and refuse
  *    (HoldLimit) a next() while the previous batch still has exports,
- *    instead of letting br_next recycle memory a tensor sees.
+ *    instead of letting br_next recycle memory a tensor sees. A ring
+ *    served with --hold H >= 2 says so with its first BR_EHELD, and from
+ *    then on is treated as one we opened with hold H (gen_learn_hold).
  *  - close() invalidates the batches without exports at once and defers
  *    br_close until the last exported batch is gone, so no view ever
  *    outlives the mapping.
@@ -40,6 +44,52 @@ static PyObject *Error, *LoaderError, *WorkerError, *ProducerGone, *Timeout, *Ba
     *HoldLimit, *Stopped, *CudaError;
 static PyTypeObject *BatchType; /* set by _set_batch_type: batchring.Batch */
 
+/* What turns a view into an array, looked up once instead of per batch
+ * (a batch's arrays are the per-batch cost that Python adds over C):
+ * numpy.frombuffer and the dtypes of ids, labels and offsets, set when
+ * batchring is imported (_set_numpy); torch.frombuffer, torch.dtype and
+ * the dtype names, set when batchring.torch is (_set_torch). */
+static PyObject *np_frombuffer, *np_u8, *np_u64, *np_i32;
+static PyObject *torch_frombuffer, *torch_dtype_type, *torch_dtypes, *torch_i32;
+/* torch.from_numpy, numpy.ndarray and {torch dtype: (numpy dtype, itemsize)}: a shaped
+ * tensor through numpy costs about half of frombuffer + view (see
+ * shaped_tensor). */
+static PyObject *torch_from_numpy, *np_ndarray, *torch_np_dtypes;
+static PyObject *str_dtype_kw; /* ("dtype",): the keyword both frombuffers take */
+static PyObject *str_reshape, *str_view;
+
+/* Positional-or-keyword arguments of a METH_FASTCALL | METH_KEYWORDS
+ * method, all optional: out[i] is left as the caller set it when absent.
+ * PyArg_ParseTupleAndKeywords would build a tuple and a dict per call. */
+static int args_parse(const char *fn, const char *const *names, Py_ssize_t n,
+                      PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **out)
+{
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fn, n,
+                     nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t j = 0;
+        while (j < n && PyUnicode_CompareWithASCIIString(key, names[j]) != 0)
+            j++;
+        if (j == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", fn, key);
+            return -1;
+        }
+        if (j < nargs) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument %R", fn, key);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    return 0;
+}
+
 typedef struct GenObject {
     PyObject_HEAD
     br_gen *g;
@@ -50,7 +100,10 @@ typedef struct GenObject {
     long long timeout_ms; /* the caller's, -1 forever */
     Py_ssize_t nexported; /* valid batches with exports > 0 */
     struct BatchObject *last; /* borrowed: the newest batch, when !own_hold */
+    uint64_t first_seq, last_seq, taken; /* what br_next returned, when !own_hold */
     PyObject *keep;       /* a tuple kept alive for the C generator (ids) */
+    int pinned;           /* br_pin registered the ring with CUDA */
+    PyObject *pin_error;  /* why "cuda-if-available" left it unpinned, or NULL */
 } GenObject;
 
 typedef struct BatchObject {
@@ -167,9 +220,17 @@ static void Batch_dealloc(BatchObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Its slot is still the caller's to read: held, and not closed under it
+ * (a batch with views keeps a closing generator's mapping until they go;
+ * one without has none to count on). */
+static int batch_usable(const BatchObject *self)
+{
+    return self->valid && !self->release_pending && (!self->gen->closing || self->exports > 0);
+}
+
 static int batch_check(BatchObject *self)
 {
-    if (!self->valid || self->release_pending) {
+    if (!batch_usable(self)) {
         PyErr_SetString(PyExc_ValueError,
                         "batch is released (or its generator closed): its slot may hold "
                         "another batch now");
@@ -188,6 +249,8 @@ static PyObject *batch_view(BatchObject *self, const void *ptr, size_t len, size
         return NULL;
     Py_INCREF(self);
     v->batch = self;
+    if (self->exports++ == 0)
+        self->gen->nexported++;
     v->ptr = ptr;
     v->len = (Py_ssize_t)len;
     v->itemsize = (Py_ssize_t)itemsize;
@@ -223,38 +286,208 @@ static PyObject *Batch_exit(BatchObject *self, PyObject *args)
     return Batch_release(self, NULL);
 }
 
-static PyObject *Batch_data_buf(BatchObject *self, void *c)
+/* frombuffer(view, dtype=dtype), then .<how>(shape) unless shape is None:
+ * the calls Batch.numpy and Batch.torch make, without a Python frame. */
+static PyObject *array_of(PyObject *frombuffer, PyObject *view, PyObject *dtype, PyObject *how,
+                          PyObject *shape)
 {
-    (void)c;
-    return batch_view(self, self->b.data, self->b.size, 1, "B");
+    if (!view)
+        return NULL;
+    PyObject *args[2] = {view, dtype};
+    PyObject *a = PyObject_Vectorcall(frombuffer, args, 1, str_dtype_kw);
+    Py_DECREF(view);
+    if (!a || !shape || shape == Py_None)
+        return a;
+    /* margs[0] is the spare slot PY_VECTORCALL_ARGUMENTS_OFFSET lets the
+     * callee use (it binds the method there instead of allocating). */
+    PyObject *margs[3] = {NULL, a, shape};
+    PyObject *r =
+        PyObject_VectorcallMethod(how, margs + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(a);
+    return r;
 }
 
-static PyObject *Batch_ids_buf(BatchObject *self, void *c)
+static PyObject *Batch_data(BatchObject *self, void *c)
 {
     (void)c;
-    return batch_view(self, self->b.ids, (size_t)self->b.count * 8, 8, "Q");
+    PyObject *v = batch_view(self, self->b.data, self->b.size, 1, "B");
+    if (!v)
+        return NULL;
+    PyObject *m = PyMemoryView_FromObject(v);
+    Py_DECREF(v);
+    return m;
 }
 
-static PyObject *Batch_labels_buf(BatchObject *self, void *c)
+static PyObject *Batch_ids(BatchObject *self, void *c)
 {
     (void)c;
-    if (!self->b.labels) {
+    return array_of(np_frombuffer,
+                    batch_view(self, self->b.ids, (size_t)self->b.count * 8, 8, "Q"), np_u64,
+                    NULL, NULL);
+}
+
+/* An array of a part the batch may lack (labels, offsets): None then. */
+static PyObject *optional_array(BatchObject *self, const void *ptr, size_t len, size_t itemsize,
+                                const char *format, PyObject *frombuffer, PyObject *dtype)
+{
+    if (!ptr) {
         if (batch_check(self))
             return NULL;
         Py_RETURN_NONE;
     }
-    return batch_view(self, self->b.labels, (size_t)self->b.count * 4, 4, "i");
+    return array_of(frombuffer, batch_view(self, ptr, len, itemsize, format), dtype, NULL,
+                    NULL);
 }
 
-static PyObject *Batch_offsets_buf(BatchObject *self, void *c)
+static PyObject *Batch_labels(BatchObject *self, void *c)
 {
     (void)c;
-    if (!self->b.offsets) {
-        if (batch_check(self))
+    return optional_array(self, self->b.labels, (size_t)self->b.count * 4, 4, "i",
+                          np_frombuffer, np_i32);
+}
+
+static PyObject *Batch_offsets(BatchObject *self, void *c)
+{
+    (void)c;
+    return optional_array(self, self->b.offsets, ((size_t)self->b.count + 1) * 8, 8, "Q",
+                          np_frombuffer, np_u64);
+}
+
+static PyObject *Batch_numpy(BatchObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"dtype", "shape"};
+    PyObject *opt[2] = {NULL, Py_None};
+    if (args_parse("numpy", names, 2, args, nargs, kwnames, opt))
+        return NULL;
+    if (!opt[0])
+        opt[0] = np_u8;
+    return array_of(np_frombuffer, batch_view(self, self->b.data, self->b.size, 1, "B"), opt[0],
+                    str_reshape, opt[1]);
+}
+
+/* batchring.torch imported (it registers torch's frombuffer): 0, or -1. */
+static int torch_ready(void)
+{
+    if (torch_frombuffer)
+        return 0;
+    PyObject *m = PyImport_ImportModule("batchring.torch");
+    Py_XDECREF(m);
+    if (m && !torch_frombuffer)
+        PyErr_SetString(PyExc_ImportError, "batchring.torch did not register torch");
+    return torch_frombuffer ? 0 : -1;
+}
+
+/* A torch.dtype, or its name ("uint8", "float32", ...) looked up. Borrowed. */
+static PyObject *torch_dtype_of(PyObject *dtype)
+{
+    if (Py_IS_TYPE(dtype, (PyTypeObject *)torch_dtype_type))
+        return dtype;
+    PyObject *t = PyUnicode_Check(dtype) ? PyDict_GetItemWithError(torch_dtypes, dtype) : NULL;
+    if (!t && !PyErr_Occurred())
+        PyErr_Format(PyExc_ValueError, "dtype=%R: a torch.dtype, or one of the names %R", dtype,
+                     torch_dtypes);
+    return t;
+}
+
+/*
+ * torch.from_numpy(numpy.ndarray(shape, np_dtype, view)): the tensor
+ * Batch.torch(dtype, shape) makes, in one numpy and one torch call where
+ * frombuffer(...).view(shape) takes two torch calls that cost about twice
+ * as much (the dispatcher's view). Only for a shape that is a tuple or
+ * list of ints, with at most one -1, that covers the data exactly: for any
+ * other, NULL without an exception, and the caller takes torch's own path
+ * (and its errors).
+ */
+static PyObject *shaped_tensor(BatchObject *self, PyObject *dtype, PyObject *shape)
+{
+    PyObject *entry = PyDict_GetItemWithError(torch_np_dtypes, dtype); /* (np dtype, size) */
+    if (!entry || !(PyTuple_CheckExact(shape) || PyList_CheckExact(shape)))
+        return NULL;
+    PyObject *np_dtype = PyTuple_GET_ITEM(entry, 0);
+    Py_ssize_t itemsize = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1)), known = 1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(shape), free_dim = -1;
+    if (n < 1 || n > 8)
+        return NULL;
+    PyObject *const *dims = PySequence_Fast_ITEMS(shape);
+    PyObject *fixed[8];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyLong_CheckExact(dims[i]))
             return NULL;
-        Py_RETURN_NONE;
+        long long d = PyLong_AsLongLong(dims[i]);
+        if (d == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return NULL;
+        }
+        if (d == -1 && free_dim < 0)
+            free_dim = i;
+        else if (d <= 0 || (unsigned long long)d > (size_t)PY_SSIZE_T_MAX / (size_t)known)
+            return NULL;
+        else
+            known *= (Py_ssize_t)d;
     }
-    return batch_view(self, self->b.offsets, ((size_t)self->b.count + 1) * 8, 8, "Q");
+    if (itemsize <= 0 || self->b.size % (size_t)itemsize)
+        return NULL;
+    Py_ssize_t items = (Py_ssize_t)(self->b.size / (size_t)itemsize);
+    if (free_dim < 0 ? known != items : items % known)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        fixed[i] = dims[i];
+    PyObject *resolved = NULL;
+    if (free_dim >= 0 && !(fixed[free_dim] = resolved = PyLong_FromSsize_t(items / known)))
+        return NULL;
+    PyObject *tuple = PyTuple_New(n);
+    if (!tuple) {
+        Py_XDECREF(resolved);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(fixed[i]);
+        PyTuple_SET_ITEM(tuple, i, fixed[i]);
+    }
+    Py_XDECREF(resolved);
+    /* The array's base is the view: it holds the slot (exports). */
+    PyObject *view = batch_view(self, self->b.data, self->b.size, 1, "B");
+    PyObject *arr = NULL, *t = NULL;
+    if (view) {
+        PyObject *nargs[3] = {tuple, np_dtype, view};
+        arr = PyObject_Vectorcall(np_ndarray, nargs, 3, NULL);
+    }
+    Py_DECREF(tuple);
+    Py_XDECREF(view);
+    if (arr) {
+        t = PyObject_Vectorcall(torch_from_numpy, &arr, 1, NULL);
+        Py_DECREF(arr);
+    }
+    return t ? t : (PyErr_Occurred() ? NULL : PyErr_NoMemory());
+}
+
+static PyObject *Batch_torch(BatchObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"dtype", "shape"};
+    PyObject *opt[2] = {NULL, Py_None};
+    if (args_parse("torch", names, 2, args, nargs, kwnames, opt) || torch_ready())
+        return NULL;
+    PyObject *dtype = opt[0] ? torch_dtype_of(opt[0]) : PyDict_GetItemString(torch_dtypes, "uint8");
+    if (!dtype)
+        return NULL;
+    if (opt[1] != Py_None) {
+        PyObject *t = shaped_tensor(self, dtype, opt[1]);
+        if (t || PyErr_Occurred())
+            return t;
+    }
+    return array_of(torch_frombuffer, batch_view(self, self->b.data, self->b.size, 1, "B"),
+                    dtype, str_view, opt[1]);
+}
+
+static PyObject *Batch_torch_labels(BatchObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (torch_ready())
+        return NULL;
+    return optional_array(self, self->b.labels, (size_t)self->b.count * 4, 4, "i",
+                          torch_frombuffer, torch_i32);
 }
 
 static PyObject *Batch_u64(BatchObject *self, void *c)
@@ -277,12 +510,19 @@ static PyObject *Batch_size(BatchObject *self, void *c)
 static PyObject *Batch_held(BatchObject *self, void *c)
 {
     (void)c;
-    return PyBool_FromLong(self->valid && !self->release_pending);
+    return PyBool_FromLong(batch_usable(self));
 }
 
 static PyMethodDef Batch_methods[] = {
     {"release", (PyCFunction)Batch_release, METH_NOARGS,
      "Gives the slot back now, or when the last view of it goes. Idempotent."},
+    {"numpy", (PyCFunction)(void (*)(void))Batch_numpy, METH_FASTCALL | METH_KEYWORDS,
+     "numpy(dtype=\"uint8\", shape=None): the data as a read-only numpy array (no copy)."},
+    {"torch", (PyCFunction)(void (*)(void))Batch_torch, METH_FASTCALL | METH_KEYWORDS,
+     "torch(dtype=\"uint8\", shape=None): the data as a torch tensor (no copy; "
+     "torch.frombuffer). Read-only memory: writing to it is an error of the caller."},
+    {"torch_labels", (PyCFunction)Batch_torch_labels, METH_NOARGS,
+     "The labels as an int32 torch tensor (no copy), or None."},
     {"__enter__", Batch_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Batch_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL}};
@@ -294,10 +534,13 @@ static PyGetSetDef Batch_getset[] = {
     {"count", (getter)Batch_count, NULL, "samples in the batch", NULL},
     {"size", (getter)Batch_size, NULL, "bytes of data", NULL},
     {"held", (getter)Batch_held, NULL, "True until released", NULL},
-    {"_data_buf", (getter)Batch_data_buf, NULL, NULL, NULL},
-    {"_ids_buf", (getter)Batch_ids_buf, NULL, NULL, NULL},
-    {"_labels_buf", (getter)Batch_labels_buf, NULL, NULL, NULL},
-    {"_offsets_buf", (getter)Batch_offsets_buf, NULL, NULL, NULL},
+    {"data", (getter)Batch_data, NULL, "the loader's bytes: a read-only memoryview of the slot",
+     NULL},
+    {"ids", (getter)Batch_ids, NULL, "the sample ids: a numpy uint64 view", NULL},
+    {"labels", (getter)Batch_labels, NULL,
+     "the labels: a numpy int32 view, or None when opened without", NULL},
+    {"offsets", (getter)Batch_offsets, NULL,
+     "count + 1 sample offsets into data (numpy uint64), or None", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject BaseBatchType = {
@@ -346,21 +589,20 @@ static int View_getbuffer(ViewObject *self, Py_buffer *view, int flags)
     }
     view->strides = ((flags & PyBUF_STRIDES) == PyBUF_STRIDES) ? &view->itemsize : NULL;
     view->suboffsets = NULL;
-    if (b->exports++ == 0)
-        b->gen->nexported++;
     return 0;
 }
 
 static void View_releasebuffer(ViewObject *self, Py_buffer *view)
 {
+    (void)self;
     PyMem_Free(view->internal);
-    BatchObject *b = self->batch;
-    if (--b->exports == 0)
-        batch_exports_gone(b);
 }
 
 static void View_dealloc(ViewObject *self)
 {
+    BatchObject *b = self->batch;
+    if (--b->exports == 0)
+        batch_exports_gone(b);
     Py_CLEAR(self->batch);
     PyObject_Free(self);
 }
@@ -386,6 +628,108 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* pin=: None/False, True (pin if CUDA can), "none", "cuda",
+ * "cuda-if-available", or an enum br_pin_mode value (br_pin checks it). */
+static int pin_arg(PyObject *o, int *mode)
+{
+    if (!o || o == Py_None || o == Py_False) {
+        *mode = BR_PIN_NONE;
+        return 0;
+    }
+    if (o == Py_True) {
+        *mode = BR_PIN_CUDA_IF_AVAILABLE;
+        return 0;
+    }
+    if (PyUnicode_Check(o)) {
+        static const struct {
+            const char *name;
+            int mode;
+        } names[] = {{"none", BR_PIN_NONE},
+                     {"cuda", BR_PIN_CUDA},
+                     {"cuda-if-available", BR_PIN_CUDA_IF_AVAILABLE}};
+        const char *s = PyUnicode_AsUTF8(o);
+        if (!s)
+            return -1;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (!strcmp(s, names[i].name)) {
+                *mode = names[i].mode;
+                return 0;
+            }
+        PyErr_Format(PyExc_ValueError,
+                     "pin=%R: expected True, False, None, \"none\", \"cuda\" or "
+                     "\"cuda-if-available\"", o);
+        return -1;
+    }
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "pin=%R: expected a bool, a mode name or a PIN_* constant",
+                     o);
+        return -1;
+    }
+    *mode = (int)v;
+    return 0;
+}
+
+/* Pins an open generator's ring. "cuda-if-available" is asked of br_pin
+ * as "cuda", so that its fallback is known here (pinned False, pin_error
+ * the library's reason) instead of read out of a message. Returns 0, or
+ * -1 with the exception set; the generator stays usable either way. */
+static int gen_pin(GenObject *self, int mode)
+{
+    int rc;
+    if (mode == BR_PIN_NONE)
+        return 0;
+    Py_BEGIN_ALLOW_THREADS /* dlopen and cudaHostRegister of the whole ring */
+    rc = br_pin(self->g, mode == BR_PIN_CUDA_IF_AVAILABLE ? BR_PIN_CUDA : mode);
+    Py_END_ALLOW_THREADS
+    if (rc == BR_ECUDA && mode == BR_PIN_CUDA_IF_AVAILABLE) {
+        PyObject *why = PyUnicode_FromString(br_last_error(self->g));
+        if (!why)
+            return -1;
+        Py_XSETREF(self->pin_error, why);
+        return 0;
+    }
+    if (rc) {
+        raise_code(rc, br_last_error(self->g));
+        return -1;
+    }
+    self->pinned = 1;
+    Py_CLEAR(self->pin_error);
+    return 0;
+}
+
+/*
+ * A ring served with --hold H >= 2 leaves every batch to its consumer to
+ * give back, and nothing public says which kind of ring an attach found:
+ * the first BR_EHELD does (we hold H batches, every one dropped but
+ * perhaps the newest). From then on this generator gives batches back as
+ * one it opened does, with hold = H. Returns 1 when it switched (br_next
+ * may be retried), 0 when the BR_EHELD stands.
+ */
+static int gen_learn_hold(GenObject *self)
+{
+    if (self->own_hold || !self->taken)
+        return 0;
+    const BatchObject *newest = self->last && self->last->valid ? self->last : NULL;
+    uint64_t s = self->first_seq;
+    uint32_t held = 0;
+    /* Held batches lie within one lap of the ring, BR_MAX_SLOTS at most. */
+    if (self->last_seq - s >= BR_MAX_SLOTS)
+        s = self->last_seq - BR_MAX_SLOTS + 1;
+    for (; s <= self->last_seq; s++) {
+        if (newest && s == newest->b.seq)
+            held++;
+        else if (br_release_seq(self->g, s) == 0) /* -EINVAL: one a takeover skipped */
+            held++;
+    }
+    if (held < 2)
+        return 0;
+    self->own_hold = 1;
+    self->hold = held;
+    self->last = NULL;
+    return 1;
+}
+
 static PyObject *Gen_next(GenObject *self)
 {
     if (!self->g || self->closing) {
@@ -397,8 +741,9 @@ static PyObject *Gen_next(GenObject *self)
         if (prev->exports > 0) {
             PyErr_Format(HoldLimit,
                          "batch %llu still has views (numpy arrays, tensors, memoryviews) and "
-                         "this attached ring lets its consumer hold one batch: drop them (or "
-                         "copy) before the next batch",
+                         "this attached ring lets its consumer hold one batch (a ring served "
+                         "with --hold H: H, once its first H batches have been taken): drop "
+                         "them (or copy) before the next batch",
                          (unsigned long long)prev->b.seq);
             return NULL;
         }
@@ -412,6 +757,8 @@ static PyObject *Gen_next(GenObject *self)
         Py_BEGIN_ALLOW_THREADS
         rc = br_next(self->g, &b);
         Py_END_ALLOW_THREADS
+        if (rc == BR_EHELD && gen_learn_hold(self))
+            continue;
         if (rc != -ETIMEDOUT)
             break;
         if (PyErr_CheckSignals())
@@ -436,8 +783,12 @@ static PyObject *Gen_next(GenObject *self)
     o->gen = self;
     o->b = b;
     o->valid = 1;
-    if (!self->own_hold)
+    if (!self->own_hold) {
         self->last = o;
+        if (!self->taken++)
+            self->first_seq = b.seq;
+        self->last_seq = b.seq;
+    }
     return (PyObject *)o;
 }
 
@@ -506,10 +857,39 @@ static PyObject *Gen_get_hold(GenObject *self, void *c)
     return PyLong_FromUnsignedLong(self->hold);
 }
 
+static PyObject *Gen_pin(GenObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"mode", NULL};
+    PyObject *o = Py_True;
+    int mode;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &o) || pin_arg(o, &mode))
+        return NULL;
+    if (!self->g || self->closing)
+        return raise_code(BR_ESTOPPED, "the generator is closed");
+    if (gen_pin(self, mode))
+        return NULL;
+    return PyBool_FromLong(self->pinned);
+}
+
+static PyObject *Gen_get_pinned(GenObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->pinned);
+}
+
+static PyObject *Gen_get_pin_error(GenObject *self, void *c)
+{
+    (void)c;
+    PyObject *r = self->pin_error ? self->pin_error : Py_None;
+    Py_INCREF(r);
+    return r;
+}
+
 static void Gen_dealloc(GenObject *self)
 {
     self->closing = 1;
     gen_finish_close(self);
+    Py_CLEAR(self->pin_error);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -526,6 +906,10 @@ static PyMethodDef Gen_methods[] = {
     {"stats", (PyCFunction)Gen_stats, METH_NOARGS, "br_stats as a dict."},
     {"checkpoint", (PyCFunction)Gen_checkpoint, METH_NOARGS,
      "The seq to resume at (start_seq)."},
+    {"pin", (PyCFunction)(void (*)(void))Gen_pin, METH_VARARGS | METH_KEYWORDS,
+     "pin(mode=True): page-locks the ring for CUDA (br_pin), so that a tensor's "
+     ".to('cuda', non_blocking=True) is a DMA from the slot. mode: True (if CUDA "
+     "can; else pin_error says why), \"cuda\" (or CudaError). Returns pinned."},
     {"__enter__", Gen_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Gen_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL}};
@@ -533,6 +917,9 @@ static PyMethodDef Gen_methods[] = {
 static PyGetSetDef Gen_getset[] = {
     {"closed", (getter)Gen_get_closed, NULL, "close() was called", NULL},
     {"hold", (getter)Gen_get_hold, NULL, "batches the caller may hold at once", NULL},
+    {"pinned", (getter)Gen_get_pinned, NULL, "the ring is registered with CUDA", NULL},
+    {"pin_error", (getter)Gen_get_pin_error, NULL,
+     "why pin=True left the ring unpinned (the library's message), or None", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject GenType = {
@@ -573,17 +960,22 @@ static GenObject *gen_new(void)
     self->timeout_ms = -1;
     self->nexported = 0;
     self->last = NULL;
+    self->first_seq = self->last_seq = self->taken = 0;
     self->keep = NULL;
+    self->pinned = 0;
+    self->pin_error = NULL;
     return self;
 }
 
 static PyObject *mod_attach(PyObject *m, PyObject *args, PyObject *kw)
 {
     (void)m;
-    static char *kwlist[] = {"name", "timeout", NULL};
+    static char *kwlist[] = {"name", "timeout", "pin", NULL};
     const char *name;
-    PyObject *timeout = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|O", kwlist, &name, &timeout))
+    PyObject *timeout = Py_None, *pin = Py_None;
+    int pin_mode;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OO", kwlist, &name, &timeout, &pin) ||
+        pin_arg(pin, &pin_mode))
         return NULL;
     GenObject *self = gen_new();
     if (!self)
@@ -602,6 +994,10 @@ static PyObject *mod_attach(PyObject *m, PyObject *args, PyObject *kw)
         return raise_code(rc, br_last_error(NULL));
     }
     self->g = g;
+    if (gen_pin(self, pin_mode)) {
+        Py_DECREF(self); /* closes the ring; the exception stays set */
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -618,14 +1014,16 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
     Py_ssize_t record_size = 0;
     int direct = 0, shuffle = 0, drop_last = 0, from_env = 0;
     unsigned int batch_size = 32, workers = 1, slots = BR_SLOTS_AUTO, rank = 0, world = 1,
-                 hold = 2, pin = 0, max_restarts = 3;
+                 hold = 2, max_restarts = 3;
     unsigned long long slot_bytes = 0, seed = 0, epochs = 1, start_seq = 0;
-    PyObject *timeout = Py_None, *ids = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIIOKIzO", kwlist, &layout, &a,
+    PyObject *timeout = Py_None, *ids = Py_None, *pin = Py_None;
+    int pin_mode;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIOOKIzO", kwlist, &layout, &a,
                                      &b, &labels, &record_size, &direct, &batch_size, &workers,
                                      &slots, &slot_bytes, &shuffle, &seed, &epochs, &drop_last,
                                      &rank, &world, &from_env, &hold, &pin, &timeout, &start_seq,
-                                     &max_restarts, &cpus, &ids))
+                                     &max_restarts, &cpus, &ids) ||
+        pin_arg(pin, &pin_mode))
         return NULL;
     if (hold < 2) {
         PyErr_SetString(PyExc_ValueError,
@@ -653,7 +1051,8 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
     opt.rank = rank;
     opt.world = world;
     opt.hold = hold;
-    opt.pin = pin;
+    /* Pinned below, after br_open (where opt.pin would do it too): one
+     * path for every generator, with a fallback that is known. */
     opt.start_seq = start_seq;
     opt.max_restarts = max_restarts;
     opt.cpus = cpus;
@@ -721,6 +1120,10 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
     self->g = g;
     self->own_hold = 1;
     self->hold = hold;
+    if (gen_pin(self, pin_mode)) {
+        Py_DECREF(self); /* stops the workers; the exception stays set */
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -737,6 +1140,49 @@ static PyObject *mod_set_batch_type(PyObject *m, PyObject *t)
     Py_RETURN_NONE;
 }
 
+/* Stores values[i] in the static *slots[i], each owning a reference. */
+static void keep_all(PyObject **const *slots, PyObject *const *values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        Py_INCREF(values[i]);
+        Py_XSETREF(*slots[i], values[i]);
+    }
+}
+
+/* _set_numpy(numpy.frombuffer, and the numpy.dtype of uint8, uint64, int32) */
+static PyObject *mod_set_numpy(PyObject *m, PyObject *args)
+{
+    (void)m;
+    PyObject *fb, *u8, *u64, *i32;
+    if (!PyArg_ParseTuple(args, "OOOO", &fb, &u8, &u64, &i32))
+        return NULL;
+    PyObject **const slots[] = {&np_frombuffer, &np_u8, &np_u64, &np_i32};
+    PyObject *const values[] = {fb, u8, u64, i32};
+    keep_all(slots, values, 4);
+    Py_RETURN_NONE;
+}
+
+/* _set_torch(torch.frombuffer, torch.dtype, {name: torch dtype},
+ *            torch.from_numpy, numpy.ndarray, {torch dtype: (numpy dtype, itemsize)}) */
+static PyObject *mod_set_torch(PyObject *m, PyObject *args)
+{
+    (void)m;
+    PyObject *fb, *type, *names, *i32, *from_numpy, *ndarray, *np_dtypes;
+    if (!PyArg_ParseTuple(args, "OO!O!OOO!", &fb, &PyType_Type, &type, &PyDict_Type, &names,
+                          &from_numpy, &ndarray, &PyDict_Type, &np_dtypes))
+        return NULL;
+    if (!(i32 = PyDict_GetItemString(names, "int32")) ||
+        !PyDict_GetItemString(names, "uint8")) {
+        PyErr_SetString(PyExc_ValueError, "the dtype names need int32 and uint8");
+        return NULL;
+    }
+    PyObject **const slots[] = {&torch_frombuffer, &torch_dtype_type, &torch_dtypes, &torch_i32,
+                                &torch_from_numpy, &np_ndarray, &torch_np_dtypes};
+    PyObject *const values[] = {fb, type, names, i32, from_numpy, ndarray, np_dtypes};
+    keep_all(slots, values, 7);
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_strerror(PyObject *m, PyObject *arg)
 {
     (void)m;
@@ -748,10 +1194,12 @@ static PyObject *mod_strerror(PyObject *m, PyObject *arg)
 
 static PyMethodDef mod_methods[] = {
     {"attach", (PyCFunction)(void (*)(void))mod_attach, METH_VARARGS | METH_KEYWORDS,
-     "attach(name, timeout=None): the consumer of a served ring."},
+     "attach(name, timeout=None, pin=None): the consumer of a served ring."},
     {"_open_dataset", (PyCFunction)(void (*)(void))mod_open_dataset,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_set_batch_type", mod_set_batch_type, METH_O, NULL},
+    {"_set_numpy", mod_set_numpy, METH_VARARGS, NULL},
+    {"_set_torch", mod_set_torch, METH_VARARGS, NULL},
     {"strerror", mod_strerror, METH_O, "br_strerror(code)"},
     {NULL, NULL, 0, NULL}};
 
@@ -774,6 +1222,10 @@ PyMODINIT_FUNC PyInit__batchring(void)
 {
     if (PyType_Ready(&BaseBatchType) < 0 || PyType_Ready(&ViewType) < 0 ||
         PyType_Ready(&GenType) < 0)
+        return NULL;
+    if (!(str_dtype_kw = Py_BuildValue("(s)", "dtype")) ||
+        !(str_reshape = PyUnicode_InternFromString("reshape")) ||
+        !(str_view = PyUnicode_InternFromString("view")))
         return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m)

@@ -12,6 +12,7 @@ gone.
 """
 import warnings
 
+import numpy as _np
 import torch as _torch
 
 import batchring as _br
@@ -21,26 +22,28 @@ _DTYPES = {"uint8": _torch.uint8, "int8": _torch.int8, "int16": _torch.int16,
            "float32": _torch.float32, "float64": _torch.float64, "bfloat16": _torch.bfloat16}
 
 
-# The slot is read-only memory, and torch.frombuffer warns about any
-# non-writable buffer (the tensor must not be written to: batchring's views
-# say so). Silenced for the calls of this module only; a filter, not
-# warnings.catch_warnings() per call, which costs microseconds per batch.
-warnings.filterwarnings("ignore", message="The given buffer is not writable",
-                        category=UserWarning, module=r"batchring\.torch")
+# The slot is read-only memory, and torch.frombuffer and torch.from_numpy
+# warn (once per process) about any non-writable buffer or array; the
+# tensor must not be written to: batchring's views say so. Called from C,
+# the warnings are attributed to the caller's code, so the filter cannot
+# name this module: it is process-wide, for those two messages.
+warnings.filterwarnings("ignore", message="The given (buffer|NumPy array) is not writable",
+                        category=UserWarning)
 
-
-def _frombuffer(buf, dtype, shape):
-    if not isinstance(dtype, _torch.dtype):
-        dtype = _DTYPES[str(dtype)]
-    t = _torch.frombuffer(buf, dtype=dtype)
-    return t if shape is None else t.view(shape)
+# Batch.torch and Batch.torch_labels (in C) call these. A shaped tensor is
+# made through a numpy array where numpy has the dtype (not bfloat16):
+# torch.from_numpy of it costs about half of torch.frombuffer + view.
+_NUMPY = {t: (_np.dtype(n), _np.dtype(n).itemsize) for n, t in _DTYPES.items()
+          if hasattr(_np, n)}
+_br._batchring._set_torch(_torch.frombuffer, _torch.dtype, _DTYPES, _torch.from_numpy,
+                          _np.ndarray, _NUMPY)
 
 
 class RingIterable(_torch.utils.data.IterableDataset):
     """(data, labels) tensors from a ring: attach="/name" (a served ring) or
     records=(path, record_size) with open_records' keywords. shape: the
     data tensor's shape per batch (e.g. (-1, 4096)); dtype: its dtype.
-    pin=True page-locks the ring for CUDA (opt.pin) so that
+    pin=True page-locks the ring for CUDA (Generator.pin) so that
     .to("cuda", non_blocking=True) copies from the slot itself."""
 
     def __init__(self, attach=None, records=None, labels=None, shape=None, dtype="uint8",
@@ -54,7 +57,7 @@ class RingIterable(_torch.utils.data.IterableDataset):
 
     def _open(self):
         if self.attach is not None:
-            return _br.attach(self.attach, timeout=self.timeout)
+            return _br.attach(self.attach, timeout=self.timeout, pin=self.pin)
         path, size = self.records
         return _br.open_records(path, size, labels=self.labels, timeout=self.timeout,
                                 pin=self.pin, **self.kw)
