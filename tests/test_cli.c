@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_proc.h"
 #include "test_util.h"
 
 #ifndef BR_CLI_PATH
@@ -43,25 +44,6 @@
 
 /* The plugin's samples: 64 bytes each, seed 0 (consume --verify's default). */
 #define SAMPLE_BYTES "64"
-
-static pid_t children[8];
-
-static void track(pid_t pid)
-{
-    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
-        if (!children[i]) {
-            children[i] = pid;
-            return;
-        }
-    fail_msg("more than %zu children at once", sizeof children / sizeof children[0]);
-}
-
-static void untrack(pid_t pid)
-{
-    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
-        if (children[i] == pid)
-            children[i] = 0;
-}
 
 /* A ring name no other test or run uses; "brtest" so that the other
  * tests' /dev/shm leak checks know it is not theirs. */
@@ -78,38 +60,7 @@ static const char *new_ring_name(void)
  * pipe, returned in *out_fd. */
 static pid_t cli_spawn(const char *const *args, int *out_fd)
 {
-    const char *argv[32];
-    size_t n = 0;
-    int out[2];
-    pid_t parent = getpid(), pid;
-
-    argv[n++] = BR_CLI_PATH;
-    while (*args) {
-        assert_true(n < sizeof argv / sizeof argv[0] - 1);
-        argv[n++] = *args++;
-    }
-    argv[n] = NULL;
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    fflush(NULL);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        sigset_t none;
-        /* A test that dies must not leave a server running. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(out[1], STDOUT_FILENO);
-        dup2(out[1], STDERR_FILENO);
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(BR_CLI_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    track(pid);
-    close(out[1]);
-    *out_fd = out[0];
-    return pid;
+    return tu_spawn(BR_CLI_PATH, args, out_fd, out_fd);
 }
 
 /* Reads fd until end of file (the process closed it: it has exited) into
@@ -140,51 +91,16 @@ static void read_all(int fd, char *buf, size_t cap)
     close(fd);
 }
 
-/* Reads one line (without '\n') byte by byte, at most TU_WAIT_MS. */
+/* Reads one line (without '\n'), at most TU_WAIT_MS. */
 static bool read_line(int fd, char *buf, size_t cap)
 {
-    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
-    size_t n = 0;
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        uint64_t now = tu_now_ns();
-        char c;
-        if (now >= deadline)
-            return false;
-        if (poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) <= 0)
-            continue;
-        ssize_t got = read(fd, &c, 1);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return false;
-        if (c == '\n')
-            break;
-        if (n + 1 < cap)
-            buf[n++] = c;
-    }
-    buf[n] = '\0';
-    return true;
+    return tu_read_line(fd, buf, cap, TU_WAIT_MS);
 }
 
-/* Waits (pidfd) for child pid to end and reaps it; returns its status. */
+/* Waits for child pid to end and reaps it; returns its status. */
 static int wait_exit(pid_t pid)
 {
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0), status;
-    if (fd >= 0) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r;
-        while ((r = poll(&p, 1, TU_WAIT_MS)) < 0 && errno == EINTR)
-            ;
-        close(fd);
-        if (r == 0)
-            fail_msg("pid %d is still running %d ms later", (int)pid, TU_WAIT_MS);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
-    untrack(pid);
-    return status;
+    return tu_wait_exit(pid, TU_WAIT_MS, NULL);
 }
 
 /* Runs the binary to its end: exit code, output (stdout and stderr). */
@@ -626,7 +542,7 @@ static int python_run(const char *script, const char *input, char *out, size_t c
         execlp("python3", "python3", "-c", script, (char *)NULL);
         _exit(127);
     }
-    track(pid);
+    tu_child_track(pid);
     close(in);
     close(pipefd[1]);
     read_all(pipefd[0], out, cap);
@@ -732,12 +648,7 @@ static void test_cli_json_any_name(void **state)
 
 static int teardown(void **state)
 {
-    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
-        if (children[i]) {
-            kill(children[i], SIGKILL);
-            waitpid(children[i], NULL, 0);
-            children[i] = 0;
-        }
+    tu_children_kill(true);
     return tu_teardown(state);
 }
 

@@ -42,6 +42,7 @@
 #include "ring/error.h"
 #include "ring/ring.h"
 #include "test_fs.h"
+#include "test_proc.h"
 #include "test_util.h"
 
 #ifndef BR_CLI_PATH
@@ -54,173 +55,16 @@
 
 /* ---- processes ------------------------------------------------------------ */
 
-static pid_t started[16];
-
-static void track(pid_t pid)
-{
-    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
-        if (!started[i]) {
-            started[i] = pid;
-            return;
-        }
-    fail_msg("too many processes tracked");
-}
-
-static void untrack(pid_t pid)
-{
-    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
-        if (started[i] == pid)
-            started[i] = 0;
-}
-
-/* Waits at most timeout_ms for child pid to end (a pidfd turns readable);
- * fails the test if it has not, else reaps it and returns its status. */
-static int wait_exit(pid_t pid, int timeout_ms, const char *what)
-{
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0), status;
-    assert_true(fd >= 0);
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    int r;
-    while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
-        ;
-    close(fd);
-    if (r == 0)
-        fail_msg("%s (pid %d) still runs %d ms later: it blocks", what, (int)pid, timeout_ms);
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
-    untrack(pid);
-    return status;
-}
-
-static const char *describe_status(int status, char *buf, size_t cap)
-{
-    if (WIFEXITED(status))
-        snprintf(buf, cap, "exited with %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, cap, "was killed by signal %d (%s)", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
-    else
-        snprintf(buf, cap, "status 0x%x", status);
-    return buf;
-}
-
-/* Starts the batchring binary with args; stdout and stderr go to pipes. */
+/* The batchring binary with args: stdout and stderr go to pipes. */
 static pid_t cli_spawn(const char *const *args, int *out_fd, int *err_fd)
 {
-    const char *argv[48] = {BR_CLI_PATH};
-    size_t n = 1;
-    int out[2], err[2];
-    pid_t parent = getpid(), pid;
-
-    while (*args) {
-        assert_true(n < sizeof argv / sizeof argv[0] - 1);
-        argv[n++] = *args++;
-    }
-    argv[n] = NULL;
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-    fflush(NULL);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(out[1], STDOUT_FILENO);
-        dup2(err[1], STDERR_FILENO);
-        execv(BR_CLI_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    track(pid);
-    close(out[1]);
-    close(err[1]);
-    *out_fd = out[0];
-    *err_fd = err[0];
-    return pid;
+    return tu_spawn(BR_CLI_PATH, args, out_fd, err_fd);
 }
 
-/* Reads what is available on fd into buf (cap bytes, NUL-terminated);
- * false at end of file. */
-static bool drain(int fd, char *buf, size_t cap, size_t *used)
-{
-    char tmp[4096];
-    ssize_t n = read(fd, tmp, sizeof tmp);
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
-        return false;
-    size_t take = *used + (size_t)n < cap ? (size_t)n : cap - 1 - *used;
-    memcpy(buf + *used, tmp, take);
-    *used += take;
-    buf[*used] = '\0';
-    return true;
-}
-
-/* Runs the batchring binary to its end, at most timeout_ms (the hang
- * guard: a run still going then fails the test). Returns the wait status. */
+/* Runs it to its end within timeout_ms (tu_run): the hang guard. */
 static int cli_run(const char *const *args, char *out, char *err, size_t cap, int timeout_ms)
 {
-    int fds[2];
-    size_t used[2] = {0, 0};
-    char *bufs[2] = {out, err};
-    bool open_[2] = {true, true};
-    const uint64_t deadline = tu_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    pid_t pid = cli_spawn(args, &fds[0], &fds[1]);
-
-    out[0] = err[0] = '\0';
-    while (open_[0] || open_[1]) {
-        struct pollfd p[2];
-        nfds_t n = 0;
-        int which[2];
-        uint64_t now = tu_now_ns();
-        if (now >= deadline)
-            fail_msg("batchring %s %s did not finish within %d ms: it blocks", args[0],
-                     args[1] ? args[1] : "", timeout_ms);
-        for (int i = 0; i < 2; i++)
-            if (open_[i]) {
-                p[n] = (struct pollfd){.fd = fds[i], .events = POLLIN};
-                which[n++] = i;
-            }
-        if (poll(p, n, (int)((deadline - now) / 1000000u) + 1) <= 0)
-            continue;
-        for (nfds_t k = 0; k < n; k++)
-            if (p[k].revents && !drain(fds[which[k]], bufs[which[k]], cap, &used[which[k]])) {
-                open_[which[k]] = false;
-                close(fds[which[k]]);
-            }
-    }
-    return wait_exit(pid, timeout_ms, "batchring");
-}
-
-/* Reads one line from fd within timeout_ms, byte by byte. */
-static bool read_line(int fd, char *buf, size_t cap, int timeout_ms)
-{
-    const uint64_t deadline = tu_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    size_t n = 0;
-    for (;;) {
-        uint64_t now = tu_now_ns();
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        char c;
-        if (now >= deadline)
-            return false;
-        int r = poll(&p, 1, (int)((deadline - now) / 1000000u) + 1);
-        if (r < 0 && errno != EINTR)
-            return false;
-        if (r <= 0)
-            continue;
-        ssize_t got = read(fd, &c, 1);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return false;
-        if (c == '\n')
-            break;
-        if (n + 1 < cap)
-            buf[n++] = c;
-    }
-    buf[n] = '\0';
-    return true;
+    return tu_run(BR_CLI_PATH, args, out, err, cap, timeout_ms);
 }
 
 /* ---- fixtures ------------------------------------------------------------- */
@@ -236,12 +80,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
-        if (started[i]) {
-            kill(started[i], SIGKILL);
-            waitpid(started[i], NULL, 0);
-            started[i] = 0;
-        }
+    tu_children_kill(true);
     tu_teardown(state);
     if (ring_name[0])
         shm_unlink(ring_name);
@@ -470,7 +309,7 @@ static void test_hostile_damaged_descriptor_cli(void **state)
                                   tf_path(tmp_dir, BR_MKDATA_RECORDS), "--record-size", "100",
                                   "--batch", "8", "--workers", "1", "--slots", "4", NULL},
             &sout, &serr);
-        if (!read_line(sout, line, sizeof line, TU_WAIT_MS))
+        if (!tu_read_line(sout, line, sizeof line, TU_WAIT_MS))
             fail_msg("batchring serve printed no ring name");
         assert_string_equal(line, ring_name);
 
@@ -492,14 +331,14 @@ static void test_hostile_damaged_descriptor_cli(void **state)
         if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
             fail_msg("damage %zu (%s): batchring consume %s, expected a failure exit\n"
                      "stdout: %s\nstderr: %s",
-                     k, dm->says, describe_status(status, how, sizeof how), out, err);
+                     k, dm->says, tu_describe_status(status, how, sizeof how), out, err);
         tu_assert_contains(err, dm->says);
         tu_assert_contains(err, "BR_EBADRING");
         print_message("consume: %s", strstr(err, "batchring consume"));
 
         /* The server sees its consumer fail, and ends by itself. */
         close(sout);
-        status = wait_exit(server, TU_WAIT_MS, "batchring serve");
+        status = tu_wait_exit(server, TU_WAIT_MS, "batchring serve");
         assert_true(WIFEXITED(status));
         close(serr);
         assert_int_equal(access(tf_path("/dev/shm", ring_name + 1), F_OK), -1);
@@ -532,7 +371,7 @@ static struct guarded run_guarded(int (*fn)(const void *arg), const void *arg)
         snprintf(c.msg, sizeof c.msg, "%s", br_last_error(NULL));
         _exit(write(p[1], &c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
     }
-    track(pid);
+    tu_child_track(pid);
     close(p[1]);
     struct pollfd pf = {.fd = p[0], .events = POLLIN};
     int n;
@@ -542,7 +381,7 @@ static struct guarded run_guarded(int (*fn)(const void *arg), const void *arg)
         fail_msg("the call still blocks after %d ms", HANG_GUARD_MS);
     assert_int_equal(read(p[0], &r, sizeof r), (ssize_t)sizeof r);
     close(p[0]);
-    assert_int_equal(WEXITSTATUS(wait_exit(pid, TU_WAIT_MS, "guarded call")), 0);
+    assert_int_equal(WEXITSTATUS(tu_wait_exit(pid, TU_WAIT_MS, "guarded call")), 0);
     return r;
 }
 
@@ -720,7 +559,7 @@ static void test_hostile_fifo_cli(void **state)
         int status = cli_run(argv, out, err, CAP, HANG_GUARD_MS);
         if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
             fail_msg("serve case %zu: batchring serve %s\nstderr: %s", i,
-                     describe_status(status, how, sizeof how), err);
+                     tu_describe_status(status, how, sizeof how), err);
         tu_assert_contains(err, "a FIFO");
         assert_int_equal(access(tf_path("/dev/shm", ring_name + 1), F_OK), -1);
     }
@@ -735,7 +574,7 @@ static void test_hostile_fifo_cli(void **state)
                                                "--samples", "10", "--sample-bytes", "10", NULL},
                          out, err, CAP, HANG_GUARD_MS);
     if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
-        fail_msg("batchring mkdata %s\nstderr: %s", describe_status(status, how, sizeof how), err);
+        fail_msg("batchring mkdata %s\nstderr: %s", tu_describe_status(status, how, sizeof how), err);
     tu_assert_contains(err, "a FIFO");
     /* Nothing a user did not create is deleted: the FIFO is still there. */
     struct stat st;

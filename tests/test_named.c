@@ -44,6 +44,7 @@
 #include "ring/layout.h"
 #include "ring/ring.h"
 #include "test_fs.h"
+#include "test_proc.h"
 #include "test_util.h"
 
 #ifndef BR_CLI_PATH
@@ -53,28 +54,10 @@
 /* ---- what a test started, so that a failed test cannot leak it ---------- */
 
 #define MAX_TRACKED 32
-static pid_t tracked_pids[MAX_TRACKED];
 static char ring_names[MAX_TRACKED][64];
 static unsigned n_ring_names;
 static char tmp_dirs[4][4096];
 static unsigned n_tmp_dirs;
-
-static void track_pid(pid_t pid)
-{
-    for (int i = 0; i < MAX_TRACKED; i++)
-        if (!tracked_pids[i]) {
-            tracked_pids[i] = pid;
-            return;
-        }
-    fail_msg("more than %d processes at once", MAX_TRACKED);
-}
-
-static void untrack_pid(pid_t pid)
-{
-    for (int i = 0; i < MAX_TRACKED; i++)
-        if (tracked_pids[i] == pid)
-            tracked_pids[i] = 0;
-}
 
 /* A ring name no other test (or run) uses: "/brtest-<pid>-<n>". */
 static const char *new_ring_name(void)
@@ -126,44 +109,18 @@ static const char *attach_refused(const char *name, int code, const char *what)
 
 /* ---- processes ------------------------------------------------------- */
 
-static const char *describe_status(int status, char *buf, size_t cap)
-{
-    if (WIFEXITED(status))
-        snprintf(buf, cap, "exited with %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
-    else
-        snprintf(buf, cap, "status 0x%x", status);
-    return buf;
-}
-
-/* Waits for child pid to end, at most timeout_ms (a pidfd turns readable
- * when it exits); reaps it and returns its status. */
+/* Waits for child pid to end, at most timeout_ms; reaps it and returns
+ * its status (tu_wait_exit). */
 static int wait_exit(pid_t pid, int timeout_ms)
 {
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0), status;
-    if (fd >= 0) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r;
-        while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
-            ;
-        close(fd);
-        if (r == 0)
-            fail_msg("pid %d is still running %d ms later", (int)pid, timeout_ms);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
-    untrack_pid(pid);
-    return status;
+    return tu_wait_exit(pid, timeout_ms, NULL);
 }
 
 static void assert_exit_code(int status, int code, const char *what)
 {
     char how[96];
     if (!WIFEXITED(status) || WEXITSTATUS(status) != code)
-        fail_msg("%s %s, expected exit code %d", what, describe_status(status, how, sizeof how),
+        fail_msg("%s %s, expected exit code %d", what, tu_describe_status(status, how, sizeof how),
                  code);
 }
 
@@ -187,7 +144,7 @@ static bool reap_all(int timeout_ms, bool must)
     for (;;) {
         pid_t p;
         while ((p = waitpid(-1, NULL, WNOHANG)) > 0)
-            untrack_pid(p);
+            tu_child_untrack(p);
         if (p < 0 && errno == ECHILD) {
             done = true;
             break;
@@ -241,130 +198,18 @@ static bool read_within(int fd, void *buf, size_t len, int timeout_ms)
     return true;
 }
 
-/* Reads one line (without its '\n'), byte by byte so that nothing after
- * it is taken from the pipe. */
-static bool read_line(int fd, char *buf, size_t cap, int timeout_ms)
-{
-    const uint64_t deadline = tu_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    size_t n = 0;
-    for (;;) {
-        uint64_t now = tu_now_ns();
-        char c;
-        if (now >= deadline || !read_within(fd, &c, 1, (int)((deadline - now) / 1000000u) + 1))
-            return false;
-        if (c == '\n')
-            break;
-        if (n + 1 < cap)
-            buf[n++] = c;
-    }
-    buf[n] = '\0';
-    return true;
-}
-
-/* Starts program prog with args (argv[1..], NULL-terminated). Its stdout
- * goes to *out_fd; its stderr to *err_fd, or ours when NULL. */
-static pid_t prog_spawn(const char *prog, const char *const *args, int *out_fd, int *err_fd)
-{
-    const char *argv[48];
-    int out[2], err[2] = {-1, -1};
-    size_t n = 0;
-    pid_t parent = getpid(), pid;
-
-    argv[n++] = prog;
-    while (*args) {
-        assert_true(n < sizeof argv / sizeof argv[0] - 1);
-        argv[n++] = *args++;
-    }
-    argv[n] = NULL;
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    if (err_fd)
-        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-    fflush(NULL);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* A test that dies must not leave a server running: SIGTERM makes
-         * it clean up as Ctrl-C would. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(out[1], STDOUT_FILENO);
-        if (err_fd)
-            dup2(err[1], STDERR_FILENO);
-        child_prepare();
-        execv(prog, (char *const *)argv);
-        _exit(127);
-    }
-    track_pid(pid);
-    close(out[1]);
-    *out_fd = out[0];
-    if (err_fd) {
-        close(err[1]);
-        *err_fd = err[0];
-    }
-    return pid;
-}
-
-/* The batchring binary with args. */
+/* The batchring binary with args (tu_spawn). */
 static pid_t cli_spawn(const char *const *args, int *out_fd, int *err_fd)
 {
-    return prog_spawn(BR_CLI_PATH, args, out_fd, err_fd);
+    return tu_spawn(BR_CLI_PATH, args, out_fd, err_fd);
 }
 
-/* Drains fd into buf (cap bytes, NUL-terminated, the rest dropped). Returns
- * false at end of file. */
-static bool drain(int fd, char *buf, size_t cap, size_t *used)
-{
-    char tmp[4096];
-    ssize_t n = read(fd, tmp, sizeof tmp);
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
-        return false;
-    size_t take = *used + (size_t)n < cap ? (size_t)n : cap - 1 - *used;
-    memcpy(buf + *used, tmp, take);
-    *used += take;
-    buf[*used] = '\0';
-    return true;
-}
-
-/* Runs prog to its end; its stdout and stderr go to out and err (cap bytes
- * each). A run that has not ended within TU_WAIT_MS fails the test (and
- * teardown kills it): the hang guard. Returns the wait status. */
+/* Runs prog to its end, at most TU_WAIT_MS (tu_run: the hang guard). */
 static int prog_run(const char *prog, const char *const *args, char *out, char *err, size_t cap)
 {
-    int fds[2];
-    size_t used[2] = {0, 0};
-    char *bufs[2] = {out, err};
-    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
-    pid_t pid = prog_spawn(prog, args, &fds[0], &fds[1]);
-    bool open_[2] = {true, true};
-
-    out[0] = err[0] = '\0';
-    while (open_[0] || open_[1]) {
-        struct pollfd p[2];
-        nfds_t n = 0;
-        int which[2];
-        uint64_t now = tu_now_ns();
-        if (now >= deadline)
-            fail_msg("%s %s did not finish within %d ms", prog, args[0], TU_WAIT_MS);
-        for (int i = 0; i < 2; i++)
-            if (open_[i]) {
-                p[n] = (struct pollfd){.fd = fds[i], .events = POLLIN};
-                which[n++] = i;
-            }
-        if (poll(p, n, (int)((deadline - now) / 1000000u) + 1) <= 0)
-            continue;
-        for (nfds_t k = 0; k < n; k++)
-            if (p[k].revents && !drain(fds[which[k]], bufs[which[k]], cap, &used[which[k]])) {
-                open_[which[k]] = false;
-                close(fds[which[k]]);
-            }
-    }
-    return wait_exit(pid, TU_WAIT_MS);
+    return tu_run(prog, args, out, err, cap, TU_WAIT_MS);
 }
 
-/* Runs the batchring binary to its end (prog_run). */
 static int cli_run(const char *const *args, char *out, char *err, size_t cap)
 {
     return prog_run(BR_CLI_PATH, args, out, err, cap);
@@ -382,7 +227,7 @@ static void cli_expect(const char *const *args, int code, char *out, char *err, 
             strncat(cmd, " ", sizeof cmd - strlen(cmd) - 1);
         }
         fail_msg("batchring %s%s, expected exit code %d\nstdout: %s\nstderr: %s", cmd,
-                 describe_status(status, how, sizeof how), code, out, err);
+                 tu_describe_status(status, how, sizeof how), code, out, err);
     }
 }
 
@@ -428,11 +273,11 @@ static void serve_start(struct server *s, const char *name, const char *const *a
     argv[n] = NULL;
     s->pid = cli_spawn(argv, &out, NULL);
     s->name = name;
-    bool ok = read_line(out, line, sizeof line, TU_WAIT_MS);
+    bool ok = tu_read_line(out, line, sizeof line, TU_WAIT_MS);
     close(out);
     if (!ok)
         fail_msg("batchring serve --name %s printed no ring name; it %s", name,
-                 describe_status(wait_exit(s->pid, TU_WAIT_MS), how, sizeof how));
+                 tu_describe_status(wait_exit(s->pid, TU_WAIT_MS), how, sizeof how));
     assert_string_equal(line, name);
     assert_true(ring_exists(name));
 }
@@ -515,7 +360,7 @@ static pid_t producer_fork(const char *name, tu_shared *sh, const br_options *op
         br_close(g);
         _exit(producer_stop ? PROD_STOPPED : rc == 0 ? PROD_DONE : PROD_FAILED);
     }
-    track_pid(pid);
+    tu_child_track(pid);
     close(p[1]);
     bool ok = read_within(p[0], rep, sizeof *rep, TU_WAIT_MS);
     close(p[0]);
@@ -618,7 +463,7 @@ static pid_t child_fork(void (*fn)(int fd, void *arg), void *arg, int *rd)
         fn(p[1], arg);
         _exit(0);
     }
-    track_pid(pid);
+    tu_child_track(pid);
     close(p[1]);
     *rd = p[0];
     return pid;
@@ -697,11 +542,7 @@ static int setup(void **state)
  * files, so that the next test starts clean. Harmless after a pass. */
 static int teardown(void **state)
 {
-    for (int i = 0; i < MAX_TRACKED; i++)
-        if (tracked_pids[i]) {
-            kill(tracked_pids[i], SIGKILL);
-            tracked_pids[i] = 0;
-        }
+    tu_children_kill(false); /* reap_all below reaps them */
     tu_teardown(state);
     reap_all(5000, false);
     for (unsigned i = 0; i < n_ring_names; i++)
@@ -1851,8 +1692,8 @@ static void test_named_stat(void **state)
     int fd;
     char line1[CAP], line2[CAP];
     pid_t w = cli_spawn((const char *const[]){"stat", "--watch", "--json", name, NULL}, &fd, NULL);
-    assert_true(read_line(fd, line1, sizeof line1, TU_WAIT_MS));
-    assert_true(read_line(fd, line2, sizeof line2, TU_WAIT_MS));
+    assert_true(tu_read_line(fd, line1, sizeof line1, TU_WAIT_MS));
+    assert_true(tu_read_line(fd, line2, sizeof line2, TU_WAIT_MS));
     tu_assert_contains(line1, "\"owner_pid\"");
     tu_assert_contains(line2, "\"window_s\"");
     assert_int_equal(kill(w, SIGINT), 0);
@@ -2440,7 +2281,7 @@ static void test_named_other_pid_namespace(void **state)
                                             NULL},
                       out, err, CAP);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("stat in another PID namespace %s: %s", describe_status(status, how, sizeof how),
+        fail_msg("stat in another PID namespace %s: %s", tu_describe_status(status, how, sizeof how),
                  err);
     snprintf(want, sizeof want, "producer  pid %d, running", (int)s.pid);
     tu_assert_contains(out, want);
@@ -2463,7 +2304,7 @@ static void test_named_other_pid_namespace(void **state)
                       out, err, CAP);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("consume in another PID namespace %s\nstdout: %s\nstderr: %s",
-                 describe_status(status, how, sizeof how), out, err);
+                 tu_describe_status(status, how, sizeof how), out, err);
     /* The consumer took the last batch: the server ends by itself. */
     assert_exit_code(wait_exit(s.pid, TU_WAIT_MS), 0, "batchring serve after the last batch");
     assert_false(ring_exists(name));
