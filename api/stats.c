@@ -70,6 +70,7 @@ BR_API int br_stats_get_sized(const br_gen *handle, br_stats *dst, size_t size)
         out->slot_sleeps += br__load_relaxed_u64(&rec->slot_sleeps);
     }
     out->stall_sleeps = br__load_relaxed_u64(&g->cons.sleeps);
+    out->hold = g->cons.hold > 1 ? g->cons.hold : 1;
     br__copy_out(dst, size, &st, sizeof st);
     return 0;
 }

@@ -1030,6 +1030,10 @@ typedef struct br_stats {
                                cost of a slow loader beside stall_ns */
     uint64_t slot_sleeps;   /* Since 0.3. Times workers slept for a free
                                slot, summed (the ring was full) */
+    uint32_t hold;          /* Since 0.3. Batches the caller may hold at
+                               once: opt.hold, or for br_attach the hold
+                               the producer chose; 1 when br_next gives
+                               the previous batch back itself */
 } br_stats;
 
 /* Per-worker counters, read with br_worker_stats_get() and

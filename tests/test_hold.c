@@ -223,6 +223,9 @@ static void test_hold_default_releases_implicitly(void **state)
         struct hold_shared *s = shared_new();
         br_gen *g = open_hold(s, 1, 2, hold, NULL);
         br_batch x;
+        br_stats st;
+        assert_int_equal(br_stats_get(g, &st), 0);
+        assert_int_equal(st.hold, 1); /* 0 means 1 */
         for (uint64_t seq = 0; seq < 10; seq++)
             next_ok(g, &x, seq);
         assert_int_equal(br_release(g, &x), 0);
@@ -313,6 +316,12 @@ static void test_hold_takeover_after_consumer_dies_holding(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 
     c = attach_ok(name);
+    /* The attached consumer learns the producer's hold from br_stats. */
+    br_stats st;
+    assert_int_equal(br_stats_get(c, &st), 0);
+    assert_int_equal(st.hold, 3);
+    assert_int_equal(br_stats_get(p, &st), 0);
+    assert_int_equal(st.hold, 3);
     next_ok(c, &keep, 0);
     next_ok(c, &b, 2);
     assert_int_equal(br_release(c, &b), 0);

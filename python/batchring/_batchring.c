@@ -16,12 +16,11 @@
  *  - Generators we open use opt.hold = H >= 2: br_next never gives a slot
  *    back by itself, and BR_EHELD (batchring.HoldLimit) is how a caller
  *    learns it holds too many. An attached ring has the hold its producer
- *    chose, which `batchring serve` leaves at 0 (br_next gives the
- *    previous batch back itself): there we allow one batch, and refuse
- *    (HoldLimit) a next() while the previous batch still has exports,
- *    instead of letting br_next recycle memory a tensor sees. A ring
- *    served with --hold H >= 2 says so with its first BR_EHELD, and from
- *    then on is treated as one we opened with hold H (gen_learn_hold).
+ *    chose (br_stats.hold). `batchring serve` leaves it at 1 (br_next
+ *    gives the previous batch back itself): there we allow one batch, and
+ *    refuse (HoldLimit) a next() while the previous batch still has
+ *    exports, instead of letting br_next recycle memory a tensor sees. A
+ *    ring served with --hold H >= 2 is treated as one we opened with H.
  *  - close() invalidates the batches without exports at once and defers
  *    br_close until the last exported batch is gone, so no view ever
  *    outlives the mapping.
@@ -100,7 +99,6 @@ typedef struct GenObject {
     long long timeout_ms; /* the caller's, -1 forever */
     Py_ssize_t nexported; /* valid batches with exports > 0 */
     struct BatchObject *last; /* borrowed: the newest batch, when !own_hold */
-    uint64_t first_seq, last_seq, taken; /* what br_next returned, when !own_hold */
     PyObject *keep;       /* a tuple kept alive for the C generator (ids) */
     int pinned;           /* br_pin registered the ring with CUDA */
     PyObject *pin_error;  /* why "cuda-if-available" left it unpinned, or NULL */
@@ -698,38 +696,6 @@ static int gen_pin(GenObject *self, int mode)
     return 0;
 }
 
-/*
- * A ring served with --hold H >= 2 leaves every batch to its consumer to
- * give back, and nothing public says which kind of ring an attach found:
- * the first BR_EHELD does (we hold H batches, every one dropped but
- * perhaps the newest). From then on this generator gives batches back as
- * one it opened does, with hold = H. Returns 1 when it switched (br_next
- * may be retried), 0 when the BR_EHELD stands.
- */
-static int gen_learn_hold(GenObject *self)
-{
-    if (self->own_hold || !self->taken)
-        return 0;
-    const BatchObject *newest = self->last && self->last->valid ? self->last : NULL;
-    uint64_t s = self->first_seq;
-    uint32_t held = 0;
-    /* Held batches lie within one lap of the ring, BR_MAX_SLOTS at most. */
-    if (self->last_seq - s >= BR_MAX_SLOTS)
-        s = self->last_seq - BR_MAX_SLOTS + 1;
-    for (; s <= self->last_seq; s++) {
-        if (newest && s == newest->b.seq)
-            held++;
-        else if (br_release_seq(self->g, s) == 0) /* -EINVAL: one a takeover skipped */
-            held++;
-    }
-    if (held < 2)
-        return 0;
-    self->own_hold = 1;
-    self->hold = held;
-    self->last = NULL;
-    return 1;
-}
-
 static PyObject *Gen_next(GenObject *self)
 {
     if (!self->g || self->closing) {
@@ -741,9 +707,8 @@ static PyObject *Gen_next(GenObject *self)
         if (prev->exports > 0) {
             PyErr_Format(HoldLimit,
                          "batch %llu still has views (numpy arrays, tensors, memoryviews) and "
-                         "this attached ring lets its consumer hold one batch (a ring served "
-                         "with --hold H: H, once its first H batches have been taken): drop "
-                         "them (or copy) before the next batch",
+                         "this attached ring lets its consumer hold one batch (serve --hold H "
+                         "lets it hold H): drop them (or copy) before the next batch",
                          (unsigned long long)prev->b.seq);
             return NULL;
         }
@@ -757,8 +722,6 @@ static PyObject *Gen_next(GenObject *self)
         Py_BEGIN_ALLOW_THREADS
         rc = br_next(self->g, &b);
         Py_END_ALLOW_THREADS
-        if (rc == BR_EHELD && gen_learn_hold(self))
-            continue;
         if (rc != -ETIMEDOUT)
             break;
         if (PyErr_CheckSignals())
@@ -783,12 +746,8 @@ static PyObject *Gen_next(GenObject *self)
     o->gen = self;
     o->b = b;
     o->valid = 1;
-    if (!self->own_hold) {
+    if (!self->own_hold)
         self->last = o;
-        if (!self->taken++)
-            self->first_seq = b.seq;
-        self->last_seq = b.seq;
-    }
     return (PyObject *)o;
 }
 
@@ -960,7 +919,6 @@ static GenObject *gen_new(void)
     self->timeout_ms = -1;
     self->nexported = 0;
     self->last = NULL;
-    self->first_seq = self->last_seq = self->taken = 0;
     self->keep = NULL;
     self->pinned = 0;
     self->pin_error = NULL;
@@ -994,6 +952,13 @@ static PyObject *mod_attach(PyObject *m, PyObject *args, PyObject *kw)
         return raise_code(rc, br_last_error(NULL));
     }
     self->g = g;
+    br_stats st;
+    /* Served with --hold H >= 2: every batch is ours to give back, as in
+     * a generator we opened with hold H. */
+    if (br_stats_get(g, &st) == 0 && st.hold >= 2) {
+        self->own_hold = 1;
+        self->hold = st.hold;
+    }
     if (gen_pin(self, pin_mode)) {
         Py_DECREF(self); /* closes the ring; the exception stays set */
         return NULL;

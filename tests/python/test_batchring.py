@@ -239,14 +239,14 @@ def test_attach_served_ring_and_errors(plugin):
 
 
 def test_attach_ring_served_with_hold(plugin):
-    """serve --hold 3: the consumer gives batches back itself; the package
-    learns the hold from the ring's first refusal and then holds 3."""
+    """serve --hold 3: the consumer gives batches back itself, and the
+    package knows the hold (br_stats.hold) from the attach on."""
     name = "/br-py-%d-h" % os.getpid()
     s = Served(name, "samples=64,bytes=256", ["--hold", "3"])
     try:
         with batchring.attach(name, timeout=WAIT_S) as g:
-            assert [next(g).seq for _ in range(10)] == list(range(10))
             assert g.hold == 3
+            assert [next(g).seq for _ in range(10)] == list(range(10))
             held = [next(g) for _ in range(3)]
             views = [b.numpy() for b in held]
             with pytest.raises(batchring.HoldLimit):
