@@ -733,6 +733,12 @@ static int ring_map_named(struct br_ring *r, const char *name, bool consumer, ch
         return br__fail(msg, rc, "mmap of ring %s: %s", name, strerror(-rc));
     }
     rc = header_copy_validate(base, (size_t)st.st_size, &geo, msg);
+    if (rc) {
+        /* The checks see a header, not its name: say whose it is. */
+        char detail[BR_MSG_CAP];
+        snprintf(detail, sizeof detail, "%s", msg);
+        br__fail(msg, rc, "%s: %s", name, detail);
+    }
     if (rc == 0 && !consumer)
         goto bind;
     if (rc == 0 && geo.owner_uid != (uint32_t)geteuid())

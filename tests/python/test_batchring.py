@@ -358,6 +358,7 @@ def test_bad_ring_not_a_ring_and_another_layout(plugin):
                 batchring.attach(name, timeout=1)
             assert e.value.name == code, str(e.value)
             assert word in str(e.value), str(e.value)
+            assert name in str(e.value), str(e.value)   # names the ring
             with open(path, "rb") as f:
                 assert f.read() == content
     finally:
