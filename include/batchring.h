@@ -989,6 +989,10 @@ typedef struct br_worker_stats {
     uint64_t io_copies;     /* of io_reads, those copied straight out of the
                                page cache (see br_io_register_file) */
     uint64_t slot_sleeps;   /* Since 0.3. Times it slept for a free slot */
+    uint64_t io_preads;     /* Since 0.3. Of io_reads, those read through
+                               pread; the rest of the reads not copied went
+                               through io_backend (the reader measures which
+                               path is cheapest per file: docs/datasets.md) */
 } br_worker_stats;
 
 /*
