@@ -111,8 +111,7 @@
 #endif
 
 /* The measured choice of a read path. A trial of a path is this many
- * batches (its estimate is their median: one preempted batch does not
- * decide), and a path is tried again at most every BR_IO_TRIAL_NS and
+ * batches (its cost is the lowest of them: path_cost), and a path is tried again at most every BR_IO_TRIAL_NS and
  * BR_IO_TRIAL_MIN_WAITS batches of its cell: a path twice as slow as the
  * chosen one then costs at most 4 batches in every ~1,000 of a fast cell. */
 #define BR_IO_TRIAL_WAITS 4u
@@ -990,19 +989,16 @@ static unsigned size_class(uint64_t len)
     return len <= (16u << 10) ? 0 : len <= (256u << 10) ? 1 : 2;
 }
 
-/* The median of a path's latest costs (ns per byte). */
-static double median_cost(const struct br_path_choice *c, unsigned p)
+/* A path's cost: the lowest of its latest batches' (ns per byte). A
+ * batch that was preempted or interrupted only took longer; the lowest is
+ * the path's own cost, and every path is judged the same way. */
+static double path_cost(const struct br_path_choice *c, unsigned p)
 {
-    float v[BR_IO_TRIAL_WAITS];
-    const unsigned n = c->samples[p];
-    memcpy(v, c->cost[p], sizeof v);
-    for (unsigned a = 1; a < n; a++)
-        for (unsigned b = a; b > 0 && v[b] < v[b - 1]; b--) {
-            float t = v[b];
-            v[b] = v[b - 1];
-            v[b - 1] = t;
-        }
-    return n % 2 ? v[n / 2] : ((double)v[n / 2 - 1] + (double)v[n / 2]) / 2;
+    float low = c->cost[p][0];
+    for (unsigned k = 1; k < c->samples[p]; k++)
+        if (c->cost[p][k] < low)
+            low = c->cost[p][k];
+    return low;
 }
 
 /* The cheapest measured path of `mask`; the chosen one stays unless
@@ -1013,13 +1009,13 @@ static uint8_t cheapest(const struct br_path_choice *c, unsigned mask)
     double best_cost = 0;
     if (c->chosen < PATHS && (mask >> c->chosen & 1) && c->samples[c->chosen]) {
         best = c->chosen;
-        best_cost = median_cost(c, best) * BR_IO_SWITCH_MARGIN;
+        best_cost = path_cost(c, best) * BR_IO_SWITCH_MARGIN;
     }
     for (uint8_t p = 0; p < PATHS; p++) {
         double cost;
         if (p == c->chosen || !(mask >> p & 1) || !c->samples[p])
             continue;
-        cost = median_cost(c, p);
+        cost = path_cost(c, p);
         if (best == PATHS || cost < best_cost)
             best = p, best_cost = cost;
     }
