@@ -111,9 +111,10 @@
 #endif
 
 /* The measured choice of a read path. A trial of a path is this many
- * batches (its cost is the lowest of them: path_cost), and a path is tried again at most every BR_IO_TRIAL_NS and
- * BR_IO_TRIAL_MIN_WAITS batches of its cell: a path twice as slow as the
- * chosen one then costs at most 4 batches in every ~1,000 of a fast cell. */
+ * batches (its cost is the lowest of them: path_cost), and a path is tried
+ * again at most every BR_IO_TRIAL_NS and BR_IO_TRIAL_MIN_WAITS batches of
+ * its cell: a path twice as slow as the chosen one costs 4 batches' time
+ * in every 64 batches of a slow cell, in every ~1,000 of a fast one. */
 #define BR_IO_TRIAL_WAITS 4u
 #define BR_IO_TRIAL_NS UINT64_C(250000000)
 #define BR_IO_TRIAL_MIN_WAITS 64u
@@ -128,19 +129,20 @@ enum read_path { PATH_COPY, PATH_URING, PATH_PREAD, PATHS };
 /* The paths of one (file, size class, residency) and their costs. */
 struct br_path_choice {
     float cost[PATHS][BR_IO_TRIAL_WAITS]; /* ns per byte, the latest batches */
-    uint8_t samples[PATHS];               /* valid entries of cost[p] */
-    uint8_t next[PATHS];                  /* where the next one goes */
-    uint8_t chosen;                       /* enum read_path, or PATHS: none yet */
-    uint8_t trial;                        /* the path under trial, or PATHS */
-    uint8_t trial_left;                   /* its batches still to run */
-    uint8_t path;                         /* the path of the current batch */
-    uint32_t since_trial;                 /* batches since the last trial */
-    uint64_t next_trial_ns;
-    uint64_t batch;                       /* io->batches when `path` was set */
-    uint64_t batch_bytes;                 /* bytes of this batch on `path` */
-    uint32_t batch_reads;                 /* and reads */
-    double batch_ns;
-    bool spoiled;                         /* a copy of this batch faulted */
+    uint8_t samples[PATHS];  /* valid entries of cost[p] */
+    uint8_t next[PATHS];     /* where the next one goes */
+    uint8_t chosen;          /* enum read_path, or PATHS: none yet */
+    uint8_t trial;           /* the path under trial, or PATHS */
+    uint8_t trial_left;      /* its batches still to run */
+    uint8_t last_trial;      /* the path tried last */
+    uint8_t path;            /* the path of the current batch */
+    uint32_t since_trial;    /* batches since the last trial */
+    uint64_t next_trial_ns;  /* no trial before this */
+    uint64_t batch;          /* io->batches when `path` was set */
+    uint64_t batch_bytes;    /* bytes of this batch on `path` */
+    uint32_t batch_reads;    /* and reads */
+    double batch_ns;         /* and their share of the phases' time */
+    bool spoiled;            /* a copy of this batch faulted */
 };
 
 /* The choices for one file (fd -1: every unregistered file). */
@@ -1041,11 +1043,12 @@ static void choose_path(br_io *io, struct br_path_choice *c, unsigned mask, uint
         c->trial = PATHS;
         c->chosen = cheapest(c, mask);
     }
-    for (uint8_t p = 0; p < PATHS; p++)
-        if ((mask >> p & 1) && c->samples[p] < BR_IO_TRIAL_WAITS && c->chosen == PATHS) {
-            c->path = p;
-            return;
-        }
+    if (c->chosen == PATHS)
+        for (uint8_t p = 0; p < PATHS; p++)
+            if ((mask >> p & 1) && c->samples[p] < BR_IO_TRIAL_WAITS) {
+                c->path = p;
+                return;
+            }
     if (c->chosen >= PATHS || !(mask >> c->chosen & 1))
         c->chosen = cheapest(c, mask);
     if (c->chosen >= PATHS) {
@@ -1056,11 +1059,12 @@ static void choose_path(br_io *io, struct br_path_choice *c, unsigned mask, uint
     }
     c->path = c->chosen;
     if (++c->since_trial >= BR_IO_TRIAL_MIN_WAITS && now >= c->next_trial_ns) {
-        /* The next candidate after the chosen one, round the paths. */
-        for (unsigned k = 1; k < PATHS; k++) {
-            const uint8_t p = (uint8_t)((c->chosen + k) % PATHS);
-            if (!(mask >> p & 1))
+        /* The next candidate after the one tried last, round the paths. */
+        for (unsigned k = 1; k <= PATHS; k++) {
+            const uint8_t p = (uint8_t)((c->last_trial + k) % PATHS);
+            if (p == c->chosen || !(mask >> p & 1))
                 continue;
+            c->last_trial = p;
             c->trial = p;
             c->trial_left = BR_IO_TRIAL_WAITS - 1;
             c->samples[p] = 0;
@@ -1108,7 +1112,7 @@ static size_t plan_paths(br_io *io, uint64_t now)
             r->path = (uint8_t)(mask & (1u << PATH_URING) && io->force == 'u' ? PATH_URING
                                                                                 : PATH_PREAD);
         } else if (io->force == 'c') {
-            r->path = (uint8_t)(resident ? PATH_COPY : __builtin_ctz(mask & ~1u));
+            r->path = (uint8_t)(resident ? PATH_COPY : __builtin_ctz(mask & ~(1u << PATH_COPY)));
         } else {
             struct br_path_choice *c =
                 &io->paths[r->paths].cell[size_class(r->len)][resident ? 1 : 0];
