@@ -55,9 +55,10 @@ static void usage(FILE *to)
 {
     fprintf(to, "usage: batchring demo [options]\n\n"
                 "Writes a synthetic dataset to a temporary directory, serves it with\n"
-                "br_open_dataset (each worker reads through its own io_uring, or pread where\n"
-                "io_uring is refused or BR_IO=pread is set), checks every id, label and byte\n"
-                "of every batch, and removes the directory.\n\n"
+                "br_open_dataset (each worker reads through its own reader: copies from the\n"
+                "page cache, io_uring or pread, whichever it measures cheapest, unless BR_IO\n"
+                "forces one), checks every id, label and byte of every batch, and removes the\n"
+                "directory.\n\n"
                 "  --layout L        records (default), files or indexed\n"
                 "  --direct          read with O_DIRECT (records, indexed)\n"
                 "  --workers N       worker processes (default 2; 0 loads inside br_next)\n"
