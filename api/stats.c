@@ -31,6 +31,7 @@ void br__worker_stats_copy(const struct br_worker_rec *rec, br_worker_stats *out
     out->io_bytes = br__load_relaxed_u64(&rec->io_bytes);
     out->io_copies = br__load_relaxed_u64(&rec->io_copies);
     out->slot_sleeps = br__load_relaxed_u64(&rec->slot_sleeps);
+    out->io_preads = br__load_relaxed_u64(&rec->io_preads);
 }
 
 BR_API int br_checkpoint_get(const br_gen *handle, uint64_t *next_seq)

@@ -143,7 +143,7 @@ static void print_text(FILE *f, const char *name, const struct snap *s, const st
         fprintf(f, "\n");
     fprintf(f, "  restarts  %u worker deaths survived\n", st->restarts);
     fprintf(f, "  %6s %8s %10s %12s %10s %12s %8s  %s\n", "worker", "pid", "batches", "load ms/b",
-            "load s", "slot wait s", "restarts", "io (copied from page cache)");
+            "load s", "slot wait s", "restarts", "io (of reads: copied from page cache, pread)");
     for (uint32_t i = 0; i < st->workers; i++) {
         const br_worker_stats *w = &s->w[i];
         char pid[16];
@@ -152,12 +152,13 @@ static void print_text(FILE *f, const char *name, const struct snap *s, const st
             snprintf(pid, sizeof pid, "%d", (int)w->pid);
         else
             snprintf(pid, sizeof pid, "%s", st->owner_alive ? "-" : "dead");
-        fprintf(f, "  %6u %8s %10" PRIu64 " %12.3f %10.3f %12.3f %8u  %s (%.0f%%)\n", i, pid,
-                w->batches,
+        fprintf(f, "  %6u %8s %10" PRIu64 " %12.3f %10.3f %12.3f %8u  %s (%.0f%%, %.0f%%)\n", i,
+                pid, w->batches,
                 w->batches ? (double)w->load_ns / (double)w->batches / 1e6 : 0.0,
                 (double)w->load_ns / 1e9, (double)w->slot_wait_ns / 1e9, w->restarts,
                 backend_name(w->io_backend),
-                w->io_reads ? 100.0 * (double)w->io_copies / (double)w->io_reads : 0.0);
+                w->io_reads ? 100.0 * (double)w->io_copies / (double)w->io_reads : 0.0,
+                w->io_reads ? 100.0 * (double)w->io_preads / (double)w->io_reads : 0.0);
     }
 }
 
@@ -218,10 +219,11 @@ static void print_json(FILE *f, const char *name, const br_ring_status *st,
                     "%s{\"worker\": %u, \"pid\": %d, \"batches\": %" PRIu64 ", \"bytes\": %" PRIu64
                     ", \"load_ns\": %" PRIu64 ", \"slot_wait_ns\": %" PRIu64
                     ", \"restarts\": %u, \"io_backend\": \"%s\", \"io_reads\": %" PRIu64
-                    ", \"io_bytes\": %" PRIu64 ", \"io_copies\": %" PRIu64 "}",
+                    ", \"io_bytes\": %" PRIu64 ", \"io_copies\": %" PRIu64
+                    ", \"io_preads\": %" PRIu64 "}",
                     i ? ", " : "", i, (int)w[i].pid, w[i].batches, w[i].bytes, w[i].load_ns,
                     w[i].slot_wait_ns, w[i].restarts, backend_name(w[i].io_backend), w[i].io_reads,
-                    w[i].io_bytes, w[i].io_copies);
+                    w[i].io_bytes, w[i].io_copies, w[i].io_preads);
         fputc(']', f);
     }
     fputc('}', f);

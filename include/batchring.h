@@ -198,12 +198,15 @@ BR_API const char *br_err_name(int code);
 #define BR_ERR_CAP 512u /* bytes of a loader's error message, with the NUL */
 
 /*
- * A worker's file reader: io_uring when the kernel allows it, pread
- * otherwise (or when BR_IO=pread is set in the environment), with the same
- * results; reads of registered files that the page cache holds are copied
- * from a mapping (br_io_register_file). Each worker process has its own
- * (created after the fork); with workers = 0 the trainer has one. Loaders
- * reach it as job->io.
+ * A worker's file reader. A read takes one of three paths, with the same
+ * results: a copy from a mapping of the page cache (registered files whose
+ * pages are resident: br_io_register_file), io_uring (when the kernel
+ * allows it), or pread. The reader measures which is cheapest per file and
+ * read size on the batches' own reads, and measures again now and then
+ * (docs/datasets.md); BR_IO in the environment forces a policy: "pread",
+ * "uring", or "copy" (copies where resident, io_uring for the rest). Each
+ * worker process has its own reader (created after the fork); with
+ * workers = 0 the trainer has one. Loaders reach it as job->io.
  */
 typedef struct br_io br_io;
 
@@ -294,9 +297,9 @@ BR_API int br_io_read(br_io *io, int fd, uint64_t offset, size_t len, void *dst,
 
 /*
  * Runs every queued read and waits for all of them; short reads are
- * resubmitted for the rest. Several reads go to io_uring in one submit; a
- * lone read goes through pread, which is one syscall as well and measured
- * faster for one sequential read (perf case records-seq). Returns 0 when
+ * resubmitted for the rest. Each read takes the path the reader measured
+ * cheapest for its file, size and residency (reads sent to io_uring go in
+ * one submit); the batch's timings update that choice. Returns 0 when
  * every byte arrived, or a negative code: -errno of a failed read, or
  * -ENODATA when the file ended before the expected length (it is shorter
  * than the dataset says). The message (br_io_last_error) names the file,
@@ -319,8 +322,10 @@ BR_API int br_io_wait(br_io *io);
  * br_worker_stats.io_copies; docs/datasets.md). The reader catches SIGBUS
  * during those copies (a handler that passes every other SIGBUS on to the
  * one installed before it) and checks the file's size after them, so a file
- * that shrinks gives the same error as with reads. BR_IO=uring or
- * BR_IO=pread in the environment turns the copies off. Since 0.2.
+ * that shrinks gives the same error as with reads. Whether a resident read
+ * is copied or read is measured per file (br_io_wait); BR_IO=uring or
+ * BR_IO=pread in the environment turns the copies off, BR_IO=copy copies
+ * every resident read. Since 0.2.
  */
 BR_API int br_io_register_file(br_io *io, int fd);
 
@@ -1051,6 +1056,10 @@ typedef struct br_worker_stats {
     uint64_t io_copies;     /* of io_reads, those copied straight out of the
                                page cache (see br_io_register_file) */
     uint64_t slot_sleeps;   /* Since 0.3. Times it slept for a free slot */
+    uint64_t io_preads;     /* Since 0.3. Of io_reads, those read through
+                               pread; the rest of the reads not copied went
+                               through io_backend (the reader measures which
+                               path is cheapest per file: docs/datasets.md) */
 } br_worker_stats;
 
 /*

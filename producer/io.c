@@ -33,6 +33,24 @@
  * again at most every BR_IO_SCAN_MIN_NS and so that scans take at most 1%
  * of the time.
  *
+ * Which path serves a read is measured, not fixed (docs/datasets.md, "The
+ * read path, chosen per file"): per registered file, per size class of the
+ * read (a 4 KiB record and a 1 MiB coalesced run cost differently) and per
+ * residency (a copy serves only resident pages), the reader times each
+ * candidate (copy, io_uring, pread) on the batch's real reads, ns per byte
+ * over the phase that ran them, keeps the cheapest, and tries each other
+ * one again for a few batches at most every BR_IO_TRIAL_NS, so a change in
+ * residency or load is noticed. Every path delivers the same bytes; only
+ * the time differs. The scan and the population of a region's page tables
+ * are outside those timings: they are paid once per region, not per read.
+ * BR_IO forces one policy: "pread", "uring" (io_uring, a lone read through
+ * pread), "copy" (copies where resident, io_uring for the rest: the fixed
+ * policy before the measured choice).
+ *
+ * A region the scan finds resident has its page tables populated at once
+ * (MADV_POPULATE_READ, Linux 5.14; older kernels fault page by page as
+ * before), so the copies do not each pay their first-touch fault.
+ *
  * Short reads advance buffer, length and file offset and go again; a read
  * of 0 bytes before the expected end means the file is shorter than the
  * dataset says: -ENODATA. A slot is published only after every read of
@@ -81,9 +99,57 @@
 /* A batch of at most this many copies guards each with a probe of the page
  * after it rather than one fstat for the batch (copy_resident). */
 #define BR_IO_PROBE_MAX_COPIES 4u
+/* Pages populated ahead of a copy whose own pages are not in our page
+ * tables yet (2 MiB: a folio the kernel may map with one entry). */
+#define BR_IO_POPULATE_AHEAD UINT64_C(512)
 /* Sources prefetched ahead of the copy: the first line of each starts the
  * page walk and the stream while the previous record is copied. */
 #define BR_IO_PREFETCH_AHEAD 4u
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+/* The measured choice of a read path. A trial of a path is this many
+ * batches (its cost is the lowest of them: path_cost), and a path is tried
+ * again at most every BR_IO_TRIAL_NS and BR_IO_TRIAL_MIN_WAITS batches of
+ * its cell: a path twice as slow as the chosen one costs 4 batches' time
+ * in every 64 batches of a slow cell, in every ~1,000 of a fast one. */
+#define BR_IO_TRIAL_WAITS 4u
+#define BR_IO_TRIAL_NS UINT64_C(250000000)
+#define BR_IO_TRIAL_MIN_WAITS 64u
+/* A tried path replaces the chosen one only when it is cheaper by this
+ * fraction: two paths within the noise do not flip back and forth. */
+#define BR_IO_SWITCH_MARGIN 0.9
+/* Reads up to 16 KiB (records), up to 256 KiB, and larger (coalesced runs). */
+#define BR_IO_SIZE_CLASSES 3u
+
+enum read_path { PATH_COPY, PATH_URING, PATH_PREAD, PATHS };
+
+/* The paths of one (file, size class, residency) and their costs. */
+struct br_path_choice {
+    float cost[PATHS][BR_IO_TRIAL_WAITS]; /* ns per byte, the latest batches */
+    uint8_t samples[PATHS];  /* valid entries of cost[p] */
+    uint8_t next[PATHS];     /* where the next one goes */
+    uint8_t chosen;          /* enum read_path, or PATHS: none yet */
+    uint8_t trial;           /* the path under trial, or PATHS */
+    uint8_t trial_left;      /* its batches still to run */
+    uint8_t last_trial;      /* the path tried last */
+    uint8_t path;            /* the path of the current batch */
+    uint32_t since_trial;    /* batches since the last trial */
+    uint64_t next_trial_ns;  /* no trial before this */
+    uint64_t batch;          /* io->batches when `path` was set */
+    uint64_t batch_bytes;    /* bytes of this batch on `path` */
+    uint32_t batch_reads;    /* and reads */
+    double batch_ns;         /* and their share of the phases' time */
+    bool spoiled;            /* a copy of this batch faulted */
+};
+
+/* The choices for one file (fd -1: every unregistered file). */
+struct br_file_paths {
+    int fd;
+    struct br_path_choice cell[BR_IO_SIZE_CLASSES][2]; /* [class][resident] */
+};
 
 /* A registered regular file, mapped read only for copies out of the page
  * cache. */
@@ -92,8 +158,9 @@ struct br_mapped_file {
     const uint8_t *base;
     uint64_t mapped;      /* bytes mapped: the file's size when registered */
     uint64_t size;        /* bytes that may be copied: shrinks with the file */
-    uint8_t *resident;    /* per page: 1 if in the page cache at the last scan
-                             or read since */
+    uint8_t *resident;    /* per page: bit 0 if in the page cache at the last
+                             scan or read since; bit 1 if populated in our
+                             page tables since it became resident */
     uint64_t pages;
     uint64_t *next_scan_ns; /* per region of BR_IO_SCAN_REGION_PAGES */
 };
@@ -102,6 +169,9 @@ struct br_read {
     int fd;
     int fixed_file;  /* index in the fixed file table, or -1 */
     int mapped;      /* index in io->maps, or -1 */
+    int paths;       /* index in io->paths */
+    uint8_t path;    /* enum read_path of this batch */
+    struct br_path_choice *choice; /* NULL: a forced path */
     uint64_t offset;
     uint64_t len;
     uint64_t done;
@@ -118,6 +188,12 @@ struct br_io {
     int fixed_fds[BR_IO_FIXED_FILES]; /* fd at each fixed index, or -1 */
     bool fixed_files;
     bool no_copies; /* BR_IO=uring or pread: every read is a read */
+    char force;     /* BR_IO: 'p' pread, 'u' uring, 'c' copy, 0 measured */
+    bool populate;  /* MADV_POPULATE_READ not refused */
+    uint64_t batches; /* calls of br_io_wait with reads */
+    struct br_file_paths paths[BR_IO_FIXED_FILES + 1]; /* the last: others */
+    unsigned npaths;
+    uint8_t *scan_before; /* a region's residency before its rescan */
     struct br_mapped_file maps[BR_IO_FIXED_FILES];
     unsigned nmaps;
     uint64_t page; /* the page size */
@@ -136,6 +212,19 @@ struct br_io {
     char msg[BR_MSG_CAP];
 };
 
+/* Fresh choices for fd: nothing measured, nothing chosen. */
+static void paths_init(struct br_file_paths *f, int fd)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = fd;
+    for (unsigned c = 0; c < BR_IO_SIZE_CLASSES; c++)
+        for (unsigned res = 0; res < 2; res++) {
+            f->cell[c][res].chosen = PATHS;
+            f->cell[c][res].trial = PATHS;
+            f->cell[c][res].batch = UINT64_MAX;
+        }
+}
+
 int br__io_create(br_io **out, const struct br_ring *ring, struct br_worker_rec *rec,
                   bool single_issuer, char *msg)
 {
@@ -151,6 +240,8 @@ int br__io_create(br_io **out, const struct br_ring *ring, struct br_worker_rec 
     io->page = (uint64_t)sysconf(_SC_PAGESIZE);
     for (unsigned i = 0; i < BR_IO_FIXED_FILES; i++)
         io->fixed_fds[i] = -1;
+    paths_init(&io->paths[BR_IO_FIXED_FILES], -1);
+    io->populate = true;
     *out = io;
     return 0;
 }
@@ -167,6 +258,7 @@ void br__io_destroy(br_io *io)
         free(io->maps[i].next_scan_ns);
     }
     free(io->slot_registered);
+    free(io->scan_before);
     free(io->queue);
     free(io);
 }
@@ -223,6 +315,11 @@ static void io_start(br_io *io)
 
     io->backend = BR_IO_PREAD;
     io->no_copies = force && (!strcmp(force, "pread") || !strcmp(force, "uring"));
+    io->force = !force                   ? 0
+                : !strcmp(force, "pread") ? 'p'
+                : !strcmp(force, "uring") ? 'u'
+                : !strcmp(force, "copy")  ? 'c'
+                                          : 0;
     if (!(force && !strcmp(force, "pread"))) {
         /* Newest flags first; each EINVAL means an older kernel. */
         static const unsigned flag_sets[] = {
@@ -343,6 +440,15 @@ static void map_file(br_io *io, int fd)
     io->nmaps++;
 }
 
+/* The choices of fd: its own if registered, else the shared entry. */
+static int paths_index(const br_io *io, int fd)
+{
+    for (unsigned i = 0; i < io->npaths; i++)
+        if (io->paths[i].fd == fd)
+            return (int)i;
+    return BR_IO_FIXED_FILES;
+}
+
 BR_API int br_io_register_file(br_io *io, int fd)
 {
     if (!io || fd < 0)
@@ -350,6 +456,8 @@ BR_API int br_io_register_file(br_io *io, int fd)
     if (io->backend == BR_IO_NONE)
         io_start(io);
     map_file(io, fd);
+    if (io->npaths < BR_IO_FIXED_FILES && paths_index(io, fd) == BR_IO_FIXED_FILES)
+        paths_init(&io->paths[io->npaths++], fd);
     if (!io->fixed_files)
         return 0;
     for (unsigned i = 0; i < BR_IO_FIXED_FILES; i++)
@@ -421,6 +529,7 @@ BR_API int br_io_read(br_io *io, int fd, uint64_t offset, size_t len, void *dst,
         .fd = fd,
         .fixed_file = fixed_index(io, fd),
         .mapped = map_index(io, fd),
+        .paths = paths_index(io, fd),
         .offset = offset,
         .len = len,
         .dst = d,
@@ -459,7 +568,7 @@ static int wait_pread(br_io *io)
 {
     for (size_t i = 0; i < io->queued; i++) {
         struct br_read *r = &io->queue[i];
-        while (r->done < r->len) {
+        while (r->path == PATH_PREAD && r->done < r->len) {
             ssize_t n = pread(r->fd, r->dst + r->done, (size_t)(r->len - r->done),
                               (off_t)(r->offset + r->done));
             if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -495,6 +604,11 @@ static void prep_read(br_io *io, struct io_uring_sqe *sqe, struct br_read *r, si
     io_uring_sqe_set_data64(sqe, index);
 }
 
+static bool not_for_uring(const struct br_read *r)
+{
+    return r->path != PATH_URING || r->done == r->len;
+}
+
 static int wait_uring(br_io *io)
 {
     /* Reads to (re)submit: first the unfinished ones that came back short,
@@ -510,8 +624,9 @@ static int wait_uring(br_io *io)
         unsigned head, seen = 0;
         int ret;
 
-        /* Reads the page-cache copy served are done already. */
-        while (next < io->queued && io->queue[next].done == io->queue[next].len)
+        /* Reads the page-cache copy served are done already; others go
+         * through pread. */
+        while (next < io->queued && not_for_uring(&io->queue[next]))
             next++;
         if (inflight == 0 && (rc != 0 || (n_again == 0 && next == io->queued)))
             break;
@@ -523,7 +638,7 @@ static int wait_uring(br_io *io)
             index = n_again > 0 ? again[--n_again] : next++;
             prep_read(io, sqe, &io->queue[index], index);
             inflight++;
-            while (next < io->queued && io->queue[next].done == io->queue[next].len)
+            while (next < io->queued && not_for_uring(&io->queue[next]))
                 next++;
         }
         ret = io_uring_submit_and_wait(&io->uring, 1);
@@ -642,9 +757,64 @@ static bool sigbus_ready(void)
     return true;
 }
 
+/* Populates our page tables for the pages of region [first, first + n)
+ * that became resident since its last scan (bit 0 now, bit 1 clear), one
+ * madvise per run: the copies then pay no first-touch fault per page. A
+ * page evicted in between is read in by it, as a copy's fault would. A
+ * kernel without MADV_POPULATE_READ (EINVAL) is asked no more; a run cut
+ * off by a truncation (EFAULT) or an I/O error is simply not populated:
+ * the copy's guard deals with it. */
+static void populate_region(br_io *io, struct br_mapped_file *m, uint64_t first, uint64_t n)
+{
+    uint64_t p = first;
+    const uint64_t end = first + n;
+    while (io->populate && p < end) {
+        uint64_t run;
+        while (p < end && (m->resident[p] & 3) != 1)
+            p++;
+        for (run = p; run < end && (m->resident[run] & 3) == 1; run++)
+            ;
+        if (run == p)
+            break;
+        if (madvise((void *)(m->base + p * io->page), (run - p) * io->page,
+                    MADV_POPULATE_READ) == 0) {
+            for (uint64_t k = p; k < run; k++)
+                m->resident[k] |= 2;
+        } else if (errno == EINVAL) {
+            io->populate = false;
+        }
+        p = run;
+    }
+}
+
+/* Before copy r: pages known resident but not in our page tables (read
+ * by this reader since the scan, or resident since an earlier populate)
+ * are populated from r's first page on, up to BR_IO_POPULATE_AHEAD pages
+ * and the end of its region: the next sequential copies find them too,
+ * and the copy's time, which the choice of path measures, is the steady
+ * state's. */
+static void populate_ahead(br_io *io, const struct br_read *r)
+{
+    struct br_mapped_file *m = &io->maps[r->mapped];
+    const uint64_t first = r->offset / io->page, last = (r->offset + r->len - 1) / io->page;
+    const uint64_t region_end = (first / BR_IO_SCAN_REGION_PAGES + 1) * BR_IO_SCAN_REGION_PAGES;
+    uint64_t end = first + (last - first + 1 > BR_IO_POPULATE_AHEAD ? last - first + 1
+                                                                     : BR_IO_POPULATE_AHEAD);
+    uint64_t p = first;
+    while (p <= last && (m->resident[p] & 2))
+        p++;
+    if (p > last)
+        return;
+    if (end > region_end && region_end > last)
+        end = region_end;
+    if (end > m->pages)
+        end = m->pages;
+    populate_region(io, m, p, end - p);
+}
+
 /* Scans the residency of every region that read r touches and that is
- * due for a scan at `now`. */
-static void scan_residency(const br_io *io, struct br_mapped_file *m, const struct br_read *r,
+ * due for a scan at `now`, and populates what became resident. */
+static void scan_residency(br_io *io, struct br_mapped_file *m, const struct br_read *r,
                            uint64_t now)
 {
     const uint64_t last = (r->offset + r->len - 1) / io->page / BR_IO_SCAN_REGION_PAGES;
@@ -653,12 +823,25 @@ static void scan_residency(const br_io *io, struct br_mapped_file *m, const stru
         const uint64_t first = region * BR_IO_SCAN_REGION_PAGES;
         const uint64_t n = m->pages - first < BR_IO_SCAN_REGION_PAGES ? m->pages - first
                                                                       : BR_IO_SCAN_REGION_PAGES;
+        uint8_t *vec = m->resident + first;
         uint64_t t0, t1;
         if (now < m->next_scan_ns[region])
             continue;
+        if (!io->scan_before)
+            io->scan_before = malloc(BR_IO_SCAN_REGION_PAGES);
         t0 = br__now_ns();
-        if (mincore((void *)(m->base + first * io->page), n * io->page, m->resident + first))
-            memset(m->resident + first, 0, n); /* unknown: read them all */
+        if (io->scan_before)
+            memcpy(io->scan_before, vec, n);
+        if (mincore((void *)(m->base + first * io->page), n * io->page, vec)) {
+            memset(vec, 0, n); /* unknown: read them all */
+        } else {
+            /* mincore leaves bits 1-7 undefined: keep ours, for pages
+             * still resident (a page evicted since is unmapped too). */
+            for (uint64_t k = 0; k < n; k++)
+                vec[k] = (uint8_t)((vec[k] & 1) |
+                                   (io->scan_before && (vec[k] & 1) ? io->scan_before[k] & 2 : 0));
+            populate_region(io, m, first, n);
+        }
         t1 = br__now_ns();
         m->next_scan_ns[region] = t1 + (100 * (t1 - t0) > BR_IO_SCAN_MIN_NS ? 100 * (t1 - t0)
                                                                             : BR_IO_SCAN_MIN_NS);
@@ -694,7 +877,7 @@ static void mark_resident(br_io *io, const struct br_read *r)
     if (r->len == 0 || r->offset + r->len > m->mapped)
         return;
     for (uint64_t p = r->offset / page; p <= last; p++)
-        m->resident[p] = 1;
+        m->resident[p] |= 1;
 }
 
 /* The page just after read r's last page, if the copy may probe it: it is
@@ -710,9 +893,19 @@ static uint64_t probe_page(const br_io *io, const struct br_read *r)
                : UINT64_MAX;
 }
 
-/* Copies every copyable read; returns how many. A read whose copy faulted
- * (SIGBUS) or that the file no longer covers afterwards is left not done,
- * for the read path.
+/* Where a read goes when its copy failed (it faulted, or the file no
+ * longer covers it): the read path, which reports what went wrong. */
+static void copy_failed(br_io *io, struct br_read *r)
+{
+    r->done = 0;
+    r->path = io->backend == BR_IO_URING ? PATH_URING : PATH_PREAD;
+    if (r->choice)
+        r->choice->spoiled = true;
+}
+
+/* Copies every read planned as a copy; returns how many. A read whose
+ * copy faulted (SIGBUS) or that the file no longer covers afterwards goes
+ * to the read path (copy_failed).
  *
  * "Covers afterwards": a file cut inside the last page of a copied range
  * reads as zeros there, with no SIGBUS. Truncation unmaps the pages past
@@ -724,35 +917,14 @@ static uint64_t probe_page(const br_io *io, const struct br_read *r)
  * file's size get checked with fstat. A batch of many copies checks the
  * size once instead: one fstat is cheaper than many probes of scattered
  * pages, each a possible page-table walk or fault. */
-static size_t copy_resident(br_io *io)
+static size_t copy_resident(br_io *io, size_t planned)
 {
     volatile size_t i = 0;
-    size_t copies = 0, mapped_reads = 0;
+    size_t copies = 0;
     volatile uint64_t check_size = 0; /* bit per map whose size to check */
-    bool probe;
+    const bool probe = planned <= BR_IO_PROBE_MAX_COPIES;
     sigjmp_buf escape;
-    uint64_t now = 0;
 
-    for (size_t k = 0; k < io->queued; k++) {
-        struct br_read *r = &io->queue[k];
-        if (r->mapped < 0 || r->offset + r->len > io->maps[r->mapped].size)
-            continue;
-        if (!now)
-            now = br__now_ns();
-        mapped_reads++;
-        scan_residency(io, &io->maps[r->mapped], r, now);
-    }
-    probe = mapped_reads <= BR_IO_PROBE_MAX_COPIES;
-    /* sigbus_ready is a syscall: ask it at most every BR_IO_SIGBUS_CHECK_NS
-     * per reader (a reader is made in its own process, after any fork). */
-    if (!now)
-        return 0;
-    if (!io->sigbus_ok || now - io->sigbus_checked_ns >= BR_IO_SIGBUS_CHECK_NS) {
-        io->sigbus_ok = sigbus_ready();
-        io->sigbus_checked_ns = now;
-    }
-    if (!io->sigbus_ok)
-        return 0;
     if (sigsetjmp(escape, 0)) {
         /* The copy of read i faulted: its pages are gone or the file is
          * shorter. Forget them until the next scan; the read path says why. */
@@ -760,17 +932,17 @@ static size_t copy_resident(br_io *io)
         struct br_mapped_file *m = &io->maps[r->mapped];
         const uint64_t first = r->offset / io->page;
         memset(m->resident + first, 0, (r->offset + r->len - 1) / io->page - first + 1);
-        r->done = 0;
+        copy_failed(io, r);
         check_size |= UINT64_C(1) << r->mapped;
         i = i + 1;
     }
     for (; i < io->queued; i = i + 1) {
         struct br_read *r = &io->queue[i];
-        if (!copyable(io, r))
+        if (r->path != PATH_COPY)
             continue;
         for (size_t k = i + 1; k < io->queued && k <= i + BR_IO_PREFETCH_AHEAD; k++) {
             const struct br_read *n = &io->queue[k];
-            if (n->mapped >= 0 && n->offset < io->maps[n->mapped].size)
+            if (n->path == PATH_COPY)
                 __builtin_prefetch(io->maps[n->mapped].base + n->offset, 0, 0);
         }
         const uint64_t after = probe ? probe_page(io, r) : UINT64_MAX;
@@ -801,41 +973,252 @@ static size_t copy_resident(br_io *io)
     }
     for (size_t k = 0; k < io->queued; k++) {
         struct br_read *r = &io->queue[k];
-        if (r->mapped < 0 || r->done != r->len)
+        if (r->path != PATH_COPY || r->done != r->len)
             continue;
         if (r->offset + r->len > io->maps[r->mapped].size)
-            r->done = 0;
+            copy_failed(io, r);
         else
             copies++;
     }
     return copies;
 }
 
+/* ---- the measured choice of a path ---- */
+
+/* Reads up to 16 KiB, up to 256 KiB, and larger. */
+static unsigned size_class(uint64_t len)
+{
+    return len <= (16u << 10) ? 0 : len <= (256u << 10) ? 1 : 2;
+}
+
+/* A path's cost: the lowest of its latest batches' (ns per byte). A
+ * batch that was preempted or interrupted only took longer; the lowest is
+ * the path's own cost, and every path is judged the same way. */
+static double path_cost(const struct br_path_choice *c, unsigned p)
+{
+    float low = c->cost[p][0];
+    for (unsigned k = 1; k < c->samples[p]; k++)
+        if (c->cost[p][k] < low)
+            low = c->cost[p][k];
+    return low;
+}
+
+/* The cheapest measured path of `mask`; the chosen one stays unless
+ * another is cheaper by BR_IO_SWITCH_MARGIN. PATHS if none is measured. */
+static uint8_t cheapest(const struct br_path_choice *c, unsigned mask)
+{
+    uint8_t best = PATHS;
+    double best_cost = 0;
+    if (c->chosen < PATHS && (mask >> c->chosen & 1) && c->samples[c->chosen]) {
+        best = c->chosen;
+        best_cost = path_cost(c, best) * BR_IO_SWITCH_MARGIN;
+    }
+    for (uint8_t p = 0; p < PATHS; p++) {
+        double cost;
+        if (p == c->chosen || !(mask >> p & 1) || !c->samples[p])
+            continue;
+        cost = path_cost(c, p);
+        if (best == PATHS || cost < best_cost)
+            best = p, best_cost = cost;
+    }
+    return best;
+}
+
+/* Sets c->path for this batch: every candidate in `mask` is measured
+ * first (in the order of the fixed policy: copy, io_uring, pread), then
+ * the cheapest runs, and now and then another is tried again. */
+static void choose_path(br_io *io, struct br_path_choice *c, unsigned mask, uint64_t now)
+{
+    c->batch = io->batches;
+    c->batch_bytes = 0;
+    c->batch_reads = 0;
+    c->batch_ns = 0;
+    c->spoiled = false;
+    if (c->trial < PATHS) {
+        if (c->trial_left > 0 && (mask >> c->trial & 1)) {
+            c->trial_left--;
+            c->path = c->trial;
+            return;
+        }
+        c->trial = PATHS;
+        c->chosen = cheapest(c, mask);
+    }
+    if (c->chosen == PATHS)
+        for (uint8_t p = 0; p < PATHS; p++)
+            if ((mask >> p & 1) && c->samples[p] < BR_IO_TRIAL_WAITS) {
+                c->path = p;
+                return;
+            }
+    if (c->chosen >= PATHS || !(mask >> c->chosen & 1))
+        c->chosen = cheapest(c, mask);
+    if (c->chosen >= PATHS) {
+        /* Nothing measured among these candidates (a cell whose first
+         * batches had other ones): measure the first. */
+        c->path = (uint8_t)__builtin_ctz(mask);
+        return;
+    }
+    c->path = c->chosen;
+    if (++c->since_trial >= BR_IO_TRIAL_MIN_WAITS && now >= c->next_trial_ns) {
+        /* The next candidate after the one tried last, round the paths. */
+        for (unsigned k = 1; k <= PATHS; k++) {
+            const uint8_t p = (uint8_t)((c->last_trial + k) % PATHS);
+            if (p == c->chosen || !(mask >> p & 1))
+                continue;
+            c->last_trial = p;
+            c->trial = p;
+            c->trial_left = BR_IO_TRIAL_WAITS - 1;
+            c->samples[p] = 0;
+            c->next[p] = 0;
+            c->path = p;
+            break;
+        }
+        c->since_trial = 0;
+        c->next_trial_ns = now + BR_IO_TRIAL_NS;
+    }
+}
+
+/* Plans every queued read's path: scans the residency the copies need,
+ * then follows BR_IO or the measured choice of the read's cell. Returns
+ * how many reads are planned as copies. */
+static size_t plan_paths(br_io *io, uint64_t now)
+{
+    size_t copies = 0;
+    bool copies_ok = false;
+
+    for (size_t k = 0; k < io->queued; k++) {
+        struct br_read *r = &io->queue[k];
+        if (r->mapped < 0 || r->offset + r->len > io->maps[r->mapped].size)
+            continue;
+        scan_residency(io, &io->maps[r->mapped], r, now);
+        copies_ok = true;
+    }
+    /* sigbus_ready is a syscall: ask it at most every BR_IO_SIGBUS_CHECK_NS
+     * per reader (a reader is made in its own process, after any fork). */
+    if (copies_ok && (!io->sigbus_ok || now - io->sigbus_checked_ns >= BR_IO_SIGBUS_CHECK_NS)) {
+        io->sigbus_ok = sigbus_ready();
+        io->sigbus_checked_ns = now;
+    }
+    copies_ok = copies_ok && io->sigbus_ok;
+    for (size_t k = 0; k < io->queued; k++) {
+        struct br_read *r = &io->queue[k];
+        const bool resident = copies_ok && copyable(io, r);
+        unsigned mask = 1u << PATH_PREAD;
+        r->choice = NULL;
+        if (io->backend == BR_IO_URING)
+            mask |= 1u << PATH_URING;
+        if (resident)
+            mask |= 1u << PATH_COPY;
+        if (io->force == 'p' || io->force == 'u') {
+            r->path = (uint8_t)(mask & (1u << PATH_URING) && io->force == 'u' ? PATH_URING
+                                                                                : PATH_PREAD);
+        } else if (io->force == 'c') {
+            r->path = (uint8_t)(resident ? PATH_COPY : __builtin_ctz(mask & ~(1u << PATH_COPY)));
+        } else {
+            struct br_path_choice *c =
+                &io->paths[r->paths].cell[size_class(r->len)][resident ? 1 : 0];
+            if (c->batch != io->batches)
+                choose_path(io, c, mask, now);
+            r->choice = c;
+            r->path = c->path;
+        }
+        if (r->path == PATH_COPY)
+            populate_ahead(io, r);
+        copies += r->path == PATH_COPY;
+    }
+    return copies;
+}
+
+/* The forced policies keep the rule of the fixed one: io_uring's gain is
+ * many reads per syscall; a lone read is one syscall either way, and
+ * pread skips the ring's bookkeeping. */
+static void lone_read_to_pread(br_io *io)
+{
+    size_t left = 0, last = 0;
+    for (size_t k = 0; k < io->queued; k++)
+        if (io->queue[k].done < io->queue[k].len)
+            left++, last = k;
+    if (left == 1 && io->queue[last].path == PATH_URING)
+        io->queue[last].path = PATH_PREAD;
+}
+
+/* Adds this batch's cost to the choice of every read's cell: the time of
+ * each path's phase shared among its reads by their bytes. */
+static void record_costs(br_io *io, const uint64_t phase_ns[PATHS],
+                         const uint64_t phase_bytes[PATHS])
+{
+    for (size_t k = 0; k < io->queued; k++) {
+        const struct br_read *r = &io->queue[k];
+        struct br_path_choice *c = r->choice;
+        if (c && r->path == c->path && phase_bytes[r->path]) {
+            c->batch_bytes += r->len;
+            c->batch_reads++;
+            c->batch_ns +=
+                (double)phase_ns[r->path] * (double)r->len / (double)phase_bytes[r->path];
+        }
+    }
+    for (size_t k = 0; k < io->queued; k++) {
+        struct br_path_choice *c = io->queue[k].choice;
+        if (!c || c->batch != io->batches || !c->batch_bytes)
+            continue;
+        /* A phase has a cost per batch besides its cost per byte (a
+         * submit, a size check): a cell with a minority of the batch's
+         * reads would be charged a share that is not its own. */
+        if (!c->spoiled && 2 * (size_t)c->batch_reads >= io->queued) {
+            c->cost[c->path][c->next[c->path]] = (float)(c->batch_ns / (double)c->batch_bytes);
+            c->next[c->path] = (uint8_t)((c->next[c->path] + 1) % BR_IO_TRIAL_WAITS);
+            if (c->samples[c->path] < BR_IO_TRIAL_WAITS)
+                c->samples[c->path]++;
+        }
+        c->batch_bytes = 0; /* recorded */
+        c->batch_reads = 0;
+    }
+}
+
 BR_API int br_io_wait(br_io *io)
 {
-    uint64_t bytes = 0;
-    size_t copies = 0, left;
+    uint64_t bytes = 0, phase_ns[PATHS] = {0}, phase_bytes[PATHS] = {0}, t0, t1, t2, t3;
+    size_t planned, copies = 0, preads = 0;
     int rc = 0;
     if (!io)
         return -EINVAL;
     if (io->queued == 0)
         return 0;
-    if (io->nmaps)
-        copies = copy_resident(io);
-    left = io->queued - copies;
-    /* io_uring's gain is many reads per syscall; a lone read is one
-     * syscall either way, and pread skips the ring's bookkeeping. */
-    if (left)
-        rc = io->backend == BR_IO_URING && left > 1 ? wait_uring(io) : wait_pread(io);
+    io->batches++;
+    planned = plan_paths(io, br__now_ns());
+    t0 = br__now_ns(); /* the scan is not the copies' cost */
+    if (planned)
+        copies = copy_resident(io, planned);
+    t1 = br__now_ns();
+    if (io->force)
+        lone_read_to_pread(io);
+    for (size_t k = 0; k < io->queued; k++) {
+        const struct br_read *r = &io->queue[k];
+        phase_bytes[r->path] += r->path == PATH_COPY ? r->done : r->len - r->done;
+    }
+    if (phase_bytes[PATH_URING])
+        rc = wait_uring(io);
+    t2 = br__now_ns();
+    if (rc == 0 && phase_bytes[PATH_PREAD])
+        rc = wait_pread(io);
+    t3 = br__now_ns();
+    if (rc == 0 && !io->force) {
+        phase_ns[PATH_COPY] = t1 - t0;
+        phase_ns[PATH_URING] = t2 - t1;
+        phase_ns[PATH_PREAD] = t3 - t2;
+        record_costs(io, phase_ns, phase_bytes);
+    }
     if (rc == 0 && copies < io->queued && io->nmaps)
         for (size_t i = 0; i < io->queued; i++)
-            if (io->queue[i].mapped >= 0)
+            if (io->queue[i].mapped >= 0 && io->queue[i].path != PATH_COPY)
                 mark_resident(io, &io->queue[i]);
     if (io->rec) {
-        for (size_t i = 0; i < io->queued; i++)
+        for (size_t i = 0; i < io->queued; i++) {
             bytes += io->queue[i].done;
+            preads += io->queue[i].path == PATH_PREAD;
+        }
         br__add_relaxed_u64(&io->rec->io_reads, io->queued);
         br__add_relaxed_u64(&io->rec->io_copies, copies);
+        br__add_relaxed_u64(&io->rec->io_preads, preads);
         br__add_relaxed_u64(&io->rec->io_bytes, bytes);
     }
     io->queued = 0;

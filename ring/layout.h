@@ -178,7 +178,8 @@ struct br_worker_rec {
     uint32_t pad;
     _Atomic uint64_t io_copies; /* of io_reads, copies out of the page cache */
     _Atomic uint64_t slot_sleeps; /* sleeps for a free slot (take_slot) */
-    uint64_t reserved[5];
+    _Atomic uint64_t io_preads; /* of io_reads, those read through pread */
+    uint64_t reserved[4];
 };
 
 _Static_assert(sizeof(struct br_slot_desc) == BR_CACHE_LINE, "slot descriptor is one line");

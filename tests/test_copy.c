@@ -4,9 +4,14 @@
  * every registered file and serves reads of resident pages with a memcpy.
  *
  * - Built-in datasets (records, indexed) over cached files: every byte
- *   right with 1 and 3 workers, every read a copy; BR_IO=uring and
- *   BR_IO=pread turn copies off and give the same bytes.
- * - Mixed residency: part of the file dropped from the page cache
+ *   right with 1 and 3 workers; with BR_IO=copy every read a copy;
+ *   BR_IO=uring and BR_IO=pread turn copies off; the default (the path
+ *   measured per file and size) tries copies, io_uring and pread in one
+ *   run; all give the same bytes.
+ * - The measured choice over a run whose file is evicted, becomes
+ *   resident, is evicted again and is cut short: every batch equal to a
+ *   pread of the file by the test, the cut named, no SIGBUS (every path).
+ * - Mixed residency (BR_IO=copy): part of the file dropped from the page cache
  *   (POSIX_FADV_DONTNEED, checked with mincore), batches that mix copied
  *   reads and io_uring reads in every order (copies last, first, between,
  *   a lone read beside copies), with the exact count of copies per batch.
@@ -161,15 +166,16 @@ static void assert_cached(const char *path)
 
 /* ---- the read path of a run ---------------------------------------------- */
 
-enum mode { COPIES, FORCE_URING, FORCE_PREAD };
-static const char *const mode_names[] = {"default (copies)", "BR_IO=uring", "BR_IO=pread"};
+enum mode { MEASURED, COPIES, FORCE_URING, FORCE_PREAD };
+static const char *const mode_names[] = {"default (measured)", "BR_IO=copy", "BR_IO=uring",
+                                         "BR_IO=pread"};
 
 /* Sets BR_IO for the generators opened next (the workers inherit it). */
 static void mode_begin(enum mode m)
 {
     char why[256];
-    if (m == FORCE_PREAD) {
-        assert_int_equal(setenv("BR_IO", "pread", 1), 0);
+    if (m == FORCE_PREAD || m == COPIES) {
+        assert_int_equal(setenv("BR_IO", m == COPIES ? "copy" : "pread", 1), 0);
         return;
     }
     assert_int_equal(unsetenv("BR_IO"), 0);
@@ -190,9 +196,9 @@ static uint32_t expected_backend(enum mode m)
     return tf_uring_available(why, sizeof why) ? BR_IO_URING : BR_IO_PREAD;
 }
 
-/* Reads, copies and batches summed over a generator's workers. */
+/* Reads, copies, preads and batches summed over a generator's workers. */
 struct io_sum {
-    uint64_t reads, copies, batches;
+    uint64_t reads, copies, preads, batches;
 };
 
 static struct io_sum io_sum(br_gen *g, uint32_t workers)
@@ -203,6 +209,7 @@ static struct io_sum io_sum(br_gen *g, uint32_t workers)
         assert_int_equal(br_worker_stats_get(g, i, &ws), 0);
         s.reads += ws.io_reads;
         s.copies += ws.io_copies;
+        s.preads += ws.io_preads;
         s.batches += ws.batches;
     }
     return s;
@@ -293,25 +300,42 @@ static uint64_t run_cached(br_dataset *ds, size_t (*size_of)(uint64_t), uint64_t
         if (ws.io_backend != expected_backend(m))
             fail_msg("%s: worker %u read through backend %u, expected %u", mode_names[m], i,
                      ws.io_backend, expected_backend(m));
-        if (ws.io_copies > ws.io_reads)
-            fail_msg("%s: worker %u counts %" PRIu64 " copies of %" PRIu64 " reads", mode_names[m],
-                     i, ws.io_copies, ws.io_reads);
+        if (ws.io_copies + ws.io_preads > ws.io_reads)
+            fail_msg("%s: worker %u counts %" PRIu64 " copies and %" PRIu64 " preads of %" PRIu64
+                     " reads",
+                     mode_names[m], i, ws.io_copies, ws.io_preads, ws.io_reads);
         /* The whole file is in the page cache (checked before the run),
          * so every read a worker made is a copy; with BR_IO set, none. */
         if (m == COPIES && ws.io_copies != ws.io_reads)
             fail_msg("worker %u: %" PRIu64 " of its %" PRIu64 " reads of a cached file were "
                      "copies, expected all",
                      i, ws.io_copies, ws.io_reads);
-        if (m != COPIES && ws.io_copies != 0)
+        if ((m == FORCE_URING || m == FORCE_PREAD) && ws.io_copies != 0)
             fail_msg("%s: worker %u made %" PRIu64 " copies", mode_names[m], i, ws.io_copies);
+        if (m == FORCE_PREAD && ws.io_preads != ws.io_reads)
+            fail_msg("BR_IO=pread: worker %u read %" PRIu64 " of %" PRIu64 " through pread", i,
+                     ws.io_preads, ws.io_reads);
         sum->reads += ws.io_reads;
         sum->copies += ws.io_copies;
+        sum->preads += ws.io_preads;
         sum->batches += ws.batches;
     }
     assert_int_equal(sum->batches, (total + batch - 1) / batch);
     assert_int_equal(tu_close(g), 0);
     tu_leaks_check(&leaks);
     return digest;
+}
+
+/* The measured choice tries every path at the start of a file's reads:
+ * one worker over a few dozen batches used all three. */
+static void assert_paths_tried(const struct io_sum *s)
+{
+    char why[256];
+    if (s->copies == 0 || s->preads == 0 ||
+        (tf_uring_available(why, sizeof why) && s->copies + s->preads == s->reads))
+        fail_msg("the measured choice did not try every path: %" PRIu64 " reads, %" PRIu64
+                 " copies, %" PRIu64 " through pread",
+                 s->reads, s->copies, s->preads);
 }
 
 static void cached_dataset(br_dataset *ds, const char *data, size_t (*size_of)(uint64_t),
@@ -324,7 +348,7 @@ static void cached_dataset(br_dataset *ds, const char *data, size_t (*size_of)(u
     for (int order = 0; order < 2; order++) {
         const uint64_t *ids = order ? scr : NULL;
         uint64_t reference = 0;
-        for (int m = COPIES; m <= FORCE_PREAD; m++) {
+        for (int m = MEASURED; m <= FORCE_PREAD; m++) {
             for (size_t w = 0; w < sizeof workers / sizeof workers[0]; w++) {
                 struct io_sum sum;
                 uint64_t digest;
@@ -334,14 +358,16 @@ static void cached_dataset(br_dataset *ds, const char *data, size_t (*size_of)(u
                     run_cached(ds, size_of, n, ids, n_scr, workers[w], batch, (enum mode)m, &sum);
                 assert_int_equal(unsetenv("BR_IO"), 0);
                 assert_true(sum.reads > 0);
-                if (m == COPIES) {
+                if (m == COPIES || m == MEASURED) {
                     assert_true(sum.copies > 0);
-                    assert_true(sum.copies <= sum.reads);
+                    assert_true(sum.copies + sum.preads <= sum.reads);
                 } else {
                     assert_int_equal(sum.copies, 0);
                 }
+                if (m == MEASURED && workers[w] == 1)
+                    assert_paths_tried(&sum);
                 /* The same batches whichever path read them. */
-                if (m == COPIES && w == 0)
+                if (m == MEASURED && w == 0)
                     reference = digest;
                 else if (digest != reference)
                     fail_msg("%s order, %s, %u workers: the batches differ from the first run's",
@@ -498,7 +524,8 @@ static void test_copy_mixed_residency(void **state)
     }
     assert_true(n_batches >= 2 * n_patterns);
 
-    assert_int_equal(unsetenv("BR_IO"), 0);
+    /* The fixed policy: a copy exactly where the pages are known resident. */
+    assert_int_equal(setenv("BR_IO", "copy", 1), 0);
     assert_int_equal(br_dataset_open_records(&ds, data, MIX_REC, NULL, 0), 0);
     br_options_init(&opt);
     opt.batch_size = MIX_BATCH;
@@ -541,9 +568,169 @@ static void test_copy_mixed_residency(void **state)
     assert_true(now.copies > 0);
     assert_true(now.copies < now.reads);
     assert_int_equal(tu_close(g), 0);
+    assert_int_equal(unsetenv("BR_IO"), 0);
     assert_int_equal(br_dataset_close(ds), 0);
     free(ids), free(expect_copies), free(used), free(known);
     unlink(data);
+}
+
+/* ---- 2b. the measured choice while the file changes under it ---------------- */
+
+#define EV_REC 3000u /* records straddle pages */
+#define EV_N 640u    /* 20 blocks of 32: 40 batches an epoch */
+#define EV_BATCH 16u
+#define EV_EPOCHS 3u
+#define EV_RESIDENT_AT 40u /* the test reads the whole file in */
+#define EV_EVICT_AT 80u    /* and drops it from the page cache */
+#define EV_CUT_AT 100u     /* the file is cut inside this batch's first record */
+
+static size_t ev_size(uint64_t id)
+{
+    (void)id;
+    return EV_REC;
+}
+
+/* Per block of 32 ids: 16 adjacent ones (one read of 48000 bytes), then
+ * 16 scattered over the block's second half (16 reads of 3000 bytes, none
+ * adjacent to the one before): both size classes in every epoch. */
+static void ev_ids(uint64_t *ids)
+{
+    for (uint64_t block = 0; block < EV_N / 32; block++)
+        for (uint64_t i = 0; i < 16; i++) {
+            ids[block * 32 + i] = block * 32 + i;
+            ids[block * 32 + 16 + i] = block * 32 + 16 + (i * 7) % 16;
+        }
+}
+
+static void ev_read_all(const char *path)
+{
+    char buf[65536];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    close(fd);
+}
+
+static void ev_drop(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+}
+
+/* One run: EV_EPOCHS epochs over the file, workers = 0 or 1, slots = 1 (the
+ * worker loads batch k + 1 only after br_next released batch k, so what the
+ * test does to the file between two br_next calls happens before the next
+ * load). Every batch is compared with the test's own pread of its records;
+ * the batch after the cut must fail with the dataset's message, from a
+ * live worker. */
+static void events_run(enum mode m, uint32_t workers, const uint64_t *ids)
+{
+    const char *data = tf_path(dir, "events.bin");
+    uint8_t *expect = malloc(EV_BATCH * EV_REC);
+    uint64_t pages;
+    br_dataset *ds;
+    br_options opt;
+    br_batch b;
+    br_gen *g;
+    tu_leaks leaks;
+    int ref, rc;
+
+    assert_non_null(expect);
+    write_samples(data, EV_N, ev_size);
+    ev_drop(data); /* the run starts with the file on disk only, where it can */
+    print_message("%s, %u workers: %" PRIu64 " of %u pages resident at the start\n",
+                  mode_names[m], workers, resident_pages(data, &pages),
+                  (EV_N * EV_REC + PAGE - 1) / PAGE);
+    ref = open(data, O_RDONLY | O_CLOEXEC);
+    assert_true(ref >= 0);
+    mode_begin(m);
+    assert_int_equal(br_dataset_open_records(&ds, data, EV_REC, NULL, 0), 0);
+    tu_leaks_begin(&leaks);
+    br_options_init(&opt);
+    opt.batch_size = EV_BATCH;
+    opt.workers = workers;
+    opt.slots = 1;
+    opt.epochs = EV_EPOCHS;
+    opt.max_restarts = 0; /* a worker killed by a SIGBUS would be BR_EWORKER */
+    opt.timeout_ms = TU_WAIT_MS;
+    assert_int_equal(br_open_dataset(&g, ds, ids, EV_N, &opt), 0);
+    tu_track(g);
+    for (uint64_t seq = 0; seq < EV_CUT_AT; seq++) {
+        const uint64_t *want = ids + (seq * EV_BATCH) % EV_N;
+        rc = br_next(g, &b);
+        if (rc)
+            fail_msg("%s, %u workers, batch %" PRIu64 ": %s: %s", mode_names[m], workers, seq,
+                     br_err_name(rc), br_last_error(g));
+        assert_int_equal(b.count, EV_BATCH);
+        assert_int_equal(b.size, EV_BATCH * EV_REC);
+        for (uint32_t i = 0; i < EV_BATCH; i++) {
+            assert_int_equal(b.ids[i], want[i]);
+            assert_int_equal(pread(ref, expect + (size_t)i * EV_REC, EV_REC,
+                                   (off_t)(want[i] * EV_REC)),
+                             EV_REC);
+            tf_check_sample(&b, i, want[i], SEED, ev_size);
+        }
+        if (memcmp(b.data, expect, EV_BATCH * EV_REC) != 0)
+            fail_msg("%s, %u workers, batch %" PRIu64 ": the bytes differ from pread's",
+                     mode_names[m], workers, seq);
+        if (seq + 1 == EV_RESIDENT_AT)
+            ev_read_all(data);
+        else if (seq + 1 == EV_EVICT_AT)
+            ev_drop(data);
+        else if (seq + 1 == EV_CUT_AT)
+            assert_int_equal(truncate(data, (off_t)(ids[(EV_CUT_AT * EV_BATCH) % EV_N] * EV_REC +
+                                                    1000)),
+                             0);
+    }
+    rc = br_next(g, &b);
+    if (rc != BR_ELOADER)
+        fail_msg("%s, %u workers: the batch after the cut: expected BR_ELOADER, got %s: %s",
+                 mode_names[m], workers, br_err_name(rc), br_last_error(g));
+    {
+        char want[64];
+        snprintf(want, sizeof want, "sample %" PRIu64 " (", ids[(EV_CUT_AT * EV_BATCH) % EV_N]);
+        tu_assert_contains(br_last_error(g), data);
+        tu_assert_contains(br_last_error(g), want);
+        tu_assert_contains(br_last_error(g), "ENODATA");
+    }
+    if (workers) {
+        struct io_sum s = io_sum(g, workers);
+        br_stats st;
+        assert_int_equal(br_stats_get(g, &st), 0);
+        assert_int_equal(st.restarts, 0); /* the worker reported it, alive */
+        print_message("  %" PRIu64 " reads: %" PRIu64 " copies, %" PRIu64 " through pread\n",
+                      s.reads, s.copies, s.preads);
+        if (m == MEASURED)
+            assert_paths_tried(&s);
+        if (m == FORCE_PREAD)
+            assert_int_equal(s.preads, s.reads);
+        if (m == FORCE_URING || m == FORCE_PREAD)
+            assert_int_equal(s.copies, 0);
+        if (m == COPIES)
+            assert_true(s.copies > 0);
+    }
+    assert_int_equal(tu_close(g), 0);
+    tu_leaks_check(&leaks);
+    assert_int_equal(br_dataset_close(ds), 0);
+    assert_int_equal(unsetenv("BR_IO"), 0);
+    close(ref);
+    unlink(data);
+    free(expect);
+}
+
+static void test_copy_measured_events(void **state)
+{
+    (void)state;
+    uint64_t ids[EV_N];
+    ev_ids(ids);
+    /* The cut is inside the first record of a batch of adjacent ids. */
+    assert_int_equal(ids[(EV_CUT_AT * EV_BATCH) % EV_N] % 32, 0);
+    for (int m = MEASURED; m <= FORCE_PREAD; m++)
+        for (uint32_t workers = 0; workers <= 1; workers++)
+            events_run((enum mode)m, workers, ids);
 }
 
 /* ---- 3. the file shrinks under the mapping ---------------------------------- */
@@ -951,6 +1138,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_copy_cached_records, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_cached_indexed, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_mixed_residency, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_copy_measured_events, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_truncated_records, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_truncated_indexed, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_foreign_sigbus, tu_setup, tu_teardown),

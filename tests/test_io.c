@@ -4,8 +4,10 @@
  * and lengths into the slot, many per batch, through io_uring and through
  * the forced pread path, with 0, 1 and 3 workers; what it refuses (a
  * destination outside the job's slot, a bad descriptor); a read that runs
- * past the end of the file; files registered from worker_init; and the
- * per-worker counters that say which path ran and what it read.
+ * past the end of the file; files registered from worker_init; reads of
+ * three sizes from a registered file under the path measured per size
+ * (every path tried, every byte the file's); and the per-worker counters
+ * that say which path ran and what it read.
  *
  * Loaders run in worker processes: what they observe goes to a shared page
  * (MAP_SHARED), and the test asserts on it after the batches arrived.
@@ -526,6 +528,127 @@ static void test_io_registered_pread(void **state)
     registered(TF_PREAD);
 }
 
+/* The path chosen per file and size (producer/io.c): a registered, cached
+ * file read in three size classes, a class per batch in turn: 16 reads of
+ * 4 KiB at scattered offsets, one of 100 KiB, one of 1 MiB. Over 90
+ * batches the reader measures copies, io_uring and pread for each class
+ * and then keeps one; whichever it takes, every byte must be the file's. */
+#define SIZES_BATCHES 90u
+#define SIZES_SMALL 4096u
+#define SIZES_SMALL_READS 16u
+#define SIZES_MID (100u << 10)
+#define SIZES_LARGE (1u << 20)
+
+static size_t sizes_reads(uint64_t seq)
+{
+    return seq % 3 == 0 ? SIZES_SMALL_READS : 1;
+}
+
+/* Read k of batch seq: its length and file offset. */
+static size_t sizes_len(uint64_t seq)
+{
+    return seq % 3 == 0 ? SIZES_SMALL : seq % 3 == 1 ? SIZES_MID : SIZES_LARGE;
+}
+
+static uint64_t sizes_off(uint64_t seq, size_t k)
+{
+    return (seq * 7919u + k * 65537u) % (FILE_BYTES - sizes_len(seq));
+}
+
+static int sizes_loader(br_job *job, void *user)
+{
+    const struct worker_file *wf = job->state;
+    const size_t len = sizes_len(job->seq);
+    int rc;
+    (void)user;
+    for (size_t k = 0; k < sizes_reads(job->seq); k++) {
+        rc = br_io_read(job->io, wf->fd, sizes_off(job->seq, k), len, (uint8_t *)job->out + k * len,
+                        job->ids[0]);
+        if (rc)
+            return fail_job(job, rc, "br_io_read");
+    }
+    rc = br_io_wait(job->io);
+    if (rc)
+        return fail_job(job, rc, "br_io_wait");
+    job->size = sizes_reads(job->seq) * len;
+    return 0;
+}
+
+static void sizes(enum tf_backend backend)
+{
+    uint64_t ids[SIZES_BATCHES];
+    br_worker_stats ws;
+    br_options opt;
+    br_batch b;
+    br_gen *g;
+    tu_leaks leaks;
+    char why[256];
+
+    for (uint64_t i = 0; i < SIZES_BATCHES; i++)
+        ids[i] = i;
+    {
+        /* Into the page cache (again), so that copies are candidates. */
+        uint8_t *warm = malloc(FILE_BYTES);
+        assert_non_null(warm);
+        assert_int_equal(pread(cfg.fd, warm, FILE_BYTES, 0), FILE_BYTES);
+        free(warm);
+    }
+    memset(fnd, 0, sizeof *fnd);
+    tu_leaks_begin(&leaks);
+    tf_backend_begin(backend);
+    br_options_init(&opt);
+    opt.batch_size = 1;
+    opt.workers = 1;
+    opt.epochs = 1;
+    opt.slot_bytes = SIZES_LARGE;
+    opt.worker_init = open_file_init;
+    opt.worker_fini = close_file_fini;
+    assert_int_equal(br_open(&g, sizes_loader, NULL, ids, NULL, SIZES_BATCHES, &opt), 0);
+    tu_track(g);
+    for (uint64_t seq = 0; seq < SIZES_BATCHES; seq++) {
+        const size_t len = sizes_len(seq);
+        int rc = br_next(g, &b);
+        if (rc)
+            fail_msg("batch %" PRIu64 ": %s: %s", seq, br_err_name(rc), br_last_error(g));
+        assert_int_equal(b.size, sizes_reads(seq) * len);
+        for (size_t k = 0; k < sizes_reads(seq); k++)
+            if (memcmp((const uint8_t *)b.data + k * len, content + sizes_off(seq, k), len) != 0)
+                fail_msg("batch %" PRIu64 ", read %zu (%zu bytes at file offset %" PRIu64
+                         "): differs from the file",
+                         seq, k, len, sizes_off(seq, k));
+    }
+    assert_int_equal(br_next(g, &b), BR_EOF);
+    assert_int_equal(br_worker_stats_get(g, 0, &ws), 0);
+    print_message("%s: %" PRIu64 " reads, %" PRIu64 " copies, %" PRIu64 " through pread\n",
+                  tf_backend_name(backend), ws.io_reads, ws.io_copies, ws.io_preads);
+    assert_int_equal(ws.io_reads, (SIZES_BATCHES / 3) * (SIZES_SMALL_READS + 2));
+    if (backend == TF_PREAD) {
+        assert_int_equal(ws.io_preads, ws.io_reads);
+        assert_int_equal(ws.io_copies, 0);
+    } else {
+        /* Each class tried every path before choosing. */
+        assert_true(ws.io_copies > 0);
+        assert_true(ws.io_preads > 0);
+        if (tf_uring_available(why, sizeof why))
+            assert_true(ws.io_copies + ws.io_preads < ws.io_reads);
+    }
+    tu_close(g);
+    tf_backend_end();
+    tu_leaks_check(&leaks);
+}
+
+static void test_io_sizes_measured(void **state)
+{
+    (void)state;
+    sizes(TF_URING);
+}
+
+static void test_io_sizes_pread(void **state)
+{
+    (void)state;
+    sizes(TF_PREAD);
+}
+
 /* No reader at all outside a worker: the calls refuse a NULL reader. */
 static void test_io_null_reader(void **state)
 {
@@ -549,6 +672,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_io_failing_pread, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_registered_uring, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_registered_pread, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_io_sizes_measured, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_io_sizes_pread, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_null_reader, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
