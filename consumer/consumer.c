@@ -45,16 +45,15 @@
 /* Longest single sleep, so dead workers are noticed promptly. */
 #define BR_CONSUMER_SLICE_MS 10
 
-static uint32_t online_cpus(void)
+bool br__consumer_has_core(uint32_t workers)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (uint32_t)n : 1;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return workers > 0 && workers < (online > 0 ? (uint32_t)online : 1);
 }
 
 void br__consumer_init(struct br_consumer *c, struct br_ring *ring, uint64_t cursor,
                        int timeout_ms, char *msg, int (*check_alive)(struct br_consumer *))
 {
-    const uint32_t workers = ring->geo.nworkers;
     memset(c, 0, sizeof *c);
     c->ring = ring;
     c->cursor = cursor;
@@ -62,7 +61,7 @@ void br__consumer_init(struct br_consumer *c, struct br_ring *ring, uint64_t cur
     c->msg = msg;
     c->check_alive = check_alive;
     c->kick_every = ring->nslots / 2 ? ring->nslots / 2 : 1;
-    c->spin_adaptive = workers > 0 && workers < online_cpus();
+    c->spin_adaptive = br__consumer_has_core(ring->geo.nworkers);
 }
 
 /* One load of a plain descriptor field. The fields are published by the
@@ -363,7 +362,7 @@ static void release_slot(struct br_consumer *c, uint64_t seq)
         c->holding = false;
     if (c->nheld)
         c->nheld--;
-    br__slot_publish(br__slot_desc(c->ring, seq),
+    br__slot_release(br__slot_desc(c->ring, seq),
                      br__slot_word(br__slot_lap(c->ring, seq) + 1, BR_FREE));
     /* Workers asleep for a free slot are woken once per run of kick_every
      * (half the ring) releases, not per release: a woken worker finds a

@@ -288,10 +288,14 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
     uint64_t t0 = 0;
 
     for (;;) {
-        /* Acquire pairs with the consumer's publish of (lap, FREE): it has
-         * stopped reading the slot before we overwrite it. */
-        uint32_t w = br__load_acquire_u32(&d->word);
-        if (w == free_word && br__cas_acq_rel_u32(&d->word, &w, loading))
+        /* The CAS without a load before it: the consumer wrote the word
+         * last (its release of the slot), and a load would fetch the line
+         * shared only for the CAS to fetch it again exclusive, two
+         * transfers between cores per batch instead of one. Its acquire
+         * (on failure too) pairs with the consumer's release of (lap,
+         * FREE): it has stopped reading the slot before we overwrite it. */
+        uint32_t w = free_word;
+        if (br__cas_acq_rel_u32(&d->word, &w, loading))
             break;
         if (takeover && w == loading)
             break;

@@ -63,6 +63,14 @@ BR_ATOMIC_OPS_(i32, int32_t)
 
 #undef BR_ATOMIC_OPS_
 
+/* A full fence: orders the caller's earlier stores (release ones
+ * included) before its later loads, the store-load order a release store
+ * does not give (mfence on x86). */
+static inline void br__fence_seq_cst(void)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
 /* A pause for spin loops: tells the core we are spinning (x86 PAUSE). */
 static inline void br__cpu_relax(void)
 {

@@ -190,7 +190,8 @@ int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
 int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns);
 
 /* Wakes up to how_many workers asleep in br__worker_sleep, if any sleeps.
- * Call after releasing slots. Returns whether there was anyone to wake. */
+ * Call after releasing slots (it fences them before it looks for
+ * sleepers). Returns whether there was anyone to wake. */
 bool br__kick_workers(struct br_ring *r, int how_many);
 
 /* Tells the workers that the run is over: stores BR_RUN_STOPPING in the
@@ -201,6 +202,12 @@ void br__ring_stop_workers(struct br_ring *r);
 /* Stores `word` into the slot (making everything written before it visible
  * to whoever acquires the new word) and wakes sleepers if there are any. */
 void br__slot_publish(struct br_slot_desc *d, uint32_t word);
+
+/* The consumer gives a slot back: stores `word` ((lap + 1, FREE)) with
+ * release and nothing else; the workers it may have to wake are woken by
+ * br__kick_workers after a run of releases (see "Waking workers" in
+ * ring.c). */
+void br__slot_release(struct br_slot_desc *d, uint32_t word);
 
 static inline uint32_t br__slot_index(const struct br_ring *r, uint64_t seq)
 {
