@@ -350,7 +350,7 @@ out:
     now = br__now_ns();
     /* An average over about 8 waits: it follows a change of pace quickly. */
     c->wait_avg_ns = c->wait_avg_ns - c->wait_avg_ns / 8 + (now - t0) / 8;
-    br__add_relaxed_u64(&h->consumer_stall_ns, now - t0);
+    br__add_single_writer_u64(&h->consumer_stall_ns, now - t0);
     *word = w;
     return rc;
 }
@@ -415,8 +415,8 @@ void br__consumer_take(struct br_consumer *c, uint64_t seq, const struct br_slot
     br__store_release_u64(&h->cursor, c->cursor > c->skip_end ? c->cursor : c->skip_end);
     /* Only this process writes these: a plain load and store, no locked
      * instruction on the hot path. */
-    br__store_relaxed_u64(&h->consumer_batches, br__load_relaxed_u64(&h->consumer_batches) + 1);
-    br__store_relaxed_u64(&h->consumer_bytes, br__load_relaxed_u64(&h->consumer_bytes) + f->size);
+    br__add_single_writer_u64(&h->consumer_batches, 1);
+    br__add_single_writer_u64(&h->consumer_bytes, f->size);
 }
 
 bool br__consumer_waiting(const struct br_ring_header *h, uint64_t *seq, uint64_t *waited_ns)

@@ -216,9 +216,9 @@ int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
         rc = BR_ELOADER;
     }
     if (env->rec) {
-        br__add_relaxed_u64(&env->rec->batches, 1);
-        br__add_relaxed_u64(&env->rec->bytes, rc ? 0 : job.size);
-        br__add_relaxed_u64(&env->rec->load_ns, t1 - t0);
+        br__add_single_writer_u64(&env->rec->batches, 1);
+        br__add_single_writer_u64(&env->rec->bytes, rc ? 0 : job.size);
+        br__add_single_writer_u64(&env->rec->load_ns, t1 - t0);
     }
     publish(r, &p, seq, env->index, rc, job.size, job.has_offsets);
     return rc;
@@ -308,12 +308,12 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
          * "Waking workers"). No nap at a guessed pace: a nap that ends
          * early costs a wake-up for nothing, one that ends late idles the
          * worker, and on a VM each wake-up costs tens of microseconds. */
-        br__add_relaxed_u64(&rec->slot_sleeps, 1);
+        br__add_single_writer_u64(&rec->slot_sleeps, 1);
         br__worker_sleep((struct br_ring *)r, d, w, UINT64_C(1000000) * BR_WORKER_SLICE_MS);
         check_alive(r, ctx, env, parent);
     }
     if (t0)
-        br__add_relaxed_u64(&rec->slot_wait_ns, br__now_ns() - t0);
+        br__add_single_writer_u64(&rec->slot_wait_ns, br__now_ns() - t0);
 }
 
 /* A worker whose worker_init failed: it has reported the failure in the

@@ -63,6 +63,15 @@ BR_ATOMIC_OPS_(i32, int32_t)
 
 #undef BR_ATOMIC_OPS_
 
+/* Adds v to a counter that only the calling process writes (a worker's
+ * record, the consumer's line of the header) and others only read: a
+ * relaxed load and store, not a locked add, which on x86 would also wait
+ * for every store before it (a whole batch's copy) on the hot path. */
+static inline void br__add_single_writer_u64(_Atomic uint64_t *p, uint64_t v)
+{
+    br__store_relaxed_u64(p, br__load_relaxed_u64(p) + v);
+}
+
 /* A full fence: orders the caller's earlier stores (release ones
  * included) before its later loads, the store-load order a release store
  * does not give (mfence on x86). */
