@@ -18,7 +18,10 @@
  * store is ordered before the publisher's load of `waiters`; a sleeper
  * increments `waiters` (seq_cst) before it checks the word. Of the two, at
  * least one sees the other: no wake-up is lost. Sleeps are bounded anyway,
- * so that a dead peer is noticed.
+ * so that a dead peer is noticed. A publisher that woke a sleeper (the
+ * consumer, which sleeps until a run of batches is ready) then yields its
+ * CPU to it (sched_yield in br__slot_publish), so that the consumer does
+ * not wait for a CPU that workers hold while the ring fills.
  *
  * Waking workers. A worker whose slot is not yet free does not sleep on
  * the slot's word: it sleeps on the header's `kick` word, counted in
@@ -112,6 +115,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -1016,6 +1020,17 @@ void br__slot_publish(struct br_slot_desc *d, uint32_t word)
      * acquire load of the word) and ordered before the load of waiters
      * (pairs with br__slot_sleep). */
     br__store_seq_cst_u32(&d->word, word);
-    if (br__load_seq_cst_u32(&d->waiters))
+    if (br__load_seq_cst_u32(&d->waiters)) {
         br__futex_wake(&d->word, INT_MAX);
+        /* The sleeper is the consumer, woken because the run it waits for
+         * is ready: hand it this CPU. Where the workers hold every CPU,
+         * the scheduler would otherwise let the running worker finish its
+         * slice before the woken consumer runs (EEVDF: up to a slice,
+         * milliseconds), while the free half of the ring fills and the
+         * workers stall on it; measured with 2 workers on 2 CPUs, a
+         * worker sleep every 11-53 batches, about none with the hand-over (docs/perf/notes.md, "The
+         * batched handoff"). Where a CPU is idle the consumer wakes there
+         * and this returns at once: one syscall per run of batches. */
+        sched_yield();
+    }
 }
