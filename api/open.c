@@ -209,7 +209,7 @@ static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
  * wake-ups: the consumer's (it sleeps until half the ring is ready, and
  * the other half keeps the workers busy meanwhile) and the workers' (they
  * sleep when the ring is full and are kicked once per half ring). A
- * consumer with a core of its own (br__consumer_has_core) never sleeps
+ * consumer with a core of its own (br__ring_cpus_to_spare) never sleeps
  * while the workers are slower: it spins. Then only the workers' wake-ups
  * need covering, and a ring larger than the cache the workers write
  * through (inner_cache, the L2 of the trainer's CPU) costs every line of
@@ -234,7 +234,7 @@ static uint32_t auto_slots(uint32_t workers, size_t slot_bytes, uint32_t hold,
     deep = BR_AUTO_RING_BYTES / slot_bytes;
     if (deep > BR_AUTO_MAX_SLOTS)
         deep = BR_AUTO_MAX_SLOTS;
-    if (inner_cache && br__consumer_has_core(workers)) {
+    if (inner_cache && br__ring_cpus_to_spare(workers)) {
         uint64_t fit = inner_cache / 2 / slot_bytes;
         if (fit < BR_AUTO_MIN_DEEP_SLOTS)
             fit = BR_AUTO_MIN_DEEP_SLOTS;

@@ -51,12 +51,6 @@ struct br_slot_fields {
     int32_t error;
 };
 
-/* Whether a consumer fed by `workers` worker processes has a core of its
- * own to spin on (fewer workers than online CPUs): then it waits for a
- * batch spinning rather than asleep, and the workers are the ones that
- * sleep, when they run ahead. */
-bool br__consumer_has_core(uint32_t workers);
-
 /* Sets c up to consume ring (created or attached, geometry bound) from
  * cursor on. Spins adaptively when the ring's workers leave a core free. */
 void br__consumer_init(struct br_consumer *c, struct br_ring *ring, uint64_t cursor,

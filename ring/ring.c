@@ -18,10 +18,11 @@
  * store is ordered before the publisher's load of `waiters`; a sleeper
  * increments `waiters` (seq_cst) before it checks the word. Of the two, at
  * least one sees the other: no wake-up is lost. Sleeps are bounded anyway,
- * so that a dead peer is noticed. A publisher that woke a sleeper (the
- * consumer, which sleeps until a run of batches is ready) then yields its
- * CPU to it (sched_yield in br__slot_publish), so that the consumer does
- * not wait for a CPU that workers hold while the ring fills.
+ * so that a dead peer is noticed. Where the workers hold every CPU, a
+ * worker that woke a sleeper (the consumer, which sleeps until a run of
+ * batches is ready) then yields its CPU to it (publish in
+ * producer/worker.c), so that the consumer does not wait for a CPU that
+ * workers hold while the ring fills.
  *
  * Waking workers. A worker whose slot is not yet free does not sleep on
  * the slot's word: it sleeps on the header's `kick` word, counted in
@@ -115,7 +116,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -824,6 +824,7 @@ void br__ring_bind(struct br_ring *r, void *base, size_t bytes, const struct br_
     /* Only the creator of a named ring sets these, after binding. */
     r->owner_fd = -1;
     r->has_owner_fd = false;
+    r->cpus_to_spare = br__ring_cpus_to_spare(h->nworkers);
 }
 
 void br__ring_unmap(struct br_ring *r)
@@ -1014,23 +1015,20 @@ void br__slot_release(struct br_slot_desc *d, uint32_t word)
     br__store_release_u32(&d->word, word);
 }
 
-void br__slot_publish(struct br_slot_desc *d, uint32_t word)
+bool br__slot_publish(struct br_slot_desc *d, uint32_t word)
 {
     /* seq_cst: release for the slot's contents (pairs with the reader's
      * acquire load of the word) and ordered before the load of waiters
      * (pairs with br__slot_sleep). */
     br__store_seq_cst_u32(&d->word, word);
-    if (br__load_seq_cst_u32(&d->waiters)) {
-        br__futex_wake(&d->word, INT_MAX);
-        /* The sleeper is the consumer, woken because the run it waits for
-         * is ready: hand it this CPU. Where the workers hold every CPU,
-         * the scheduler would otherwise let the running worker finish its
-         * slice before the woken consumer runs (EEVDF: up to a slice,
-         * milliseconds), while the free half of the ring fills and the
-         * workers stall on it; measured with 2 workers on 2 CPUs, a
-         * worker sleep every 11-53 batches, about none with the hand-over (docs/perf/notes.md, "The
-         * batched handoff"). Where a CPU is idle the consumer wakes there
-         * and this returns at once: one syscall per run of batches. */
-        sched_yield();
-    }
+    if (!br__load_seq_cst_u32(&d->waiters))
+        return false;
+    br__futex_wake(&d->word, INT_MAX);
+    return true;
+}
+
+bool br__ring_cpus_to_spare(uint32_t workers)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return workers > 0 && workers < (online > 0 ? (uint32_t)online : 1);
 }

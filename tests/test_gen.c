@@ -368,7 +368,7 @@ static uint32_t deep_here(uint32_t workers, uint64_t slot_bytes)
     uint64_t deep = (4u << 20) / slot_bytes, inner;
     inner = br__cpu_inner_cache_bytes(BR_SYSFS_CPU, cpu < 0 ? 0 : cpu);
     deep = deep > 128 ? 128 : deep;
-    if (inner && br__consumer_has_core(workers) && deep > inner / 2 / slot_bytes)
+    if (inner && br__ring_cpus_to_spare(workers) && deep > inner / 2 / slot_bytes)
         deep = inner / 2 / slot_bytes > 16 ? inner / 2 / slot_bytes : 16;
     return (uint32_t)deep;
 }
@@ -390,7 +390,7 @@ static void test_gen_auto_depth(void **state)
     assert_int_equal(resolved_slots((uint32_t)online, 64u << 10), online > 32 ? 2 * online : 64);
     /* With a core to spare, a ring within the inner cache, never below
      * 16 slots: a worker woken once per half ring, at least 8 batches. */
-    if (br__consumer_has_core(1)) {
+    if (br__ring_cpus_to_spare(1)) {
         uint32_t n = resolved_slots(1, 64u << 10);
         uint64_t inner = br__cpu_inner_cache_bytes(BR_SYSFS_CPU, 0);
         assert_true(n >= 16 && n <= 64);
