@@ -67,7 +67,7 @@ static void load_inline(struct br_gen *g, uint64_t seq)
     br__store_relaxed_u32(&d->word, br__slot_word(br__slot_lap(&g->ring, seq), BR_LOADING));
     br__fill_slot(&g->ring, &g->ctx, &g->inline_env, seq);
     /* Loading inline is time the trainer waits for data: it is stall. */
-    br__add_relaxed_u64(&g->ring.hdr->consumer_stall_ns, br__now_ns() - t0);
+    br__add_single_writer_u64(&g->ring.hdr->consumer_stall_ns, br__now_ns() - t0);
 }
 
 BR_API int br_next(br_gen *handle, br_batch *out)

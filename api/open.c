@@ -21,6 +21,11 @@
  * and at most this many slots (auto_slots). */
 #define BR_AUTO_RING_BYTES (UINT64_C(4) << 20)
 #define BR_AUTO_MAX_SLOTS 128u
+/* ... but when the consumer has a core to spin on, only as deep as half
+ * the workers' inner cache holds, and never below this: a worker running
+ * ahead is kicked once per half ring, so that each wake-up is spread over
+ * at least 8 batches (auto_slots). */
+#define BR_AUTO_MIN_DEEP_SLOTS 16u
 
 BR_API int br_options_init_sized(br_options *opt, size_t size)
 {
@@ -199,7 +204,23 @@ static int check_open_args(br_gen **out, br_loader_fn load, size_t n_ids,
  * that much production makes workers and consumer wait for each other in
  * turn (docs/perf/notes.md has the figures and the command for them). Inline generators load on demand and
  * need no depth. */
-static uint32_t auto_slots(uint32_t workers, size_t slot_bytes, uint32_t hold)
+/*
+ * The automatic depth. The deep ring of small batches is there to cover
+ * wake-ups: the consumer's (it sleeps until half the ring is ready, and
+ * the other half keeps the workers busy meanwhile) and the workers' (they
+ * sleep when the ring is full and are kicked once per half ring). A
+ * consumer with a core of its own (br__ring_cpus_to_spare) never sleeps
+ * while the workers are slower: it spins. Then only the workers' wake-ups
+ * need covering, and a ring larger than the cache the workers write
+ * through (inner_cache, the L2 of the trainer's CPU) costs every line of
+ * every batch a write-allocate from the next level, a lap later: a 64 KiB
+ * copy into 64 rotating slots (4 MiB) took 2.8 us on a 2 MiB-L2 machine,
+ * into 16 (1 MiB) 1.6 us, as into one buffer (docs/perf/notes.md, "The
+ * batched handoff"). So the ring keeps to half that cache there; the
+ * other half is the loader's input.
+ */
+static uint32_t auto_slots(uint32_t workers, size_t slot_bytes, uint32_t hold,
+                           uint64_t inner_cache)
 {
     uint64_t slots = 2 * (uint64_t)(workers ? workers : 1), deep;
     /* opt.hold: the H held slots come on top, so that workers keep
@@ -213,6 +234,13 @@ static uint32_t auto_slots(uint32_t workers, size_t slot_bytes, uint32_t hold)
     deep = BR_AUTO_RING_BYTES / slot_bytes;
     if (deep > BR_AUTO_MAX_SLOTS)
         deep = BR_AUTO_MAX_SLOTS;
+    if (inner_cache && br__ring_cpus_to_spare(workers)) {
+        uint64_t fit = inner_cache / 2 / slot_bytes;
+        if (fit < BR_AUTO_MIN_DEEP_SLOTS)
+            fit = BR_AUTO_MIN_DEEP_SLOTS;
+        if (deep > fit)
+            deep = fit;
+    }
     return (uint32_t)(deep > slots ? deep : slots);
 }
 
@@ -329,8 +357,13 @@ BR_API int br_open(br_gen **out, br_loader_fn load, void *user, const uint64_t *
     }
 
     memset(&geo, 0, sizeof geo);
-    geo.nslots = opt->slots == BR_SLOTS_AUTO ? auto_slots(workers, opt->slot_bytes, opt->hold)
-                                             : opt->slots;
+    if (opt->slots == BR_SLOTS_AUTO) {
+        int cpu = sched_getcpu();
+        geo.nslots = auto_slots(workers, opt->slot_bytes, opt->hold,
+                                br__cpu_inner_cache_bytes(BR_SYSFS_CPU, cpu < 0 ? 0 : cpu));
+    } else {
+        geo.nslots = opt->slots;
+    }
     geo.hold = opt->hold;
     geo.nworkers = workers;
     geo.batch_size = opt->batch_size;

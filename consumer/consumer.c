@@ -40,21 +40,15 @@
  * microsecond of its spin is taken from a worker about to publish. */
 #define BR_SPIN_CROWDED_NS 2000u
 /* Longest sleep for half a ring before the consumer looks at its own
- * batch again (sleep_for_half_ring). */
+ * batch again (sleep_for_run). */
 #define BR_GATHER_SLEEP_MS 1
 /* Longest single sleep, so dead workers are noticed promptly. */
 #define BR_CONSUMER_SLICE_MS 10
 
-static uint32_t online_cpus(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (uint32_t)n : 1;
-}
 
 void br__consumer_init(struct br_consumer *c, struct br_ring *ring, uint64_t cursor,
                        int timeout_ms, char *msg, int (*check_alive)(struct br_consumer *))
 {
-    const uint32_t workers = ring->geo.nworkers;
     memset(c, 0, sizeof *c);
     c->ring = ring;
     c->cursor = cursor;
@@ -62,7 +56,23 @@ void br__consumer_init(struct br_consumer *c, struct br_ring *ring, uint64_t cur
     c->msg = msg;
     c->check_alive = check_alive;
     c->kick_every = ring->nslots / 2 ? ring->nslots / 2 : 1;
-    c->spin_adaptive = workers > 0 && workers < online_cpus();
+    c->spin_adaptive = ring->cpus_to_spare;
+    /* The run a sleeping consumer waits for: half the ring, the other half
+     * covering its wake-up. Where the workers hold every CPU, each sleep
+     * costs the consumer a context switch, the larger part of its CPU per
+     * batch (docs/perf/notes.md, "The batched handoff"), and the worker
+     * that wakes it hands it its CPU (producer/worker.c, publish): there
+     * it waits for three quarters, leaving a quarter of the ring, and at
+     * least one slot per worker, free to cover a wake-up that no longer
+     * waits for a CPU; each switch is spread over 1.5 times the batches. */
+    c->gather = ring->nslots / 2;
+    if (!c->spin_adaptive) {
+        uint32_t n = ring->nslots, run = n - n / 4, workers = ring->geo.nworkers;
+        if (n - run < workers)
+            run = n > workers ? n - workers : 0;
+        if (run > c->gather)
+            c->gather = run;
+    }
 }
 
 /* One load of a plain descriptor field. The fields are published by the
@@ -189,19 +199,21 @@ int br__consumer_loader_failure(const struct br_consumer *c, uint64_t seq,
     return BR_ELOADER;
 }
 
-/* The consumer must sleep for batch seq: it sleeps until half the ring is
- * ready (batch seq + nslots/2 - 1 is published) instead, and then takes
- * those batches without waiting. A consumer faster than its workers would
- * otherwise sleep and be woken for every batch: a FUTEX_WAKE for the
- * publishing worker and a wake-up that preempts a worker, per batch
- * (docs/perf/notes.md has what each costs). Workers never wait for it: the other half of the ring is free.
+/* The consumer must sleep for batch seq: it sleeps until a run of
+ * c->gather batches is ready (batch seq + gather - 1 is published)
+ * instead, and then takes those batches without waiting. A consumer faster
+ * than its workers would otherwise sleep and be woken for every batch: a
+ * FUTEX_WAKE for the publishing worker and a wake-up that preempts a
+ * worker, per batch (docs/perf/notes.md has what each costs). Workers
+ * never wait for it while the rest of the ring is free (br__consumer_init
+ * says how much that is).
  * The sleep is at most BR_GATHER_SLEEP_MS, after which seq is checked
- * again: a late batch in the half cannot hold back one that is ready by
+ * again: a late batch in the run cannot hold back one that is ready by
  * more than that.
  * Returns whether it slept (false: sleep for seq itself). */
-static bool sleep_for_half_ring(struct br_consumer *c, uint64_t seq)
+static bool sleep_for_run(struct br_consumer *c, uint64_t seq)
 {
-    uint64_t k = c->ring->nslots / 2, last;
+    uint64_t k = c->gather, last;
     struct br_slot_desc *d;
     uint32_t w;
 
@@ -215,7 +227,7 @@ static bool sleep_for_half_ring(struct br_consumer *c, uint64_t seq)
     if (w == br__slot_word(br__slot_lap(c->ring, last), BR_READY) ||
         w == br__slot_word(br__slot_lap(c->ring, last), BR_FAILED))
         return false;
-    br__store_relaxed_u64(&c->sleeps, br__load_relaxed_u64(&c->sleeps) + 1);
+    br__add_single_writer_u64(&c->sleeps, 1);
     br__slot_sleep(d, w, BR_GATHER_SLEEP_MS);
     return true;
 }
@@ -329,11 +341,11 @@ int br__consumer_wait(struct br_consumer *c, uint64_t seq, uint32_t *word)
             wait_announce(c, seq, t0);
         }
         /* Once per wait: if the batch is still not ready after a sleep for
-         * half the ring, the workers are slow, and a sleep until it is
+         * a run, the workers are slow, and a sleep until it is
          * published costs nothing next to their pace. */
-        if (!gathered && (gathered = true, sleep_for_half_ring(c, seq)))
+        if (!gathered && (gathered = true, sleep_for_run(c, seq)))
             continue;
-        br__store_relaxed_u64(&c->sleeps, br__load_relaxed_u64(&c->sleeps) + 1);
+        br__add_single_writer_u64(&c->sleeps, 1);
         br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
     }
 out:
@@ -351,7 +363,7 @@ out:
     now = br__now_ns();
     /* An average over about 8 waits: it follows a change of pace quickly. */
     c->wait_avg_ns = c->wait_avg_ns - c->wait_avg_ns / 8 + (now - t0) / 8;
-    br__add_relaxed_u64(&h->consumer_stall_ns, now - t0);
+    br__add_single_writer_u64(&h->consumer_stall_ns, now - t0);
     *word = w;
     return rc;
 }
@@ -363,7 +375,7 @@ static void release_slot(struct br_consumer *c, uint64_t seq)
         c->holding = false;
     if (c->nheld)
         c->nheld--;
-    br__slot_publish(br__slot_desc(c->ring, seq),
+    br__slot_release(br__slot_desc(c->ring, seq),
                      br__slot_word(br__slot_lap(c->ring, seq) + 1, BR_FREE));
     /* Workers asleep for a free slot are woken once per run of kick_every
      * (half the ring) releases, not per release: a woken worker finds a
@@ -416,8 +428,8 @@ void br__consumer_take(struct br_consumer *c, uint64_t seq, const struct br_slot
     br__store_release_u64(&h->cursor, c->cursor > c->skip_end ? c->cursor : c->skip_end);
     /* Only this process writes these: a plain load and store, no locked
      * instruction on the hot path. */
-    br__store_relaxed_u64(&h->consumer_batches, br__load_relaxed_u64(&h->consumer_batches) + 1);
-    br__store_relaxed_u64(&h->consumer_bytes, br__load_relaxed_u64(&h->consumer_bytes) + f->size);
+    br__add_single_writer_u64(&h->consumer_batches, 1);
+    br__add_single_writer_u64(&h->consumer_bytes, f->size);
 }
 
 bool br__consumer_waiting(const struct br_ring_header *h, uint64_t *seq, uint64_t *waited_ns)

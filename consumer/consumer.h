@@ -28,6 +28,7 @@ struct br_consumer {
     uint64_t skip_end;
     int timeout_ms;         /* -1: wait forever */
     uint32_t kick_every;    /* releases between wake-ups of sleeping workers */
+    uint32_t gather;        /* batches a sleeping consumer waits to be ready */
     uint32_t released;      /* releases since the last wake-up */
     bool spin_adaptive;     /* a core is free for the consumer to spin on */
     uint64_t wait_avg_ns;   /* moving average of br_next's waits */

@@ -341,7 +341,10 @@ BR_API const char *br_io_backend_name(const br_io *io);
 
 /* Passing this as br_options.slots asks for the automatic depth: 2 slots
  * per worker (2 for inline loading), and for small batches as many more as
- * fit in about 4 MiB of ring, at most 128 (br_stats.slots tells). */
+ * fit in about 4 MiB of ring, at most 128; with fewer workers than online
+ * CPUs, no more than fit in half the L2 cache (at least 16), so that the
+ * workers write slots that are still in their cache (br_stats.slots
+ * tells). */
 #define BR_SLOTS_AUTO UINT32_MAX
 
 /* br_options.max_restarts that is never used up: every worker death is

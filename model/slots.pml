@@ -92,7 +92,15 @@ byte sleepers;              /* hdr->slot_sleepers */
  * deaths small; with it, the sleep has no timeout, so spin checks that
  * the kicks alone wake every worker the consumer waits for.
  * Releases between the consumer's kicks (struct br_consumer kick_every):
- * max(1, nslots / 2). */
+ * max(1, nslots / 2).
+ * spin explores sequentially consistent interleavings. In the code a
+ * release is a release store (br__slot_release), not seq_cst, and the
+ * [K1] check that follows a run starts with a seq_cst fence
+ * (br__kick_workers): by C11's fence rule that check and the worker's
+ * [K2] behave as the two separate steps below, each release before the
+ * check, so these interleavings are the code's. Likewise take_slot's
+ * CAS from FREE without a load before it is the one atomic step of
+ * end_slot. */
 #ifndef KICK_EVERY
 #define KICK_EVERY ((S / 2 > 0) -> (S / 2) : 1)
 #endif

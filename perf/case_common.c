@@ -34,6 +34,20 @@ void bench__add_figure(struct bench_result *out, const char *name, double value)
         out->figures[out->n_figures++] = (struct bench_figure){name, value};
 }
 
+void bench__add_wait_figures(struct bench_result *out, br_gen *g)
+{
+    br_stats st;
+    double loaded, taken;
+    if (br_stats_get(g, &st) != 0)
+        return;
+    loaded = (double)bench__max_u64(1, st.loaded);
+    taken = (double)bench__max_u64(1, st.batches);
+    bench__add_figure(out, "worker_load_us_per_batch", (double)st.load_ns / 1e3 / loaded);
+    bench__add_figure(out, "worker_wait_us_per_batch", (double)st.slot_wait_ns / 1e3 / loaded);
+    bench__add_figure(out, "worker_sleeps_per_batch", (double)st.slot_sleeps / loaded);
+    bench__add_figure(out, "trainer_sleeps_per_batch", (double)st.stall_sleeps / taken);
+}
+
 uint64_t bench__page_round(uint64_t bytes)
 {
     const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);

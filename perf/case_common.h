@@ -55,6 +55,13 @@ int bench__fail(struct bench_result *out, int code, const char *fmt, ...)
 /* Appends a secondary figure (dropped past BENCH_MAX_FIGURES). */
 void bench__add_figure(struct bench_result *out, const char *name, double value);
 
+/* Appends where the time of g's run went, per batch, over its whole life
+ * (warm-up and drains included): the workers' load and wait for a free
+ * slot (us), their sleeps for a slot, and the trainer's sleeps in br_next
+ * (br_stats). Call before br_close. */
+struct br_gen;
+void bench__add_wait_figures(struct bench_result *out, struct br_gen *g);
+
 static inline uint64_t bench__max_u64(uint64_t a, uint64_t b)
 {
     return a > b ? a : b;

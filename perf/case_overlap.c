@@ -107,6 +107,7 @@ int bench__overlap_run(struct bench_loop *loop, const struct bench_params *p,
     if ((rc = bench__open_generator(&g, load_checksum, &cfg, bytes, p->workers, 0, out)))
         goto done;
     rc = bench__run_pipeline(loop, g, p->workers, &trainer, base, 3, out);
+    bench__add_wait_figures(out, g);
     br_close(g);
     if (rc)
         goto done;

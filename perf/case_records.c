@@ -211,20 +211,15 @@ static int records_run(struct bench_loop *loop, const struct bench_params *p,
     }
     {
         br_worker_stats ws;
-        uint64_t reads = 0, copies = 0, preads = 0, load_ns = 0, wait_ns = 0, batches = 0;
+        uint64_t reads = 0, copies = 0, preads = 0;
         if (br_worker_stats_get(g, 0, &ws) == 0)
             bench__add_figure(out, "io_backend_1uring_2pread", ws.io_backend);
-        for (uint32_t w = 0; w < p->workers && br_worker_stats_get(g, w, &ws) == 0; w++) {
+        for (uint32_t w = 0; w < p->workers && br_worker_stats_get(g, w, &ws) == 0; w++)
             reads += ws.io_reads, copies += ws.io_copies, preads += ws.io_preads;
-            load_ns += ws.load_ns, wait_ns += ws.slot_wait_ns, batches += ws.batches;
-        }
         /* What the reader did, and where the workers' time went. */
         bench__add_figure(out, "copied_fraction", reads ? (double)copies / (double)reads : 0);
         bench__add_figure(out, "pread_fraction", reads ? (double)preads / (double)reads : 0);
-        bench__add_figure(out, "worker_load_us_per_batch",
-                          batches ? (double)load_ns / 1e3 / (double)batches : 0);
-        bench__add_figure(out, "worker_wait_us_per_batch",
-                          batches ? (double)wait_ns / 1e3 / (double)batches : 0);
+        bench__add_wait_figures(out, g);
     }
 done:
     br_close(g);

@@ -56,6 +56,7 @@ int bench__efficiency_run(struct bench_loop *loop, const struct bench_params *p,
     if ((rc = bench__open_generator(&g, bench__load_copy, &cfg, bytes, p->workers, 0, out)))
         goto done;
     rc = bench__run_pipeline(loop, g, p->workers, NULL, &base, 1, out);
+    bench__add_wait_figures(out, g);
     br_close(g);
     if (rc)
         goto done;

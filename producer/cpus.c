@@ -129,29 +129,46 @@ int br__cpu_list_read(const char *root, const char *rel, cpu_set_t *set)
     return 0;
 }
 
+/* The first line of root/cpuN/cache/indexI/NAME into buf. Returns false
+ * when the file is missing or empty. */
+static bool cache_attr(const char *root, int cpu, int index, const char *name, char *buf,
+                       size_t cap)
+{
+    char path[512];
+    FILE *f;
+    bool ok;
+    snprintf(path, sizeof path, "%s/cpu%d/cache/index%d/%s", root, cpu, index, name);
+    if (!(f = fopen(path, "re")))
+        return false;
+    ok = fgets(buf, (int)cap, f) != NULL;
+    fclose(f);
+    return ok;
+}
+
+/* Cache index `index` of `cpu`, if it holds data (an instruction cache
+ * holds no batch): its level. Returns -ENOENT past the last index,
+ * 0 for an instruction cache or an unreadable level. */
+static int data_cache_level(const char *root, int cpu, int index)
+{
+    char type[32], level[16];
+    if (!cache_attr(root, cpu, index, "type", type, sizeof type))
+        return -ENOENT;
+    if (strncmp(type, "Data", 4) && strncmp(type, "Unified", 7))
+        return 0;
+    if (!cache_attr(root, cpu, index, "level", level, sizeof level))
+        return 0;
+    return atoi(level);
+}
+
 int br__cpu_llc_domain(const char *root, int cpu, cpu_set_t *set)
 {
     int best_level = -1;
     CPU_ZERO(set);
     for (int i = 0; i < 16; i++) {
-        char rel[128], path[512], type[32] = "", level[16] = "";
-        FILE *f;
-        int lv;
-        snprintf(path, sizeof path, "%s/cpu%d/cache/index%d/type", root, cpu, i);
-        if (!(f = fopen(path, "re")))
+        char rel[128];
+        int lv = data_cache_level(root, cpu, i);
+        if (lv < 0)
             break;
-        if (!fgets(type, sizeof type, f))
-            type[0] = '\0';
-        fclose(f);
-        if (strncmp(type, "Data", 4) && strncmp(type, "Unified", 7))
-            continue; /* an instruction cache holds no batch */
-        snprintf(path, sizeof path, "%s/cpu%d/cache/index%d/level", root, cpu, i);
-        if (!(f = fopen(path, "re")))
-            continue;
-        if (!fgets(level, sizeof level, f))
-            level[0] = '\0';
-        fclose(f);
-        lv = atoi(level);
         if (lv <= best_level)
             continue;
         snprintf(rel, sizeof rel, "cpu%d/cache/index%d/shared_cpu_list", cpu, i);
@@ -159,6 +176,32 @@ int br__cpu_llc_domain(const char *root, int cpu, cpu_set_t *set)
             best_level = lv;
     }
     return best_level < 0 ? -ENOENT : 0;
+}
+
+uint64_t br__cpu_inner_cache_bytes(const char *root, int cpu)
+{
+    int top = 0, below = 0;
+    uint64_t bytes = 0;
+    for (int i = 0; i < 16; i++) {
+        int lv = data_cache_level(root, cpu, i);
+        if (lv < 0)
+            break;
+        top = lv > top ? lv : top;
+    }
+    for (int i = 0; i < 16; i++) {
+        char size[32], *end;
+        unsigned long long v;
+        int lv = data_cache_level(root, cpu, i);
+        if (lv < 0)
+            break;
+        if (lv == 0 || lv >= top || lv < below || !cache_attr(root, cpu, i, "size", size, sizeof size))
+            continue;
+        v = strtoull(size, &end, 10);
+        v <<= *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+        below = lv;
+        bytes = v;
+    }
+    return bytes;
 }
 
 const char *br__cpu_set_format(char *buf, size_t cap, const cpu_set_t *set)

@@ -46,6 +46,12 @@ int br__cpu_list_read(const char *root, const char *rel, cpu_set_t *set);
  * highest-level data or unified cache. Returns 0 or a negative errno. */
 int br__cpu_llc_domain(const char *root, int cpu, cpu_set_t *set);
 
+/* The size of the largest data or unified cache of `cpu` below its
+ * last-level cache (its L2 on most machines: the cache the core writes
+ * through, private to it or to its SMT siblings), in bytes; 0 when sysfs
+ * does not say or the CPU has a single data cache level. */
+uint64_t br__cpu_inner_cache_bytes(const char *root, int cpu);
+
 /* Writes `set` in the list syntax ("0-3,8"; "" when empty). Returns buf. */
 const char *br__cpu_set_format(char *buf, size_t cap, const cpu_set_t *set);
 

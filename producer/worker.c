@@ -7,6 +7,7 @@
  * workers"), in bounded slices so that it notices a dead parent.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,18 @@ static void publish(const struct br_ring *r, const struct br_batch_place *p, uin
     d->size = rc ? 0 : size;
     d->worker = worker;
     d->has_offsets = has_offsets && rc == 0;
-    br__slot_publish(d, br__slot_word(br__slot_lap(r, seq), rc ? BR_FAILED : BR_READY));
+    /* The sleeper is the consumer, woken because the run it waits for is
+     * ready. When the workers hold every CPU, the scheduler lets the
+     * running worker finish its slice before the woken consumer runs
+     * (EEVDF: up to milliseconds), while the free half of the ring fills
+     * and the workers stall on it: hand it this CPU. Measured with 2
+     * workers on 2 CPUs, a worker sleep every 11-53 batches before, about
+     * none after (docs/perf/notes.md, "The batched handoff"). Not when a
+     * CPU is to spare: the consumer wakes there, and another process
+     * (the machine's other load) would take the CPU we give up. */
+    if (br__slot_publish(d, br__slot_word(br__slot_lap(r, seq), rc ? BR_FAILED : BR_READY)) &&
+        !r->cpus_to_spare)
+        sched_yield();
 }
 
 void br__fail_slot(const struct br_ring *r, const struct br_loader_ctx *ctx, uint64_t seq,
@@ -216,9 +228,9 @@ int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
         rc = BR_ELOADER;
     }
     if (env->rec) {
-        br__add_relaxed_u64(&env->rec->batches, 1);
-        br__add_relaxed_u64(&env->rec->bytes, rc ? 0 : job.size);
-        br__add_relaxed_u64(&env->rec->load_ns, t1 - t0);
+        br__add_single_writer_u64(&env->rec->batches, 1);
+        br__add_single_writer_u64(&env->rec->bytes, rc ? 0 : job.size);
+        br__add_single_writer_u64(&env->rec->load_ns, t1 - t0);
     }
     publish(r, &p, seq, env->index, rc, job.size, job.has_offsets);
     return rc;
@@ -288,10 +300,14 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
     uint64_t t0 = 0;
 
     for (;;) {
-        /* Acquire pairs with the consumer's publish of (lap, FREE): it has
-         * stopped reading the slot before we overwrite it. */
-        uint32_t w = br__load_acquire_u32(&d->word);
-        if (w == free_word && br__cas_acq_rel_u32(&d->word, &w, loading))
+        /* The CAS without a load before it: the consumer wrote the word
+         * last (its release of the slot), and a load would fetch the line
+         * shared only for the CAS to fetch it again exclusive, two
+         * transfers between cores per batch instead of one. Its acquire
+         * (on failure too) pairs with the consumer's release of (lap,
+         * FREE): it has stopped reading the slot before we overwrite it. */
+        uint32_t w = free_word;
+        if (br__cas_acq_rel_u32(&d->word, &w, loading))
             break;
         if (takeover && w == loading)
             break;
@@ -304,12 +320,12 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
          * "Waking workers"). No nap at a guessed pace: a nap that ends
          * early costs a wake-up for nothing, one that ends late idles the
          * worker, and on a VM each wake-up costs tens of microseconds. */
-        br__add_relaxed_u64(&rec->slot_sleeps, 1);
+        br__add_single_writer_u64(&rec->slot_sleeps, 1);
         br__worker_sleep((struct br_ring *)r, d, w, UINT64_C(1000000) * BR_WORKER_SLICE_MS);
         check_alive(r, ctx, env, parent);
     }
     if (t0)
-        br__add_relaxed_u64(&rec->slot_wait_ns, br__now_ns() - t0);
+        br__add_single_writer_u64(&rec->slot_wait_ns, br__now_ns() - t0);
 }
 
 /* A worker whose worker_init failed: it has reported the failure in the

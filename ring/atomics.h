@@ -63,6 +63,40 @@ BR_ATOMIC_OPS_(i32, int32_t)
 
 #undef BR_ATOMIC_OPS_
 
+/* Adds v to a counter that only the calling process writes (a worker's
+ * record, the consumer's line of the header) and others only read: a
+ * relaxed load and store, not a locked add, which on x86 would also wait
+ * for every store before it (a whole batch's copy) on the hot path. */
+static inline void br__add_single_writer_u64(_Atomic uint64_t *p, uint64_t v)
+{
+    br__store_relaxed_u64(p, br__load_relaxed_u64(p) + v);
+}
+
+/* A full fence: orders the caller's earlier stores (release ones
+ * included) before its later loads, the store-load order a release store
+ * does not give (mfence on x86). */
+#if defined(__SANITIZE_THREAD__)
+#define BR_TSAN_ 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BR_TSAN_ 1
+#endif
+#endif
+static inline void br__fence_seq_cst(void)
+{
+#ifdef BR_TSAN_
+    /* ThreadSanitizer does not support fences (GCC refuses them with
+     * -Wtsan). A seq_cst read-modify-write is a full barrier on the
+     * hardware (a locked instruction on x86), which is all this build
+     * needs: the ordering it pairs with is another process's, which TSan
+     * does not see anyway. */
+    static _Atomic uint32_t tsan_barrier;
+    atomic_fetch_add_explicit(&tsan_barrier, 0, memory_order_seq_cst);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 /* A pause for spin loops: tells the core we are spinning (x86 PAUSE). */
 static inline void br__cpu_relax(void)
 {

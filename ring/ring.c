@@ -13,12 +13,16 @@
  *
  * Only the owner of a phase writes the slot's other fields: the loading
  * worker between LOADING and READY, nobody while READY (the consumer only
- * reads). Publishing is a seq_cst store, so (a) everything the publisher
+ * reads). Publishing READY or FAILED is a seq_cst store, so (a) everything the publisher
  * wrote before is visible to whoever acquires the new word, and (b) the
  * store is ordered before the publisher's load of `waiters`; a sleeper
  * increments `waiters` (seq_cst) before it checks the word. Of the two, at
  * least one sees the other: no wake-up is lost. Sleeps are bounded anyway,
- * so that a dead peer is noticed.
+ * so that a dead peer is noticed. Where the workers hold every CPU, a
+ * worker that woke a sleeper (the consumer, which sleeps until a run of
+ * batches is ready) then yields its CPU to it (publish in
+ * producer/worker.c), so that the consumer does not wait for a CPU that
+ * workers hold while the ring fills.
  *
  * Waking workers. A worker whose slot is not yet free does not sleep on
  * the slot's word: it sleeps on the header's `kick` word, counted in
@@ -39,9 +43,15 @@
  * waits for seq only after releasing every batch below it, so the worker
  * of seq finds its slot (that of seq - nslots) FREE or is kicked.
  * The ordering argument is the same Dekker pair as above:
- *   [K1] the consumer's seq_cst store of a slot word (the release), then
- *        its seq_cst load of slot_sleepers, and if non-zero the seq_cst
- *        bump of kick and FUTEX_WAKE (br__kick_workers);
+ *   [K1] the consumer's release stores of slot words (br__slot_release),
+ *        then a seq_cst fence and its seq_cst load of slot_sleepers, and
+ *        if non-zero the seq_cst bump of kick and FUTEX_WAKE
+ *        (br__kick_workers). A release is not seq_cst: the fence, once
+ *        per run, gives the store-load order for every release of the
+ *        run (C11's fence rule: if the load after the fence misses the
+ *        worker's increment, the fence comes before that increment in the
+ *        single total order, so the worker's later seq_cst load of its
+ *        slot word sees every release stored before the fence);
  *   [K2] the worker's seq_cst increment of slot_sleepers, its load of
  *        kick, then its load of the slot word, and a futex wait on kick
  *        while kick holds what it loaded (br__worker_sleep).
@@ -838,6 +848,7 @@ void br__ring_bind(struct br_ring *r, void *base, size_t bytes, const struct br_
     /* Only the creator of a named ring sets these, after binding. */
     r->owner_fd = -1;
     r->has_owner_fd = false;
+    r->cpus_to_spare = br__ring_cpus_to_spare(h->nworkers);
 }
 
 void br__ring_unmap(struct br_ring *r)
@@ -989,8 +1000,11 @@ int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, u
 bool br__kick_workers(struct br_ring *r, int how_many)
 {
     struct br_ring_header *h = r->hdr;
-    /* [K1]: seq_cst, ordered after the caller's seq_cst release of a slot;
-     * pairs with [K2] in br__worker_sleep. */
+    /* [K1]: the fence orders every release the caller made before (each
+     * a release store, br__slot_release) before this load of
+     * slot_sleepers; pairs with [K2] in br__worker_sleep. One fence per
+     * run of releases, not one locked store per release. */
+    br__fence_seq_cst();
     if (!br__load_seq_cst_u32(&h->slot_sleepers))
         return false;
     br__add_seq_cst_u32(&h->kick, 1);
@@ -1010,12 +1024,35 @@ void br__ring_stop_workers(struct br_ring *r)
     br__futex_wake(&h->kick, INT_MAX);
 }
 
-void br__slot_publish(struct br_slot_desc *d, uint32_t word)
+void br__slot_release(struct br_slot_desc *d, uint32_t word)
+{
+    /* Release: the consumer's reads of the batch come before a worker's
+     * writes into the slot (pairs with take_slot's acquire load). Neither
+     * seq_cst nor followed by a load of waiters, as a publish is: only a
+     * consumer sleeps on a slot word, for READY or FAILED of the batch it
+     * waits for, never on a slot it gives back; workers sleep on kick,
+     * and the store-load order [K1] needs is br__kick_workers' fence,
+     * once per run of releases. On x86 this is a plain store that retires
+     * into the store buffer: the consumer does not stall while the line
+     * moves to the worker that loads into the slot next, as it did on the
+     * xchg of a seq_cst store. */
+    br__store_release_u32(&d->word, word);
+}
+
+bool br__slot_publish(struct br_slot_desc *d, uint32_t word)
 {
     /* seq_cst: release for the slot's contents (pairs with the reader's
      * acquire load of the word) and ordered before the load of waiters
      * (pairs with br__slot_sleep). */
     br__store_seq_cst_u32(&d->word, word);
-    if (br__load_seq_cst_u32(&d->waiters))
-        br__futex_wake(&d->word, INT_MAX);
+    if (!br__load_seq_cst_u32(&d->waiters))
+        return false;
+    br__futex_wake(&d->word, INT_MAX);
+    return true;
+}
+
+bool br__ring_cpus_to_spare(uint32_t workers)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return workers > 0 && workers < (online > 0 ? (uint32_t)online : 1);
 }

@@ -62,7 +62,16 @@ struct br_ring {
      * of liveness (see "Named rings" in ring.c). */
     int owner_fd;
     bool has_owner_fd;
+    /* The ring's workers leave a CPU free (br__ring_cpus_to_spare): the
+     * consumer then spins on its own core, and a worker never hands its
+     * CPU over when it wakes the consumer. */
+    bool cpus_to_spare;
 };
+
+/* Whether `workers` worker processes leave a CPU of this machine free for
+ * the consumer (fewer workers than online CPUs; false for none, where the
+ * consumer loads itself). */
+bool br__ring_cpus_to_spare(uint32_t workers);
 
 /* Fills the geometry fields of *hdr (offsets, strides, total size) from g.
  * Returns 0, or -EOVERFLOW / -EINVAL with a message. */
@@ -190,7 +199,8 @@ int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
 int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns);
 
 /* Wakes up to how_many workers asleep in br__worker_sleep, if any sleeps.
- * Call after releasing slots. Returns whether there was anyone to wake. */
+ * Call after releasing slots (it fences them before it looks for
+ * sleepers). Returns whether there was anyone to wake. */
 bool br__kick_workers(struct br_ring *r, int how_many);
 
 /* Tells the workers that the run is over: stores BR_RUN_STOPPING in the
@@ -199,8 +209,15 @@ bool br__kick_workers(struct br_ring *r, int how_many);
 void br__ring_stop_workers(struct br_ring *r);
 
 /* Stores `word` into the slot (making everything written before it visible
- * to whoever acquires the new word) and wakes sleepers if there are any. */
-void br__slot_publish(struct br_slot_desc *d, uint32_t word);
+ * to whoever acquires the new word) and wakes sleepers if there are any.
+ * Returns whether it woke someone. */
+bool br__slot_publish(struct br_slot_desc *d, uint32_t word);
+
+/* The consumer gives a slot back: stores `word` ((lap + 1, FREE)) with
+ * release and nothing else; the workers it may have to wake are woken by
+ * br__kick_workers after a run of releases (see "Waking workers" in
+ * ring.c). */
+void br__slot_release(struct br_slot_desc *d, uint32_t word);
 
 static inline uint32_t br__slot_index(const struct br_ring *r, uint64_t seq)
 {

@@ -56,12 +56,15 @@ static void fake_sysfs(char *dir, size_t cap, int ncpu, const char *const *llc)
     for (int c = 0; c < ncpu; c++) {
         static const char *const type[] = {"Data", "Instruction", "Unified", "Unified"};
         static const char *const level[] = {"1", "1", "2", "3"};
+        static const char *const size[] = {"48K", "32K", "2048K", "260M"};
         snprintf(own, sizeof own, "%d", c);
         for (int i = 0; i < 4; i++) {
             snprintf(rel, sizeof rel, "cpu%d/cache/index%d/type", c, i);
             write_file(dir, rel, type[i]);
             snprintf(rel, sizeof rel, "cpu%d/cache/index%d/level", c, i);
             write_file(dir, rel, level[i]);
+            snprintf(rel, sizeof rel, "cpu%d/cache/index%d/size", c, i);
+            write_file(dir, rel, size[i]);
             snprintf(rel, sizeof rel, "cpu%d/cache/index%d/shared_cpu_list", c, i);
             write_file(dir, rel, i == 3 ? llc[c] : own);
         }
@@ -240,6 +243,32 @@ static void test_cpus_auto_rule(void **state)
     assert_int_equal(br__cpu_plan_make(&p, "auto", "BR_CPUS", dir, 2, msg), 0);
     assert_int_equal(p.n, 0);
     assert_null(p.sets);
+    remove_tree(dir);
+}
+
+/* ---- the inner cache (BR_SLOTS_AUTO's bound) ---- */
+
+static void test_cpus_inner_cache(void **state)
+{
+    static const char *const one[] = {"0-1", "0-1"};
+    char dir[256];
+    (void)state;
+
+    fake_sysfs(dir, sizeof dir, 2, one);
+    /* The largest data cache below the last level: the L2, not the L1d,
+     * the instruction cache or the L3. */
+    assert_int_equal(br__cpu_inner_cache_bytes(dir, 1), 2048u << 10);
+    /* Sizes in M are read as such. */
+    write_file(dir, "cpu1/cache/index2/size", "1M");
+    assert_int_equal(br__cpu_inner_cache_bytes(dir, 1), 1u << 20);
+    /* Without an L3 the L2 is the last level: the L1d is what lies below. */
+    write_file(dir, "cpu0/cache/index3/type", "Instruction");
+    assert_int_equal(br__cpu_inner_cache_bytes(dir, 0), 48u << 10);
+    /* No size, no such CPU: unknown. */
+    write_file(dir, "cpu1/cache/index2/size", "");
+    write_file(dir, "cpu1/cache/index0/size", "");
+    assert_int_equal(br__cpu_inner_cache_bytes(dir, 1), 0);
+    assert_int_equal(br__cpu_inner_cache_bytes(dir, 7), 0);
     remove_tree(dir);
 }
 
@@ -462,6 +491,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cpus_parse_bad, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_cpus_open_refuses, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_cpus_auto_rule, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_cpus_inner_cache, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_cpus_pinned_one_worker, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_cpus_pinned_two_workers, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_cpus_from_env, tu_setup, tu_teardown),

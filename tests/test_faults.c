@@ -186,6 +186,8 @@ static int hook_die_once(br_job *job, tu_shared *sh, uint32_t attempt)
 
 /* ---- helpers ------------------------------------------------------------ */
 
+static void kill_and_wait_handled(br_gen *g, uint32_t w, int32_t pid);
+
 struct fixture {
     tu_leaks leaks;
     uint64_t *ids;
@@ -624,6 +626,59 @@ static void test_faults_kill_while_consumer_away(void **state)
     br_stats s;
     assert_int_equal(br_stats_get(fx.g, &s), 0);
     assert_int_equal(s.restarts, 1);
+    fx_close_and_check(&fx);
+}
+
+/* Waits until the ring is full and every worker slept for a slot. */
+static void wait_ring_full_workers_asleep(br_gen *g, uint32_t workers, uint32_t slots)
+{
+    uint64_t deadline = tu_now_ns() + UINT64_C(1000000) * TU_WAIT_MS;
+    for (;;) {
+        br_stats st;
+        uint32_t asleep = 0;
+        assert_int_equal(br_stats_get(g, &st), 0);
+        for (uint32_t w = 0; w < workers; w++) {
+            br_worker_stats ws;
+            assert_int_equal(br_worker_stats_get(g, w, &ws), 0);
+            asleep += ws.slot_sleeps > 0;
+        }
+        if (st.loaded >= slots && asleep == workers)
+            return;
+        if (tu_now_ns() > deadline)
+            fail_msg("the ring of %u slots did not fill (%" PRIu64 " loaded, %u of %u workers "
+                     "slept) within %d ms", slots, st.loaded, asleep, workers, TU_WAIT_MS);
+        poll(NULL, 0, 1);
+    }
+}
+
+static void test_faults_run_taken_while_workers_killed(void **state)
+{
+    (void)state;
+    /* A deep ring (16 slots: the consumer kicks sleeping workers once per
+     * run of 8 releases, each release a plain store): the workers fill
+     * it and sleep, each on a batch it claimed for a slot still READY.
+     * One is killed asleep; the consumer then takes the ready run and the
+     * other is killed in the middle of it, between two kicks. Their
+     * replacements must load the claimed batches, and every batch must
+     * arrive once, in order, loaded once. */
+    struct fixture fx;
+    br_worker_stats ws;
+    br_stats st;
+    br_batch b;
+    fx_init(&fx, 200, 2, 2);
+    fx.opt.slots = 16;
+    fx_open(&fx);
+    wait_ring_full_workers_asleep(fx.g, 2, 16);
+    assert_int_equal(br_worker_stats_get(fx.g, 0, &ws), 0);
+    kill_and_wait_handled(fx.g, 0, ws.pid);
+    fx_read(&fx, 0, 5);
+    assert_int_equal(br_worker_stats_get(fx.g, 1, &ws), 0);
+    kill_and_wait_handled(fx.g, 1, ws.pid);
+    fx_read(&fx, 5, fx_total(&fx));
+    assert_int_equal(br_next(fx.g, &b), BR_EOF);
+    assert_once_except(fx.sh, fx_total(&fx), UINT64_MAX);
+    assert_int_equal(br_stats_get(fx.g, &st), 0);
+    assert_int_equal(st.restarts, 2);
     fx_close_and_check(&fx);
 }
 
@@ -1520,6 +1575,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_faults_worker_killed_small_rings, tu_setup,
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_restarts_count_over_life, tu_setup,
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_run_taken_while_workers_killed, tu_setup,
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_faults_kill_while_consumer_away, tu_setup,
                                         tu_teardown),

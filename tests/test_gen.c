@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "test_util.h"
+#include "consumer/consumer.h"
+#include "producer/cpus.h"
 
 /* One generator run: what to open and how far to read. */
 struct gen_case {
@@ -356,16 +358,44 @@ static uint32_t resolved_slots(uint32_t workers, size_t slot_bytes)
     return st.slots;
 }
 
+/* The small-batch depth BR_SLOTS_AUTO gives `workers` on this machine:
+ * about 4 MiB of ring, at most 128 slots, and, when the consumer has a
+ * core of its own, no more than half the inner cache holds (at least 16
+ * slots). */
+static uint32_t deep_here(uint32_t workers, uint64_t slot_bytes)
+{
+    int cpu = sched_getcpu();
+    uint64_t deep = (4u << 20) / slot_bytes, inner;
+    inner = br__cpu_inner_cache_bytes(BR_SYSFS_CPU, cpu < 0 ? 0 : cpu);
+    deep = deep > 128 ? 128 : deep;
+    if (inner && br__ring_cpus_to_spare(workers) && deep > inner / 2 / slot_bytes)
+        deep = inner / 2 / slot_bytes > 16 ? inner / 2 / slot_bytes : 16;
+    return (uint32_t)deep;
+}
+
 static void test_gen_auto_depth(void **state)
 {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
     (void)state;
     assert_int_equal(resolved_slots(0, 4096), 2);
     assert_int_equal(resolved_slots(1, 16u << 20), 2);
     assert_int_equal(resolved_slots(3, 1u << 20), 6);
     assert_int_equal(resolved_slots(1, 1u << 20), 4);
-    assert_int_equal(resolved_slots(2, 64u << 10), 64);
-    assert_int_equal(resolved_slots(2, 4096), 128);
+    assert_int_equal(resolved_slots(2, 64u << 10), deep_here(2, 64u << 10));
+    assert_int_equal(resolved_slots(1, 64u << 10), deep_here(1, 64u << 10));
+    assert_int_equal(resolved_slots(2, 4096), deep_here(2, 4096));
     assert_int_equal(resolved_slots(100, 4096), 200);
+    /* Workers that fill every core: the consumer sleeps for half the ring,
+     * and the full 4 MiB covers its wake-ups, whatever the cache. */
+    assert_int_equal(resolved_slots((uint32_t)online, 64u << 10), online > 32 ? 2 * online : 64);
+    /* With a core to spare, a ring within the inner cache, never below
+     * 16 slots: a worker woken once per half ring, at least 8 batches. */
+    if (br__ring_cpus_to_spare(1)) {
+        uint32_t n = resolved_slots(1, 64u << 10);
+        uint64_t inner = br__cpu_inner_cache_bytes(BR_SYSFS_CPU, 0);
+        assert_true(n >= 16 && n <= 64);
+        assert_true(n == 16 || inner == 0 || (uint64_t)n * (64u << 10) <= inner / 2);
+    }
     /* And a whole run through such a ring: workers run far ahead, finish
      * and exit while the consumer is still at the start. */
     static const uint32_t workers[] = {1, 3};
