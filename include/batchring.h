@@ -381,7 +381,9 @@ typedef struct br_options {
                               (default 1) */
     uint32_t slots;        /* ring depth, the prefetch budget
                               (default BR_SLOTS_AUTO: 2 x max(workers, 1),
-                              deeper for batches under 2 MiB) */
+                              deeper for batches under 2 MiB: up to 4 MiB
+                              of ring, or with fewer workers than CPUs
+                              half the L2, at least 16 slots) */
     size_t slot_bytes;     /* capacity of one slot: the largest batch the
                               loader writes (no default: must be set) */
     uint64_t epochs;       /* stop after this many epochs; 0 = forever
