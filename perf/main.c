@@ -226,7 +226,7 @@ static void add_context(void)
         struct bench_topology t;
         bench_topology_read(&t);
         gbench_context("cpus_allowed", t.allowed);
-        gbench_context("caches", t.caches);
+        gbench_context("cache_sharing", t.caches); /* "caches" is Google Benchmark's own list */
         snprintf(line, sizeof line, "%u", t.llc_domains);
         gbench_context("llc_domains", line);
         gbench_context("br_cpus", t.br_cpus[0] ? t.br_cpus : "unset");

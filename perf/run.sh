@@ -175,7 +175,7 @@ END {
         split(row[i], f, "\t")
         if (f[1] == "floor" && f[13] != "failed") floor = num(f[5]) " ns"
     }
-    printf "Topology: floor %s per one-way cache-line handoff (the floor case of this run); CPUs this process could use: %s; caches (CPUs sharing each): %s; %s last-level domain(s); BR_CPUS %s (workers %s). Before the run, `batchring bench` said: %s.\n", floor, ctx["cpus_allowed"], ctx["caches"], ctx["llc_domains"], ctx["br_cpus"], ctx["br_cpus"] == "unset" ? "not pinned" : "pinned by it", ENVIRON["BR_PERF_MACHINE"]
+    printf "Topology: floor %s per one-way cache-line handoff (the floor case of this run); CPUs this process could use: %s; caches (CPUs sharing each): %s; %s last-level domain(s); BR_CPUS %s (workers %s). Before the run, `batchring bench` said: %s.\n", floor, ctx["cpus_allowed"], ctx["cache_sharing"], ctx["llc_domains"], ctx["br_cpus"], ctx["br_cpus"] == "unset" ? "not pinned" : "pinned by it", ENVIRON["BR_PERF_MACHINE"]
     print ""
     print "| case | batch | ring | workers | result | baseline (same run) | ratio | target | |"
     print "|---|---:|---:|---:|---|---|---:|---|---|"

@@ -29,7 +29,7 @@ function param(name, key,    m) {
 BEGIN { OFS = "\t"; in_bench = 0; depth = 0 }
 
 # The context block: a few scalar keys worth quoting in the report.
-!in_bench && /^    "(date|host_name|num_cpus|mhz_per_cpu|cpu_model|kernel|online_cpus|batchring_version|library_build_type|cpus_allowed|caches|llc_domains|br_cpus)":/ {
+!in_bench && /^    "(date|host_name|num_cpus|mhz_per_cpu|cpu_model|kernel|online_cpus|batchring_version|library_build_type|cpus_allowed|cache_sharing|llc_domains|br_cpus)":/ {
     line = $0
     sub(/^[ \t]*"/, "", line)
     key = line; sub(/".*/, "", key)
