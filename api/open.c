@@ -19,7 +19,7 @@
 
 /* BR_SLOTS_AUTO deepens the ring of small batches to about this much data,
  * and at most this many slots (auto_slots). */
-#define BR_AUTO_RING_BYTES (UINT64_C(4) << 20)
+#define BR_AUTO_RING_BYTES (UINT64_C(8) << 20)
 #define BR_AUTO_MAX_SLOTS 128u
 /* ... but when the consumer has a core to spin on, only as deep as half
  * the workers' inner cache holds, and never below this: a worker running

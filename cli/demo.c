@@ -68,7 +68,7 @@ static void usage(FILE *to)
                 "                    from N/2 to 3N/2)\n"
                 "  --samples N       samples in the dataset (default 16384: 64 MiB)\n"
                 "  --slots N         ring depth (default: 2 x workers, or as many slots as\n"
-                "                    fit in 4 MiB when that is more, at most 128; 2 with\n"
+                "                    fit in 8 MiB when that is more, at most 128; 2 with\n"
                 "                    --workers 0)\n"
                 "  --cpus LIST       pin the workers round-robin to a CPU list (0-3,8), or\n"
                 "                    'auto' (default: BR_CPUS, else unpinned)\n"

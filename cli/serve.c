@@ -90,7 +90,7 @@ static void usage(FILE *to)
                 "  --workers W         worker processes, at least 1 (required)\n"
                 "  --labels FILE       one int32 label per sample\n"
                 "  --slots S           ring depth (default: 2 x workers, or as many slots as\n"
-                "                      fit in 4 MiB when that is more, at most 128)\n"
+                "                      fit in 8 MiB when that is more, at most 128)\n"
                 "  --slot-bytes N      capacity of a slot (default: batch x the largest sample;\n"
                 "                      a plugin may set it; K, M, G suffixes)\n"
                 "  --epochs E          stop after E epochs (default 0: forever)\n"

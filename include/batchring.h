@@ -341,7 +341,7 @@ BR_API const char *br_io_backend_name(const br_io *io);
 
 /* Passing this as br_options.slots asks for the automatic depth: 2 slots
  * per worker (2 for inline loading), and for small batches as many more as
- * fit in about 4 MiB of ring, at most 128; with fewer workers than online
+ * fit in about 8 MiB of ring, at most 128; with fewer workers than online
  * CPUs, no more than fit in half the L2 cache (at least 16), so that the
  * workers write slots that are still in their cache (br_stats.slots
  * tells). */
@@ -381,7 +381,7 @@ typedef struct br_options {
                               (default 1) */
     uint32_t slots;        /* ring depth, the prefetch budget
                               (default BR_SLOTS_AUTO: 2 x max(workers, 1),
-                              deeper for batches under 2 MiB: up to 4 MiB
+                              deeper for batches under 4 MiB: up to 8 MiB
                               of ring, or with fewer workers than CPUs
                               half the L2, at least 16 slots) */
     size_t slot_bytes;     /* capacity of one slot: the largest batch the

@@ -450,7 +450,7 @@ static void test_cli_help_texts(void **state)
 
 /*
  * serve --help says what the automatic depth picks (2 x workers, or as many
- * slots as fit in 4 MiB when that is more, at most 128); serve's startup
+ * slots as fit in 8 MiB when that is more, at most 128); serve's startup
  * line shows that it picks just that.
  */
 static void test_cli_serve_auto_slots(void **state)
@@ -460,13 +460,14 @@ static void test_cli_serve_auto_slots(void **state)
         const char *slot_bytes, *workers, *slots;
     } cases[] = {
         {"4K", "1", " 128 slots x "}, /* 1024 fit: capped at 128 */
-        {"512K", "1", " 8 slots x "}, /* 8 fit, more than 2 */
-        {"1M", "3", " 6 slots x "},   /* 4 fit, fewer than 2 x 3 */
+        {"512K", "1", " 16 slots x "}, /* 16 fit, more than 2 */
+        {"1M", "3", " 8 slots x "},    /* 8 fit, more than 2 x 3 */
+        {"2M", "5", " 10 slots x "},   /* 4 fit, fewer than 2 x 5 */
     };
     char out[16384], line[1024];
     assert_int_equal(cli_run((const char *const[]){"serve", "--help", NULL}, out, sizeof out), 0);
     tu_assert_contains(out, "2 x workers, or as many slots as\n"
-                            "                      fit in 4 MiB when that is more, at most 128");
+                            "                      fit in 8 MiB when that is more, at most 128");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct server s;
         serve_start(&s, new_ring_name(), "samples=100,bytes=" SAMPLE_BYTES,

@@ -335,7 +335,7 @@ static void test_gen_slots_one(void **state)
 }
 
 /* The automatic depth: two slots per worker, deepened for small batches to
- * about 4 MiB of ring (at most 128 slots); never for inline loading. */
+ * about 8 MiB of ring (at most 128 slots); never for inline loading. */
 static uint32_t resolved_slots(uint32_t workers, size_t slot_bytes)
 {
     br_options opt;
@@ -359,13 +359,13 @@ static uint32_t resolved_slots(uint32_t workers, size_t slot_bytes)
 }
 
 /* The small-batch depth BR_SLOTS_AUTO gives `workers` on this machine:
- * about 4 MiB of ring, at most 128 slots, and, when the consumer has a
+ * about 8 MiB of ring, at most 128 slots, and, when the consumer has a
  * core of its own, no more than half the inner cache holds (at least 16
  * slots). */
 static uint32_t deep_here(uint32_t workers, uint64_t slot_bytes)
 {
     int cpu = sched_getcpu();
-    uint64_t deep = (4u << 20) / slot_bytes, inner;
+    uint64_t deep = (8u << 20) / slot_bytes, inner;
     inner = br__cpu_inner_cache_bytes(BR_SYSFS_CPU, cpu < 0 ? 0 : cpu);
     deep = deep > 128 ? 128 : deep;
     if (inner && br__ring_cpus_to_spare(workers) && deep > inner / 2 / slot_bytes)
@@ -379,15 +379,16 @@ static void test_gen_auto_depth(void **state)
     (void)state;
     assert_int_equal(resolved_slots(0, 4096), 2);
     assert_int_equal(resolved_slots(1, 16u << 20), 2);
-    assert_int_equal(resolved_slots(3, 1u << 20), 6);
-    assert_int_equal(resolved_slots(1, 1u << 20), 4);
+    assert_int_equal(resolved_slots(3, 1u << 20), 8);
+    assert_int_equal(resolved_slots(1, 1u << 20), 8);
+    assert_int_equal(resolved_slots(1, 4u << 20), 2);
     assert_int_equal(resolved_slots(2, 64u << 10), deep_here(2, 64u << 10));
     assert_int_equal(resolved_slots(1, 64u << 10), deep_here(1, 64u << 10));
     assert_int_equal(resolved_slots(2, 4096), deep_here(2, 4096));
     assert_int_equal(resolved_slots(100, 4096), 200);
     /* Workers that fill every core: the consumer sleeps for half the ring,
-     * and the full 4 MiB covers its wake-ups, whatever the cache. */
-    assert_int_equal(resolved_slots((uint32_t)online, 64u << 10), online > 32 ? 2 * online : 64);
+     * and the full 8 MiB covers its wake-ups, whatever the cache. */
+    assert_int_equal(resolved_slots((uint32_t)online, 64u << 10), online > 64 ? 2 * online : 128);
     /* With a core to spare, a ring within the inner cache, never below
      * 16 slots: a worker woken once per half ring, at least 8 batches. */
     if (br__ring_cpus_to_spare(1)) {
