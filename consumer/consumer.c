@@ -73,6 +73,14 @@ void br__consumer_init(struct br_consumer *c, struct br_ring *ring, uint64_t cur
         if (run > c->gather)
             c->gather = run;
     }
+    /* A consumer that holds batches (opt.hold H >= 2) waits with up to
+     * H - 1 slots still taken: the last batch of a longer run could never
+     * be published, and each such sleep would last its whole bound. */
+    {
+        const uint32_t held = ring->geo.hold > 1 ? ring->geo.hold - 1 : 0;
+        if (c->gather + held > ring->nslots)
+            c->gather = ring->nslots > held + 1 ? ring->nslots - held : 1;
+    }
 }
 
 /* One load of a plain descriptor field. The fields are published by the
