@@ -358,19 +358,43 @@ static uint32_t resolved_slots(uint32_t workers, size_t slot_bytes)
     return st.slots;
 }
 
-/* The small-batch depth BR_SLOTS_AUTO gives `workers` on this machine:
- * about 8 MiB of ring, at most 128 slots, and, when the consumer has a
- * core of its own, no more than half the inner cache holds (at least 16
- * slots). */
-static uint32_t deep_here(uint32_t workers, uint64_t slot_bytes)
+/* The largest inner (below the last level) data cache of any online CPU:
+ * the library reads the trainer's, which may be any of them. */
+static uint64_t largest_inner_cache(void)
 {
-    int cpu = sched_getcpu();
-    uint64_t deep = (8u << 20) / slot_bytes, inner;
-    inner = br__cpu_inner_cache_bytes(BR_SYSFS_CPU, cpu < 0 ? 0 : cpu);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t most = 0;
+    for (long cpu = 0; cpu < online; cpu++) {
+        uint64_t b = br__cpu_inner_cache_bytes(BR_SYSFS_CPU, (int)cpu);
+        most = b > most ? b : most;
+    }
+    return most;
+}
+
+/* What BR_SLOTS_AUTO must give `workers` for small batches, as properties
+ * rather than a second copy of the rule: 2 slots per worker at least; the
+ * ring deepened to at most 8 MiB and 128 slots; where the workers hold
+ * every CPU, all of that (the consumer sleeps for runs of it); with a CPU
+ * to spare, at least 16 slots and otherwise within half the inner cache. */
+static void assert_auto_depth(uint32_t workers, uint64_t slot_bytes)
+{
+    const uint32_t n = resolved_slots(workers, slot_bytes), least = 2 * workers;
+    uint64_t deep = (8u << 20) / slot_bytes, inner = largest_inner_cache();
     deep = deep > 128 ? 128 : deep;
-    if (inner && br__ring_cpus_to_spare(workers) && deep > inner / 2 / slot_bytes)
-        deep = inner / 2 / slot_bytes > 16 ? inner / 2 / slot_bytes : 16;
-    return (uint32_t)deep;
+    if (n < least || (n > least && (n > 128 || (uint64_t)n * slot_bytes > (8u << 20))))
+        fail_msg("%u workers, %llu-byte slots: %u slots, outside 2 x workers .. 8 MiB / 128",
+                 workers, (unsigned long long)slot_bytes, n);
+    if (!br__ring_cpus_to_spare(workers)) {
+        if (n != (deep > least ? deep : least))
+            fail_msg("%u workers on every CPU, %llu-byte slots: %u slots, expected the full depth",
+                     workers, (unsigned long long)slot_bytes, n);
+    } else if (n > least && n > 16 && inner && (uint64_t)n * slot_bytes > inner / 2) {
+        fail_msg("%u workers with a CPU to spare, %llu-byte slots: %u slots, more than half the "
+                 "largest inner cache (%llu bytes) and more than 16",
+                 workers, (unsigned long long)slot_bytes, n, (unsigned long long)inner);
+    } else if (n < (deep < 16 ? deep : 16) && n > least) {
+        fail_msg("%u workers with a CPU to spare: %u slots, fewer than 16", workers, n);
+    }
 }
 
 static void test_gen_auto_depth(void **state)
@@ -382,9 +406,10 @@ static void test_gen_auto_depth(void **state)
     assert_int_equal(resolved_slots(3, 1u << 20), 8);
     assert_int_equal(resolved_slots(1, 1u << 20), 8);
     assert_int_equal(resolved_slots(1, 4u << 20), 2);
-    assert_int_equal(resolved_slots(2, 64u << 10), deep_here(2, 64u << 10));
-    assert_int_equal(resolved_slots(1, 64u << 10), deep_here(1, 64u << 10));
-    assert_int_equal(resolved_slots(2, 4096), deep_here(2, 4096));
+    assert_auto_depth(2, 64u << 10);
+    assert_auto_depth(1, 64u << 10);
+    assert_auto_depth(2, 4096);
+    assert_auto_depth(1, 4096);
     assert_int_equal(resolved_slots(100, 4096), 200);
     /* Workers that fill every core: the consumer sleeps for half the ring,
      * and the full 8 MiB covers its wake-ups, whatever the cache. */
@@ -393,8 +418,8 @@ static void test_gen_auto_depth(void **state)
      * 16 slots: a worker woken once per half ring, at least 8 batches. */
     if (br__ring_cpus_to_spare(1)) {
         uint32_t n = resolved_slots(1, 64u << 10);
-        uint64_t inner = br__cpu_inner_cache_bytes(BR_SYSFS_CPU, 0);
-        assert_true(n >= 16 && n <= 64);
+        uint64_t inner = largest_inner_cache();
+        assert_true(n >= 16 && n <= 128);
         assert_true(n == 16 || inner == 0 || (uint64_t)n * (64u << 10) <= inner / 2);
     }
     /* And a whole run through such a ring: workers run far ahead, finish
