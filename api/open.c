@@ -18,9 +18,16 @@
 #include "api/sized.h"
 
 /* BR_SLOTS_AUTO deepens the ring of small batches to about this much data,
- * and at most this many slots (auto_slots). */
+ * and at most this many slots (auto_slots)... */
 #define BR_AUTO_RING_BYTES (UINT64_C(8) << 20)
 #define BR_AUTO_MAX_SLOTS 128u
+/* ... twice as deep where the workers hold every CPU: there the consumer
+ * sleeps once per three quarters of the ring while it waits for them, and
+ * each sleep costs it tens of microseconds of CPU on a VM (20-50 us where
+ * this was measured: a bare nanosleep of 100 us costs ~20 us), so its CPU
+ * per batch is that over the ring's depth. */
+#define BR_AUTO_CROWDED_RING_BYTES (UINT64_C(16) << 20)
+#define BR_AUTO_CROWDED_MAX_SLOTS 256u
 /* ... but when the consumer has a core to spin on, only as deep as half
  * the workers' inner cache holds, and never below this: a worker running
  * ahead is kicked once per half ring, so that each wake-up is spread over
@@ -231,9 +238,15 @@ static uint32_t auto_slots(uint32_t workers, size_t slot_bytes, uint32_t hold,
         slots = BR_MAX_SLOTS;
     if (workers == 0 || slot_bytes == 0)
         return (uint32_t)slots;
-    deep = BR_AUTO_RING_BYTES / slot_bytes;
-    if (deep > BR_AUTO_MAX_SLOTS)
-        deep = BR_AUTO_MAX_SLOTS;
+    if (br__ring_cpus_to_spare(workers)) {
+        deep = BR_AUTO_RING_BYTES / slot_bytes;
+        if (deep > BR_AUTO_MAX_SLOTS)
+            deep = BR_AUTO_MAX_SLOTS;
+    } else {
+        deep = BR_AUTO_CROWDED_RING_BYTES / slot_bytes;
+        if (deep > BR_AUTO_CROWDED_MAX_SLOTS)
+            deep = BR_AUTO_CROWDED_MAX_SLOTS;
+    }
     if (inner_cache && br__ring_cpus_to_spare(workers)) {
         uint64_t fit = inner_cache / 2 / slot_bytes;
         if (fit < BR_AUTO_MIN_DEEP_SLOTS)

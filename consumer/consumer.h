@@ -32,6 +32,9 @@ struct br_consumer {
     uint32_t released;      /* releases since the last wake-up */
     bool spin_adaptive;     /* a core is free for the consumer to spin on */
     uint64_t wait_avg_ns;   /* moving average of br_next's waits */
+    /* The workers' pace as the consumer sees it: the batches taken and the
+     * time between the starts of two waits (sleep_for_run's bound). */
+    uint64_t pace_seq, pace_t0, pace_ns;
     /* Futex sleeps for a batch (br_stats.stall_sleeps): written by the
      * consumer's thread only, read by br_stats_get from any thread. */
     _Atomic uint64_t sleeps;

@@ -343,7 +343,9 @@ BR_API const char *br_io_backend_name(const br_io *io);
  * per worker (2 for inline loading), and for small batches as many more as
  * fit in about 8 MiB of ring, at most 128; with fewer workers than online
  * CPUs, no more than fit in half the L2 cache (at least 16), so that the
- * workers write slots that are still in their cache (br_stats.slots
+ * workers write slots that are still in their cache; with as many workers
+ * as online CPUs or more, as many as fit in 16 MiB, at most 256, so that
+ * a trainer waiting for them sleeps less often per batch (br_stats.slots
  * tells). */
 #define BR_SLOTS_AUTO UINT32_MAX
 
@@ -382,7 +384,8 @@ typedef struct br_options {
     uint32_t slots;        /* ring depth, the prefetch budget
                               (default BR_SLOTS_AUTO: 2 x max(workers, 1),
                               deeper for batches under 4 MiB: up to 8 MiB
-                              of ring, or with fewer workers than CPUs
+                              of ring (16 MiB when the workers hold every
+                              CPU), or with fewer workers than CPUs
                               half the L2, at least 16 slots) */
     size_t slot_bytes;     /* capacity of one slot: the largest batch the
                               loader writes (no default: must be set) */

@@ -379,12 +379,16 @@ static uint64_t largest_inner_cache(void)
 static void assert_auto_depth(uint32_t workers, uint64_t slot_bytes)
 {
     const uint32_t n = resolved_slots(workers, slot_bytes), least = 2 * workers;
-    uint64_t deep = (8u << 20) / slot_bytes, inner = largest_inner_cache();
-    deep = deep > 128 ? 128 : deep;
-    if (n < least || (n > least && (n > 128 || (uint64_t)n * slot_bytes > (8u << 20))))
-        fail_msg("%u workers, %llu-byte slots: %u slots, outside 2 x workers .. 8 MiB / 128",
-                 workers, (unsigned long long)slot_bytes, n);
-    if (!br__ring_cpus_to_spare(workers)) {
+    const bool crowded = !br__ring_cpus_to_spare(workers);
+    /* 8 MiB / 128 slots at most; 16 MiB / 256 where workers hold every CPU. */
+    const uint64_t ring_bytes = crowded ? 16u << 20 : 8u << 20, max_slots = crowded ? 256 : 128;
+    uint64_t deep = ring_bytes / slot_bytes, inner = largest_inner_cache();
+    deep = deep > max_slots ? max_slots : deep;
+    if (n < least || (n > least && (n > max_slots || (uint64_t)n * slot_bytes > ring_bytes)))
+        fail_msg("%u workers, %llu-byte slots: %u slots, outside 2 x workers .. %llu MiB / %llu",
+                 workers, (unsigned long long)slot_bytes, n,
+                 (unsigned long long)(ring_bytes >> 20), (unsigned long long)max_slots);
+    if (crowded) {
         if (n != (deep > least ? deep : least))
             fail_msg("%u workers on every CPU, %llu-byte slots: %u slots, expected the full depth",
                      workers, (unsigned long long)slot_bytes, n);
@@ -403,17 +407,18 @@ static void test_gen_auto_depth(void **state)
     (void)state;
     assert_int_equal(resolved_slots(0, 4096), 2);
     assert_int_equal(resolved_slots(1, 16u << 20), 2);
-    assert_int_equal(resolved_slots(3, 1u << 20), 8);
-    assert_int_equal(resolved_slots(1, 1u << 20), 8);
-    assert_int_equal(resolved_slots(1, 4u << 20), 2);
+    /* 8 MiB of 1 MiB slots; 16 MiB where the workers hold every CPU. */
+    assert_int_equal(resolved_slots(3, 1u << 20), br__ring_cpus_to_spare(3) ? 8 : 16);
+    assert_int_equal(resolved_slots(1, 1u << 20), br__ring_cpus_to_spare(1) ? 8 : 16);
+    assert_int_equal(resolved_slots(1, 4u << 20), br__ring_cpus_to_spare(1) ? 2 : 4);
     assert_auto_depth(2, 64u << 10);
     assert_auto_depth(1, 64u << 10);
     assert_auto_depth(2, 4096);
     assert_auto_depth(1, 4096);
-    assert_int_equal(resolved_slots(100, 4096), 200);
-    /* Workers that fill every core: the consumer sleeps for half the ring,
-     * and the full 8 MiB covers its wake-ups, whatever the cache. */
-    assert_int_equal(resolved_slots((uint32_t)online, 64u << 10), online > 64 ? 2 * online : 128);
+    assert_int_equal(resolved_slots(100, 4096), br__ring_cpus_to_spare(100) ? 200 : 256);
+    /* Workers that fill every core: the consumer sleeps for most of the
+     * ring, and the full 16 MiB spreads its wake-ups, whatever the cache. */
+    assert_int_equal(resolved_slots((uint32_t)online, 64u << 10), online > 128 ? 2 * online : 256);
     /* With a core to spare, a ring within the inner cache, never below
      * 16 slots: a worker woken once per half ring, at least 8 batches. */
     if (br__ring_cpus_to_spare(1)) {
