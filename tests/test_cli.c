@@ -450,7 +450,8 @@ static void test_cli_help_texts(void **state)
 
 /*
  * serve --help says what the automatic depth picks (2 x workers, or as many
- * slots as fit in 8 MiB when that is more, at most 128); serve's startup
+ * slots as fit in 8 MiB when that is more, at most 128; 16 MiB and 256
+ * where the workers hold every CPU); serve's startup
  * line shows that it picks just that.
  */
 static void test_cli_serve_auto_slots(void **state)

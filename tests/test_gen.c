@@ -335,7 +335,8 @@ static void test_gen_slots_one(void **state)
 }
 
 /* The automatic depth: two slots per worker, deepened for small batches to
- * about 8 MiB of ring (at most 128 slots); never for inline loading. */
+ * about 8 MiB of ring (at most 128 slots; 16 MiB and 256 where the
+ * workers hold every CPU); never for inline loading. */
 static uint32_t resolved_slots(uint32_t workers, size_t slot_bytes)
 {
     br_options opt;
@@ -374,7 +375,7 @@ static uint64_t largest_inner_cache(void)
 /* What BR_SLOTS_AUTO must give `workers` for small batches, as properties
  * rather than a second copy of the rule: 2 slots per worker at least; the
  * ring deepened to at most 8 MiB and 128 slots; where the workers hold
- * every CPU, all of that (the consumer sleeps for runs of it); with a CPU
+ * every CPU, all of 16 MiB and 256 (the consumer sleeps for runs of it); with a CPU
  * to spare, at least 16 slots and otherwise within half the inner cache. */
 static void assert_auto_depth(uint32_t workers, uint64_t slot_bytes)
 {
