@@ -29,7 +29,7 @@ struct br__sample_shards *br__sample_shards_new(const char *kind)
     return r;
 }
 
-/* The size of data shard k, which must be a regular file. */
+/* The size and identity of data shard k, which must be a regular file. */
 static int shard_size(struct br__sample_shards *r, uint32_t k, char *msg)
 {
     const char *path = r->shards.paths[k];
@@ -43,8 +43,10 @@ static int shard_size(struct br__sample_shards *r, uint32_t k, char *msg)
                       br_strerror(-errno));
     else if (!S_ISREG(st.st_mode))
         rc = br__fail(msg, -EINVAL, "the %s shard %s is not a regular file", r->kind, path);
-    else
+    else {
         r->shards.size[k] = (uint64_t)st.st_size;
+        br__file_id_set(&r->shards.id[k], &st);
+    }
     close(fd);
     return rc;
 }
