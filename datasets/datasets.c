@@ -1104,6 +1104,11 @@ static int files_load(br_job *job, void *user)
     return 0;
 }
 
+const struct br__sample_shards *br__dataset_sample_shards(const br_dataset *ds)
+{
+    return ds->sshards ? ds->sshards : ds->packed ? ds->packed->data : NULL;
+}
+
 static int sample_shards_load(br_job *job, void *user)
 {
     const struct br_dataset *ds = user;

@@ -29,6 +29,7 @@
 
 #include <batchring.h>
 
+#include "datasets/sample_shards.h" /* the searches counter */
 #include "test_fs.h"
 #include "test_util.h"
 
@@ -611,6 +612,46 @@ static void test_shards_files_glob(void **state)
     tu_assert_contains(br_last_error(NULL), "none-*");
 }
 
+/* Records in 4 shards of 5 (8 bytes each), served inline in order and
+ * shuffled, in batches of 4 and 7: each sample's shard is searched once
+ * per batch, not again for each run of samples read together. The count
+ * is the trainer's reader's (workers = 0). */
+static void test_shards_one_search_per_sample(void **state)
+{
+    (void)state;
+    char name[64], msg[1024];
+    br_dataset *ds;
+    const struct br__sample_shards *r;
+    uint64_t seen;
+
+    assert_int_equal(mkdir(tf_path(dir, "search"), 0700), 0);
+    for (uint32_t s = 0; s < 4; s++) {
+        uint8_t rec[40];
+        for (size_t b = 0; b < sizeof rec; b++)
+            rec[b] = rec_byte(5 * s + b / 8, b % 8);
+        snprintf(name, sizeof name, "search/s-%u.bin", s);
+        tf_write(tf_path(dir, name), rec, sizeof rec);
+    }
+    assert_int_equal(br_dataset_open_record_shards(&ds, tf_path(dir, "search/s-*.bin"), 8, NULL,
+                                                   0),
+                     0);
+    r = br__dataset_sample_shards(ds);
+    assert_non_null(r);
+    for (uint32_t B = 4; B <= 7; B += 3)
+        for (int shuffle = 0; shuffle <= 1; shuffle++) {
+            uint64_t before = r->searches;
+            int rc = serve_all(ds, B, 0, shuffle, true, 8, false, &seen, msg, sizeof msg);
+            if (rc != BR_EOF)
+                fail_msg("%s: %s", br_err_name(rc), msg);
+            assert_int_equal(seen, 20);
+            if (r->searches - before != 20)
+                fail_msg("%llu shard searches for 20 samples (batches of %u, %s)",
+                         (unsigned long long)(r->searches - before), B,
+                         shuffle ? "shuffled" : "in order");
+        }
+    br_dataset_close(ds);
+}
+
 /* Every layout that reopens its files by path in workers. */
 enum swapped { SW_RECORDS, SW_INDEXED, SW_TOKENS, SW_FILES, SW_PACKED, SW_LAYOUTS };
 static const char *const swapped_names[] = {"records", "indexed", "tokens", "files", "packed"};
@@ -876,6 +917,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shards_indexed, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_files_glob, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_replaced_same_size, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_one_search_per_sample, tu_setup,
+                                        tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_many_low_ulimit_layouts, tu_setup,
                                         tu_teardown),
     };
