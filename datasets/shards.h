@@ -87,9 +87,10 @@ void br__shard_fds_close(struct br__shard_fds *c);
 
 /*
  * The descriptor of shard k, opened if needed (a regular file that must
- * still be the file checked at open, s->id[k], and of its size). When every slot holds a descriptor of
- * the current wave of queued reads, *must_wait is set and -EAGAIN returned:
- * the caller runs br_io_wait, calls br__shard_fds_wave_end, and asks again.
+ * still be the file checked at open, s->id[k], and of its size). When
+ * every slot holds a descriptor of the current wave of queued reads,
+ * -EAGAIN is returned: the caller runs br_io_wait, calls
+ * br__shard_fds_wave_end, and asks again.
  * Returns the fd, or a negative code with the message (naming the shard)
  * in err.
  */
