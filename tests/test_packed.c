@@ -527,6 +527,14 @@ static void test_packed_bad_shards(void **state)
     expect_open_fails(d, "bad-00001.brp");
     /* Not a packed file. */
     expect_open_fails(dir, "no .brp");
+    /* A FIFO named as a shard: refused, not waited on for a writer. */
+    path_in(d, sizeof d, "fifo");
+    assert_int_equal(mkdir(d, 0700), 0);
+    snprintf(a, sizeof a, "%s/fifo-00000.brp", d);
+    assert_int_equal(mkfifo(a, 0600), 0);
+    expect_open_fails(d, "fifo-00000.brp is not a regular file");
+    assert_int_equal(br_pack_verify(d, NULL), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "not a regular file");
     assert_int_equal(br_dataset_open_packed(NULL, d, 0), -EINVAL);
 }
 
