@@ -86,6 +86,7 @@ struct br_dataset {
     char *names;     /* the lines, each NUL-terminated */
     size_t *name_at; /* n offsets into names */
     uint64_t *sizes; /* n file sizes at open */
+    struct br__file_id *file_ids; /* n files as checked at open (shards.h) */
     int32_t *labels; /* n labels, or NULL */
     struct br__tokens *tokens; /* tokens: the shards (datasets/tokens.c) */
     struct br__sample_shards *sshards; /* records or indexed in shards (sample_shards.c) */
@@ -121,6 +122,7 @@ static void ds_free(struct br_dataset *ds)
     free(ds->names);
     free(ds->name_at);
     free(ds->sizes);
+    free(ds->file_ids);
     free(ds->labels);
     br__packed_free(ds->packed);
     br__tokens_free(ds->tokens);
@@ -523,6 +525,10 @@ static int open_list_dir(struct br_dataset *ds, char *msg)
  * says what ds->path is made of ("line" of a list, "match" of a glob). */
 static int files_check(struct br_dataset *ds, const char *entry, char *msg)
 {
+    ds->file_ids = malloc(ds->n * sizeof *ds->file_ids);
+    if (!ds->file_ids)
+        return br__fail(msg, -ENOMEM, "out of memory for the %llu files of %s",
+                        (unsigned long long)ds->n, ds->path);
     for (uint64_t i = 0; i < ds->n; i++) {
         char buf[1024];
         const char *name = file_name(ds, i, buf, sizeof buf);
@@ -538,6 +544,7 @@ static int files_check(struct br_dataset *ds, const char *entry, char *msg)
                             (unsigned long long)i, entry, (unsigned long long)i + 1, ds->path,
                             br_strerror(fd));
         close(fd);
+        br__file_id_set(&ds->file_ids[i], &st);
         ds->sizes[i] = (uint64_t)st.st_size;
         ds->total_bytes += ds->sizes[i];
         if (ds->sizes[i] > ds->max_bytes)
@@ -1036,6 +1043,7 @@ static int files_load(br_job *job, void *user)
             uint32_t i = first + opened;
             uint64_t id = job->ids[i];
             struct stat st;
+            const char *changed;
             bool irregular;
             /* Never blocks: a file replaced by a FIFO since the open fails
              * the batch instead of hanging the worker. */
@@ -1063,6 +1071,14 @@ static int files_load(br_job *job, void *user)
                               (long long)st.st_size, (unsigned long long)ds->sizes[id]);
                 break;
             }
+            /* Nor may a same-size file in its place be read unchecked. */
+            if ((changed = br__file_id_differs(&ds->file_ids[id], &st))) {
+                rc = br__job_fail(job, -ESTALE,
+                              "%s (sample %llu) %s since the dataset was opened and checked: "
+                              "it is not read unchecked",
+                              file_name(ds, id, buf, sizeof buf), (unsigned long long)id, changed);
+                break;
+            }
             if (ds->sizes[id]) {
                 rc = br__dataset_queue_read(job->io, fd, 0, ds->sizes[id], out + job->offsets[i],
                                             id);
@@ -1086,6 +1102,11 @@ static int files_load(br_job *job, void *user)
     }
     job->size = (size_t)pos;
     return 0;
+}
+
+const struct br__sample_shards *br__dataset_sample_shards(const br_dataset *ds)
+{
+    return ds->sshards ? ds->sshards : ds->packed ? ds->packed->data : NULL;
 }
 
 static int sample_shards_load(br_job *job, void *user)

@@ -359,14 +359,18 @@ static int list_shards(const char *path, char ***out, size_t *n_out, char *msg)
 }
 
 /* Opens shard k, reads and checks its header and its block table (which it
- * returns in *table, n_blocks entries). */
+ * returns in *table, n_blocks entries); *id (when not NULL) gets the
+ * identity of the file these checks read. */
 static int shard_open(const char *path, uint32_t k, uint32_t n, uint64_t next_first,
                       const struct hdr *prev, struct hdr *h, int *fd_out, uint64_t **table,
-                      br_pack_fault *fault, char *msg)
+                      struct br__file_id *id, br_pack_fault *fault, char *msg)
 {
     uint8_t b[HDR_BYTES];
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+    /* O_NONBLOCK: a FIFO named like a shard would block open() until a
+     * writer came; fstat refuses it below instead. Regular files' reads
+     * do not see the flag. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc;
 
     *table = NULL;
     fault->shard = k;
@@ -378,6 +382,8 @@ static int shard_open(const char *path, uint32_t k, uint32_t n, uint64_t next_fi
         close(fd);
         return br__fail(msg, -EINVAL, "the shard %s is not a regular file", path);
     }
+    if (id)
+        br__file_id_set(id, &st);
     if ((uint64_t)st.st_size < HDR_BYTES) {
         close(fd);
         fault->hi = (uint64_t)st.st_size;
@@ -488,7 +494,8 @@ BR_API int br_pack_verify(const char *path, br_pack_fault *fault)
         uint64_t *table;
         uint8_t *buf;
         int fd;
-        rc = shard_open(names[k], k, (uint32_t)n, next, k ? &prev : NULL, &h, &fd, &table, ft, msg);
+        rc = shard_open(names[k], k, (uint32_t)n, next, k ? &prev : NULL, &h, &fd, &table, NULL,
+                        ft, msg);
         if (rc)
             break;
         buf = malloc(h.block_bytes);
@@ -591,8 +598,11 @@ static int shard_sections(struct br__packed *p, uint32_t k, int fd, const struct
 /*
  * The shards are checked here, each opened and closed again: workers read
  * them through the LRU of sample_shards.c (at most 64 descriptors each),
- * which also checks each one's size again as it opens it, so thousands of
- * shards run under a low descriptor limit.
+ * so thousands of shards run under a low descriptor limit. The LRU opens
+ * each by its path again, and refuses one that is not the file checked
+ * here (its size, and its identity recorded by shard_open: shards.h): a
+ * same-size shard of another dataset moved into its place would otherwise
+ * be served with no header or checksum read.
  */
 int br__packed_open(struct br__packed **out, const char *path, bool tokens, char *msg)
 {
@@ -620,7 +630,8 @@ int br__packed_open(struct br__packed **out, const char *path, bool tokens, char
     for (uint32_t k = 0; rc == 0 && k < sh->n; k++) {
         uint64_t *table;
         int fd = -1;
-        rc = shard_open(sh->paths[k], k, sh->n, p->n, k ? &prev : NULL, &h, &fd, &table, &f, msg);
+        rc = shard_open(sh->paths[k], k, sh->n, p->n, k ? &prev : NULL, &h, &fd, &table,
+                        &sh->id[k], &f, msg);
         if (rc)
             break;
         if (k == 0 && (h.layout == LAYOUT_TOKENS) != tokens)
@@ -1035,6 +1046,7 @@ BR_API int br_pack_add_tokens(br_pack_writer *w, const char *pattern, size_t tok
 {
     char *msg = br__open_error_buffer();
     const size_t chunk = (size_t)1 << 20;
+    struct br__shard_fds fds;
     struct br__tokens *t = NULL;
     uint8_t *buf = NULL;
     int rc;
@@ -1057,13 +1069,14 @@ BR_API int br_pack_add_tokens(br_pack_writer *w, const char *pattern, size_t tok
                       t->token_bytes);
     if (rc == 0 && !(buf = malloc(chunk)))
         rc = br__fail(msg, -ENOMEM, "out of memory");
+    br__shard_fds_init(&fds);
     for (uint32_t k = 0; rc == 0 && k < t->shards.n; k++) {
         const char *path = t->shards.paths[k];
         uint64_t at = t->shards.skip[k], end = t->shards.size[k];
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        /* Opened as a worker opens it: only the file checked above. */
+        int fd = br__shard_fds_get(&fds, &t->shards, k, msg, BR_MSG_CAP);
         if (fd < 0) {
-            rc = br__fail(msg, -errno, "cannot open the token shard %s: %s", path,
-                          br_strerror(-errno));
+            rc = fd;
             break;
         }
         /* One packed shard never holds tokens of two files, so that its
@@ -1079,8 +1092,9 @@ BR_API int br_pack_add_tokens(br_pack_writer *w, const char *pattern, size_t tok
                 rc = add_tokens(w, buf, part, msg);
             at += part;
         }
-        close(fd);
+        br__shard_fds_wave_end(&fds);
     }
+    br__shard_fds_close(&fds);
     free(buf);
     br__tokens_free(t);
     return rc;

@@ -29,7 +29,7 @@ struct br__sample_shards *br__sample_shards_new(const char *kind)
     return r;
 }
 
-/* The size of data shard k, which must be a regular file. */
+/* The size and identity of data shard k, which must be a regular file. */
 static int shard_size(struct br__sample_shards *r, uint32_t k, char *msg)
 {
     const char *path = r->shards.paths[k];
@@ -43,8 +43,10 @@ static int shard_size(struct br__sample_shards *r, uint32_t k, char *msg)
                       br_strerror(-errno));
     else if (!S_ISREG(st.st_mode))
         rc = br__fail(msg, -EINVAL, "the %s shard %s is not a regular file", r->kind, path);
-    else
+    else {
         r->shards.size[k] = (uint64_t)st.st_size;
+        br__file_id_set(&r->shards.id[k], &st);
+    }
     close(fd);
     return rc;
 }
@@ -189,6 +191,7 @@ void br__sample_shards_free(struct br__sample_shards *r)
         br__shard_fds_close(&r->fds);
     br__shards_free(&r->shards);
     free(r->index);
+    free(r->shard_of);
     free(r);
 }
 
@@ -227,12 +230,22 @@ int br__sample_shards_load(br_job *job, const struct br__sample_shards *cr)
         return br__job_fail(job, -EINVAL, "this worker has no file reader (job->io is NULL)");
     if (!job->offsets)
         return br__job_fail(job, -EINVAL, "this slot has no offsets (job->offsets is NULL)");
+    if (job->count > r->shard_of_cap) {
+        uint32_t *grown = realloc(r->shard_of, job->count * sizeof *grown);
+        if (!grown)
+            return br__job_fail(job, -ENOMEM, "out of memory for a batch of %u samples",
+                                job->count);
+        r->shard_of = grown;
+        r->shard_of_cap = job->count;
+    }
     for (i = 0; i < job->count; i++) {
         uint64_t id = job->ids[i], len;
         if (id >= n)
             return br__job_fail(job, -ERANGE, "sample %llu is not in the %s shards (%llu samples)",
                             (unsigned long long)id, r->kind, (unsigned long long)n);
-        sample_at(r, id, br__shards_find(&r->shards, id), &len);
+        r->shard_of[i] = br__shards_find(&r->shards, id);
+        r->searches++;
+        sample_at(r, id, r->shard_of[i], &len);
         if (len > job->cap - pos)
             return br__job_fail(job, -ENOBUFS,
                             "sample %llu (%llu bytes) does not fit the slot: with the %u "
@@ -248,13 +261,12 @@ int br__sample_shards_load(br_job *job, const struct br__sample_shards *cr)
     /* One read per run of samples stored one after another in one shard. */
     for (i = 0; i < job->count; i = j) {
         uint64_t id = job->ids[i], len, off;
-        uint32_t k = br__shards_find(&r->shards, id);
+        uint32_t k = r->shard_of[i];
         int fd;
         off = sample_at(r, id, k, &len);
         for (j = i + 1; j < job->count; j++) {
             uint64_t next = job->ids[j], next_len;
-            if (next < r->shards.first[k] || next >= r->shards.first[k + 1] ||
-                sample_at(r, next, k, &next_len) != off + len)
+            if (r->shard_of[j] != k || sample_at(r, next, k, &next_len) != off + len)
                 break;
             len += next_len;
         }

@@ -26,6 +26,11 @@ struct br__sample_shards {
                                       messages */
     bool fds_ready;                /* per process: see tokens.c */
     struct br__shard_fds fds;
+    uint32_t *shard_of;            /* per process, per sample of the batch:
+                                      its shard, searched once */
+    uint32_t shard_of_cap;
+    uint64_t searches;             /* per process: shard searches so far
+                                      (tests read it) */
 };
 
 /* A zeroed set, kind as given: the caller fills shards (br__shards_expand,
@@ -52,5 +57,10 @@ uint64_t br__sample_shards_count(const struct br__sample_shards *r);
 
 /* The loader. */
 int br__sample_shards_load(br_job *job, const struct br__sample_shards *r);
+
+/* The sample shards ds reads (records or indexed in shards, a packed
+ * dataset), or NULL for another layout: datasets.c, for tests, which read
+ * the counters of the trainer's copy (workers = 0). */
+const struct br__sample_shards *br__dataset_sample_shards(const br_dataset *ds);
 
 #endif

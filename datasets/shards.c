@@ -4,8 +4,9 @@
  * worker's bounded set of open shards (datasets/shards.h).
  *
  * A shard is checked twice: at open, in the calling process (it exists, is
- * a regular file, its header and size fit the layout), and again each time
- * a worker opens it (still a regular file, still the size it had at open).
+ * a regular file, its header and size fit the layout; its identity is
+ * recorded then), and again each time a worker opens it (still a regular
+ * file, still the same file, br__file_id, and the size it had at open).
  * A shard that shrinks while a descriptor of it is open makes the read come
  * back short (-ENODATA from br_io_wait, the reader never maps these files:
  * they are not registered, since the LRU closes descriptors), and the
@@ -134,7 +135,8 @@ int br__shards_alloc(struct br__shards *s, char *msg)
     s->size = calloc(s->n, sizeof *s->size);
     s->first = calloc((size_t)s->n + 1, sizeof *s->first);
     s->skip = calloc(s->n, sizeof *s->skip);
-    if (!s->size || !s->first || !s->skip)
+    s->id = calloc(s->n, sizeof *s->id);
+    if (!s->size || !s->first || !s->skip || !s->id)
         return br__fail(msg, -ENOMEM, "out of memory for %u shards", s->n);
     return 0;
 }
@@ -147,7 +149,32 @@ void br__shards_free(struct br__shards *s)
     free(s->size);
     free(s->first);
     free(s->skip);
+    free(s->id);
     memset(s, 0, sizeof *s);
+}
+
+void br__file_id_set(struct br__file_id *id, const struct stat *st)
+{
+    id->dev = st->st_dev;
+    id->ino = st->st_ino;
+    id->mtime = st->st_mtim;
+    id->ctime = st->st_ctim;
+}
+
+static bool same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+const char *br__file_id_differs(const struct br__file_id *was, const struct stat *st)
+{
+    if (st->st_dev != was->dev || st->st_ino != was->ino)
+        return "was replaced by another file (device or inode differ)";
+    if (!same_time(st->st_mtim, was->mtime))
+        return "was modified (its mtime differs)";
+    if (!same_time(st->st_ctim, was->ctime))
+        return "was changed (its ctime differs)";
+    return NULL;
 }
 
 uint32_t br__shards_find(const struct br__shards *s, uint64_t id)
@@ -189,10 +216,11 @@ void br__shard_fds_wave_end(struct br__shard_fds *c)
 }
 
 /* Opens shard k without blocking in open() (a FIFO put in its place would
- * wait for a writer forever) and checks it is the file we opened. */
+ * wait for a writer forever) and checks it is the file checked at open. */
 static int shard_open(const struct br__shards *s, uint32_t k, char *err, size_t err_cap)
 {
     struct stat st;
+    const char *changed;
     int fd = open(s->paths[k], O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc;
     if (fd < 0) {
         rc = -errno;
@@ -210,6 +238,13 @@ static int shard_open(const struct br__shards *s, uint32_t k, char *err, size_t 
         snprintf(err, err_cap,
                  "shard %u, %s, is now %lld bytes, %llu when the dataset was opened", k,
                  s->paths[k], (long long)st.st_size, (unsigned long long)s->size[k]);
+    } else if ((changed = br__file_id_differs(&s->id[k], &st))) {
+        /* The size says nothing about a same-size file in its place. */
+        rc = -ESTALE;
+        snprintf(err, err_cap,
+                 "shard %u, %s, %s since the dataset was opened and checked: it is not "
+                 "read unchecked",
+                 k, s->paths[k], changed);
     } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
         rc = -errno;
         snprintf(err, err_cap, "fcntl of shard %u, %s: %s", k, s->paths[k], br_strerror(rc));

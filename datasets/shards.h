@@ -15,8 +15,31 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include <batchring.h>
+
+/*
+ * What identifies a file as the one checked at open: a dataset reopens its
+ * files by path in workers, and a same-size file put in a checked one's
+ * place (another shard moved over it, a re-run of a writer into the same
+ * directory, a rewrite in place) must be refused, not served unchecked.
+ * Device and inode tell another file; mtime and ctime a rewrite of the
+ * same inode (or a new file given a freed inode's number).
+ */
+struct br__file_id {
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime, ctime;
+};
+
+/* The identity of the file st describes (from the fstat of the check). */
+void br__file_id_set(struct br__file_id *id, const struct stat *st);
+
+/* NULL when st is the file `was` identifies; else what changed, as words
+ * that follow the file's name ("was replaced by another file", ...). */
+const char *br__file_id_differs(const struct br__file_id *was, const struct stat *st);
 
 /* Descriptors a worker keeps open at most. */
 #define BR__SHARD_FDS 64u
@@ -27,6 +50,7 @@ struct br__shards {
     uint64_t *size;    /* n file sizes at open */
     uint64_t *first;   /* n + 1: first global sample id of each shard */
     uint64_t *skip;    /* n: header bytes before the shard's data */
+    struct br__file_id *id; /* n: each shard as checked at open */
 };
 
 /*
@@ -39,7 +63,7 @@ struct br__shards {
  */
 int br__shards_expand(struct br__shards *s, const char *pattern, char *msg);
 
-/* Allocates size, first and skip for s->n shards (zeroed). */
+/* Allocates size, first, skip and id for s->n shards (zeroed). */
 int br__shards_alloc(struct br__shards *s, char *msg);
 
 void br__shards_free(struct br__shards *s);
@@ -62,10 +86,11 @@ void br__shard_fds_init(struct br__shard_fds *c);
 void br__shard_fds_close(struct br__shard_fds *c);
 
 /*
- * The descriptor of shard k, opened if needed (a regular file whose size
- * must still be the size at open). When every slot holds a descriptor of
- * the current wave of queued reads, *must_wait is set and -EAGAIN returned:
- * the caller runs br_io_wait, calls br__shard_fds_wave_end, and asks again.
+ * The descriptor of shard k, opened if needed (a regular file that must
+ * still be the file checked at open, s->id[k], and of its size). When
+ * every slot holds a descriptor of the current wave of queued reads,
+ * -EAGAIN is returned: the caller runs br_io_wait, calls
+ * br__shard_fds_wave_end, and asks again.
  * Returns the fd, or a negative code with the message (naming the shard)
  * in err.
  */

@@ -110,6 +110,7 @@ static int open_shard(struct br__tokens *t, uint32_t k, char *msg)
         rc = br__fail(msg, -EINVAL, "the token shard %s is not a regular file", path);
     else {
         t->shards.size[k] = (uint64_t)st.st_size;
+        br__file_id_set(&t->shards.id[k], &st);
         rc = check_header(t, k, fd, &count, msg);
     }
     close(fd);

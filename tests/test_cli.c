@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -652,8 +653,78 @@ static void test_cli_json_any_name(void **state)
     serve_stop_all(s, N);
 }
 
+/* Descriptors this process has open. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+    assert_non_null(d);
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* opendir's own */
+}
+
+/* Where pidfd_open is refused (ENOSYS, seccomp), tu_wait_exit and tu_run
+ * poll waitpid against their deadline (test_proc.c): forced here. A run
+ * that ends is reaped with its status; one that does not (serve runs until
+ * told to stop) is given up at the deadline, still running, and tu_run
+ * closes its pipes then (the caller fails the test: they must not leak
+ * into the next one). Then both servers stop cleanly on SIGTERM. */
+static void test_cli_waits_bounded_without_pidfd(void **state)
+{
+    (void)state;
+    char out[8192], err[8192], want[64];
+    const char *name = new_ring_name(), *name2 = new_ring_name();
+    const unsigned polled = tu_proc_polled_waits();
+    const uint64_t deadline = tu_now_ns() + (uint64_t)TU_WAIT_MS * 1000000u;
+    struct server s;
+    const char *serve_args[] = {"serve", "--name", NULL, "--plugin", BR_TEST_PLUGIN,
+                                "--plugin-arg", "samples=100,bytes=" SAMPLE_BYTES,
+                                "--batch", "4", "--workers", "1", "--slot-bytes", "4K", NULL};
+    br_ring_status rs;
+    pid_t pid;
+    int status, fds;
+
+    tu_proc_use_pidfd(false);
+    snprintf(want, sizeof want, "batchring %s\n", br_version_string());
+    assert_int_equal(cli_run((const char *const[]){"--version", NULL}, out, sizeof out), 0);
+    assert_string_equal(out, want);
+    status = tu_run(BR_CLI_PATH, (const char *const[]){"--version", NULL}, out, err, sizeof out,
+                    TU_WAIT_MS);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_string_equal(out, want);
+    assert_int_equal(tu_proc_polled_waits(), polled + 2);
+
+    serve_start(&s, name, "samples=100,bytes=" SAMPLE_BYTES, serve_args + 7);
+    assert_int_equal(tu_wait_exit_within(s.pid, 50, &status), -ETIMEDOUT);
+    assert_true(tu_is_live_descendant(s.pid));
+
+    fds = open_fds();
+    serve_args[2] = name2;
+    assert_int_equal(tu_run_within(BR_CLI_PATH, serve_args, out, err, sizeof out, 50, &pid, &status),
+                     -ETIMEDOUT);
+    assert_int_equal(open_fds(), fds);
+    assert_true(tu_is_live_descendant(pid));
+    /* Its ring is up, so its SIGTERM handler is: a clean stop. */
+    while (br_ring_status_get(name2, &rs, NULL, 0) != 0) {
+        if (tu_now_ns() >= deadline)
+            fail_msg("%s did not come up within %d ms", name2, TU_WAIT_MS);
+        poll(NULL, 0, 1);
+    }
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    status = tu_wait_exit(pid, TU_WAIT_MS, "batchring serve");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("batchring serve %s: status 0x%x after SIGTERM", name2, status);
+    serve_stop(&s);
+    assert_true(tu_proc_polled_waits() >= polled + 5);
+    tu_proc_use_pidfd(true);
+}
+
 static int teardown(void **state)
 {
+    tu_proc_use_pidfd(true);
     tu_children_kill(true);
     return tu_teardown(state);
 }
@@ -670,6 +741,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cli_help_texts, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_serve_auto_slots, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_version, tu_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_waits_bounded_without_pidfd, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_error_prefix, tu_setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_json_any_name, tu_setup, teardown),
     };

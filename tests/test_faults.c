@@ -651,13 +651,83 @@ static void wait_ring_full_workers_asleep(br_gen *g, uint32_t workers, uint32_t 
     }
 }
 
+/* Reads /proc/PID/WHAT into buf, NUL-terminated; false (the reason in
+ * seen) when it cannot be read. */
+static bool read_proc(pid_t pid, const char *what, char *buf, size_t cap, char *seen,
+                      size_t seen_cap)
+{
+    char path[64];
+    int fd;
+    ssize_t n;
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, what);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+    if (n < 0 || n == 0)
+        snprintf(seen, seen_cap, "%s: %s", path, n < 0 ? strerror(errno) : "empty");
+    if (fd >= 0)
+        close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n > 0;
+}
+
+/* Whether pid is asleep in a futex wait now: state 'S' in /proc/PID/stat
+ * and a futex call as the syscall /proc/PID/syscall says it blocks in. -1
+ * when /proc cannot say (reading the syscall file takes ptrace access),
+ * with what it said in seen. */
+static int asleep_in_futex(pid_t pid, char *seen, size_t cap)
+{
+    char buf[512];
+    const char *paren;
+    long nr;
+
+    if (!read_proc(pid, "stat", buf, sizeof buf, seen, cap))
+        return -1;
+    /* The name in parentheses may hold any byte: the state follows the
+     * last ')'. */
+    paren = strrchr(buf, ')');
+    if (!paren || paren[1] != ' ' || paren[2] != 'S') {
+        snprintf(seen, cap, "state %c", paren && paren[1] ? paren[2] : '?');
+        return 0;
+    }
+    if (!read_proc(pid, "syscall", buf, sizeof buf, seen, cap))
+        return -1;
+    snprintf(seen, cap, "state S, syscall %.*s", (int)strcspn(buf, " \n"), buf);
+    if (sscanf(buf, "%ld", &nr) != 1)
+        return 0;
+#ifdef SYS_futex_waitv
+    if (nr == SYS_futex_waitv)
+        return 1;
+#endif
+    return nr == SYS_futex;
+}
+
+/* Waits until worker pid is asleep in a futex wait (asleep_in_futex),
+ * looking again every millisecond, at most TU_WAIT_MS. False, saying why,
+ * where /proc cannot tell: the caller skips. */
+static bool wait_asleep_in_futex(pid_t pid)
+{
+    uint64_t deadline = tu_now_ns() + UINT64_C(1000000) * TU_WAIT_MS;
+    char seen[128];
+    int r;
+    while ((r = asleep_in_futex(pid, seen, sizeof seen)) == 0) {
+        if (tu_now_ns() > deadline)
+            fail_msg("worker %d was not asleep in a futex wait within %d ms (last seen: %s)",
+                     (int)pid, TU_WAIT_MS, seen);
+        poll(NULL, 0, 1);
+    }
+    if (r < 0)
+        print_message("skipped: cannot tell whether a worker sleeps (%s)\n", seen);
+    return r > 0;
+}
+
 static void test_faults_run_taken_while_workers_killed(void **state)
 {
     (void)state;
     /* A deep ring (16 slots: the consumer kicks sleeping workers once per
      * run of 8 releases, each release a plain store): the workers fill
      * it and sleep, each on a batch it claimed for a slot still READY.
-     * One is killed asleep; the consumer then takes the ready run and the
+     * One is killed asleep (seen in a futex wait by /proc right before the
+     * kill); the consumer then takes the ready run and the
      * other is killed in the middle of it, between two kicks. Their
      * replacements must load the claimed batches, and every batch must
      * arrive once, in order, loaded once. */
@@ -670,6 +740,15 @@ static void test_faults_run_taken_while_workers_killed(void **state)
     fx_open(&fx);
     wait_ring_full_workers_asleep(fx.g, 2, 16);
     assert_int_equal(br_worker_stats_get(fx.g, 0, &ws), 0);
+    /* Having slept once is not being asleep now: it is seen asleep right
+     * before the kill. */
+    if (!wait_asleep_in_futex(ws.pid)) {
+        tu_close(fx.g);
+        tu_shared_free(fx.sh);
+        tu_release(fx.labels);
+        tu_release(fx.ids);
+        skip();
+    }
     kill_and_wait_handled(fx.g, 0, ws.pid);
     fx_read(&fx, 0, 5);
     assert_int_equal(br_worker_stats_get(fx.g, 1, &ws), 0);

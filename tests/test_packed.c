@@ -527,6 +527,14 @@ static void test_packed_bad_shards(void **state)
     expect_open_fails(d, "bad-00001.brp");
     /* Not a packed file. */
     expect_open_fails(dir, "no .brp");
+    /* A FIFO named as a shard: refused, not waited on for a writer. */
+    path_in(d, sizeof d, "fifo");
+    assert_int_equal(mkdir(d, 0700), 0);
+    snprintf(a, sizeof a, "%s/fifo-00000.brp", d);
+    assert_int_equal(mkfifo(a, 0600), 0);
+    expect_open_fails(d, "fifo-00000.brp is not a regular file");
+    assert_int_equal(br_pack_verify(d, NULL), -EINVAL);
+    tu_assert_contains(br_last_error(NULL), "not a regular file");
     assert_int_equal(br_dataset_open_packed(NULL, d, 0), -EINVAL);
 }
 
@@ -563,6 +571,84 @@ static void test_packed_truncated_mid_run(void **state)
     br_dataset_close(ds);
 }
 
+/* Packs 70 shards of one 8-byte record, id ^ junk in every byte. */
+static void pack_one_per_shard(const char *name, uint8_t junk)
+{
+    char out[4200];
+    br_pack_writer *w = NULL;
+    uint32_t shards = 0;
+    path_in(out, sizeof out, name);
+    /* One record fills a shard of 272 bytes: header 256, data 8, table 8. */
+    assert_int_equal(br_pack_open(&w, out, 272, 8, 0, 0), 0);
+    for (uint64_t id = 0; id < 70; id++) {
+        uint8_t rec[8];
+        memset(rec, (int)((uint8_t)id ^ junk), sizeof rec);
+        assert_int_equal(br_pack_add(w, rec, sizeof rec, 0, NULL, 0), 0);
+    }
+    assert_int_equal(br_pack_close(w, NULL, &shards), 0);
+    assert_int_equal(shards, 70);
+}
+
+/* One epoch in order, inline (the trainer's reader keeps its shards open
+ * between runs); the first error's code, *good the samples right before. */
+static int run_inline(br_dataset *ds, uint64_t *good, char *msg, size_t cap)
+{
+    br_options opt;
+    br_batch b;
+    br_gen *g = NULL;
+    int rc;
+    br_options_init(&opt);
+    opt.batch_size = 1;
+    opt.workers = 0;
+    opt.epochs = 1;
+    *good = 0;
+    assert_int_equal(br_open_dataset(&g, ds, NULL, 0, &opt), 0);
+    tu_track(g);
+    while ((rc = br_next(g, &b)) == 0) {
+        const uint8_t *p = b.data;
+        for (size_t j = 0; j < 8; j++)
+            if (p[j] != (uint8_t)b.ids[0])
+                fail_msg("sample %llu byte %zu is %u, not its own", (unsigned long long)b.ids[0],
+                         j, p[j]);
+        (*good)++;
+    }
+    snprintf(msg, cap, "%s", br_last_error(g));
+    tu_close(g);
+    return rc;
+}
+
+/* 70 shards, more than the 64 a reader keeps open: a first epoch opens
+ * them all and closes shard 0 again; then a same-size shard of another
+ * dataset (the same header but for its checksums, other data) is moved
+ * over shard 0. Reopened by its path, it must be refused naming it, not
+ * served unchecked. */
+static void test_packed_replaced_after_eviction(void **state)
+{
+    char d[4200], shard[4300], foreign[4300], msg[1024];
+    br_dataset *ds = NULL;
+    uint64_t good;
+    int rc;
+    (void)state;
+
+    pack_one_per_shard("evict", 0);
+    pack_one_per_shard("foreign", 0xff);
+    path_in(d, sizeof d, "evict");
+    snprintf(shard, sizeof shard, "%s/evict-00000.brp", d);
+    snprintf(foreign, sizeof foreign, "%s/foreign/foreign-00000.brp", dir);
+    assert_int_equal(file_size(shard), file_size(foreign));
+    assert_int_equal(br_dataset_open_packed(&ds, d, 0), 0);
+    assert_int_equal(run_inline(ds, &good, msg, sizeof msg), BR_EOF);
+    assert_int_equal(good, 70);
+    assert_int_equal(rename(foreign, shard), 0);
+    rc = run_inline(ds, &good, msg, sizeof msg);
+    if (rc != BR_ELOADER)
+        fail_msg("expected BR_ELOADER, got %s: %s", br_err_name(rc), msg);
+    assert_int_equal(good, 0);
+    tu_assert_contains(msg, shard);
+    tu_assert_contains(msg, "was replaced by another file");
+    br_dataset_close(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +657,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_packed_verify_every_bit_flip, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_packed_bad_shards, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_packed_truncated_mid_run, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_packed_replaced_after_eviction, tu_setup,
+                                        tu_teardown),
         cmocka_unit_test_setup_teardown(test_packed_tokens, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -95,23 +95,78 @@ pid_t tu_spawn(const char *prog, const char *const *args, int *out_fd, int *err_
     return pid;
 }
 
-int tu_wait_exit(pid_t pid, int timeout_ms, const char *what)
+static bool use_pidfd = true;
+static unsigned polled_waits;
+
+void tu_proc_use_pidfd(bool use)
 {
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0), status;
-    if (fd >= 0) {
+    use_pidfd = use;
+}
+
+unsigned tu_proc_polled_waits(void)
+{
+    return polled_waits;
+}
+
+/* Milliseconds left until deadline (ns), rounded up; 0 once it passed. */
+static int ms_left(uint64_t deadline)
+{
+    uint64_t now = tu_now_ns();
+    return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
+}
+
+/* Without a pidfd there is no event for "a child ended" that a test can
+ * wait on without owning SIGCHLD (signalfd needs it blocked in every
+ * thread, and cmocka's and the library's threads are not ours): poll
+ * waitpid instead, with a bounded backoff, against the deadline. */
+static int wait_polled(pid_t pid, uint64_t deadline, int *status)
+{
+    int nap = 1;
+    polled_waits++;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
+        int left = ms_left(deadline);
+        if (left == 0)
+            return -ETIMEDOUT;
+        poll(NULL, 0, nap < left ? nap : left);
+        if (nap < 16)
+            nap *= 2;
+    }
+}
+
+int tu_wait_exit_within(pid_t pid, int timeout_ms, int *status)
+{
+    const uint64_t deadline = tu_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    int fd = use_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    if (fd < 0) {
+        if (wait_polled(pid, deadline, status))
+            return -ETIMEDOUT;
+    } else {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int r;
-        while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+        while ((r = poll(&p, 1, ms_left(deadline))) < 0 && errno == EINTR)
             ;
         close(fd);
         if (r == 0)
-            fail_msg("%s (pid %d) still runs %d ms later: it blocks", what ? what : "a child",
-                     (int)pid, timeout_ms);
+            return -ETIMEDOUT;
+        while (waitpid(pid, status, 0) < 0)
+            if (errno != EINTR)
+                fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
     }
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
     tu_child_untrack(pid);
+    return 0;
+}
+
+int tu_wait_exit(pid_t pid, int timeout_ms, const char *what)
+{
+    int status;
+    if (tu_wait_exit_within(pid, timeout_ms, &status))
+        fail_msg("%s (pid %d) still runs %d ms later: it blocks", what ? what : "a child", (int)pid,
+                 timeout_ms);
     return status;
 }
 
@@ -171,8 +226,8 @@ bool tu_read_line(int fd, char *buf, size_t cap, int timeout_ms)
     return true;
 }
 
-int tu_run(const char *prog, const char *const *args, char *out, char *err, size_t cap,
-           int timeout_ms)
+int tu_run_within(const char *prog, const char *const *args, char *out, char *err, size_t cap,
+                  int timeout_ms, pid_t *pid_out, int *status)
 {
     int fds[2];
     size_t used[2] = {0, 0};
@@ -181,21 +236,25 @@ int tu_run(const char *prog, const char *const *args, char *out, char *err, size
     const uint64_t deadline = tu_now_ns() + (uint64_t)timeout_ms * 1000000u;
     pid_t pid = tu_spawn(prog, args, &fds[0], &fds[1]);
 
+    *pid_out = pid;
     out[0] = err[0] = '\0';
     while (open_[0] || open_[1]) {
         struct pollfd p[2];
         nfds_t n = 0;
         int which[2];
-        uint64_t now = tu_now_ns();
-        if (now >= deadline)
-            fail_msg("%s %s did not finish within %d ms: it blocks", prog,
-                     args[0] ? args[0] : "", timeout_ms);
+        if (ms_left(deadline) == 0) {
+            /* The caller fails the test: the pipes must not outlive it. */
+            for (int i = 0; i < 2; i++)
+                if (open_[i])
+                    close(fds[i]);
+            return -ETIMEDOUT;
+        }
         for (int i = 0; i < 2; i++)
             if (open_[i]) {
                 p[n] = (struct pollfd){.fd = fds[i], .events = POLLIN};
                 which[n++] = i;
             }
-        if (poll(p, n, (int)((deadline - now) / 1000000u) + 1) <= 0)
+        if (poll(p, n, ms_left(deadline)) <= 0)
             continue;
         for (nfds_t k = 0; k < n; k++)
             if (p[k].revents && !tu_drain(fds[which[k]], bufs[which[k]], cap, &used[which[k]])) {
@@ -203,5 +262,18 @@ int tu_run(const char *prog, const char *const *args, char *out, char *err, size
                 close(fds[which[k]]);
             }
     }
-    return tu_wait_exit(pid, timeout_ms, prog);
+    /* The pipes closed: it is exiting (or left them to a child); its end
+     * gets a bound of its own, as a separate wait would. */
+    return tu_wait_exit_within(pid, timeout_ms, status);
+}
+
+int tu_run(const char *prog, const char *const *args, char *out, char *err, size_t cap,
+           int timeout_ms)
+{
+    pid_t pid;
+    int status;
+    if (tu_run_within(prog, args, out, err, cap, timeout_ms, &pid, &status))
+        fail_msg("%s %s did not finish within %d ms: it blocks", prog, args[0] ? args[0] : "",
+                 timeout_ms);
+    return status;
 }

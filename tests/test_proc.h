@@ -38,6 +38,21 @@ pid_t tu_spawn(const char *prog, const char *const *args, int *out_fd, int *err_
  * test naming `what` (NULL: "a child") if it still runs by then. */
 int tu_wait_exit(pid_t pid, int timeout_ms, const char *what);
 
+/* The same without failing: 0 with the child reaped, untracked and its
+ * status in *status, or -ETIMEDOUT with the child still running (and
+ * tracked) after timeout_ms. */
+int tu_wait_exit_within(pid_t pid, int timeout_ms, int *status);
+
+/*
+ * Where pidfd_open is refused (ENOSYS on kernels before 5.3, or a seccomp
+ * filter), the waits above poll waitpid(WNOHANG) instead, with a backoff
+ * from 1 to 16 ms, against the same deadline. tu_proc_use_pidfd(false)
+ * forces that path (tests of it); tu_proc_polled_waits counts the waits
+ * that took it.
+ */
+void tu_proc_use_pidfd(bool use);
+unsigned tu_proc_polled_waits(void);
+
 /* "exited with 3", "killed by signal 9 (Killed)": a wait status in words. */
 const char *tu_describe_status(int status, char *buf, size_t cap);
 
@@ -57,5 +72,11 @@ bool tu_read_line(int fd, char *buf, size_t cap, int timeout_ms);
  * status. */
 int tu_run(const char *prog, const char *const *args, char *out, char *err, size_t cap,
            int timeout_ms);
+
+/* The same without failing: 0 with *status, or -ETIMEDOUT with the run
+ * still going as *pid (tracked; its pipes closed, what it wrote so far in
+ * out and err). */
+int tu_run_within(const char *prog, const char *const *args, char *out, char *err, size_t cap,
+                  int timeout_ms, pid_t *pid, int *status);
 
 #endif

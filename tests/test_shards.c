@@ -5,11 +5,14 @@
  * thousands of shards under a low `ulimit -n` for each sharded layout (in a
  * child that lowers RLIMIT_NOFILE before it opens anything), and a shard
  * that shrinks or disappears mid-run, which must fail the batch with
- * BR_ELOADER naming the shard, never deliver other bytes. The files layout
- * from a glob as well.
+ * BR_ELOADER naming the shard, never deliver other bytes; so must a file of
+ * any layout that reopens by path (shards, files) replaced or rewritten
+ * after the open with one of the same size. The files layout from a glob
+ * as well.
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +29,7 @@
 
 #include <batchring.h>
 
+#include "datasets/sample_shards.h" /* the searches counter */
 #include "test_fs.h"
 #include "test_util.h"
 
@@ -608,6 +612,202 @@ static void test_shards_files_glob(void **state)
     tu_assert_contains(br_last_error(NULL), "none-*");
 }
 
+/* Records in 4 shards of 5 (8 bytes each), served inline in order and
+ * shuffled, in batches of 4 and 7: each sample's shard is searched once
+ * per batch, not again for each run of samples read together. The count
+ * is the trainer's reader's (workers = 0). */
+static void test_shards_one_search_per_sample(void **state)
+{
+    (void)state;
+    char name[64], msg[1024];
+    br_dataset *ds;
+    const struct br__sample_shards *r;
+    uint64_t seen;
+
+    assert_int_equal(mkdir(tf_path(dir, "search"), 0700), 0);
+    for (uint32_t s = 0; s < 4; s++) {
+        uint8_t rec[40];
+        for (size_t b = 0; b < sizeof rec; b++)
+            rec[b] = rec_byte(5 * s + b / 8, b % 8);
+        snprintf(name, sizeof name, "search/s-%u.bin", s);
+        tf_write(tf_path(dir, name), rec, sizeof rec);
+    }
+    assert_int_equal(br_dataset_open_record_shards(&ds, tf_path(dir, "search/s-*.bin"), 8, NULL,
+                                                   0),
+                     0);
+    r = br__dataset_sample_shards(ds);
+    assert_non_null(r);
+    for (uint32_t B = 4; B <= 7; B += 3)
+        for (int shuffle = 0; shuffle <= 1; shuffle++) {
+            uint64_t before = r->searches;
+            int rc = serve_all(ds, B, 0, shuffle, true, 8, false, &seen, msg, sizeof msg);
+            if (rc != BR_EOF)
+                fail_msg("%s: %s", br_err_name(rc), msg);
+            assert_int_equal(seen, 20);
+            if (r->searches - before != 20)
+                fail_msg("%llu shard searches for 20 samples (batches of %u, %s)",
+                         (unsigned long long)(r->searches - before), B,
+                         shuffle ? "shuffled" : "in order");
+        }
+    br_dataset_close(ds);
+}
+
+/* Every layout that reopens its files by path in workers. */
+enum swapped { SW_RECORDS, SW_INDEXED, SW_TOKENS, SW_FILES, SW_PACKED, SW_LAYOUTS };
+static const char *const swapped_names[] = {"records", "indexed", "tokens", "files", "packed"};
+
+/* Three shards of four samples (records of 8 bytes, indexed samples of
+ * var_len, windows of T = 4), or twelve files, or a packed dataset of
+ * three shards of four 8-byte records, under sub; junk != 0 writes what
+ * is in the same places but other bytes (the packed headers then say the
+ * same, only the data and checksums differ). Returns the open pattern. */
+static const char *swap_write(enum swapped layout, const char *sub, uint8_t junk)
+{
+    static char pattern[320];
+    char name[96];
+    if (layout == SW_PACKED) {
+        br_pack_writer *pw;
+        /* 4 records fill a shard of 296 bytes: header 256, data 32, table 8. */
+        assert_int_equal(br_pack_open(&pw, tf_path(dir, sub), 296, 8, 0, 0), 0);
+        for (uint64_t id = 0; id < 12; id++) {
+            uint8_t rec[8];
+            for (size_t b = 0; b < 8; b++)
+                rec[b] = (uint8_t)(rec_byte(id, b) ^ junk);
+            assert_int_equal(br_pack_add(pw, rec, 8, 0, NULL, 0), 0);
+        }
+        assert_int_equal(br_pack_close(pw, NULL, NULL), 0);
+        snprintf(pattern, sizeof pattern, "%s", tf_path(dir, sub));
+        return pattern;
+    }
+    assert_int_equal(mkdir(tf_path(dir, sub), 0700), 0);
+    for (uint32_t s = 0; s < (layout == SW_FILES ? 12u : 3u); s++) {
+        char path[320];
+        snprintf(name, sizeof name, "%s/s-%02u.bin", sub, s);
+        snprintf(path, sizeof path, "%s", tf_path(dir, name));
+        if (layout == SW_TOKENS) {
+            write_raw(path, junk ? 7 + s : s, 4 * 4 + 1);
+        } else if (layout == SW_INDEXED) {
+            char index[sizeof path + 8];
+            snprintf(index, sizeof index, "%s.idx", path);
+            write_indexed_shard(path, index, 4 * (uint64_t)s, 4);
+            if (junk) {
+                uint8_t buf[128];
+                struct stat st;
+                assert_int_equal(stat(path, &st), 0);
+                assert_true((size_t)st.st_size <= sizeof buf);
+                memset(buf, junk, sizeof buf);
+                tf_write(path, buf, (size_t)st.st_size);
+            }
+        } else {
+            uint8_t buf[32];
+            uint64_t first = layout == SW_FILES ? s : 4 * (uint64_t)s;
+            size_t len = layout == SW_FILES ? var_len(s) : 32;
+            for (size_t b = 0; b < len; b++)
+                buf[b] = (uint8_t)(rec_byte(first + b / 8 * (layout == SW_RECORDS),
+                                            layout == SW_RECORDS ? b % 8 : b) ^ junk);
+            tf_write(path, buf, len);
+        }
+    }
+    snprintf(name, sizeof name, "%s/s-*.bin", sub);
+    snprintf(pattern, sizeof pattern, "%s", tf_path(dir, name));
+    return pattern;
+}
+
+static int swap_open(enum swapped layout, const char *pattern, br_dataset **ds)
+{
+    switch (layout) {
+    case SW_RECORDS: return br_dataset_open_record_shards(ds, pattern, 8, NULL, 0);
+    case SW_INDEXED: return br_dataset_open_indexed_shards(ds, pattern, ".idx", NULL, 0);
+    case SW_TOKENS: return br_dataset_open_tokens(ds, pattern, 4, 2, 0);
+    case SW_FILES: return br_dataset_open_files_glob(ds, pattern, NULL, 0);
+    default: return br_dataset_open_packed(ds, pattern, 0);
+    }
+}
+
+/* A dataset's file k is put out of reach of its checks after the open:
+ * replaced by a same-size file (mv over it), or rewritten in place with
+ * other bytes of the same size (its mtime set back before the open, so the
+ * rewrite shows whatever the clock's granularity). A worker (or the
+ * trainer, workers = 0) that opens it must refuse it with BR_ELOADER
+ * naming it, after the batch before it arrived right: never its bytes. */
+static void test_shards_replaced_same_size(void **state)
+{
+    (void)state;
+    for (int layout = 0; layout < SW_LAYOUTS; layout++)
+        for (uint32_t w = 0; w <= 1; w++)
+            for (int in_place = 0; in_place <= 1; in_place++) {
+                char sub[64], other[80], victim[320], msg[1024];
+                const char *pattern;
+                br_dataset *ds = NULL;
+                uint64_t good;
+                int rc;
+                snprintf(sub, sizeof sub, "swap-%s-%u-%d", swapped_names[layout], w, in_place);
+                snprintf(other, sizeof other, "%s-other", sub);
+                /* Shard 1, or file 5: batch 1 of batches of 4. */
+                if (layout == SW_PACKED)
+                    snprintf(victim, sizeof victim, "%s/%s-00001.brp", tf_path(dir, sub), sub);
+                else if (layout == SW_FILES)
+                    snprintf(victim, sizeof victim, "%s/s-05.bin", tf_path(dir, sub));
+                else
+                    snprintf(victim, sizeof victim, "%s/s-01.bin", tf_path(dir, sub));
+                swap_write((enum swapped)layout, other, 0x5a);
+                pattern = swap_write((enum swapped)layout, sub, 0);
+                if (in_place) {
+                    const struct timespec past[2] = {{978307200, 0}, {978307200, 0}};
+                    assert_int_equal(utimensat(AT_FDCWD, victim, past, 0), 0);
+                }
+                rc = swap_open((enum swapped)layout, pattern, &ds);
+                if (rc)
+                    fail_msg("%s: %s", swapped_names[layout], br_last_error(NULL));
+                if (in_place) {
+                    /* Other bytes, the same size, the same inode. */
+                    char from[320];
+                    struct stat st;
+                    uint8_t buf[512];
+                    FILE *f;
+                    snprintf(from, sizeof from, "%s%s", tf_path(dir, other),
+                             victim + strlen(tf_path(dir, sub)));
+                    if (layout == SW_PACKED)
+                        snprintf(from, sizeof from, "%s/%s-00001.brp", tf_path(dir, other),
+                                 other);
+                    assert_int_equal(stat(from, &st), 0);
+                    assert_true((size_t)st.st_size <= sizeof buf);
+                    f = fopen(from, "rb");
+                    assert_non_null(f);
+                    assert_int_equal(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+                    assert_int_equal(fclose(f), 0);
+                    f = fopen(victim, "r+b");
+                    assert_non_null(f);
+                    assert_int_equal(fwrite(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+                    assert_int_equal(fclose(f), 0);
+                } else {
+                    char from[320];
+                    if (layout == SW_PACKED)
+                        snprintf(from, sizeof from, "%s/%s-00001.brp", tf_path(dir, other),
+                                 other);
+                    else
+                        snprintf(from, sizeof from, "%s%s", tf_path(dir, other),
+                                 victim + strlen(tf_path(dir, sub)));
+                    assert_int_equal(rename(from, victim), 0);
+                }
+                if (layout == SW_TOKENS)
+                    rc = run_until_error(ds, 4, w, &good, msg, sizeof msg);
+                else {
+                    rc = serve_all(ds, 4, w, false, layout != SW_INDEXED && layout != SW_FILES, 8,
+                                   false, &good, msg, sizeof msg);
+                    good /= 4;
+                }
+                if (rc != BR_ELOADER)
+                    fail_msg("%s, %u workers, %s: expected BR_ELOADER, got %s: %s",
+                             swapped_names[layout], w, in_place ? "rewritten" : "replaced",
+                             br_err_name(rc), msg);
+                assert_int_equal(good, 1);
+                tu_assert_contains(msg, victim);
+                tu_assert_contains(msg, in_place ? "was modified" : "was replaced by another file");
+                br_dataset_close(ds);
+            }
+}
+
 enum sharded { SH_RECORDS, SH_INDEXED, SH_PACKED };
 static const char *const sharded_names[] = {"records", "indexed", "packed"};
 
@@ -716,6 +916,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shards_records, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_indexed, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_files_glob, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_replaced_same_size, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_one_search_per_sample, tu_setup,
+                                        tu_teardown),
         cmocka_unit_test_setup_teardown(test_shards_many_low_ulimit_layouts, tu_setup,
                                         tu_teardown),
     };
