@@ -41,15 +41,20 @@
  * over the phase that ran them, keeps the cheapest, and tries each other
  * one again for a few batches at most every BR_IO_TRIAL_NS, so a change in
  * residency or load is noticed. Every path delivers the same bytes; only
- * the time differs. The scan and the population of a region's page tables
- * are outside those timings: they are paid once per region, not per read.
+ * the time differs. The scan and the population of page tables ahead of
+ * copies are outside those timings: they are paid once per region or per
+ * 2 MiB, not per read.
  * BR_IO forces one policy: "pread", "uring" (io_uring, a lone read through
  * pread), "copy" (copies where resident, io_uring for the rest: the fixed
  * policy before the measured choice).
  *
- * A region the scan finds resident has its page tables populated at once
- * (MADV_POPULATE_READ, Linux 5.14; older kernels fault page by page as
- * before), so the copies do not each pay their first-touch fault.
+ * Before a copy from pages not yet in this reader's page tables, it
+ * populates them and up to 2 MiB ahead (MADV_POPULATE_READ, Linux 5.14;
+ * older kernels fault page by page as before), so the copies do not each
+ * pay their first-touch fault. Only there: the scan only looks, so a
+ * worker's page tables hold what its copies read and the 2 MiB after it,
+ * not every resident page of each 64 MiB region it touched: no page
+ * tables, in every worker, for pages none of its copies reads.
  *
  * Short reads advance buffer, length and file offset and go again; a read
  * of 0 bytes before the expected end means the file is shorter than the
@@ -757,10 +762,10 @@ static bool sigbus_ready(void)
     return true;
 }
 
-/* Populates our page tables for the pages of region [first, first + n)
- * that became resident since its last scan (bit 0 now, bit 1 clear), one
- * madvise per run: the copies then pay no first-touch fault per page. A
- * page evicted in between is read in by it, as a copy's fault would. A
+/* Populates our page tables for the pages of [first, first + n) known
+ * resident and not populated yet (bit 0 set, bit 1 clear), one madvise
+ * per run: the copies then pay no first-touch fault per page. A page
+ * evicted since the scan is read in by it, as a copy's fault would. A
  * kernel without MADV_POPULATE_READ (EINVAL) is asked no more; a run cut
  * off by a truncation (EFAULT) or an I/O error is simply not populated:
  * the copy's guard deals with it. */
@@ -813,7 +818,8 @@ static void populate_ahead(br_io *io, const struct br_read *r)
 }
 
 /* Scans the residency of every region that read r touches and that is
- * due for a scan at `now`, and populates what became resident. */
+ * due for a scan at `now`. It populates nothing: populate_ahead maps what
+ * the copies read, as they need it. */
 static void scan_residency(br_io *io, struct br_mapped_file *m, const struct br_read *r,
                            uint64_t now)
 {
@@ -840,7 +846,6 @@ static void scan_residency(br_io *io, struct br_mapped_file *m, const struct br_
             for (uint64_t k = 0; k < n; k++)
                 vec[k] = (uint8_t)((vec[k] & 1) |
                                    (io->scan_before && (vec[k] & 1) ? io->scan_before[k] & 2 : 0));
-            populate_region(io, m, first, n);
         }
         t1 = br__now_ns();
         m->next_scan_ns[region] = t1 + (100 * (t1 - t0) > BR_IO_SCAN_MIN_NS ? 100 * (t1 - t0)
