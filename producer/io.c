@@ -145,8 +145,8 @@ struct br_path_choice {
     uint64_t next_trial_ns;  /* no trial before this */
     uint64_t batch;          /* io->batches when `path` was set */
     uint64_t batch_bytes;    /* bytes of this batch on `path` */
-    uint32_t batch_reads;    /* and reads */
-    double batch_ns;         /* and their share of the phases' time */
+    double batch_ns;         /* and their time: runs timed alone, plus a
+                                share of the rest of their phase */
     bool spoiled;            /* a copy of this batch faulted */
 };
 
@@ -213,6 +213,13 @@ struct br_io {
     uint8_t *job_lo, *job_hi;
     struct br_read *queue;
     size_t queued, capacity;
+    /* The copy and pread phases run reads one after another: a run of
+     * reads of one cell, followed by another cell's, is timed on its own
+     * (run_next). */
+    struct br_path_choice *run_choice; /* the cell of the current run */
+    uint64_t run_start_ns;             /* when it began */
+    unsigned runs;                     /* runs in this phase so far */
+    uint64_t run_charged_ns[PATHS];    /* time charged to runs, per path */
     struct br_worker_rec *rec;
     char msg[BR_MSG_CAP];
 };
@@ -569,10 +576,57 @@ static int read_failed(br_io *io, const struct br_read *r, int code)
                     (unsigned long long)r->offset, strerror(-code));
 }
 
+/* ---- each cell's time in a phase that runs reads one after another ---- */
+
+/* Starts timing the runs of a phase that began at start_ns. */
+static void runs_begin(br_io *io, uint64_t start_ns)
+{
+    io->run_choice = NULL;
+    io->run_start_ns = start_ns;
+    io->runs = 0;
+}
+
+/* Ends the current run now, charging its time to its cell alone. */
+static void run_charge(br_io *io, unsigned path)
+{
+    const uint64_t t = br__now_ns();
+    if (io->run_choice) {
+        io->run_choice->batch_ns += (double)(t - io->run_start_ns);
+        io->run_charged_ns[path] += t - io->run_start_ns;
+    }
+    io->run_start_ns = t;
+}
+
+/* Before read r of phase `path`: where r's cell differs from the run's,
+ * the run ends. A cell's copies or preads are then its own time, however
+ * few of the batch's reads it has (a size class that is a minority in
+ * every batch would otherwise never be timed apart from the others); a
+ * batch of one cell takes no timestamp at all, a batch of several one per
+ * change of cell and one at the end (a clock read, small beside a copied
+ * record: docs/perf/notes.md). */
+static void run_next(br_io *io, const struct br_read *r, unsigned path)
+{
+    if (io->force || r->choice == io->run_choice)
+        return;
+    if (io->runs++ > 0)
+        run_charge(io, path);
+    io->run_choice = r->choice;
+}
+
+/* Ends the phase's runs: its last run is timed alone if there were others
+ * (a phase of one run is all that cell's time anyway). */
+static void runs_end(br_io *io, unsigned path)
+{
+    if (io->runs > 1)
+        run_charge(io, path);
+}
+
 static int wait_pread(br_io *io)
 {
     for (size_t i = 0; i < io->queued; i++) {
         struct br_read *r = &io->queue[i];
+        if (r->path == PATH_PREAD && r->done < r->len)
+            run_next(io, r, PATH_PREAD);
         while (r->path == PATH_PREAD && r->done < r->len) {
             ssize_t n = pread(r->fd, r->dst + r->done, (size_t)(r->len - r->done),
                               (off_t)(r->offset + r->done));
@@ -945,6 +999,7 @@ static size_t copy_resident(br_io *io, size_t planned)
         struct br_read *r = &io->queue[i];
         if (r->path != PATH_COPY)
             continue;
+        run_next(io, r, PATH_COPY);
         for (size_t k = i + 1; k < io->queued && k <= i + BR_IO_PREFETCH_AHEAD; k++) {
             const struct br_read *n = &io->queue[k];
             if (n->path == PATH_COPY)
@@ -965,6 +1020,7 @@ static size_t copy_resident(br_io *io, size_t planned)
             check_size |= UINT64_C(1) << r->mapped;
     }
     copy_escape = NULL;
+    runs_end(io, PATH_COPY);
     /* A file cut short before a copy reads as zeros past its end inside
      * the last page (no SIGBUS there): check that the file still covers
      * every copied range, and read again what it does not. */
@@ -1036,7 +1092,6 @@ static void choose_path(br_io *io, struct br_path_choice *c, unsigned mask, uint
 {
     c->batch = io->batches;
     c->batch_bytes = 0;
-    c->batch_reads = 0;
     c->batch_ns = 0;
     c->spoiled = false;
     if (c->trial < PATHS) {
@@ -1147,7 +1202,8 @@ static void lone_read_to_pread(br_io *io)
 }
 
 /* Adds this batch's cost to the choice of every read's cell: the time of
- * each path's phase shared among its reads by their bytes. */
+ * its runs (run_next) and a share, by bytes, of the rest of its phase (all
+ * of io_uring's, whose reads overlap; a submit, a size check). */
 static void record_costs(br_io *io, const uint64_t phase_ns[PATHS],
                          const uint64_t phase_bytes[PATHS])
 {
@@ -1155,27 +1211,24 @@ static void record_costs(br_io *io, const uint64_t phase_ns[PATHS],
         const struct br_read *r = &io->queue[k];
         struct br_path_choice *c = r->choice;
         if (c && r->path == c->path && phase_bytes[r->path]) {
+            const uint64_t rest = phase_ns[r->path] > io->run_charged_ns[r->path]
+                                      ? phase_ns[r->path] - io->run_charged_ns[r->path]
+                                      : 0;
             c->batch_bytes += r->len;
-            c->batch_reads++;
-            c->batch_ns +=
-                (double)phase_ns[r->path] * (double)r->len / (double)phase_bytes[r->path];
+            c->batch_ns += (double)rest * (double)r->len / (double)phase_bytes[r->path];
         }
     }
     for (size_t k = 0; k < io->queued; k++) {
         struct br_path_choice *c = io->queue[k].choice;
         if (!c || c->batch != io->batches || !c->batch_bytes)
             continue;
-        /* A phase has a cost per batch besides its cost per byte (a
-         * submit, a size check): a cell with a minority of the batch's
-         * reads would be charged a share that is not its own. */
-        if (!c->spoiled && 2 * (size_t)c->batch_reads >= io->queued) {
+        if (!c->spoiled) {
             c->cost[c->path][c->next[c->path]] = (float)(c->batch_ns / (double)c->batch_bytes);
             c->next[c->path] = (uint8_t)((c->next[c->path] + 1) % BR_IO_TRIAL_WAITS);
             if (c->samples[c->path] < BR_IO_TRIAL_WAITS)
                 c->samples[c->path]++;
         }
         c->batch_bytes = 0; /* recorded */
-        c->batch_reads = 0;
     }
 }
 
@@ -1191,8 +1244,11 @@ BR_API int br_io_wait(br_io *io)
     io->batches++;
     planned = plan_paths(io, br__now_ns());
     t0 = br__now_ns(); /* the scan is not the copies' cost */
-    if (planned)
+    memset(io->run_charged_ns, 0, sizeof io->run_charged_ns);
+    if (planned) {
+        runs_begin(io, t0);
         copies = copy_resident(io, planned);
+    }
     t1 = br__now_ns();
     if (io->force)
         lone_read_to_pread(io);
@@ -1203,8 +1259,11 @@ BR_API int br_io_wait(br_io *io)
     if (phase_bytes[PATH_URING])
         rc = wait_uring(io);
     t2 = br__now_ns();
-    if (rc == 0 && phase_bytes[PATH_PREAD])
+    if (rc == 0 && phase_bytes[PATH_PREAD]) {
+        runs_begin(io, t2);
         rc = wait_pread(io);
+        runs_end(io, PATH_PREAD);
+    }
     t3 = br__now_ns();
     if (rc == 0 && !io->force) {
         phase_ns[PATH_COPY] = t1 - t0;
