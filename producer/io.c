@@ -108,7 +108,13 @@
  * tables yet (2 MiB: a folio the kernel may map with one entry). */
 #define BR_IO_POPULATE_AHEAD UINT64_C(512)
 /* Sources prefetched ahead of the copy: the first line of each starts the
- * page walk and the stream while the previous record is copied. */
+ * page walk and the stream while the previous record is copied. A few
+ * records, so that a walk that takes longer than one record's copy is
+ * still under way in time, and few enough that the prefetches do not
+ * compete with the copy's own misses (a whole record prefetched ahead
+ * doubled the time). Distances 1 to 8 measured alike, and the prefetch
+ * gained up to a tenth where memory was slow and nothing where it was
+ * quick: docs/perf/notes.md, "Scattered records: the copy's misses". */
 #define BR_IO_PREFETCH_AHEAD 4u
 
 #ifndef MADV_POPULATE_READ
