@@ -41,15 +41,20 @@
  * over the phase that ran them, keeps the cheapest, and tries each other
  * one again for a few batches at most every BR_IO_TRIAL_NS, so a change in
  * residency or load is noticed. Every path delivers the same bytes; only
- * the time differs. The scan and the population of a region's page tables
- * are outside those timings: they are paid once per region, not per read.
+ * the time differs. The scan and the population of page tables ahead of
+ * copies are outside those timings: they are paid once per region or per
+ * 2 MiB, not per read.
  * BR_IO forces one policy: "pread", "uring" (io_uring, a lone read through
  * pread), "copy" (copies where resident, io_uring for the rest: the fixed
  * policy before the measured choice).
  *
- * A region the scan finds resident has its page tables populated at once
- * (MADV_POPULATE_READ, Linux 5.14; older kernels fault page by page as
- * before), so the copies do not each pay their first-touch fault.
+ * Before a copy from pages not yet in this reader's page tables, it
+ * populates them and up to 2 MiB ahead (MADV_POPULATE_READ, Linux 5.14;
+ * older kernels fault page by page as before), so the copies do not each
+ * pay their first-touch fault. Only there: the scan only looks, so a
+ * worker's page tables hold what its copies read and the 2 MiB after it,
+ * not every resident page of each 64 MiB region it touched: no page
+ * tables, in every worker, for pages none of its copies reads.
  *
  * Short reads advance buffer, length and file offset and go again; a read
  * of 0 bytes before the expected end means the file is shorter than the
@@ -103,7 +108,13 @@
  * tables yet (2 MiB: a folio the kernel may map with one entry). */
 #define BR_IO_POPULATE_AHEAD UINT64_C(512)
 /* Sources prefetched ahead of the copy: the first line of each starts the
- * page walk and the stream while the previous record is copied. */
+ * page walk and the stream while the previous record is copied. A few
+ * records, so that a walk that takes longer than one record's copy is
+ * still under way in time, and few enough that the prefetches do not
+ * compete with the copy's own misses (a whole record prefetched ahead
+ * doubled the time). Distances 1 to 8 measured alike, and the prefetch
+ * gained up to a tenth where memory was slow and nothing where it was
+ * quick: docs/perf/notes.md, "Scattered records: the copy's misses". */
 #define BR_IO_PREFETCH_AHEAD 4u
 
 #ifndef MADV_POPULATE_READ
@@ -140,8 +151,8 @@ struct br_path_choice {
     uint64_t next_trial_ns;  /* no trial before this */
     uint64_t batch;          /* io->batches when `path` was set */
     uint64_t batch_bytes;    /* bytes of this batch on `path` */
-    uint32_t batch_reads;    /* and reads */
-    double batch_ns;         /* and their share of the phases' time */
+    double batch_ns;         /* and their time: runs timed alone, plus a
+                                share of the rest of their phase */
     bool spoiled;            /* a copy of this batch faulted */
 };
 
@@ -208,6 +219,13 @@ struct br_io {
     uint8_t *job_lo, *job_hi;
     struct br_read *queue;
     size_t queued, capacity;
+    /* The copy and pread phases run reads one after another: a run of
+     * reads of one cell, followed by another cell's, is timed on its own
+     * (run_next). */
+    struct br_path_choice *run_choice; /* the cell of the current run */
+    uint64_t run_start_ns;             /* when it began */
+    unsigned runs;                     /* runs in this phase so far */
+    uint64_t run_charged_ns[PATHS];    /* time charged to runs, per path */
     struct br_worker_rec *rec;
     char msg[BR_MSG_CAP];
 };
@@ -564,10 +582,57 @@ static int read_failed(br_io *io, const struct br_read *r, int code)
                     (unsigned long long)r->offset, strerror(-code));
 }
 
+/* ---- each cell's time in a phase that runs reads one after another ---- */
+
+/* Starts timing the runs of a phase that began at start_ns. */
+static void runs_begin(br_io *io, uint64_t start_ns)
+{
+    io->run_choice = NULL;
+    io->run_start_ns = start_ns;
+    io->runs = 0;
+}
+
+/* Ends the current run now, charging its time to its cell alone. */
+static void run_charge(br_io *io, unsigned path)
+{
+    const uint64_t t = br__now_ns();
+    if (io->run_choice) {
+        io->run_choice->batch_ns += (double)(t - io->run_start_ns);
+        io->run_charged_ns[path] += t - io->run_start_ns;
+    }
+    io->run_start_ns = t;
+}
+
+/* Before read r of phase `path`: where r's cell differs from the run's,
+ * the run ends. A cell's copies or preads are then its own time, however
+ * few of the batch's reads it has (a size class that is a minority in
+ * every batch would otherwise never be timed apart from the others); a
+ * batch of one cell takes no timestamp at all, a batch of several one per
+ * change of cell and one at the end (a clock read, small beside a copied
+ * record: docs/perf/notes.md). */
+static void run_next(br_io *io, const struct br_read *r, unsigned path)
+{
+    if (io->force || r->choice == io->run_choice)
+        return;
+    if (io->runs++ > 0)
+        run_charge(io, path);
+    io->run_choice = r->choice;
+}
+
+/* Ends the phase's runs: its last run is timed alone if there were others
+ * (a phase of one run is all that cell's time anyway). */
+static void runs_end(br_io *io, unsigned path)
+{
+    if (io->runs > 1)
+        run_charge(io, path);
+}
+
 static int wait_pread(br_io *io)
 {
     for (size_t i = 0; i < io->queued; i++) {
         struct br_read *r = &io->queue[i];
+        if (r->path == PATH_PREAD && r->done < r->len)
+            run_next(io, r, PATH_PREAD);
         while (r->path == PATH_PREAD && r->done < r->len) {
             ssize_t n = pread(r->fd, r->dst + r->done, (size_t)(r->len - r->done),
                               (off_t)(r->offset + r->done));
@@ -757,10 +822,10 @@ static bool sigbus_ready(void)
     return true;
 }
 
-/* Populates our page tables for the pages of region [first, first + n)
- * that became resident since its last scan (bit 0 now, bit 1 clear), one
- * madvise per run: the copies then pay no first-touch fault per page. A
- * page evicted in between is read in by it, as a copy's fault would. A
+/* Populates our page tables for the pages of [first, first + n) known
+ * resident and not populated yet (bit 0 set, bit 1 clear), one madvise
+ * per run: the copies then pay no first-touch fault per page. A page
+ * evicted since the scan is read in by it, as a copy's fault would. A
  * kernel without MADV_POPULATE_READ (EINVAL) is asked no more; a run cut
  * off by a truncation (EFAULT) or an I/O error is simply not populated:
  * the copy's guard deals with it. */
@@ -813,7 +878,8 @@ static void populate_ahead(br_io *io, const struct br_read *r)
 }
 
 /* Scans the residency of every region that read r touches and that is
- * due for a scan at `now`, and populates what became resident. */
+ * due for a scan at `now`. It populates nothing: populate_ahead maps what
+ * the copies read, as they need it. */
 static void scan_residency(br_io *io, struct br_mapped_file *m, const struct br_read *r,
                            uint64_t now)
 {
@@ -840,7 +906,6 @@ static void scan_residency(br_io *io, struct br_mapped_file *m, const struct br_
             for (uint64_t k = 0; k < n; k++)
                 vec[k] = (uint8_t)((vec[k] & 1) |
                                    (io->scan_before && (vec[k] & 1) ? io->scan_before[k] & 2 : 0));
-            populate_region(io, m, first, n);
         }
         t1 = br__now_ns();
         m->next_scan_ns[region] = t1 + (100 * (t1 - t0) > BR_IO_SCAN_MIN_NS ? 100 * (t1 - t0)
@@ -940,6 +1005,7 @@ static size_t copy_resident(br_io *io, size_t planned)
         struct br_read *r = &io->queue[i];
         if (r->path != PATH_COPY)
             continue;
+        run_next(io, r, PATH_COPY);
         for (size_t k = i + 1; k < io->queued && k <= i + BR_IO_PREFETCH_AHEAD; k++) {
             const struct br_read *n = &io->queue[k];
             if (n->path == PATH_COPY)
@@ -960,6 +1026,7 @@ static size_t copy_resident(br_io *io, size_t planned)
             check_size |= UINT64_C(1) << r->mapped;
     }
     copy_escape = NULL;
+    runs_end(io, PATH_COPY);
     /* A file cut short before a copy reads as zeros past its end inside
      * the last page (no SIGBUS there): check that the file still covers
      * every copied range, and read again what it does not. */
@@ -1031,7 +1098,6 @@ static void choose_path(br_io *io, struct br_path_choice *c, unsigned mask, uint
 {
     c->batch = io->batches;
     c->batch_bytes = 0;
-    c->batch_reads = 0;
     c->batch_ns = 0;
     c->spoiled = false;
     if (c->trial < PATHS) {
@@ -1142,7 +1208,8 @@ static void lone_read_to_pread(br_io *io)
 }
 
 /* Adds this batch's cost to the choice of every read's cell: the time of
- * each path's phase shared among its reads by their bytes. */
+ * its runs (run_next) and a share, by bytes, of the rest of its phase (all
+ * of io_uring's, whose reads overlap; a submit, a size check). */
 static void record_costs(br_io *io, const uint64_t phase_ns[PATHS],
                          const uint64_t phase_bytes[PATHS])
 {
@@ -1150,27 +1217,24 @@ static void record_costs(br_io *io, const uint64_t phase_ns[PATHS],
         const struct br_read *r = &io->queue[k];
         struct br_path_choice *c = r->choice;
         if (c && r->path == c->path && phase_bytes[r->path]) {
+            const uint64_t rest = phase_ns[r->path] > io->run_charged_ns[r->path]
+                                      ? phase_ns[r->path] - io->run_charged_ns[r->path]
+                                      : 0;
             c->batch_bytes += r->len;
-            c->batch_reads++;
-            c->batch_ns +=
-                (double)phase_ns[r->path] * (double)r->len / (double)phase_bytes[r->path];
+            c->batch_ns += (double)rest * (double)r->len / (double)phase_bytes[r->path];
         }
     }
     for (size_t k = 0; k < io->queued; k++) {
         struct br_path_choice *c = io->queue[k].choice;
         if (!c || c->batch != io->batches || !c->batch_bytes)
             continue;
-        /* A phase has a cost per batch besides its cost per byte (a
-         * submit, a size check): a cell with a minority of the batch's
-         * reads would be charged a share that is not its own. */
-        if (!c->spoiled && 2 * (size_t)c->batch_reads >= io->queued) {
+        if (!c->spoiled) {
             c->cost[c->path][c->next[c->path]] = (float)(c->batch_ns / (double)c->batch_bytes);
             c->next[c->path] = (uint8_t)((c->next[c->path] + 1) % BR_IO_TRIAL_WAITS);
             if (c->samples[c->path] < BR_IO_TRIAL_WAITS)
                 c->samples[c->path]++;
         }
         c->batch_bytes = 0; /* recorded */
-        c->batch_reads = 0;
     }
 }
 
@@ -1186,8 +1250,11 @@ BR_API int br_io_wait(br_io *io)
     io->batches++;
     planned = plan_paths(io, br__now_ns());
     t0 = br__now_ns(); /* the scan is not the copies' cost */
-    if (planned)
+    memset(io->run_charged_ns, 0, sizeof io->run_charged_ns);
+    if (planned) {
+        runs_begin(io, t0);
         copies = copy_resident(io, planned);
+    }
     t1 = br__now_ns();
     if (io->force)
         lone_read_to_pread(io);
@@ -1198,8 +1265,11 @@ BR_API int br_io_wait(br_io *io)
     if (phase_bytes[PATH_URING])
         rc = wait_uring(io);
     t2 = br__now_ns();
-    if (rc == 0 && phase_bytes[PATH_PREAD])
+    if (rc == 0 && phase_bytes[PATH_PREAD]) {
+        runs_begin(io, t2);
         rc = wait_pread(io);
+        runs_end(io, PATH_PREAD);
+    }
     t3 = br__now_ns();
     if (rc == 0 && !io->force) {
         phase_ns[PATH_COPY] = t1 - t0;

@@ -11,6 +11,8 @@
  * - The measured choice over a run whose file is evicted, becomes
  *   resident, is evicted again and is cut short: every batch equal to a
  *   pread of the file by the test, the cut named, no SIGBUS (every path).
+ * - A worker's page tables hold what its copies read (and a little after
+ *   it), not every resident page of the file.
  * - Mixed residency (BR_IO=copy): part of the file dropped from the page cache
  *   (POSIX_FADV_DONTNEED, checked with mincore), batches that mix copied
  *   reads and io_uring reads in every order (copies last, first, between,
@@ -402,6 +404,85 @@ static void test_copy_cached_indexed(void **state)
     cached_dataset(ds, data, idx_size, N_IDX, 24);
     assert_int_equal(br_dataset_close(ds), 0);
     unlink(data), unlink(index);
+}
+
+/* A worker's page tables hold what its copies read, not the whole cached
+ * file: one 4 KiB record copied out of a cached 16 MiB file (a quarter of
+ * a residency region) leaves the worker's mapping of the file with far
+ * less than the file resident in its page tables (smaps' Rss). Populating
+ * every resident page at the scan gave the worker all 16 MiB. */
+#define PT_REC 4096u
+#define PT_N 4096u /* 16 MiB */
+
+static size_t pt_rec_size(uint64_t id)
+{
+    (void)id;
+    return PT_REC;
+}
+
+/* Rss, in bytes, of process pid's mappings of path. */
+static uint64_t mapped_rss(int32_t pid, const char *path)
+{
+    char smaps[64], line[4608];
+    uint64_t rss = 0;
+    bool ours = false;
+    FILE *f;
+    snprintf(smaps, sizeof smaps, "/proc/%d/smaps", (int)pid);
+    f = fopen(smaps, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long kb;
+        size_t n = strlen(line);
+        if (n && line[n - 1] == '\n')
+            line[--n] = '\0';
+        if (strchr(line, '-') && strchr(line, ' ') && strchr(line, '-') < strchr(line, ' '))
+            ours = n >= strlen(path) && !strcmp(line + n - strlen(path), path);
+        else if (ours && sscanf(line, "Rss: %llu kB", &kb) == 1)
+            rss += (uint64_t)kb << 10;
+    }
+    fclose(f);
+    return rss;
+}
+
+static void test_copy_maps_what_it_copies(void **state)
+{
+    (void)state;
+    const char *data = tf_path(dir, "page-tables.bin");
+    const uint64_t file_bytes = (uint64_t)PT_REC * PT_N;
+    br_worker_stats ws;
+    br_dataset *ds;
+    br_options opt;
+    br_batch b;
+    br_gen *g;
+    uint64_t rss;
+
+    write_samples(data, PT_N, pt_rec_size);
+    assert_cached(data);
+    assert_int_equal(br_dataset_open_records(&ds, data, PT_REC, NULL, 0), 0);
+    mode_begin(MEASURED);
+    br_options_init(&opt);
+    opt.batch_size = 1;
+    opt.workers = 1;
+    opt.slots = 1; /* the worker loads nothing more until batch 0 is given back */
+    opt.epochs = 1;
+    assert_int_equal(br_open_dataset(&g, ds, NULL, 0, &opt), 0);
+    tu_track(g);
+    assert_int_equal(br_next(g, &b), 0);
+    tf_check_sample(&b, 0, 0, SEED, pt_rec_size);
+    assert_int_equal(br_worker_stats_get(g, 0, &ws), 0);
+    assert_int_equal(ws.io_copies, 1); /* the record was copied from the mapping */
+    assert_true(ws.pid > 0);
+    rss = mapped_rss(ws.pid, data);
+    print_message("one record copied: %" PRIu64 " KiB of the %" PRIu64
+                  " KiB file in the worker's page tables\n",
+                  rss >> 10, file_bytes >> 10);
+    assert_true(rss >= PT_REC); /* the mapping was found, with the copied page */
+    if (rss > file_bytes / 4)
+        fail_msg("the worker maps %" PRIu64 " KiB of the file after copying one %u-byte record",
+                 rss >> 10, PT_REC);
+    assert_int_equal(tu_close(g), 0);
+    assert_int_equal(br_dataset_close(ds), 0);
+    unlink(data);
 }
 
 /* ---- 2. mixed residency in one batch --------------------------------------- */
@@ -1137,6 +1218,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_copy_cached_records, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_cached_indexed, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_copy_maps_what_it_copies, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_mixed_residency, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_measured_events, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_copy_truncated_records, tu_setup, tu_teardown),

@@ -6,7 +6,8 @@
  * destination outside the job's slot, a bad descriptor); a read that runs
  * past the end of the file; files registered from worker_init; reads of
  * three sizes from a registered file under the path measured per size
- * (every path tried, every byte the file's); and the per-worker counters
+ * (every path tried, every byte the file's); a size class that is a
+ * minority of every batch measured on the read paths too; and the per-worker counters
  * that say which path ran and what it read.
  *
  * Loaders run in worker processes: what they observe goes to a shared page
@@ -649,6 +650,116 @@ static void test_io_sizes_pread(void **state)
     sizes(TF_PREAD);
 }
 
+/* A size class that is a minority in every batch is measured too: each
+ * batch is 3 reads of 4 KiB and one of 64 KiB from the cached, registered
+ * file, so the 64 KiB read's cell never has half of a batch's reads. Its
+ * first path is a copy; measured, it must try the read paths as well
+ * within MINORITY_BATCHES (a cell measures each path for a few batches),
+ * where an unmeasured cell would keep copying for ever. slots = 1: the
+ * worker loads batch k + 1 only after batch k was released, so the copy
+ * counter read after batch k arrived is that of batches 0..k exactly. */
+#define MINORITY_BATCHES 40u
+#define MINORITY_SMALL 4096u
+#define MINORITY_SMALL_READS 3u
+#define MINORITY_LARGE (64u << 10)
+
+static uint64_t minority_off(uint64_t seq, size_t k)
+{
+    const size_t len = k < MINORITY_SMALL_READS ? MINORITY_SMALL : MINORITY_LARGE;
+    return (seq * 104729u + k * 262147u) % (FILE_BYTES - len);
+}
+
+static size_t minority_pos(size_t k)
+{
+    return k * MINORITY_SMALL;
+}
+
+static int minority_loader(br_job *job, void *user)
+{
+    const struct worker_file *wf = job->state;
+    int rc;
+    (void)user;
+    for (size_t k = 0; k <= MINORITY_SMALL_READS; k++) {
+        const size_t len = k < MINORITY_SMALL_READS ? MINORITY_SMALL : MINORITY_LARGE;
+        rc = br_io_read(job->io, wf->fd, minority_off(job->seq, k), len,
+                        (uint8_t *)job->out + minority_pos(k), job->ids[0]);
+        if (rc)
+            return fail_job(job, rc, "br_io_read");
+    }
+    rc = br_io_wait(job->io);
+    if (rc)
+        return fail_job(job, rc, "br_io_wait");
+    job->size = minority_pos(MINORITY_SMALL_READS) + MINORITY_LARGE;
+    return 0;
+}
+
+static void test_io_minority_measured(void **state)
+{
+    uint64_t ids[MINORITY_BATCHES], copies = 0;
+    unsigned large_copied = 0, large_read = 0;
+    br_worker_stats ws;
+    br_options opt;
+    br_batch b;
+    br_gen *g;
+    tu_leaks leaks;
+    (void)state;
+
+    for (uint64_t i = 0; i < MINORITY_BATCHES; i++)
+        ids[i] = i;
+    {
+        uint8_t *warm = malloc(FILE_BYTES);
+        assert_non_null(warm);
+        assert_int_equal(pread(cfg.fd, warm, FILE_BYTES, 0), FILE_BYTES);
+        free(warm);
+    }
+    memset(fnd, 0, sizeof *fnd);
+    tu_leaks_begin(&leaks);
+    assert_int_equal(unsetenv("BR_IO"), 0); /* the measured choice */
+    br_options_init(&opt);
+    opt.batch_size = 1;
+    opt.workers = 1;
+    opt.slots = 1;
+    opt.epochs = 1;
+    opt.slot_bytes = minority_pos(MINORITY_SMALL_READS) + MINORITY_LARGE;
+    opt.worker_init = open_file_init;
+    opt.worker_fini = close_file_fini;
+    assert_int_equal(br_open(&g, minority_loader, NULL, ids, NULL, MINORITY_BATCHES, &opt), 0);
+    tu_track(g);
+    for (uint64_t seq = 0; seq < MINORITY_BATCHES; seq++) {
+        int rc = br_next(g, &b);
+        uint64_t now;
+        if (rc)
+            fail_msg("batch %" PRIu64 ": %s: %s", seq, br_err_name(rc), br_last_error(g));
+        for (size_t k = 0; k <= MINORITY_SMALL_READS; k++) {
+            const size_t len = k < MINORITY_SMALL_READS ? MINORITY_SMALL : MINORITY_LARGE;
+            if (memcmp((const uint8_t *)b.data + minority_pos(k), content + minority_off(seq, k),
+                       len) != 0)
+                fail_msg("batch %" PRIu64 ", read %zu: differs from the file", seq, k);
+        }
+        assert_int_equal(br_worker_stats_get(g, 0, &ws), 0);
+        now = ws.io_copies - copies;
+        copies = ws.io_copies;
+        /* Each cell's reads take one path per batch: 4 or 3 copies (the
+         * large read copied or not), 1 or 0. */
+        if (now != 0 && now != 1 && now != MINORITY_SMALL_READS && now != MINORITY_SMALL_READS + 1)
+            fail_msg("batch %" PRIu64 ": %" PRIu64 " copies", seq, now);
+        if (seq == 0)
+            assert_int_equal(now, MINORITY_SMALL_READS + 1); /* every cell measures copies first */
+        if (now == 1 || now == MINORITY_SMALL_READS + 1)
+            large_copied++;
+        else
+            large_read++;
+    }
+    assert_int_equal(br_next(g, &b), BR_EOF);
+    print_message("the 64 KiB read: copied in %u batches, read in %u\n", large_copied, large_read);
+    if (large_read == 0)
+        fail_msg("the 64 KiB read, a minority of every batch, was copied in all %u batches: "
+                 "its cell was never measured on another path",
+                 MINORITY_BATCHES);
+    tu_close(g);
+    tu_leaks_check(&leaks);
+}
+
 /* No reader at all outside a worker: the calls refuse a NULL reader. */
 static void test_io_null_reader(void **state)
 {
@@ -674,6 +785,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_io_registered_pread, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_sizes_measured, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_sizes_pread, tu_setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_io_minority_measured, tu_setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_null_reader, tu_setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
