@@ -575,6 +575,16 @@ static int sizes_loader(br_job *job, void *user)
     return 0;
 }
 
+/* Reads the whole file into the page cache (again), so that copies from
+ * its mapping are candidates for the reader's measured choice. */
+static void warm_cache(int fd)
+{
+    uint8_t *warm = malloc(FILE_BYTES);
+    assert_non_null(warm);
+    assert_int_equal(pread(fd, warm, FILE_BYTES, 0), FILE_BYTES);
+    free(warm);
+}
+
 static void sizes(enum tf_backend backend)
 {
     uint64_t ids[SIZES_BATCHES];
@@ -587,13 +597,7 @@ static void sizes(enum tf_backend backend)
 
     for (uint64_t i = 0; i < SIZES_BATCHES; i++)
         ids[i] = i;
-    {
-        /* Into the page cache (again), so that copies are candidates. */
-        uint8_t *warm = malloc(FILE_BYTES);
-        assert_non_null(warm);
-        assert_int_equal(pread(cfg.fd, warm, FILE_BYTES, 0), FILE_BYTES);
-        free(warm);
-    }
+    warm_cache(cfg.fd);
     memset(fnd, 0, sizeof *fnd);
     tu_leaks_begin(&leaks);
     tf_backend_begin(backend);
@@ -706,12 +710,7 @@ static void test_io_minority_measured(void **state)
 
     for (uint64_t i = 0; i < MINORITY_BATCHES; i++)
         ids[i] = i;
-    {
-        uint8_t *warm = malloc(FILE_BYTES);
-        assert_non_null(warm);
-        assert_int_equal(pread(cfg.fd, warm, FILE_BYTES, 0), FILE_BYTES);
-        free(warm);
-    }
+    warm_cache(cfg.fd);
     memset(fnd, 0, sizeof *fnd);
     tu_leaks_begin(&leaks);
     assert_int_equal(unsetenv("BR_IO"), 0); /* the measured choice */
