@@ -22,7 +22,7 @@
 #define BR_AUTO_RING_BYTES (UINT64_C(8) << 20)
 #define BR_AUTO_MAX_SLOTS 128u
 /* ... twice as deep where the workers hold every CPU: there the consumer
- * sleeps once per three quarters of the ring while it waits for them, and
+ * sleeps once per seven eighths of the ring while it waits for them, and
  * each sleep costs it tens of microseconds of CPU on a VM (20-50 us where
  * this was measured: a bare nanosleep of 100 us costs ~20 us), so its CPU
  * per batch is that over the ring's depth. */
