@@ -50,7 +50,8 @@ int br__worker_env_init(struct br_worker_env *env, const struct br_ring *r,
     env->index = index;
     /* What a timed sleep overshoots by at least, until naps show more. */
     rc = prctl(PR_GET_TIMERSLACK);
-    env->nap_late_ns = rc > 0 ? (uint64_t)rc : 0;
+    env->timer_slack_ns = rc > 0 ? (uint64_t)rc : 0;
+    env->nap_late_ns = env->timer_slack_ns;
     env->rec = rec;
     rc = br__io_create(&env->io, r, rec, single_issuer, msg);
     if (rc)
@@ -319,9 +320,14 @@ static uint64_t nap_ns(const struct br_ring *r, struct br_worker_env *env, uint6
     env->pace_at_ns = now;
     if (!pace || free_at < r->nslots || free_at - r->nslots <= cursor)
         return 0;
-    /* Twice the lateness: it varies from nap to nap. */
-    if (__builtin_mul_overflow(r->nslots - run, pace, &cover) || cover <= 2 * env->nap_late_ns)
+    /* Twice the lateness: it varies from nap to nap. A refused nap
+     * measures nothing, so the lateness seen once (a nap that lost its CPU,
+     * say) fades back towards the slack, and naps are tried again. */
+    if (__builtin_mul_overflow(r->nslots - run, pace, &cover) || cover <= 2 * env->nap_late_ns) {
+        if (env->nap_late_ns > env->timer_slack_ns)
+            env->nap_late_ns -= (env->nap_late_ns - env->timer_slack_ns) / 4;
         return 0;
+    }
     if (__builtin_mul_overflow(free_at - r->nslots - cursor, pace, &nap) ||
         nap >= UINT64_C(1000000) * BR_WORKER_SLICE_MS)
         return 0;

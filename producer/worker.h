@@ -49,6 +49,7 @@ struct br_worker_env {
      * a nap has run out): a nap pays only if the batches still ready when
      * it should end cover that much. */
     uint64_t nap_late_ns;
+    uint64_t timer_slack_ns;
 };
 
 /* Creates env's reader and runs ctx->worker_init. Returns 0, or a negative
