@@ -50,6 +50,9 @@ struct br_worker_env {
      * it should end cover that much. */
     uint64_t nap_late_ns;
     uint64_t timer_slack_ns;
+    /* This worker's recent time per load (an average over about 4): after
+     * a nap it still has to load before the ready batches run out. */
+    uint64_t load_avg_ns;
 };
 
 /* Creates env's reader and runs ctx->worker_init. Returns 0, or a negative
