@@ -120,9 +120,7 @@ struct br_ring_header {
     _Atomic uint32_t kick;
     _Atomic uint32_t consumer_events; /* futex: bumped on attach, detach, end */
     _Atomic uint32_t consumer_done;   /* enum br_consumer_done */
-    /* The consumer's FUTEX_WAKEs of kick (br__kick_workers), wrapping:
-     * how often workers that ran ahead cost the trainer a syscall. */
-    _Atomic uint32_t kick_wakes;
+    uint32_t pad_consumer_line;
     /* CLOCK_MONOTONIC ns (br__now_ns) at which the consumer's current wait
      * for batch `cursor` began, stored just before its first sleep of that
      * wait (never for a ready batch or a wait that ends in the spin), and
