@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -48,6 +49,35 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/*
+ * A waiter that has spun this long without the ball moving yields its CPU.
+ * A round trip takes well under a microsecond when the two processes run
+ * on two CPUs, so the yield never touches the figure then; when they share
+ * one CPU (a CPU-bound machine, a one-CPU cpuset) the other side can only
+ * move the ball once the waiter gives the CPU up, and without the yield
+ * every handoff would wait for the scheduler's tick: the 20,000-round-trip
+ * warm-up then took minutes. Such a floor is slow, and it says so.
+ */
+#define BOUNCE_YIELD_NS 20000u
+
+/* One wait's spinning: cpu_relax, and sched_yield past BOUNCE_YIELD_NS. */
+struct spinner {
+    unsigned spins;
+    uint64_t since; /* when this wait's clock started; 0: not yet */
+};
+
+static void spinner_pause(struct spinner *s)
+{
+    cpu_relax();
+    if (++s->spins % 64 == 0) {
+        uint64_t now = br_util_now_ns();
+        if (!s->since)
+            s->since = now;
+        else if (now - s->since > BOUNCE_YIELD_NS)
+            sched_yield();
+    }
+}
+
 /* The ball is a 32-bit futex word so that the child can park on it
  * between chunks: a spinning child would take a core from the workers of
  * the case whose baseline the floor is. */
@@ -74,6 +104,7 @@ static _Noreturn void bounce_child(struct bounce_lines *l, pid_t parent)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(0);
+    struct spinner spin = {0, 0};
     for (;;) {
         /* Acquire pairs with the parent's release of an odd ball (and
          * makes its earlier store to `park` visible). */
@@ -81,6 +112,7 @@ static _Noreturn void bounce_child(struct bounce_lines *l, pid_t parent)
         if (v & 1) {
             /* Release pairs with the parent's acquire load of the reply. */
             atomic_store_explicit(&l->ball, v + 1, memory_order_release);
+            spin = (struct spinner){0, 0};
             continue;
         }
         if (atomic_load_explicit(&l->stop, memory_order_relaxed))
@@ -88,7 +120,7 @@ static _Noreturn void bounce_child(struct bounce_lines *l, pid_t parent)
         if (atomic_load_explicit(&l->park, memory_order_relaxed))
             futex_word(&l->ball, FUTEX_WAIT, v); /* returns when the ball moved */
         else
-            cpu_relax();
+            spinner_pause(&spin);
     }
 }
 
@@ -121,9 +153,10 @@ static void bouncer_round_trips(struct bouncer *b, uint64_t n)
     for (uint64_t i = 0; i < n; i++) {
         uint32_t serve = b->ball + 1;
         /* Release/acquire as in a real handoff: the ball carries data. */
+        struct spinner spin = {0, 0};
         atomic_store_explicit(&b->lines->ball, serve, memory_order_release);
         while (atomic_load_explicit(&b->lines->ball, memory_order_acquire) != serve + 1)
-            cpu_relax();
+            spinner_pause(&spin);
         b->ball = serve + 1;
     }
 }
@@ -134,8 +167,9 @@ static void bouncer_unpark(struct bouncer *b)
     atomic_store_explicit(&b->lines->park, 0, memory_order_relaxed);
     atomic_store_explicit(&b->lines->ball, b->ball + 1, memory_order_release);
     futex_word(&b->lines->ball, FUTEX_WAKE, 1);
+    struct spinner spin = {0, 0};
     while (atomic_load_explicit(&b->lines->ball, memory_order_acquire) != b->ball + 2)
-        cpu_relax();
+        spinner_pause(&spin);
     b->ball += 2;
     bouncer_round_trips(b, 2000);
 }
