@@ -35,11 +35,13 @@
  * Python or script makes the torch figures NaN with a note, and the rest
  * still runs.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,6 +411,71 @@ static int torch_turn(struct torch_peer *t, struct bench_result *out)
     return 0;
 }
 
+/* ---- between turns ---- */
+
+/*
+ * A peer's work goes on after its turn: the DataLoader's workers finish
+ * the batches they prefetched (4 of them, 5-10 ms of both CPUs), a ring's
+ * workers fill the slots the turn freed (about 1 ms). Left alone, that
+ * tail runs in the next peer's timed turn (it took 5-10 ms of the Python
+ * peer's 200 ms, which always follows the batch DataLoader). So every turn
+ * starts once all the processes below this one have been idle for a
+ * SETTLE_WINDOW_NS, at most SETTLE_MAX_NS after the turn. Measured from
+ * /proc/PID/task/TID/schedstat (run time in ns, every thread) of every
+ * descendant, found through /proc/PID/task/TID/children.
+ */
+#define SETTLE_WINDOW_NS 2000000u
+#define SETTLE_IDLE_NS 40000u /* at most this much CPU in a window: idle */
+#define SETTLE_MAX_NS UINT64_C(300000000)
+#define SETTLE_MAX_DEPTH 4
+
+/* The run time of pid's threads, and with depth > 0, of its descendants. */
+static uint64_t tree_cpu_ns(pid_t pid, int depth, bool count_self)
+{
+    char path[96];
+    uint64_t sum = 0;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *tasks = opendir(path);
+    struct dirent *e;
+    if (!tasks)
+        return 0;
+    while ((e = readdir(tasks))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        unsigned long long run = 0;
+        FILE *f;
+        snprintf(path, sizeof path, "/proc/%d/task/%.16s/schedstat", (int)pid, e->d_name);
+        if (count_self && (f = fopen(path, "re"))) {
+            if (fscanf(f, "%llu", &run) == 1)
+                sum += run;
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "/proc/%d/task/%.16s/children", (int)pid, e->d_name);
+        if (depth > 0 && (f = fopen(path, "re"))) {
+            int child;
+            while (fscanf(f, "%d", &child) == 1)
+                sum += tree_cpu_ns((pid_t)child, depth - 1, true);
+            fclose(f);
+        }
+    }
+    closedir(tasks);
+    return sum;
+}
+
+static void settle(void)
+{
+    const uint64_t t0 = br_util_now_ns();
+    uint64_t before = tree_cpu_ns(getpid(), SETTLE_MAX_DEPTH, false);
+    while (br_util_now_ns() - t0 < SETTLE_MAX_NS) {
+        struct timespec window = {0, SETTLE_WINDOW_NS};
+        nanosleep(&window, NULL);
+        uint64_t now = tree_cpu_ns(getpid(), SETTLE_MAX_DEPTH, false);
+        if (now - before <= SETTLE_IDLE_NS)
+            return;
+        before = now;
+    }
+}
+
 /* ---- the C peers ---- */
 
 struct pread_peer {
@@ -524,15 +591,19 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
     }
     while (loop->keep_running(loop)) {
         uint64_t before = ring.ns, units = ring.batches;
+        settle();
         if ((rc = batchring_turn(g, per_batch, &ring, &out->bytes, out)))
             goto done;
+        settle();
         if ((rc = pread_turn(&pp, &loop_total)) < 0) {
             rc = bench__fail(out, rc, "pread of %s failed", file.path);
             goto done;
         }
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 3; k++) {
+            settle();
             if (torch[k].pid > 0 && (rc = torch_turn(&torch[k], out)))
                 goto done;
+        }
         loop->iteration_done(loop, ring.ns - before, ring.batches - units);
     }
     resident = resident_fraction(file.path);
