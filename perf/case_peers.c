@@ -23,7 +23,8 @@
  * DataLoader's sampler); peers-seq reads them in file order.
  *
  * The peers run in rounds, each for PEER_PHASE_NS of wall time per round,
- * in turn, so the machine's noise hits all of them alike. The Python child
+ * in turn, so the machine's noise hits all of them alike; each turn starts
+ * once the one before it has stopped using the CPUs (settle). The Python child
  * is started once per run and waits on its stdin between phases; its
  * figures are measured inside it (time.process_time of the main process:
  * never its DataLoader workers). Each peer's trainer CPU per batch is the
