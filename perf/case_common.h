@@ -183,10 +183,13 @@ bool bench__scaling_target(const struct bench_params *p, double *limit, bool *at
 int bench__startup_run(struct bench_loop *loop, const struct bench_params *p,
                        struct bench_result *out);
 bool bench__startup_target(const struct bench_params *p, double *limit, bool *at_least);
-/* case_overlap.c */
+/* case_overlap.c: overlap, slow-trainer */
 int bench__overlap_run(struct bench_loop *loop, const struct bench_params *p,
                        struct bench_result *out);
 bool bench__overlap_target(const struct bench_params *p, double *limit, bool *at_least);
+int bench__slow_trainer_run(struct bench_loop *loop, const struct bench_params *p,
+                            struct bench_result *out);
+bool bench__slow_trainer_target(const struct bench_params *p, double *limit, bool *at_least);
 /* case_records.c: records-random, records-seq, records-direct */
 int bench__records_random_run(struct bench_loop *loop, const struct bench_params *p,
                               struct bench_result *out);

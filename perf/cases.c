@@ -15,6 +15,7 @@
  *               a ring of the same size once
  *   overlap     batches/s with a CPU-bound loader and a trainer step of the
  *               same cost                                      vs 1 / max(load, step)
+ *   slow-trainer  batches/s with that step 4x the load           vs 1 / step
  *   records-random / records-seq
  *               batches/s of the built-in records dataset read through the
  *               workers' io_uring                               vs the same
@@ -47,7 +48,7 @@
  *   case_handoff.c     floor, handoff
  *   case_throughput.c  efficiency, seed, scaling
  *   case_startup.c     startup
- *   case_overlap.c     overlap
+ *   case_overlap.c     overlap, slow-trainer
  *   case_records.c     records-random, records-seq, records-direct
  *   case_peers.c       peers, peers-seq
  *   case_h2d.c         h2d (the CUDA runtime dlopen()ed)
@@ -139,6 +140,18 @@ const struct bench_case bench_cases[] = {
         .defaults = {.batch_bytes = 1 * MIB, .workers = 1},
         .run = bench__overlap_run,
         .target = bench__overlap_target,
+    },
+    {
+        .name = "slow-trainer",
+        .summary = "a trainer step 4x the load: the ring stays full, the trainer loses what br_next takes",
+        .value_unit = "batches/s",
+        .baseline_name = "ideal: 1 / step",
+        .baseline_unit = "batches/s",
+        .ratio_name = "measured / ideal",
+        .uses = BENCH_USES_BATCH_BYTES | BENCH_USES_WORKERS,
+        .defaults = {.batch_bytes = 64 * KIB, .workers = 1},
+        .run = bench__slow_trainer_run,
+        .target = bench__slow_trainer_target,
     },
     {
         .name = "records-random",

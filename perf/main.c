@@ -163,6 +163,13 @@ static void register_all(void)
     for (int i = 0; i < 4; i++)
         ROW(b, batch_bytes[i], 1);
 
+    /* A step 4x the load: the trainer sets the pace, the workers sleep on
+     * a full ring, and what br_next costs is lost to the step. */
+    b = family("slow-trainer", 10);
+    for (int i = 0; i < 4; i++)
+        ROW(b, batch_bytes[i], 1);
+    ROW(b, 64 << 10, 2);
+
     /* Files: 64 shuffled 4 KiB records per batch; sequential batches of
      * 64 KiB and 1 MiB, each one coalesced read. One worker shows the
      * reader against the loop it replaces; two, what the trainer gets. */

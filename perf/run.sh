@@ -63,7 +63,7 @@ ln -sf "$(basename "$json")" "$results/latest.json"
 # Rows in the order of the cases (a shuffled run reports them shuffled),
 # then by workers, batch bytes and ring bytes; the context lines first.
 awk -f "$perf_dir/summary.awk" "$json" | awk -F '\t' '
-    BEGIN { split("floor handoff efficiency seed scaling startup overlap", order, " ")
+    BEGIN { split("floor handoff efficiency seed scaling startup overlap slow-trainer", order, " ")
             for (i in order) rank[order[i]] = i }
     /^#/ { print "0\t0\t0\t0\t0\t" $0; next }
     { print (($1 in rank) ? rank[$1] : 99) "\t" ($3 == "-" ? 0 : $3) "\t" ($2 == "-" ? 0 : $2) "\t" ($4 == "-" ? 0 : $4) "\t" NR "\t" $0 }' |
@@ -187,7 +187,7 @@ END {
         }
         base = (f[7] == "-") ? "-" : num(f[7]) " " (f[1] == "handoff" ? "ns/handoff " : "") f[8]
         if (f[1] == "efficiency") base = num(f[7]) " GB/s, " f[8]
-        if (f[1] == "seed" || f[1] == "overlap" || f[1] == "scaling" || f[1] ~ /^peers/) base = num(f[7]) " batches/s, " f[8]
+        if (f[1] == "seed" || f[1] == "overlap" || f[1] == "slow-trainer" || f[1] == "scaling" || f[1] ~ /^peers/) base = num(f[7]) " batches/s, " f[8]
         if (f[1] == "startup") base = num(f[7]) " ms, " f[8]
         target = (f[11] == "-") ? "" : ((f[12] + 0) ? "≥ " : "≤ ") num(f[11])
         verdict = (f[13] == "-") ? "" : (f[13] == "MISS" ? "**miss**" : f[13])
