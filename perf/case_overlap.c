@@ -131,13 +131,15 @@ static int overlap_run(struct bench_loop *loop, const struct bench_params *p,
     bench__add_figure(out, "serial_batches_per_s", 1e9 / serial_ns);
     bench__add_figure(out, "speedup_over_serial", out->value * serial_ns / 1e9);
     if (step_loads > 1)
-        /* Wall time per batch beyond the step: br_next and its wake-ups. */
+        /* Wall time per batch beyond the step: br_next, the wake-ups it
+         * makes, and the step's reads of a batch another core wrote. */
         bench__add_figure(out, "trainer_lost_us_per_batch", 1e6 / out->value - step_ns / 1e3);
 done:
     bench__free_buffer(src, bytes);
     bench__free_buffer(dst, bytes);
     return rc;
 }
+
 int bench__overlap_run(struct bench_loop *loop, const struct bench_params *p,
                        struct bench_result *out)
 {
