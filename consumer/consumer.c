@@ -325,7 +325,7 @@ int br__consumer_wait(struct br_consumer *c, uint64_t seq, uint32_t *word)
         return 0;
     }
     /* About to wait: any worker still asleep must start now. */
-    br__kick_workers(c->ring, INT_MAX);
+    br__kick_workers(c->ring, INT_MAX, BR_SLEEPERS_ALL);
     t0 = br__now_ns();
     pace_note(c, seq, t0);
     deadline = c->timeout_ms < 0 ? UINT64_MAX : t0 + (uint64_t)c->timeout_ms * 1000000u;
@@ -342,7 +342,7 @@ int br__consumer_wait(struct br_consumer *c, uint64_t seq, uint32_t *word)
     }
     for (;;) {
         uint64_t left;
-        br__kick_workers(c->ring, INT_MAX);
+        br__kick_workers(c->ring, INT_MAX, BR_SLEEPERS_ALL);
         w = br__load_acquire_u32(&d->word);
         if (w == ready || w == failed)
             break;
@@ -423,7 +423,7 @@ static void release_slot(struct br_consumer *c, uint64_t seq)
      * kicks them anyway before we wait. */
     if (++c->released >= c->kick_every) {
         c->released = 0;
-        br__kick_workers(c->ring, (int)c->kick_every);
+        br__kick_workers(c->ring, (int)c->kick_every, BR_SLEEPERS_UNTIMED);
     }
 }
 

@@ -84,7 +84,8 @@ byte restarts;              /* hdr->restarts */
 byte fail_seq = NOFAIL;     /* hdr->fail_seq */
 byte fail_msg = NOFAIL;     /* hdr->fail_msg: here, the batch it names */
 byte kick;                  /* hdr->kick: bumped to wake sleeping workers */
-byte sleepers;              /* hdr->slot_sleepers */
+byte sleepers;              /* hdr->slot_sleepers, low half: untimed sleepers */
+byte nappers;               /* ... high half: nappers (-DNAPS) */
 
 /* -DKICKS models how workers sleep for a free slot and are woken ([K1],
  * [K2] in ring/ring.c): without it a worker waiting for its slot moves as
@@ -115,7 +116,22 @@ byte sleepers;              /* hdr->slot_sleepers */
  * -DNO_RECHECK: a worker sleeps without loading its slot's word after it
  *  counted itself in slot_sleepers ([K2] without its last load). With the
  *  kick before every wait this is still safe (spin finds nothing): the
- *  kick before the wait is what no wake-up can be lost behind. */
+ *  kick before the wait is what no wake-up can be lost behind.
+ * -DNAPS: a worker's sleep may instead be a nap (br__worker_sleep with
+ *  BR_NAPPER_ONE, take_slot in producer/worker.c): counted in the high
+ *  half of slot_sleepers (`nappers` here; the same word in the code, so
+ *  the consumer loads both in one step), skipped by the run-end kick and
+ *  woken only by the kick before a wait. The nap's timeout is not
+ *  modelled: no progress may depend on it. Any sleep may be a nap here
+ *  (the code naps at most once per slot), a superset of the code's
+ *  choices. Must be caught: -DNAPS with -DNO_WAIT_KICK, and -DNAPS with
+ *  -DWAIT_KICK_UNTIMED (the kick before a wait tests the untimed half
+ *  only, as the run-end kick does). */
+#if defined(NAPS) && defined(WAIT_KICK_UNTIMED)
+#define WAIT_SLEEPERS (sleepers > 0)
+#else
+#define WAIT_SLEEPERS (sleepers > 0 || nappers > 0)
+#endif
 
 /* The supervisor's own state (struct br_supervisor) and the kernel's. */
 bool running[W];            /* s->pids[i] > 0: forked, not reaped */
@@ -144,6 +160,7 @@ proctype worker(byte i; byte first)
     bool takeover = (first != IDLE);
     bool loading;
     byte kk, seen;
+    bool nap;
 
     {
         do
@@ -196,7 +213,12 @@ end_slot:
                     (takeover && word[SLOT(c)] == WORD(c, LOADING))) ->
                   seen = word[SLOT(c)]
               };
-              sleepers++;
+              if
+              :: sleepers++; nap = false
+#ifdef NAPS
+              :: nappers++; nap = true
+#endif
+              fi;
               kk = kick;
               if
 #ifndef NO_RECHECK
@@ -205,7 +227,10 @@ end_slot:
               :: else ->
 end_sleep:        (kick != kk)
               fi;
-              sleepers--
+              if
+              :: nap -> nappers--
+              :: else -> sleepers--
+              fi
 #endif
            od;
            takeover = false;
@@ -439,7 +464,7 @@ attach:
            :: word[SLOT(seq)] == WORD(seq, READY) || word[SLOT(seq)] == WORD(seq, FAILED) -> skip
            :: else ->
               if
-              :: sleepers > 0 -> kick++
+              :: WAIT_SLEEPERS -> kick++
               :: else -> skip
               fi
            fi;
@@ -682,7 +707,7 @@ attach:
               :: UNREL(seq) -> skip
               :: else ->
                  if
-                 :: sleepers > 0 -> kick++
+                 :: WAIT_SLEEPERS -> kick++
                  :: else -> skip
                  fi
               fi;

@@ -3,8 +3,9 @@
  * The worker loop: claim a seq, wait for its slot to be free, run the
  * loader into it, publish. Workers never spin: a worker waiting for a free
  * slot sleeps at once (spinning on a core the consumer needs costs it a
- * whole time slice), until the consumer kicks it (ring.c, "Waking
- * workers"), in bounded slices so that it notices a dead parent.
+ * whole time slice): first a nap timed to the consumer's pace, then until
+ * the consumer kicks it (ring.c, "Waking workers"), in bounded slices so
+ * that it notices a dead parent.
  */
 #include <errno.h>
 #include <sched.h>
@@ -47,6 +48,10 @@ int br__worker_env_init(struct br_worker_env *env, const struct br_ring *r,
 
     memset(env, 0, sizeof *env);
     env->index = index;
+    /* What a timed sleep overshoots by at least, until naps show more. */
+    rc = prctl(PR_GET_TIMERSLACK);
+    env->timer_slack_ns = rc > 0 ? (uint64_t)rc : 0;
+    env->nap_late_ns = env->timer_slack_ns;
     env->rec = rec;
     rc = br__io_create(&env->io, r, rec, single_issuer, msg);
     if (rc)
@@ -227,6 +232,8 @@ int br__fill_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
                  p.count, job.size);
         rc = BR_ELOADER;
     }
+    env->load_avg_ns = env->load_avg_ns ? env->load_avg_ns - env->load_avg_ns / 4 + (t1 - t0) / 4
+                                        : t1 - t0;
     if (env->rec) {
         br__add_single_writer_u64(&env->rec->batches, 1);
         br__add_single_writer_u64(&env->rec->bytes, rc ? 0 : job.size);
@@ -286,6 +293,75 @@ static bool claim_next(const struct br_ring *r, struct br_worker_rec *rec, uint6
     return true;
 }
 
+/*
+ * Naps only on rings of at least this many slots. On fewer, the batches
+ * still ready when a nap ends are one or two loads' worth, and a nap that
+ * ends late by a wake-up's time on a VM (tens of microseconds) makes the
+ * trainer wait: overlap at 16 MiB (2 slots, a step as long as the load)
+ * fell from 0.95-0.98 to 0.80-0.90 with naps there, even with the guard on
+ * measured lateness below. Deep rings are where a kick per half ring costs
+ * a trainer that the workers keep ahead of (slow-trainer, 64 KiB: 3.4 us
+ * of every step without naps).
+ */
+#define BR_NAP_MIN_SLOTS 8u
+
+/* How long a worker whose slot (that of seq) is not yet free may nap, in
+ * ns, before its slot and the run after it should be free at the
+ * consumer's pace; 0 when it should sleep until kicked instead: pace not
+ * known yet, a nap longer than a slice, or one whose usual lateness the
+ * batches still ready at its end would not cover (the consumer would run
+ * dry and kick anyway, as on a ring of 2 slots of a fast trainer). Updates
+ * the pace from the cursor: while a worker finds its slot taken the ring
+ * is full, so the cursor moves at the trainer's pace. */
+static uint64_t nap_ns(const struct br_ring *r, struct br_worker_env *env, uint64_t seq)
+{
+    const uint64_t now = br__now_ns();
+    const uint64_t cursor = br__load_acquire_u64(&r->hdr->cursor);
+    const uint64_t run = r->nslots / 2 ? r->nslots / 2 : 1;
+    /* The slot of seq is given back when the consumer takes the batch
+     * after seq - nslots, and the run of `run` slots after it (the one a
+     * release-run kick would have freed) `run` batches later. */
+    const uint64_t free_at = seq + run + 1;
+    uint64_t pace = env->pace_ns, nap, cover;
+
+    if (env->pace_at_ns && cursor > env->pace_cursor) {
+        uint64_t sample = (now - env->pace_at_ns) / (cursor - env->pace_cursor);
+        /* Errs short: a nap too long drains the ring and makes the trainer
+         * wait, one too short costs this worker a wake-up. So a faster
+         * pace is taken at once, and a slower one at most doubles the
+         * average per sample: a trainer that paused (an evaluation, a
+         * checkpoint) is not taken for a slow one. */
+        if (!pace || sample < pace)
+            pace = sample;
+        else
+            pace = pace - pace / 4 + (sample < 2 * pace ? sample : 2 * pace) / 4;
+        env->pace_ns = pace;
+    }
+    env->pace_cursor = cursor;
+    env->pace_at_ns = now;
+    if (!pace || r->nslots < BR_NAP_MIN_SLOTS || free_at < r->nslots ||
+        free_at - r->nslots <= cursor)
+        return 0;
+    /* The batches still ready when the nap ends must outlast the load this
+     * worker still has to do then, by twice the lateness: it varies from
+     * nap to nap. Without the load a ring of 2 slots, whose trainer steps
+     * as long as a load, napped with nothing to spare, and each late nap
+     * was time the trainer waited (overlap at 16 MiB: 0.95 -> 0.68-0.96).
+     * A refused nap measures nothing, so the lateness seen once (a nap
+     * that lost its CPU, say) fades back towards the slack, and naps are
+     * tried again. */
+    if (__builtin_mul_overflow(r->nslots - run, pace, &cover) || cover <= env->load_avg_ns ||
+        cover - env->load_avg_ns <= 2 * env->nap_late_ns) {
+        if (env->nap_late_ns > env->timer_slack_ns)
+            env->nap_late_ns -= (env->nap_late_ns - env->timer_slack_ns) / 4;
+        return 0;
+    }
+    if (__builtin_mul_overflow(free_at - r->nslots - cursor, pace, &nap) ||
+        nap >= UINT64_C(1000000) * BR_WORKER_SLICE_MS)
+        return 0;
+    return nap;
+}
+
 /* Waits until the slot of seq is (lap, FREE) and moves it to LOADING. A
  * replacement taking over a dead worker's batch also accepts LOADING. If
  * the run is stopped meanwhile, abandons seq and exits (check_alive). */
@@ -298,6 +374,7 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
     const uint32_t free_word = br__slot_word(lap, BR_FREE);
     const uint32_t loading = br__slot_word(lap, BR_LOADING);
     uint64_t t0 = 0;
+    bool napped = false;
 
     for (;;) {
         /* The CAS without a load before it: the consumer wrote the word
@@ -307,6 +384,7 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
          * (on failure too) pairs with the consumer's release of (lap,
          * FREE): it has stopped reading the slot before we overwrite it. */
         uint32_t w = free_word;
+        uint64_t nap = 0;
         if (br__cas_acq_rel_u32(&d->word, &w, loading))
             break;
         if (takeover && w == loading)
@@ -315,13 +393,28 @@ static void take_slot(const struct br_ring *r, const struct br_loader_ctx *ctx,
             continue;
         if (!t0)
             t0 = br__now_ns();
-        /* Until the consumer kicks: once it has released a run of slots
-         * (kick_every, half the ring) or before it waits itself (ring.c,
-         * "Waking workers"). No nap at a guessed pace: a nap that ends
-         * early costs a wake-up for nothing, one that ends late idles the
-         * worker, and on a VM each wake-up costs tens of microseconds. */
+        /* First a nap timed to the consumer's pace, which the consumer's
+         * release-run kick skips (no syscall in the trainer); if the slot
+         * is still taken after it, a sleep until the consumer kicks:
+         * once it has released a run of slots (kick_every, half the ring)
+         * or before it waits itself (ring.c, "Waking workers"). So a
+         * trainer that pauses costs a worker one extra wake-up, and a
+         * consumer about to wait wakes nappers too: no nap is needed for
+         * progress. */
+        if (!napped) {
+            napped = true;
+            nap = nap_ns(r, env, seq);
+        }
         br__add_single_writer_u64(&rec->slot_sleeps, 1);
-        br__worker_sleep((struct br_ring *)r, d, w, UINT64_C(1000000) * BR_WORKER_SLICE_MS);
+        if (nap) {
+            uint64_t end = br__now_ns() + nap;
+            if (br__worker_sleep((struct br_ring *)r, d, w, nap, BR_NAPPER_ONE) == -ETIMEDOUT) {
+                uint64_t late = br__now_ns() - end;
+                env->nap_late_ns = env->nap_late_ns - env->nap_late_ns / 4 + late / 4;
+            }
+        } else
+            br__worker_sleep((struct br_ring *)r, d, w, UINT64_C(1000000) * BR_WORKER_SLICE_MS,
+                             BR_SLEEPER_ONE);
         check_alive(r, ctx, env, parent);
     }
     if (t0)
@@ -336,7 +429,7 @@ static _Noreturn void wait_for_stop(const struct br_ring *r, const struct br_loa
 {
     for (;;) {
         br__worker_sleep((struct br_ring *)r, &r->desc[0], br__load_relaxed_u32(&r->desc[0].word),
-                         UINT64_C(1000000) * BR_WORKER_SLICE_MS);
+                         UINT64_C(1000000) * BR_WORKER_SLICE_MS, BR_SLEEPER_ONE);
         check_alive(r, ctx, env, parent);
     }
 }

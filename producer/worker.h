@@ -39,6 +39,20 @@ struct br_worker_env {
     void *state;               /* from ctx->worker_init */
     uint8_t *populated;        /* per slot: its data is in our page tables;
                                   NULL when the whole ring is */
+    /* The consumer's pace as this worker sees it when its slot is not yet
+     * free (take_slot): the cursor and the time at the last such moment,
+     * and an average of ns per batch consumed (0: not known yet). */
+    uint64_t pace_cursor;
+    uint64_t pace_at_ns;
+    uint64_t pace_ns;
+    /* How late this worker's naps end (an average; the timer slack until
+     * a nap has run out): a nap pays only if the batches still ready when
+     * it should end cover that much. */
+    uint64_t nap_late_ns;
+    uint64_t timer_slack_ns;
+    /* This worker's recent time per load (an average over about 4): after
+     * a nap it still has to load before the ready batches run out. */
+    uint64_t load_avg_ns;
 };
 
 /* Creates env's reader and runs ctx->worker_init. Returns 0, or a negative

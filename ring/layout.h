@@ -120,7 +120,9 @@ struct br_ring_header {
     _Atomic uint32_t kick;
     _Atomic uint32_t consumer_events; /* futex: bumped on attach, detach, end */
     _Atomic uint32_t consumer_done;   /* enum br_consumer_done */
-    uint32_t pad_consumer_line;
+    /* The consumer's FUTEX_WAKEs of kick (br__kick_workers), wrapping:
+     * how often workers that ran ahead cost the trainer a syscall. */
+    _Atomic uint32_t kick_wakes;
     /* CLOCK_MONOTONIC ns (br__now_ns) at which the consumer's current wait
      * for batch `cursor` began, stored just before its first sleep of that
      * wait (never for a ready batch or a wait that ends in the spin), and

@@ -26,19 +26,30 @@
  *
  * Waking workers. A worker whose slot is not yet free does not sleep on
  * the slot's word: it sleeps on the header's `kick` word, counted in
- * `slot_sleepers`, with no timeout but the 100 ms slice that notices a dead
- * parent: no nap at a guessed pace (a nap that ends early is a wake-up for
- * nothing, one that ends late an idle worker). The consumer bumps `kick`
- * and wakes sleepers (br__kick_workers) in two places only:
+ * `slot_sleepers`. The first such sleep for a slot is a nap, counted in
+ * the word's high half (BR_NAPPER_ONE): timed to when the slot and the
+ * run of max(1, nslots / 2) slots after it should be free at the pace the
+ * worker saw the cursor move (nap_ns in producer/worker.c). If the slot is
+ * still taken after the nap, or the pace is not known yet, the worker
+ * sleeps untimed, counted in the low half (BR_SLEEPER_ONE), with no
+ * timeout but the 100 ms slice that notices a dead parent: so a trainer
+ * that pauses costs a worker one extra wake-up, not one per guessed
+ * period. The consumer bumps `kick` and wakes sleepers (br__kick_workers)
+ * in two places only:
  *  - after a run of max(1, nslots / 2) releases (consumer.c,
- *    br__consumer_release): workers that ran ahead of the trainer (the
+ *    br__consumer_release), if an untimed sleeper is counted
+ *    (BR_SLEEPERS_UNTIMED): workers that ran ahead of the trainer (the
  *    ring full, workers asleep) are woken once per half ring, find that
  *    half free and fill it in one go, while the other half, still ready,
- *    covers their wake-up. Between runs a release is one store and no
- *    load of slot_sleepers; at the end of a run one load, and a syscall
- *    only when someone sleeps.
+ *    covers their wake-up. Nappers wake by themselves at about that time,
+ *    so while the trainer keeps its pace this kick finds no untimed
+ *    sleeper and costs the trainer no syscall. Between runs a release is
+ *    one store and no load of slot_sleepers; at the end of a run one load,
+ *    and a syscall only when an untimed sleeper sleeps.
  *  - before it waits itself (consumer.c, br__consumer_wait), and again
- *    before each of its sleep slices: a worker that sleeps then must load.
+ *    before each of its sleep slices, if anyone sleeps or naps
+ *    (BR_SLEEPERS_ALL): a worker that sleeps then must load. No nap's
+ *    timeout is needed for progress: this kick wakes nappers too.
  * No worker sleeps through a batch the consumer waits for: the consumer
  * waits for seq only after releasing every batch below it, so the worker
  * of seq finds its slot (that of seq - nslots) FREE or is kicked.
@@ -57,9 +68,12 @@
  *        while kick holds what it loaded (br__worker_sleep).
  * [K1] pairs with [K2]: either the worker's load of the slot word sees the
  * release, or the consumer's load of slot_sleepers sees the worker, and
- * then its bump of kick makes the futex wait fail or wakes it. model/slots.pml
- * checks this without the slices: a worker blocked in its sleep for good
- * while the consumer waits is an error there.
+ * then its bump of kick makes the futex wait fail or wakes it. Nappers and
+ * untimed sleepers are counted in the same word, so the pairing is the
+ * same for both; which half the consumer tests decides only whom a kick
+ * may skip. model/slots.pml checks this without the slices and without
+ * the naps' timeouts (-DKICKS, -DNAPS): a worker blocked in its sleep for
+ * good while the consumer waits is an error there.
  *
  * Stopping workers. The supervisor stops a run by storing STOPPING in the
  * header's `state`, bumping `kick` and waking every sleeper
@@ -977,7 +991,8 @@ int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms)
     return rc;
 }
 
-int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns)
+int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns,
+                     uint32_t kind)
 {
     struct br_ring_header *h = r->hdr;
     struct timespec ts = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
@@ -986,18 +1001,18 @@ int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, u
 
     /* [K2] (protocol at the top): pairs with [K1], the seq_cst load of
      * slot_sleepers in br__kick_workers after a release. */
-    br__add_seq_cst_u32(&h->slot_sleepers, 1);
+    br__add_seq_cst_u32(&h->slot_sleepers, kind);
     kick = br__load_seq_cst_u32(&h->kick);
     /* The state after kick: pairs with br__ring_stop_workers, which stores
      * the state before it bumps kick. */
     if (br__load_seq_cst_u32(&d->word) == seen &&
         br__load_seq_cst_u32(&h->state) == BR_RUN_RUNNING)
         rc = br__futex_wait(&h->kick, kick, &ts);
-    br__sub_seq_cst_u32(&h->slot_sleepers, 1);
+    br__sub_seq_cst_u32(&h->slot_sleepers, kind);
     return rc;
 }
 
-bool br__kick_workers(struct br_ring *r, int how_many)
+bool br__kick_workers(struct br_ring *r, int how_many, uint32_t which)
 {
     struct br_ring_header *h = r->hdr;
     /* [K1]: the fence orders every release the caller made before (each
@@ -1005,10 +1020,12 @@ bool br__kick_workers(struct br_ring *r, int how_many)
      * slot_sleepers; pairs with [K2] in br__worker_sleep. One fence per
      * run of releases, not one locked store per release. */
     br__fence_seq_cst();
-    if (!br__load_seq_cst_u32(&h->slot_sleepers))
+    if (!(br__load_seq_cst_u32(&h->slot_sleepers) & which))
         return false;
     br__add_seq_cst_u32(&h->kick, 1);
     br__futex_wake(&h->kick, how_many);
+    /* Only the consumer kicks (the supervisor's stop is not counted). */
+    br__store_relaxed_u32(&h->kick_wakes, br__load_relaxed_u32(&h->kick_wakes) + 1);
     return true;
 }
 

@@ -192,16 +192,31 @@ void br__ring_unmap(struct br_ring *r);
  * Returns 0 (woken or value changed), -ETIMEDOUT or -EINTR. */
 int br__slot_sleep(struct br_slot_desc *d, uint32_t seen, int timeout_ms);
 
+/* slot_sleepers counts two kinds of sleeper in one word (one word, so
+ * that [K1]/[K2] pair as before): untimed sleepers in the low half, which
+ * every kick wakes, and nappers (a sleep timed to the consumer's pace) in
+ * the high half, which only the kick before the consumer waits wakes.
+ * Each half counts at most BR_MAX_WORKERS live workers plus those killed
+ * asleep (whose count stays: a spurious kick, never a lost one), far below
+ * 2^16. */
+#define BR_SLEEPER_ONE UINT32_C(1)
+#define BR_NAPPER_ONE UINT32_C(0x10000)
+#define BR_SLEEPERS_UNTIMED UINT32_C(0xffff)
+#define BR_SLEEPERS_ALL UINT32_C(0xffffffff)
+
 /* A worker's sleep while the slot it needs still holds `seen` and the run
- * state is RUNNING: on the header's kick word, for at most timeout_ns.
+ * state is RUNNING: on the header's kick word, for at most timeout_ns,
+ * counted as `kind` (BR_SLEEPER_ONE or BR_NAPPER_ONE) in slot_sleepers.
  * Returns 0, -ETIMEDOUT or -EINTR; the caller rechecks its slot and the
  * state either way. */
-int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns);
+int br__worker_sleep(struct br_ring *r, struct br_slot_desc *d, uint32_t seen, uint64_t timeout_ns,
+                     uint32_t kind);
 
-/* Wakes up to how_many workers asleep in br__worker_sleep, if any sleeps.
+/* Wakes up to how_many workers asleep in br__worker_sleep, if any sleeper
+ * counted in `which` (BR_SLEEPERS_UNTIMED or BR_SLEEPERS_ALL) sleeps.
  * Call after releasing slots (it fences them before it looks for
  * sleepers). Returns whether there was anyone to wake. */
-bool br__kick_workers(struct br_ring *r, int how_many);
+bool br__kick_workers(struct br_ring *r, int how_many, uint32_t which);
 
 /* Tells the workers that the run is over: stores BR_RUN_STOPPING in the
  * header's state and wakes every worker asleep in br__worker_sleep, which

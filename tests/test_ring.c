@@ -2,8 +2,8 @@
 /*
  * The shared-memory object on its own: geometry, header validation (every
  * field of a corrupted header is refused, by name, without a crash), the
- * prefault guarantee, and the slot sleep/publish handshake across real
- * processes.
+ * prefault guarantee, the slot sleep/publish handshake across real
+ * processes, and which kicks wake a worker asleep for its slot.
  */
 #include <errno.h>
 #include <sched.h>
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -272,6 +273,82 @@ static void test_ring_sleep_times_out_when_nothing_changes(void **state)
     br__ring_unmap(&r);
 }
 
+/* A child asleep for slot 1 as `kind` (br__worker_sleep on the kick word,
+ * with a timeout far beyond the test's watchdog): exits 0 once woken with
+ * the slot changed, 1 if its sleep ran out. */
+static pid_t fork_slot_sleeper(struct br_ring *r, uint32_t kind)
+{
+    struct br_slot_desc *d = &r->desc[1];
+    const uint32_t seen = br__load_acquire_u32(&d->word);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = br__worker_sleep(r, d, seen, UINT64_C(60000000000), kind);
+        _exit(rc == 0 && br__load_acquire_u32(&d->word) != seen ? 0 : 1);
+    }
+    tu_watchdog_arm(tu_s(20), "child never went to sleep for its slot");
+    while (br__load_seq_cst_u32(&r->hdr->slot_sleepers) != kind)
+        sched_yield();
+    tu_watchdog_disarm();
+    return pid;
+}
+
+static void expect_woken(struct br_ring *r, pid_t pid)
+{
+    int status;
+    tu_watchdog_arm(tu_s(20), "the kick did not wake the sleeping child");
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    tu_watchdog_disarm();
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(br__load_seq_cst_u32(&r->hdr->slot_sleepers), 0);
+}
+
+/* The kick after a run of releases skips a worker that naps at the
+ * consumer's pace (no syscall for the trainer); the kick before the
+ * consumer waits wakes it. */
+static void test_ring_run_kick_skips_napper_wait_kick_wakes_it(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring r;
+    char msg[BR_MSG_CAP];
+    uint32_t kick;
+    pid_t pid;
+
+    assert_int_equal(br__ring_create(&r, &g, NULL, msg), 0);
+    pid = fork_slot_sleeper(&r, BR_NAPPER_ONE);
+    kick = br__load_seq_cst_u32(&r.hdr->kick);
+    assert_false(br__kick_workers(&r, 2, BR_SLEEPERS_UNTIMED));
+    assert_int_equal(br__load_seq_cst_u32(&r.hdr->kick), kick);
+    assert_int_equal(br__load_relaxed_u32(&r.hdr->kick_wakes), 0);
+    assert_int_equal(br__load_seq_cst_u32(&r.hdr->slot_sleepers), BR_NAPPER_ONE);
+    /* As the consumer does: the release, then the kick before its wait. */
+    br__slot_release(&r.desc[1], br__slot_word(1, BR_FREE));
+    assert_true(br__kick_workers(&r, INT_MAX, BR_SLEEPERS_ALL));
+    assert_int_equal(br__load_relaxed_u32(&r.hdr->kick_wakes), 1);
+    expect_woken(&r, pid);
+    br__ring_unmap(&r);
+}
+
+/* A worker in an untimed sleep is woken by the run-end kick. */
+static void test_ring_run_kick_wakes_untimed_sleeper(void **state)
+{
+    (void)state;
+    struct br_ring_geometry g = small_geometry();
+    struct br_ring r;
+    char msg[BR_MSG_CAP];
+    pid_t pid;
+
+    assert_int_equal(br__ring_create(&r, &g, NULL, msg), 0);
+    pid = fork_slot_sleeper(&r, BR_SLEEPER_ONE);
+    br__slot_release(&r.desc[1], br__slot_word(1, BR_FREE));
+    assert_true(br__kick_workers(&r, 2, BR_SLEEPERS_UNTIMED));
+    assert_int_equal(br__load_relaxed_u32(&r.hdr->kick_wakes), 1);
+    expect_woken(&r, pid);
+    br__ring_unmap(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +360,8 @@ int main(void)
         cmocka_unit_test(test_ring_is_prefaulted_in_creator_and_child),
         cmocka_unit_test(test_ring_publish_wakes_sleeper_in_other_process),
         cmocka_unit_test(test_ring_sleep_times_out_when_nothing_changes),
+        cmocka_unit_test(test_ring_run_kick_skips_napper_wait_kick_wakes_it),
+        cmocka_unit_test(test_ring_run_kick_wakes_untimed_sleeper),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
