@@ -300,8 +300,8 @@ static bool claim_next(const struct br_ring *r, struct br_worker_rec *rec, uint6
  * trainer wait: overlap at 16 MiB (2 slots, a step as long as the load)
  * fell from 0.95-0.98 to 0.80-0.90 with naps there, even with the guard on
  * measured lateness below. Deep rings are where a kick per half ring costs
- * a trainer that the workers keep ahead of (slow-trainer, 64 KiB: 3.4 us
- * of every step without naps).
+ * a trainer that the workers keep ahead of (slow-trainer, 64 KiB: 2.7-3.4
+ * us of every step without naps, 1.1 with them).
  */
 #define BR_NAP_MIN_SLOTS 8u
 
@@ -344,10 +344,8 @@ static uint64_t nap_ns(const struct br_ring *r, struct br_worker_env *env, uint6
         return 0;
     /* The batches still ready when the nap ends must outlast the load this
      * worker still has to do then, by twice the lateness: it varies from
-     * nap to nap. Without the load a ring of 2 slots, whose trainer steps
-     * as long as a load, napped with nothing to spare, and each late nap
-     * was time the trainer waited (overlap at 16 MiB: 0.95 -> 0.68-0.96).
-     * A refused nap measures nothing, so the lateness seen once (a nap
+     * nap to nap, and a late nap the ready batches do not cover is time
+     * the trainer waits. A refused nap measures nothing, so the lateness seen once (a nap
      * that lost its CPU, say) fades back towards the slack, and naps are
      * tried again. */
     if (__builtin_mul_overflow(r->nslots - run, pace, &cover) || cover <= env->load_avg_ns ||
