@@ -509,6 +509,43 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
         assert np.array_equal(x.numpy(), want.view(np.int32))
 
 
+def test_tensor_slices_hold_the_batch_and_may_die_in_any_thread(data):
+    """Batch.torch's tensor shares its storage with every slice of it, and
+    the storage holds the batch: the slot goes back when the last slice
+    goes, whichever thread drops it, and a closed generator keeps its ring
+    mapped for a slice that outlives it."""
+    torch = pytest.importorskip("torch")
+    import threading
+    d, raw, _ = data
+    g = batchring.open_records(os.path.join(d, "records.bin"), REC, batch_size=64, workers=1,
+                               hold=3, slots=6, epochs=0)
+    b = next(g)
+    want = raw[b.ids]
+    x = b.torch(torch.float32, (b.count, -1))
+    assert np.array_equal(x.numpy().view(np.uint8), want)    # bits: NaNs are not equal
+    assert torch.equal(b.torch(torch.bfloat16, (b.count, -1)).view(torch.uint8),
+                       torch.from_numpy(want))
+    row = x[5]                      # a view of x's storage, not of the batch
+    del x, b                        # release on collection: deferred, row sees the slot
+    with pytest.raises(batchring.HoldLimit):
+        for _ in range(14):
+            next(g).release()
+    assert np.array_equal(row.numpy().view(np.uint8), want[5])
+    t = threading.Thread(target=lambda r: r.clear(), args=([row],))
+    del row                         # the list in the thread holds the last reference
+    t.start()
+    t.join()
+    for _ in range(14):             # the slot went back when the thread dropped it
+        next(g).release()
+    b = next(g)
+    tail = b.torch("int64", [b.count, REC // 8])[-1]
+    ids = b.ids.copy()
+    del b
+    g.close()                       # deferred: tail still sees the ring
+    assert np.array_equal(tail.numpy(), raw[ids[-1]].view(np.int64))
+    del tail                        # the last view went: the ring is unmapped now
+
+
 def test_torch_ring_iterable(data):
     torch = pytest.importorskip("torch")
     from batchring.torch import RingIterable
