@@ -461,6 +461,9 @@ static void dl_capsule_free(PyObject *capsule)
  * other, NULL without an exception, and the caller takes torch's own path
  * (frombuffer + view) and its errors.
  */
+static PyObject *dl_tensor(BatchObject *self, const void *ptr, size_t size, uint8_t code,
+                           uint8_t bits, const int64_t *dims, Py_ssize_t n);
+
 static PyObject *shaped_tensor(BatchObject *self, PyObject *dtype, PyObject *shape)
 {
     PyObject *entry = PyDict_GetItemWithError(torch_dl_dtypes, dtype); /* (code, bits) */
@@ -499,11 +502,19 @@ static PyObject *shaped_tensor(BatchObject *self, PyObject *dtype, PyObject *sha
         return NULL;
     if (free_dim >= 0)
         dims[free_dim] = elems / known;
+    return dl_tensor(self, self->b.data, self->b.size, (uint8_t)code, (uint8_t)bits, dims, n);
+}
 
+/* torch.utils.dlpack.from_dlpack of a capsule that describes `size` bytes
+ * at ptr (part of the batch) as a C-contiguous tensor of dims[n] items of
+ * (code, bits). */
+static PyObject *dl_tensor(BatchObject *self, const void *ptr, size_t size, uint8_t code,
+                           uint8_t bits, const int64_t *dims, Py_ssize_t n)
+{
     struct dl_batch_tensor *t = PyMem_RawCalloc(1, sizeof *t);
     if (!t)
         return PyErr_NoMemory();
-    PyObject *view = batch_view(self, self->b.data, self->b.size, 1, "B");
+    PyObject *view = batch_view(self, ptr, size, 1, "B");
     if (!view) {
         PyMem_RawFree(t);
         return NULL;
@@ -514,11 +525,11 @@ static PyObject *shaped_tensor(BatchObject *self, PyObject *dtype, PyObject *sha
         t->strides[i] = stride;
         stride *= dims[i];
     }
-    t->m.tensor.data = (void *)self->b.data;
+    t->m.tensor.data = (void *)ptr;
     t->m.tensor.device.device_type = DL_CPU;
     t->m.tensor.ndim = (int32_t)n;
-    t->m.tensor.dtype.code = (uint8_t)code;
-    t->m.tensor.dtype.bits = (uint8_t)bits;
+    t->m.tensor.dtype.code = code;
+    t->m.tensor.dtype.bits = bits;
     t->m.tensor.dtype.lanes = 1;
     t->m.tensor.shape = t->shape;
     t->m.tensor.strides = t->strides;
@@ -558,8 +569,10 @@ static PyObject *Batch_torch_labels(BatchObject *self, PyObject *unused)
     (void)unused;
     if (torch_ready())
         return NULL;
-    return optional_array(self, self->b.labels, (size_t)self->b.count * 4, 4, "i",
-                          torch_frombuffer, torch_i32);
+    if (!self->b.labels)
+        return optional_array(self, NULL, 0, 4, "i", torch_frombuffer, torch_i32);
+    const int64_t count = self->b.count;
+    return dl_tensor(self, self->b.labels, (size_t)count * 4, DL_INT, 32, &count, 1);
 }
 
 static PyObject *Batch_u64(BatchObject *self, void *c)

@@ -478,14 +478,15 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
                                 labels=os.path.join(d, "labels.bin"), batch_size=8,
                                 slots=4) as g:
         b = next(g)
-        want = raw[b.ids]
+        want, want_ids = raw[b.ids], b.ids.copy()
         assert np.array_equal(b.numpy(shape=(b.count, REC)), want)
         assert np.array_equal(b.numpy(np.int32, (b.count, -1)), want.view(np.int32))
         x = b.torch(torch.int32, (b.count, -1))
         assert x.shape == (b.count, REC // 4)
         assert np.array_equal(x.numpy(), want.view(np.int32))
         assert torch.equal(b.torch("int16"), torch.from_numpy(want.reshape(-1).view(np.int16)))
-        assert torch.equal(b.torch_labels(), torch.from_numpy(lab[b.ids]))
+        y = b.torch_labels()
+        assert y.dtype == torch.int32 and torch.equal(y, torch.from_numpy(lab[b.ids]))
         assert b.torch().dtype == torch.uint8 and b.torch().numel() == b.size
         assert b.torch(torch.bfloat16, [b.count, -1]).shape == (b.count, REC // 2)  # no numpy dtype
         assert torch.equal(b.torch("uint8", [b.count, REC]), torch.from_numpy(want))
@@ -507,6 +508,12 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
             for _ in range(8):              # the lap would load into x's slot
                 next(g).release()
         assert np.array_equal(x.numpy(), want.view(np.int32))
+        del x
+        with pytest.raises(batchring.HoldLimit):
+            next(g).release()               # the labels tensor holds the batch too
+        assert torch.equal(y, torch.from_numpy(lab[want_ids]))
+        del y
+        next(g).release()
 
 
 def test_tensor_slices_hold_the_batch_and_may_die_in_any_thread(data):
@@ -538,6 +545,7 @@ def test_tensor_slices_hold_the_batch_and_may_die_in_any_thread(data):
     for _ in range(14):             # the slot went back when the thread dropped it
         next(g).release()
     b = next(g)
+    assert b.torch_labels() is None           # opened without labels
     tail = b.torch("int64", [b.count, REC // 8])[-1]
     ids = b.ids.copy()
     del b
