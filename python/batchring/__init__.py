@@ -41,7 +41,7 @@ class Batch(_batchring._Batch):
 
 
 _batchring._set_numpy(_np.frombuffer, _np.dtype(_np.uint8), _np.dtype(_np.uint64),
-                      _np.dtype(_np.int32))
+                      _np.dtype(_np.int32), _np.ndarray, _np.dtype)
 _batchring._set_batch_type(Batch)
 
 

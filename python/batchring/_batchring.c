@@ -49,6 +49,12 @@ static PyTypeObject *BatchType; /* set by _set_batch_type: batchring.Batch */
  * batchring is imported (_set_numpy); torch.frombuffer, torch.dtype and
  * the dtype names, set when batchring.torch is (_set_torch). */
 static PyObject *np_frombuffer, *np_u8, *np_u64, *np_i32;
+/* numpy.ndarray and numpy.dtype, and {dtype argument: (numpy dtype,
+ * itemsize), or None where the dtype has fields or a subarray}: the
+ * arguments Batch.numpy saw, so that a shaped array costs one numpy call
+ * (see shaped_array). */
+static PyObject *np_ndarray, *np_dtype_type, *np_dtype_cache;
+#define NP_DTYPE_CACHE_MAX 64
 static PyObject *torch_frombuffer, *torch_dtype_type, *torch_dtypes, *torch_i32;
 /* torch.utils.dlpack.from_dlpack and {torch dtype: (DLPack type code, bits)}: a
  * shaped tensor made from a DLPack capsule costs about half of what
@@ -352,6 +358,122 @@ static PyObject *Batch_offsets(BatchObject *self, void *c)
                           np_frombuffer, np_u64);
 }
 
+/* Most dimensions of a shape the fast paths take (numpy allows 64). */
+#define SHAPE_MAX_DIMS 8
+
+/* The dimensions of `shape`, a tuple or list of ints with at most one -1
+ * (resolved here), if it covers `size` bytes of `itemsize`-byte items
+ * exactly: their number, 1 to SHAPE_MAX_DIMS. 0 for any other shape,
+ * without an exception: the caller then goes through numpy's or torch's
+ * own reshape, and its errors. */
+static Py_ssize_t shape_covering(PyObject *shape, size_t size, Py_ssize_t itemsize,
+                                 int64_t *dims)
+{
+    if (!(PyTuple_CheckExact(shape) || PyList_CheckExact(shape)) || itemsize <= 0 ||
+        size % (size_t)itemsize)
+        return 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(shape), free_dim = -1, known = 1;
+    if (n < 1 || n > SHAPE_MAX_DIMS)
+        return 0;
+    PyObject *const *items = PySequence_Fast_ITEMS(shape);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyLong_CheckExact(items[i]))
+            return 0;
+        long long d = PyLong_AsLongLong(items[i]);
+        if (d == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (d == -1 && free_dim < 0)
+            free_dim = i;
+        else if (d <= 0 || (unsigned long long)d > (size_t)PY_SSIZE_T_MAX / (size_t)known)
+            return 0;
+        else
+            known *= (Py_ssize_t)d;
+        dims[i] = d;
+    }
+    Py_ssize_t elems = (Py_ssize_t)(size / (size_t)itemsize);
+    if (free_dim < 0 ? known != elems : elems % known)
+        return 0;
+    if (free_dim >= 0)
+        dims[free_dim] = elems / known;
+    return n;
+}
+
+/* (numpy dtype, itemsize) for Batch.numpy's dtype argument, or None for a
+ * dtype the fast path leaves to numpy (fields, subarrays), or NULL without
+ * an exception for one numpy refuses (its own path raises numpy's error).
+ * Borrowed from the cache, or new when the cache is full. */
+static PyObject *np_dtype_entry(PyObject *dtype, PyObject **owned)
+{
+    *owned = NULL;
+    PyObject *entry = PyDict_GetItemWithError(np_dtype_cache, dtype);
+    if (entry || PyErr_Occurred()) {
+        PyErr_Clear(); /* an unhashable argument: numpy's own path */
+        return entry;
+    }
+    PyObject *dt = PyObject_CallOneArg(np_dtype_type, dtype);
+    PyObject *fields = dt ? PyObject_GetAttrString(dt, "fields") : NULL;
+    PyObject *sub = fields ? PyObject_GetAttrString(dt, "subdtype") : NULL;
+    PyObject *size = sub ? PyObject_GetAttrString(dt, "itemsize") : NULL;
+    if (size)
+        entry = fields == Py_None && sub == Py_None ? PyTuple_Pack(2, dt, size) : Py_NewRef(Py_None);
+    Py_XDECREF(dt);
+    Py_XDECREF(fields);
+    Py_XDECREF(sub);
+    Py_XDECREF(size);
+    if (!entry) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(np_dtype_cache) < NP_DTYPE_CACHE_MAX &&
+        PyDict_SetItem(np_dtype_cache, dtype, entry) == 0) {
+        Py_DECREF(entry); /* the cache's reference now */
+        return entry;
+    }
+    PyErr_Clear();
+    return *owned = entry;
+}
+
+/* numpy.ndarray(shape, dtype, view): Batch.numpy(dtype, shape) in one numpy
+ * call, where frombuffer(...).reshape(shape) takes two that cost several
+ * times as much. Only for a shape that covers the data (shape_covering)
+ * and a plain dtype: for any other, NULL without an exception, and the
+ * caller takes numpy's own path and its errors. The array's base is the
+ * view: it holds the batch. */
+static PyObject *shaped_array(BatchObject *self, PyObject *dtype, PyObject *shape)
+{
+    PyObject *owned, *entry = np_dtype_entry(dtype, &owned), *arr = NULL;
+    int64_t dims[SHAPE_MAX_DIMS];
+    Py_ssize_t n = 0;
+    if (entry && entry != Py_None) {
+        Py_ssize_t itemsize = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1));
+        if (itemsize == -1)
+            PyErr_Clear();
+        else
+            n = shape_covering(shape, self->b.size, itemsize, dims);
+    }
+    PyObject *tuple = n ? PyTuple_New(n) : NULL;
+    for (Py_ssize_t i = 0; tuple && i < n; i++) {
+        PyObject *d = PyLong_FromLongLong(dims[i]);
+        if (!d)
+            Py_CLEAR(tuple);
+        else
+            PyTuple_SET_ITEM(tuple, i, d);
+    }
+    if (tuple) {
+        PyObject *view = batch_view(self, self->b.data, self->b.size, 1, "B");
+        if (view) {
+            PyObject *args[3] = {tuple, PyTuple_GET_ITEM(entry, 0), view};
+            arr = PyObject_Vectorcall(np_ndarray, args, 3, NULL);
+            Py_DECREF(view);
+        }
+        Py_DECREF(tuple);
+    }
+    Py_XDECREF(owned);
+    return arr;
+}
+
 static PyObject *Batch_numpy(BatchObject *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
@@ -361,6 +483,11 @@ static PyObject *Batch_numpy(BatchObject *self, PyObject *const *args, Py_ssize_
         return NULL;
     if (!opt[0])
         opt[0] = np_u8;
+    if (opt[1] != Py_None) {
+        PyObject *a = shaped_array(self, opt[0], opt[1]);
+        if (a || PyErr_Occurred())
+            return a;
+    }
     return array_of(np_frombuffer, batch_view(self, self->b.data, self->b.size, 1, "B"), opt[0],
                     str_reshape, opt[1]);
 }
@@ -394,7 +521,7 @@ static PyObject *torch_dtype_of(PyObject *dtype)
  * "dltensor" capsule of DLPack 0.x, which every torch since 1.2 accepts).
  * The layout is DLPack's own; only the fields batchring fills are named.
  */
-enum { DL_INT = 0, DL_UINT = 1, DL_FLOAT = 2, DL_BFLOAT = 4, DL_CPU = 1, DL_MAX_DIMS = 8 };
+enum { DL_INT = 0, DL_UINT = 1, DL_FLOAT = 2, DL_BFLOAT = 4, DL_CPU = 1 };
 
 struct dl_tensor {
     void *data;
@@ -419,7 +546,7 @@ struct dl_managed {
 /* One allocation per tensor: the managed tensor and its shape and strides. */
 struct dl_batch_tensor {
     struct dl_managed m;
-    int64_t shape[DL_MAX_DIMS], strides[DL_MAX_DIMS];
+    int64_t shape[SHAPE_MAX_DIMS], strides[SHAPE_MAX_DIMS];
 };
 
 #if PY_VERSION_HEX >= 0x030D0000
@@ -456,10 +583,9 @@ static void dl_capsule_free(PyObject *capsule)
  * torch.utils.dlpack.from_dlpack of a capsule that describes the slot's
  * data with `shape`: the tensor Batch.torch(dtype, shape) makes, whose
  * storage keeps a view of the batch (and so the batch held) until torch
- * frees it. Only for a dtype DLPack names and a shape that is a tuple or
- * list of ints, with at most one -1, that covers the data exactly: for any
- * other, NULL without an exception, and the caller takes torch's own path
- * (frombuffer + view) and its errors.
+ * frees it. Only for a dtype DLPack names and a shape that covers the data
+ * (shape_covering): for any other, NULL without an exception, and the
+ * caller takes torch's own path (frombuffer + view) and its errors.
  */
 static PyObject *dl_tensor(BatchObject *self, const void *ptr, size_t size, uint8_t code,
                            uint8_t bits, const int64_t *dims, Py_ssize_t n);
@@ -467,41 +593,18 @@ static PyObject *dl_tensor(BatchObject *self, const void *ptr, size_t size, uint
 static PyObject *shaped_tensor(BatchObject *self, PyObject *dtype, PyObject *shape)
 {
     PyObject *entry = PyDict_GetItemWithError(torch_dl_dtypes, dtype); /* (code, bits) */
-    if (!entry || !(PyTuple_CheckExact(shape) || PyList_CheckExact(shape)))
+    if (!entry)
         return NULL;
     long code = PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
     long bits = PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
-    Py_ssize_t itemsize = bits / 8, known = 1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(shape), free_dim = -1;
-    int64_t dims[DL_MAX_DIMS];
-    if (PyErr_Occurred() || n < 1 || n > DL_MAX_DIMS || itemsize <= 0 || bits % 8) {
+    int64_t dims[SHAPE_MAX_DIMS];
+    Py_ssize_t n;
+    if (PyErr_Occurred() || bits <= 0 || bits % 8) {
         PyErr_Clear();
         return NULL;
     }
-    PyObject *const *items = PySequence_Fast_ITEMS(shape);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!PyLong_CheckExact(items[i]))
-            return NULL;
-        long long d = PyLong_AsLongLong(items[i]);
-        if (d == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return NULL;
-        }
-        if (d == -1 && free_dim < 0)
-            free_dim = i;
-        else if (d <= 0 || (unsigned long long)d > (size_t)PY_SSIZE_T_MAX / (size_t)known)
-            return NULL;
-        else
-            known *= (Py_ssize_t)d;
-        dims[i] = d;
-    }
-    if (self->b.size % (size_t)itemsize)
+    if (!(n = shape_covering(shape, self->b.size, bits / 8, dims)))
         return NULL;
-    Py_ssize_t elems = (Py_ssize_t)(self->b.size / (size_t)itemsize);
-    if (free_dim < 0 ? known != elems : elems % known)
-        return NULL;
-    if (free_dim >= 0)
-        dims[free_dim] = elems / known;
     return dl_tensor(self, self->b.data, self->b.size, (uint8_t)code, (uint8_t)bits, dims, n);
 }
 
@@ -1202,16 +1305,20 @@ static void keep_all(PyObject **const *slots, PyObject *const *values, size_t n)
     }
 }
 
-/* _set_numpy(numpy.frombuffer, and the numpy.dtype of uint8, uint64, int32) */
+/* _set_numpy(numpy.frombuffer, the numpy.dtype of uint8, uint64 and int32,
+ *            numpy.ndarray, numpy.dtype) */
 static PyObject *mod_set_numpy(PyObject *m, PyObject *args)
 {
     (void)m;
-    PyObject *fb, *u8, *u64, *i32;
-    if (!PyArg_ParseTuple(args, "OOOO", &fb, &u8, &u64, &i32))
+    PyObject *fb, *u8, *u64, *i32, *ndarray, *dtype_type, *cache;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &fb, &u8, &u64, &i32, &ndarray, &dtype_type) ||
+        !(cache = PyDict_New()))
         return NULL;
-    PyObject **const slots[] = {&np_frombuffer, &np_u8, &np_u64, &np_i32};
-    PyObject *const values[] = {fb, u8, u64, i32};
-    keep_all(slots, values, 4);
+    PyObject **const slots[] = {&np_frombuffer, &np_u8,         &np_u64,        &np_i32,
+                                &np_ndarray,    &np_dtype_type, &np_dtype_cache};
+    PyObject *const values[] = {fb, u8, u64, i32, ndarray, dtype_type, cache};
+    keep_all(slots, values, 7);
+    Py_DECREF(cache);
     Py_RETURN_NONE;
 }
 

@@ -481,6 +481,21 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
         want, want_ids = raw[b.ids], b.ids.copy()
         assert np.array_equal(b.numpy(shape=(b.count, REC)), want)
         assert np.array_equal(b.numpy(np.int32, (b.count, -1)), want.view(np.int32))
+        a = b.numpy(">u2", [b.count, 2, -1])
+        assert a.shape == (b.count, 2, REC // 4) and not a.flags.writeable
+        assert np.array_equal(a.reshape(b.count, -1), want.view(">u2"))
+        pair = [("lo", "u1"), ("hi", "u1")]          # unhashable, and with fields
+        assert np.array_equal(b.numpy(pair, (b.count, -1)), want.view(np.dtype(pair)))
+        sub = np.dtype(("u1", 4))                     # a subarray: numpy's own rules
+        assert b.numpy(sub, (b.count, -1)).shape == \
+            np.frombuffer(want.tobytes(), sub).reshape(b.count, -1).shape
+        with pytest.raises(ValueError):
+            b.numpy("uint8", (2, 8))                  # covers part of the batch only
+        with pytest.raises(ValueError):
+            b.numpy("uint8", (3, -1))
+        with pytest.raises(TypeError):
+            b.numpy("no such dtype", (b.count, -1))
+        del a
         x = b.torch(torch.int32, (b.count, -1))
         assert x.shape == (b.count, REC // 4)
         assert np.array_equal(x.numpy(), want.view(np.int32))
