@@ -401,23 +401,37 @@ static Py_ssize_t shape_covering(PyObject *shape, size_t size, Py_ssize_t itemsi
 }
 
 /* (numpy dtype, itemsize) for Batch.numpy's dtype argument, or None for a
- * dtype the fast path leaves to numpy (fields, subarrays), or NULL without
- * an exception for one numpy refuses (its own path raises numpy's error).
- * Borrowed from the cache, or new when the cache is full. */
-static PyObject *np_dtype_entry(PyObject *dtype, PyObject **owned)
+ * dtype the fast path leaves to numpy (fields, subarrays, objects, which
+ * numpy refuses to make from a buffer, and metadata, which a dtype equal
+ * to one in the cache would lose), or NULL without an exception for one
+ * numpy refuses (its own path raises numpy's error). A new reference. */
+static PyObject *np_dtype_entry(PyObject *dtype)
 {
-    *owned = NULL;
-    PyObject *entry = PyDict_GetItemWithError(np_dtype_cache, dtype);
+    PyObject *entry;
+    if (PyObject_TypeCheck(dtype, (PyTypeObject *)np_dtype_type)) {
+        PyObject *meta = PyObject_GetAttrString(dtype, "metadata");
+        int plain = meta == Py_None;
+        Py_XDECREF(meta);
+        if (!plain) {
+            PyErr_Clear();
+            return Py_NewRef(Py_None);
+        }
+    }
+    entry = PyDict_GetItemWithError(np_dtype_cache, dtype);
     if (entry || PyErr_Occurred()) {
         PyErr_Clear(); /* an unhashable argument: numpy's own path */
-        return entry;
+        return Py_XNewRef(entry);
     }
     PyObject *dt = PyObject_CallOneArg(np_dtype_type, dtype);
     PyObject *fields = dt ? PyObject_GetAttrString(dt, "fields") : NULL;
     PyObject *sub = fields ? PyObject_GetAttrString(dt, "subdtype") : NULL;
     PyObject *size = sub ? PyObject_GetAttrString(dt, "itemsize") : NULL;
-    if (size)
-        entry = fields == Py_None && sub == Py_None ? PyTuple_Pack(2, dt, size) : Py_NewRef(Py_None);
+    PyObject *has_objects = size ? PyObject_GetAttrString(dt, "hasobject") : NULL;
+    int objects = has_objects ? PyObject_IsTrue(has_objects) : -1;
+    Py_XDECREF(has_objects);
+    if (objects >= 0)
+        entry = fields == Py_None && sub == Py_None && !objects ? PyTuple_Pack(2, dt, size)
+                                                                : Py_NewRef(Py_None);
     Py_XDECREF(dt);
     Py_XDECREF(fields);
     Py_XDECREF(sub);
@@ -427,12 +441,9 @@ static PyObject *np_dtype_entry(PyObject *dtype, PyObject **owned)
         return NULL;
     }
     if (PyDict_GET_SIZE(np_dtype_cache) < NP_DTYPE_CACHE_MAX &&
-        PyDict_SetItem(np_dtype_cache, dtype, entry) == 0) {
-        Py_DECREF(entry); /* the cache's reference now */
-        return entry;
-    }
-    PyErr_Clear();
-    return *owned = entry;
+        PyDict_SetItem(np_dtype_cache, dtype, entry) < 0)
+        PyErr_Clear();
+    return entry;
 }
 
 /* numpy.ndarray(shape, dtype, view): Batch.numpy(dtype, shape) in one numpy
@@ -443,7 +454,7 @@ static PyObject *np_dtype_entry(PyObject *dtype, PyObject **owned)
  * view: it holds the batch. */
 static PyObject *shaped_array(BatchObject *self, PyObject *dtype, PyObject *shape)
 {
-    PyObject *owned, *entry = np_dtype_entry(dtype, &owned), *arr = NULL;
+    PyObject *entry = np_dtype_entry(dtype), *arr = NULL;
     int64_t dims[SHAPE_MAX_DIMS];
     Py_ssize_t n = 0;
     if (entry && entry != Py_None) {
@@ -470,7 +481,7 @@ static PyObject *shaped_array(BatchObject *self, PyObject *dtype, PyObject *shap
         }
         Py_DECREF(tuple);
     }
-    Py_XDECREF(owned);
+    Py_XDECREF(entry);
     return arr;
 }
 
@@ -555,15 +566,30 @@ struct dl_batch_tensor {
 #define interpreter_finalizing() _Py_IsFinalizing()
 #endif
 
+/* The main thread (threading.main_thread), set at import: the one that
+ * shuts the interpreter down. */
+static unsigned long main_thread_ident;
+
+/* This thread may still take the GIL while the interpreter shuts down: the
+ * main thread, which finalizes (torch frees a tensor without the GIL,
+ * even there). Any other thread would be stopped for good by taking it. */
+static int finalizing_here(void)
+{
+    return PyThread_get_thread_ident() == main_thread_ident && PyGILState_GetThisThreadState();
+}
+
 /* torch calls this when the tensor's storage dies, in whatever thread let
  * go of it last (a pin-memory thread, say): the view goes with the GIL
- * held, and with it the batch's export. A tensor still alive while the
- * interpreter shuts down keeps its view: nothing may run Python then. */
+ * held, and with it the batch's export. At exit, a tensor still alive (a
+ * module's global) is freed by the main thread while the modules are
+ * cleared: the view goes then too, so the generator closes as it would
+ * (an attached consumer gives its batches back instead of seeming to have
+ * crashed). Another thread's tensor keeps its view then. */
 static void dl_batch_delete(struct dl_managed *m)
 {
     if (!m)
         return;
-    if (m->manager_ctx && !interpreter_finalizing()) {
+    if (m->manager_ctx && (!interpreter_finalizing() || finalizing_here())) {
         PyGILState_STATE gil = PyGILState_Ensure();
         Py_DECREF((PyObject *)m->manager_ctx);
         PyGILState_Release(gil);
@@ -1390,6 +1416,19 @@ PyMODINIT_FUNC PyInit__batchring(void)
     PyObject *m = PyModule_Create(&moddef);
     if (!m)
         return NULL;
+    {
+        PyObject *threading = PyImport_ImportModule("threading");
+        PyObject *main = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+        PyObject *ident = main ? PyObject_GetAttrString(main, "ident") : NULL;
+        main_thread_ident = ident ? PyLong_AsUnsignedLong(ident) : (unsigned long)-1;
+        if (PyErr_Occurred()) { /* then only this, the importing, thread */
+            PyErr_Clear();
+            main_thread_ident = PyThread_get_thread_ident();
+        }
+        Py_XDECREF(threading);
+        Py_XDECREF(main);
+        Py_XDECREF(ident);
+    }
     BatchType = &BaseBatchType;
     Py_INCREF(BatchType);
     PyObject *timeout_bases = NULL;

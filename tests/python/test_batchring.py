@@ -259,6 +259,37 @@ def test_attach_ring_served_with_hold(plugin):
         s.stop()
 
 
+# A consumer that takes batches 0-2 and exits with batch 2 still seen by a
+# module-level tensor, as a script may.
+EXIT_WITH_TENSOR = """
+import sys, batchring, batchring.torch
+g = batchring.attach(sys.argv[1], timeout=%d)
+for _ in range(3):
+    b = next(g)
+x = b.torch("uint8", (b.count, -1))
+print(b.seq, flush=True)
+del b
+"""
+
+
+def test_exit_with_a_tensor_alive_gives_its_batch_back(plugin):
+    """The tensor is freed while the interpreter shuts down: its batch goes
+    back and the consumer detaches as after close(), so the next consumer
+    goes on after it (a consumer that seemed to crash would have it
+    delivered again)."""
+    pytest.importorskip("torch")
+    name = "/br-py-%d-x" % os.getpid()
+    s = Served(name, "samples=64,bytes=256")
+    try:
+        out = subprocess.run([sys.executable, "-c", EXIT_WITH_TENSOR % WAIT_S, name],
+                             capture_output=True, text=True, timeout=WAIT_S)
+        assert (out.returncode, out.stdout.strip(), out.stderr) == (0, "2", "")
+        with batchring.attach(name, timeout=WAIT_S) as g:
+            assert next(g).seq == 3
+    finally:
+        s.stop()
+
+
 # A consumer in its own process: iterates the ring and prints how it ended
 # (the exception's class and code, or "end").
 CONSUMER = """
@@ -489,6 +520,11 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
         sub = np.dtype(("u1", 4))                     # a subarray: numpy's own rules
         assert b.numpy(sub, (b.count, -1)).shape == \
             np.frombuffer(want.tobytes(), sub).reshape(b.count, -1).shape
+        meta = np.dtype("<u4", metadata={"unit": "px"})
+        assert b.numpy("<u4", (b.count, -1)).dtype.metadata is None
+        assert b.numpy(meta, (b.count, -1)).dtype.metadata == {"unit": "px"}
+        with pytest.raises(ValueError):
+            b.numpy(object, (b.count, -1))            # never slot bytes read as pointers
         with pytest.raises(ValueError):
             b.numpy("uint8", (2, 8))                  # covers part of the batch only
         with pytest.raises(ValueError):
