@@ -113,6 +113,83 @@ static void test_schedule_refuses_bad_sizes(void **state)
     tu_assert_contains(msg, "start_seq 5");
 }
 
+/* The shuffled order itself never changes between versions: a run given
+ * the same seed sees the same batches. Values from the first release's
+ * per-id permutation (br__schedule_index before fill took ids in bulk). */
+static void test_schedule_shuffled_order_is_stable(void **state)
+{
+    (void)state;
+    struct br_schedule s;
+    char msg[BR_MSG_CAP];
+    uint64_t out[8];
+    struct br_schedule_options o = {.n_ids = 1000, .batch_size = 7, .shuffle = true,
+                                    .seed = 42, .world = 3, .rank = 1};
+    static const uint64_t want[3][7] = {{28, 515, 44, 393, 90, 9, 462},
+                                        {859, 32, 738, 991, 618, 33, 949},
+                                        {373, 865, 608, 385, 878, 915, 303}};
+    static const uint64_t seqs[3] = {0, 5, 1000};
+    assert_int_equal(br__schedule_init(&s, &o, msg), 0);
+    for (int k = 0; k < 3; k++) {
+        struct br_batch_place p = br__schedule_place(&s, seqs[k]);
+        br__schedule_fill(&s, &p, NULL, NULL, out, NULL);
+        assert_memory_equal(out, want[k], sizeof want[k]);
+    }
+    o = (struct br_schedule_options){.n_ids = 32768, .batch_size = 8, .shuffle = true, .seed = 7};
+    static const uint64_t want2[8] = {24447, 2238, 12152, 5854, 23737, 24980, 32145, 8770};
+    assert_int_equal(br__schedule_init(&s, &o, msg), 0);
+    struct br_batch_place p = br__schedule_place(&s, 3);
+    br__schedule_fill(&s, &p, NULL, NULL, out, NULL);
+    assert_memory_equal(out, want2, sizeof want2);
+}
+
+/* br__schedule_fill (ids in bulk, chunk by chunk) gives, id for id, what
+ * br__schedule_index gives one at a time: batches larger than a chunk,
+ * shards with the padded tail, shuffled or not, ids and labels or not. */
+static void test_schedule_fill_matches_index(void **state)
+{
+    (void)state;
+    static const uint64_t sizes[] = {1, 5, 300, 1000, 4097, 65536};
+    static const uint32_t batches[] = {1, 7, 256, 257, 700};
+    enum { MAXB = 700 };
+    uint64_t *ids = malloc(65536 * sizeof *ids), out_ids[MAXB];
+    int32_t *labels = malloc(65536 * sizeof *labels), out_labels[MAXB];
+    assert_non_null(ids);
+    assert_non_null(labels);
+    for (uint64_t i = 0; i < 65536; i++)
+        ids[i] = i * 3 + 11, labels[i] = (int32_t)(i ^ 0x5a5a);
+    for (size_t a = 0; a < sizeof sizes / sizeof *sizes; a++)
+        for (size_t b = 0; b < sizeof batches / sizeof *batches; b++)
+            for (uint32_t world = 1; world <= 3; world += 2)
+                for (int shuffle = 0; shuffle < 2; shuffle++) {
+                    struct br_schedule s;
+                    char msg[BR_MSG_CAP];
+                    struct br_schedule_options o = {
+                        .n_ids = sizes[a], .batch_size = batches[b], .shuffle = shuffle,
+                        .seed = 99, .world = world, .rank = world - 1};
+                    if (br__schedule_init(&s, &o, msg))
+                        continue; /* a batch larger than the epoch */
+                    for (uint64_t seq = 0; seq < 3 * s.batches_per_epoch && seq < 40; seq++) {
+                        struct br_batch_place p = br__schedule_place(&s, seq);
+                        const uint64_t *in = seq % 2 ? ids : NULL;
+                        br__schedule_fill(&s, &p, in, seq % 2 ? labels : NULL, out_ids,
+                                          out_labels);
+                        for (uint32_t i = 0; i < p.count; i++) {
+                            uint64_t x = br__schedule_index(&s, &p, i);
+                            if (out_ids[i] != (in ? in[x] : x) ||
+                                (seq % 2 && out_labels[i] != labels[x]))
+                                fail_msg("n=%llu b=%u world=%u shuffle=%d seq %llu: sample %u "
+                                         "is %llu, index says %llu",
+                                         (unsigned long long)sizes[a], batches[b], world,
+                                         shuffle, (unsigned long long)seq, i,
+                                         (unsigned long long)out_ids[i],
+                                         (unsigned long long)x);
+                        }
+                    }
+                }
+    free(ids);
+    free(labels);
+}
+
 /* Every index of epoch `epoch` exactly once; returns the order in out. */
 static void check_permutation(const struct br_schedule *s, uint64_t epoch, uint64_t *out,
                               uint8_t *seen)
@@ -271,6 +348,8 @@ int main(void)
         cmocka_unit_test(test_schedule_drop_last),
         cmocka_unit_test(test_schedule_fill_ids_and_labels),
         cmocka_unit_test(test_schedule_refuses_bad_sizes),
+        cmocka_unit_test(test_schedule_shuffled_order_is_stable),
+        cmocka_unit_test(test_schedule_fill_matches_index),
         cmocka_unit_test(test_schedule_shuffle_is_a_permutation_for_every_n),
         cmocka_unit_test(test_schedule_shuffle_differs_by_epoch_and_seed_only),
         cmocka_unit_test(test_schedule_shards_disjoint_covering_in_step),
