@@ -114,8 +114,8 @@ static void test_schedule_refuses_bad_sizes(void **state)
 }
 
 /* The shuffled order itself never changes between versions: a run given
- * the same seed sees the same batches. Values from the first release's
- * per-id permutation (br__schedule_index before fill took ids in bulk). */
+ * the same seed sees the same batches. Values from 0.3.0's per-id
+ * permutation (before br__schedule_fill took ids in bulk). */
 static void test_schedule_shuffled_order_is_stable(void **state)
 {
     (void)state;
