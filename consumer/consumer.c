@@ -226,8 +226,9 @@ int br__consumer_loader_failure(const struct br_consumer *c, uint64_t seq,
  * ready by more than about the run's own time. A fixed bound cut deep
  * runs short: 96 batches of 10 us each outlast 1 ms, and each cut costs
  * another sleep (1.5 sleeps per run with 128 slots of 128 KiB batches).
- * Returns whether it slept (false: sleep for seq itself). */
-static bool sleep_for_run(struct br_consumer *c, uint64_t seq)
+ * Returns the length of the run it slept for, 0 if it did not (sleep for
+ * seq itself). */
+static uint64_t sleep_for_run(struct br_consumer *c, uint64_t seq)
 {
     uint64_t k = c->gather, last, bound_ms;
     struct br_slot_desc *d;
@@ -236,13 +237,13 @@ static bool sleep_for_run(struct br_consumer *c, uint64_t seq)
     if (k > c->ring->geo.end_seq - seq)
         k = c->ring->geo.end_seq - seq;
     if (k < 2)
-        return false;
+        return 0;
     last = seq + k - 1;
     d = br__slot_desc(c->ring, last);
     w = br__load_acquire_u32(&d->word);
     if (w == br__slot_word(br__slot_lap(c->ring, last), BR_READY) ||
         w == br__slot_word(br__slot_lap(c->ring, last), BR_FAILED))
-        return false;
+        return 0;
     bound_ms = 2 * k * c->pace_ns / 1000000u;
     if (bound_ms < BR_GATHER_SLEEP_MS)
         bound_ms = BR_GATHER_SLEEP_MS;
@@ -250,7 +251,7 @@ static bool sleep_for_run(struct br_consumer *c, uint64_t seq)
         bound_ms = BR_CONSUMER_SLICE_MS;
     br__add_single_writer_u64(&c->sleeps, 1);
     br__slot_sleep(d, w, (int)bound_ms);
-    return true;
+    return k;
 }
 
 /* The workers' pace, from the consumer's side: time per batch taken between
@@ -312,7 +313,7 @@ int br__consumer_wait(struct br_consumer *c, uint64_t seq, uint32_t *word)
     const uint64_t lap = br__slot_lap(c->ring, seq);
     const uint32_t ready = br__slot_word(lap, BR_READY);
     const uint32_t failed = br__slot_word(lap, BR_FAILED);
-    uint64_t t0, now, deadline, spin_ns;
+    uint64_t t0, now, deadline, spin_ns, run = 0;
     bool gathered = false, announced = false;
     uint32_t w;
     int rc = 0;
@@ -381,7 +382,7 @@ int br__consumer_wait(struct br_consumer *c, uint64_t seq, uint32_t *word)
         /* Once per wait: if the batch is still not ready after a sleep for
          * a run, the workers are slow, and a sleep until it is
          * published costs nothing next to their pace. */
-        if (!gathered && (gathered = true, sleep_for_run(c, seq)))
+        if (!gathered && (gathered = true, (run = sleep_for_run(c, seq)) != 0))
             continue;
         br__add_single_writer_u64(&c->sleeps, 1);
         br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
@@ -399,8 +400,14 @@ out:
         c->timed_out_t0 = t0;
     }
     now = br__now_ns();
-    /* An average over about 8 waits: it follows a change of pace quickly. */
-    c->wait_avg_ns = c->wait_avg_ns - c->wait_avg_ns / 8 + (now - t0) / 8;
+    /* An average over about 8 waits, per batch: it follows a change of
+     * pace quickly. A wait that slept for a run waited for the run's
+     * batches, and counts per batch of it: counted whole, one run of 4
+     * batches of 140 us made the average 560 us, past the spin's bound,
+     * so the next wait slept for a run too and the consumer never spun
+     * again, though each batch came within its spin (1 MiB batches, 1
+     * worker: a sleep and a worker's FUTEX_WAKE every 4 batches). */
+    c->wait_avg_ns = c->wait_avg_ns - c->wait_avg_ns / 8 + (now - t0) / (run ? run : 1) / 8;
     br__add_single_writer_u64(&h->consumer_stall_ns, now - t0);
     *word = w;
     return rc;
