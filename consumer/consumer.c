@@ -30,7 +30,7 @@
  * round trip, so a batch that is nearly ready costs no syscall. */
 #define BR_SPIN_NS 20000u
 /* When a core is free for it (workers < online CPUs), the consumer spins
- * up to twice its recent wait instead, if that is at most this long: a
+ * up to twice its recent wait per batch instead, if that is at most this long: a
  * sleep costs the worker a FUTEX_WAKE and the consumer a wake-up (both
  * microseconds on a VM: docs/perf/notes.md), a large share of a batch that
  * takes tens of microseconds to load and nothing next to one that takes
@@ -270,6 +270,22 @@ static void pace_note(struct br_consumer *c, uint64_t seq, uint64_t t0)
     c->pace_t0 = t0;
 }
 
+/* How many of the `run` batches from seq on are published (READY or
+ * FAILED on their lap), counted in order: at least 1, the batch waited for
+ * counting as one whether or not it came. */
+static uint64_t ready_run(const struct br_consumer *c, uint64_t seq, uint64_t run)
+{
+    uint64_t k = 1;
+    while (k < run) {
+        const uint64_t s = seq + k, lap = br__slot_lap(c->ring, s);
+        const uint32_t w = br__load_acquire_u32(&br__slot_desc(c->ring, s)->word);
+        if (w != br__slot_word(lap, BR_READY) && w != br__slot_word(lap, BR_FAILED))
+            break;
+        k++;
+    }
+    return k;
+}
+
 /*
  * The consumer's wait, seen from outside (batchring stat, br_ring_status_get).
  * Before its first sleep for batch seq, wait_ready stores the time the wait
@@ -401,13 +417,15 @@ out:
     }
     now = br__now_ns();
     /* An average over about 8 waits, per batch: it follows a change of
-     * pace quickly. A wait that slept for a run waited for the run's
-     * batches, and counts per batch of it: counted whole, one run of 4
-     * batches of 140 us made the average 560 us, past the spin's bound,
-     * so the next wait slept for a run too and the consumer never spun
-     * again, though each batch came within its spin (1 MiB batches, 1
-     * worker: a sleep and a worker's FUTEX_WAKE every 4 batches). */
-    c->wait_avg_ns = c->wait_avg_ns - c->wait_avg_ns / 8 + (now - t0) / (run ? run : 1) / 8;
+     * pace quickly. A wait that slept for a run waited for the batches of
+     * the run now ready, and counts per batch of them: counted whole, one
+     * run of 4 batches of 140 us made the average 560 us, past the spin's
+     * bound, so the next wait slept for a run too and the consumer never
+     * spun again, though each batch came within its spin (1 MiB batches, 1
+     * worker: a sleep and a worker's FUTEX_WAKE every 4 batches). Only the
+     * batches ready in order count: a run sleep cut short by its bound, an
+     * error or a late batch in the run delivered fewer. */
+    c->wait_avg_ns = c->wait_avg_ns - c->wait_avg_ns / 8 + (now - t0) / ready_run(c, seq, run) / 8;
     br__add_single_writer_u64(&h->consumer_stall_ns, now - t0);
     *word = w;
     return rc;

@@ -31,7 +31,8 @@ struct br_consumer {
     uint32_t gather;        /* batches a sleeping consumer waits to be ready */
     uint32_t released;      /* releases since the last wake-up */
     bool spin_adaptive;     /* a core is free for the consumer to spin on */
-    uint64_t wait_avg_ns;   /* moving average of br_next's waits */
+    uint64_t wait_avg_ns;   /* moving average of br_next's waits, per batch
+                               (a wait that slept for a run: per ready batch) */
     /* The workers' pace as the consumer sees it: the batches taken and the
      * time between the starts of two waits (sleep_for_run's bound). */
     uint64_t pace_seq, pace_t0, pace_ns;

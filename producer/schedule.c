@@ -188,10 +188,11 @@ void br__schedule_fill(const struct br_schedule *s, const struct br_batch_place 
         return;
     }
     const uint64_t key = s->shuffle ? epoch_key(s, p->epoch) : 0;
-    for (uint32_t first = 0; first < p->count; first += BR_SCHEDULE_CHUNK) {
+    /* Stepped by each chunk's own length: `first` never passes count, even
+     * for a count within a chunk of UINT32_MAX. */
+    for (uint32_t first = 0, n; first < p->count; first += n) {
         uint64_t index[BR_SCHEDULE_CHUNK];
-        const uint32_t n = p->count - first < BR_SCHEDULE_CHUNK ? p->count - first
-                                                                  : BR_SCHEDULE_CHUNK;
+        n = p->count - first < BR_SCHEDULE_CHUNK ? p->count - first : BR_SCHEDULE_CHUNK;
         for (uint32_t i = 0; i < n; i++)
             index[i] = position(s, p, first + i);
         if (s->shuffle)
