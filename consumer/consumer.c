@@ -226,9 +226,11 @@ int br__consumer_loader_failure(const struct br_consumer *c, uint64_t seq,
  * ready by more than about the run's own time. A fixed bound cut deep
  * runs short: 96 batches of 10 us each outlast 1 ms, and each cut costs
  * another sleep (1.5 sleeps per run with 128 slots of 128 KiB batches).
+ * And by left_ms, what remains of the caller's timeout: a br_next with a
+ * 1 ms timeout slept up to BR_CONSUMER_SLICE_MS here before it timed out.
  * Returns the length of the run it slept for, 0 if it did not (sleep for
  * seq itself). */
-static uint64_t sleep_for_run(struct br_consumer *c, uint64_t seq)
+static uint64_t sleep_for_run(struct br_consumer *c, uint64_t seq, uint64_t left_ms)
 {
     uint64_t k = c->gather, last, bound_ms;
     struct br_slot_desc *d;
@@ -249,6 +251,8 @@ static uint64_t sleep_for_run(struct br_consumer *c, uint64_t seq)
         bound_ms = BR_GATHER_SLEEP_MS;
     if (bound_ms > BR_CONSUMER_SLICE_MS)
         bound_ms = BR_CONSUMER_SLICE_MS;
+    if (bound_ms > left_ms) /* the caller's timeout comes first */
+        bound_ms = left_ms;
     br__add_single_writer_u64(&c->sleeps, 1);
     br__slot_sleep(d, w, (int)bound_ms);
     return k;
@@ -398,7 +402,7 @@ int br__consumer_wait(struct br_consumer *c, uint64_t seq, uint32_t *word)
         /* Once per wait: if the batch is still not ready after a sleep for
          * a run, the workers are slow, and a sleep until it is
          * published costs nothing next to their pace. */
-        if (!gathered && (gathered = true, (run = sleep_for_run(c, seq)) != 0))
+        if (!gathered && (gathered = true, (run = sleep_for_run(c, seq, left)) != 0))
             continue;
         br__add_single_writer_u64(&c->sleeps, 1);
         br__slot_sleep(d, w, left < BR_CONSUMER_SLICE_MS ? (int)left : BR_CONSUMER_SLICE_MS);
