@@ -10,7 +10,9 @@
  *    whole life, and every array made from it (numpy arrays, torch
  *    tensors, memoryviews) keeps the view, and so the batch, alive. The
  *    view's life and not its buffer exports: numpy.ndarray(buffer=) gives
- *    the buffer back at once and keeps only the object. release() with
+ *    the buffer back at once and keeps only the object, and a torch tensor
+ *    holds the view from its DLPack capsule until torch frees the storage
+ *    (dl_batch_delete, at exit too). release() with
  *    views alive only marks the batch: the slot goes back when the last
  *    view goes, never while a tensor still sees it.
  *  - Generators we open use opt.hold = H >= 2: br_next never gives a slot
