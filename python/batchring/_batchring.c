@@ -534,7 +534,9 @@ static PyObject *torch_dtype_of(PyObject *dtype)
  * "dltensor" capsule of DLPack 0.x, which every torch since 1.2 accepts).
  * The layout is DLPack's own; only the fields batchring fills are named.
  */
-enum { DL_INT = 0, DL_UINT = 1, DL_FLOAT = 2, DL_BFLOAT = 4, DL_CPU = 1 };
+/* DLPack's codes for a signed integer and for the CPU; the other types'
+ * codes come with torch's dtypes (batchring/torch.py, _DLPACK). */
+enum { DL_INT = 0, DL_CPU = 1 };
 
 struct dl_tensor {
     void *data;

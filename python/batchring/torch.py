@@ -35,6 +35,7 @@ warnings.filterwarnings("ignore", message="The given buffer is not writable",
 # made from a DLPack capsule that describes the slot (torch's from_dlpack
 # takes it without a copy): about half the cost of numpy.ndarray +
 # torch.from_numpy, a third of torch.frombuffer + view.
+# DLPack's type codes: 0 signed, 1 unsigned, 2 float, 4 bfloat.
 _DLPACK = {_torch.uint8: (1, 8), _torch.int8: (0, 8), _torch.int16: (0, 16),
            _torch.int32: (0, 32), _torch.int64: (0, 64), _torch.float16: (2, 16),
            _torch.float32: (2, 32), _torch.float64: (2, 64), _torch.bfloat16: (4, 16)}
