@@ -13,7 +13,7 @@ gone.
 import warnings
 
 import torch as _torch
-import torch.utils.dlpack  # noqa: F401  (from_dlpack, below)
+import torch.utils.dlpack as _dlpack
 
 import batchring as _br
 
@@ -40,7 +40,7 @@ _DLPACK = {_torch.uint8: (1, 8), _torch.int8: (0, 8), _torch.int16: (0, 16),
            _torch.int32: (0, 32), _torch.int64: (0, 64), _torch.float16: (2, 16),
            _torch.float32: (2, 32), _torch.float64: (2, 64), _torch.bfloat16: (4, 16)}
 _br._batchring._set_torch(_torch.frombuffer, _torch.dtype, _DTYPES,
-                          _torch.utils.dlpack.from_dlpack, _DLPACK)
+                          _dlpack.from_dlpack, _DLPACK)
 
 
 class RingIterable(_torch.utils.data.IterableDataset):
