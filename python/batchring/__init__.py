@@ -21,7 +21,9 @@ from ._batchring import (Error, LoaderError, WorkerError, ProducerGone, Timeout,
                          PIN_NONE, PIN_CUDA, PIN_CUDA_IF_AVAILABLE)
 
 __version__ = _batchring.version
-__all__ = ["attach", "open_records", "open_files", "open_indexed", "Batch", "Generator",
+__all__ = ["attach", "open_records", "open_files", "open_indexed", "open_tokens",
+           "open_record_shards", "open_indexed_shards", "open_files_glob", "open_packed",
+           "open_packed_tokens", "Batch", "Generator",
            "Error", "LoaderError", "WorkerError", "ProducerGone", "Timeout", "BadRing",
            "HoldLimit", "Stopped", "CudaError"]
 
@@ -48,7 +50,7 @@ _batchring._set_batch_type(Batch)
 def _open(layout, a, b=None, labels=None, record_size=0, *, batch_size=32, workers=1,
           shuffle=False, seed=0, epochs=1, drop_last=False, rank=0, world=1, from_env=False,
           hold=2, pin=None, timeout=None, slots=None, slot_bytes=0, start_seq=0,
-          max_restarts=3, direct=False, cpus=None, ids=None):
+          max_restarts=3, direct=False, cpus=None, ids=None, token_bytes=0):
     return _batchring._open_dataset(
         layout, str(a), None if b is None else str(b),
         None if labels is None else str(labels), int(record_size), bool(direct),
@@ -56,7 +58,7 @@ def _open(layout, a, b=None, labels=None, record_size=0, *, batch_size=32, worke
         bool(shuffle), seed, epochs, bool(drop_last), rank, world, bool(from_env), hold, pin,
         timeout,
         start_seq, max_restarts, cpus,
-        None if ids is None else _np.ascontiguousarray(ids, dtype=_np.uint64))
+        None if ids is None else _np.ascontiguousarray(ids, dtype=_np.uint64), token_bytes)
 
 
 def open_records(path, record_size, labels=None, **kw):
@@ -79,3 +81,47 @@ def open_files(list_path, labels=None, **kw):
 def open_indexed(data_path, index_path, labels=None, **kw):
     """A generator over variable-size samples of a data file and its index."""
     return _open("indexed", data_path, index_path, labels, 0, **kw)
+
+
+def open_tokens(pattern, seq_len, token_bytes=0, **kw):
+    """Token shards for language models: pattern is a glob (sorted by name)
+    or "@LIST"; token_bytes 0 reads llm.c .bin shards (uint16, checked
+    header), 2 or 4 raw little-endian tokens. Sample i is a window of
+    seq_len + 1 tokens; a batch of B windows is int32 inputs[B][seq_len]
+    then targets[B][seq_len] (b.torch("int32", (2, b.count, seq_len))).
+    Keywords as open_records (direct excepted)."""
+    return _open("tokens", pattern, None, None, seq_len, token_bytes=token_bytes, **kw)
+
+
+def open_record_shards(pattern, record_size, labels=None, **kw):
+    """The records layout over shards (a glob, sorted by name, or "@LIST"):
+    sample ids run through the shards in order. Keywords as open_records
+    (direct excepted)."""
+    return _open("record_shards", pattern, None, labels, record_size, **kw)
+
+
+def open_indexed_shards(pattern, index_suffix=None, labels=None, **kw):
+    """The indexed layout over shards, each indexed by the file of its name
+    plus index_suffix (None: ".idx"). Keywords as open_records (direct
+    excepted)."""
+    return _open("indexed_shards", pattern, index_suffix, labels, 0, **kw)
+
+
+def open_files_glob(pattern, labels=None, **kw):
+    """One sample per file, the files a glob (sorted by name) or "@LIST".
+    Keywords as open_records (direct excepted)."""
+    return _open("files_glob", pattern, None, labels, 0, **kw)
+
+
+def open_packed(path, **kw):
+    """A packed dataset (`batchring pack`): its directory, a glob of its
+    shards, or its one shard; record size, labels and index come from the
+    checked headers. Keywords as open_records (direct excepted)."""
+    return _open("packed", path, None, None, 0, **kw)
+
+
+def open_packed_tokens(path, seq_len, **kw):
+    """A packed dataset of tokens (`batchring pack --tokens`) as windows of
+    seq_len + 1 tokens, batches as open_tokens'. Keywords as open_records
+    (direct excepted)."""
+    return _open("packed_tokens", path, None, None, seq_len, **kw)

@@ -917,21 +917,42 @@ static int gen_pin(GenObject *self, int mode)
     return 0;
 }
 
+/* HoldLimit with the library's message in Python's terms: it names
+ * br_release and br_next, which a Python caller does not call. */
+static PyObject *raise_held(const char *lib, uint32_t hold)
+{
+    static const char how[] = "b.release(), `with b:`, or drop the batch and every array, "
+                              "tensor and memoryview of it";
+    char msg[1024 + 256]; /* the library's message and ours around it */
+    const char *call = strstr(lib, "(br_release)");
+    if (!strncmp(lib, "the caller holds", 16))
+        snprintf(msg, sizeof msg,
+                 "you hold %u batches, as many as hold=%u allows: release one (%s) before "
+                 "next(); a larger hold is hold= when opening, serve --hold for a served ring",
+                 hold, hold, how);
+    else if (call)
+        snprintf(msg, sizeof msg, "%.*s(%s)%s", (int)(call - lib), lib, how,
+                 call + strlen("(br_release)"));
+    else
+        snprintf(msg, sizeof msg, "%s", lib);
+    return raise_code(BR_EHELD, msg);
+}
+
 static PyObject *Gen_next(GenObject *self)
 {
     if (!self->g || self->closing) {
-        PyErr_SetString(Stopped, "the generator is closed");
-        return NULL;
+        return raise_code(BR_ESTOPPED, "the generator is closed");
     }
     if (!self->own_hold && self->last && self->last->valid) {
         BatchObject *prev = self->last;
         if (prev->exports > 0) {
-            PyErr_Format(HoldLimit,
-                         "batch %llu still has views (numpy arrays, tensors, memoryviews) and "
-                         "this attached ring lets its consumer hold one batch (serve --hold H "
-                         "lets it hold H): drop them (or copy) before the next batch",
-                         (unsigned long long)prev->b.seq);
-            return NULL;
+            char msg[320];
+            snprintf(msg, sizeof msg,
+                     "batch %llu still has views (numpy arrays, tensors, memoryviews) and "
+                     "this attached ring lets its consumer hold one batch (serve --hold H "
+                     "lets it hold H): drop them (or copy) before the next batch",
+                     (unsigned long long)prev->b.seq);
+            return raise_code(BR_EHELD, msg);
         }
         prev->valid = 0; /* br_next gives its slot back */
         self->last = NULL;
@@ -955,6 +976,8 @@ static PyObject *Gen_next(GenObject *self)
         PyErr_SetNone(PyExc_StopIteration);
         return NULL;
     }
+    if (rc == BR_EHELD && self->own_hold)
+        return raise_held(br_last_error(self->g), self->hold);
     if (rc)
         return raise_code(rc, br_last_error(self->g));
     BatchObject *o = (BatchObject *)BatchType->tp_alloc(BatchType, 0);
@@ -1195,20 +1218,20 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
                              "batch_size", "workers", "slots", "slot_bytes", "shuffle",
                              "seed", "epochs", "drop_last", "rank", "world", "from_env",
                              "hold", "pin", "timeout", "start_seq", "max_restarts", "cpus",
-                             "ids", NULL};
+                             "ids", "token_bytes", NULL};
     const char *layout, *a, *b = NULL, *labels = NULL, *cpus = NULL;
     Py_ssize_t record_size = 0;
     int direct = 0, shuffle = 0, drop_last = 0, from_env = 0;
     unsigned int batch_size = 32, workers = 1, slots = BR_SLOTS_AUTO, rank = 0, world = 1,
-                 hold = 2, max_restarts = 3;
+                 hold = 2, max_restarts = 3, token_bytes = 0;
     unsigned long long slot_bytes = 0, seed = 0, epochs = 1, start_seq = 0;
     PyObject *timeout = Py_None, *ids = Py_None, *pin = Py_None;
     int pin_mode;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIOOKIzO", kwlist, &layout, &a,
-                                     &b, &labels, &record_size, &direct, &batch_size, &workers,
-                                     &slots, &slot_bytes, &shuffle, &seed, &epochs, &drop_last,
-                                     &rank, &world, &from_env, &hold, &pin, &timeout, &start_seq,
-                                     &max_restarts, &cpus, &ids) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIOOKIzOI", kwlist, &layout,
+                                     &a, &b, &labels, &record_size, &direct, &batch_size,
+                                     &workers, &slots, &slot_bytes, &shuffle, &seed, &epochs,
+                                     &drop_last, &rank, &world, &from_env, &hold, &pin, &timeout,
+                                     &start_seq, &max_restarts, &cpus, &ids, &token_bytes) ||
         pin_arg(pin, &pin_mode))
         return NULL;
     if (hold < 2) {
@@ -1252,16 +1275,33 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
         }
     }
     unsigned flags = direct ? BR_DATASET_DIRECT : 0;
+    /* record_size is the record size, or the window (seq_len) of tokens;
+     * b the index (indexed) or the index suffix (indexed_shards). */
+    static const char *const layouts[] = {"records", "files", "indexed", "tokens",
+                                          "record_shards", "indexed_shards", "files_glob",
+                                          "packed", "packed_tokens"};
+    size_t which = 0, n = sizeof layouts / sizeof layouts[0];
+    while (which < n && strcmp(layout, layouts[which]))
+        which++;
+    if (which == n) {
+        Py_DECREF(self);
+        PyErr_Format(PyExc_ValueError, "unknown layout '%s'", layout);
+        return NULL;
+    }
+    const size_t size = (size_t)record_size;
     br_dataset *ds = NULL;
     Py_BEGIN_ALLOW_THREADS
-    if (!strcmp(layout, "records"))
-        rc = br_dataset_open_records(&ds, a, (size_t)record_size, labels, flags);
-    else if (!strcmp(layout, "files"))
-        rc = br_dataset_open_files(&ds, a, labels, flags);
-    else if (!strcmp(layout, "indexed"))
-        rc = br_dataset_open_indexed(&ds, a, b, labels, flags);
-    else
-        rc = -EINVAL;
+    switch (which) {
+    case 0: rc = br_dataset_open_records(&ds, a, size, labels, flags); break;
+    case 1: rc = br_dataset_open_files(&ds, a, labels, flags); break;
+    case 2: rc = br_dataset_open_indexed(&ds, a, b, labels, flags); break;
+    case 3: rc = br_dataset_open_tokens(&ds, a, size, token_bytes, flags); break;
+    case 4: rc = br_dataset_open_record_shards(&ds, a, size, labels, flags); break;
+    case 5: rc = br_dataset_open_indexed_shards(&ds, a, b, labels, flags); break;
+    case 6: rc = br_dataset_open_files_glob(&ds, a, labels, flags); break;
+    case 7: rc = br_dataset_open_packed(&ds, a, flags); break;
+    default: rc = br_dataset_open_packed_tokens(&ds, a, size, flags); break;
+    }
     Py_END_ALLOW_THREADS
     if (rc) {
         Py_DECREF(self);
@@ -1382,6 +1422,15 @@ static PyObject *mod_strerror(PyObject *m, PyObject *arg)
     return PyUnicode_FromString(br_strerror(code));
 }
 
+/* _raise_held(msg): HoldLimit with the library's code, for the Python
+ * side's own checks (batchring.torch). */
+static PyObject *mod_raise_held(PyObject *m, PyObject *arg)
+{
+    (void)m;
+    const char *msg = PyUnicode_AsUTF8(arg);
+    return msg ? raise_code(BR_EHELD, msg) : NULL;
+}
+
 static PyMethodDef mod_methods[] = {
     {"attach", (PyCFunction)(void (*)(void))mod_attach, METH_VARARGS | METH_KEYWORDS,
      "attach(name, timeout=None, pin=None): the consumer of a served ring."},
@@ -1391,6 +1440,7 @@ static PyMethodDef mod_methods[] = {
     {"_set_numpy", mod_set_numpy, METH_VARARGS, NULL},
     {"_set_torch", mod_set_torch, METH_VARARGS, NULL},
     {"strerror", mod_strerror, METH_O, "br_strerror(code)"},
+    {"_raise_held", mod_raise_held, METH_O, NULL},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "batchring._batchring",

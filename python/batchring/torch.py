@@ -2,13 +2,16 @@
 """batchring for PyTorch: batches as tensors that are views of the ring.
 
     from batchring.torch import RingIterable
-    for x, y in RingIterable(attach="/train", shape=(64, 4096)):
-        ...                                   # x: uint8 [64, 4096], y: int32 [64]
+    # batchring serve --name /train --hold 2 ...
+    for x, y in RingIterable(attach="/train", shape=(-1, 4096)):
+        ...                                   # x: uint8 [B, 4096], y: int32 [B]
 
 RingIterable is an IterableDataset: DataLoader(ds, batch_size=None,
 num_workers=0) passes its tensors through unchanged (batchring's own
 workers do the loading). The tensors keep their batch held until they are
-gone.
+gone, so the batch before the one being taken is still held: a served
+ring must let its consumer hold 2 batches (serve --hold 2 or more), and
+RingIterable says so before the first batch otherwise.
 """
 import warnings
 
@@ -48,13 +51,19 @@ class RingIterable(_torch.utils.data.IterableDataset):
     records=(path, record_size) with open_records' keywords. shape: the
     data tensor's shape per batch (e.g. (-1, 4096)); dtype: its dtype.
     pin=True page-locks the ring for CUDA (Generator.pin) so that
-    .to("cuda", non_blocking=True) copies from the slot itself."""
+    .to("cuda", non_blocking=True) copies from the slot itself. A served
+    ring needs serve --hold 2 or more: the tensors of the batch before are
+    alive while the next is taken."""
 
     def __init__(self, attach=None, records=None, labels=None, shape=None, dtype="uint8",
                  timeout=None, pin=None, **kw):
         super().__init__()
         if (attach is None) == (records is None):
             raise ValueError("give one of attach='/name' or records=(path, record_size)")
+        if attach is not None and (labels is not None or kw):
+            # The producer chose them: a served ring takes no options.
+            raise TypeError("RingIterable(attach=...) takes shape, dtype, timeout and pin only, "
+                            "not %s" % ", ".join(sorted(kw) + (["labels"] if labels else [])))
         self.attach, self.records, self.labels = attach, records, labels
         self.shape, self.dtype, self.timeout, self.pin, self.kw = shape, dtype, timeout, pin, kw
         self._gen = None
@@ -70,6 +79,11 @@ class RingIterable(_torch.utils.data.IterableDataset):
         gen = self._open()
         self._gen = gen
         try:
+            if gen.hold < 2:
+                _br._batchring._raise_held(
+                    "ring %s lets its consumer hold 1 batch, and the tensors RingIterable gives "
+                    "are alive while it takes the next batch: serve it with --hold 2 (or more)"
+                    % self.attach)
             for b in gen:
                 x = b.torch(self.dtype, self.shape)
                 y = b.torch_labels()
