@@ -28,7 +28,7 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     char *msg = br__open_error_buffer();
     struct br_ring_header *h;
     struct br_gen *g;
-    uint64_t mine, cursor;
+    uint64_t mine, cursor, first;
     int rc;
 
     msg[0] = '\0';
@@ -63,11 +63,15 @@ BR_API int br_attach(br_gen **out, const char *name, int timeout_ms)
     /* Resume at the first batch not released: a consumer that died holding
      * batches left their slots READY (or FAILED) on their laps. Those it
      * released out of order, between there and its cursor, are skipped
-     * (skip_end): each held batch is delivered again exactly once. */
+     * (skip_end): each held batch is delivered again exactly once. Only a
+     * consumer that may hold several batches releases out of order: on a
+     * ring of hold 1 the first unreleased batch is the cursor's or the one
+     * before it, and a ring that says otherwise (damaged shared memory,
+     * fuzz_ring) must not make us skip a batch. */
     cursor = br__load_acquire_u64(&h->cursor);
-    br__consumer_init(&g->cons, &g->ring, br__consumer_first_unreleased(&g->ring, cursor),
-                      timeout_ms, g->msg, br__gen_check_alive);
-    g->cons.skip_end = cursor;
+    first = br__consumer_first_unreleased(&g->ring, cursor);
+    br__consumer_init(&g->cons, &g->ring, first, timeout_ms, g->msg, br__gen_check_alive);
+    g->cons.skip_end = g->ring.geo.hold >= 2 ? cursor : first;
     g->cons.hold = g->ring.geo.hold;
     /* The ring's cursor stays where it was (the highest reached, never
      * moved back: see br__consumer_take); ours starts lower. */
