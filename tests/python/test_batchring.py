@@ -12,6 +12,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -58,6 +60,7 @@ def test_view_keeps_batch_held_then_slot_recycles(data):
         for _ in range(14):
             next(g).release()
     assert "batch 0 is still held" in str(e.value)
+    assert "b.release()" in str(e.value) and "br_release" not in str(e.value)
     assert np.array_equal(view, raw[ids])
     del view                        # now the slot goes back
     for _ in range(14):
@@ -128,10 +131,12 @@ def test_attach_served_ring_and_errors(plugin):
     try:
         g = batchring.attach(name)
         next(g), next(g)
-        with pytest.raises(batchring.LoaderError):
+        with pytest.raises(batchring.LoaderError) as e:
             next(g)
-        with pytest.raises(batchring.Error):
-            next(g)
+        assert e.value.name == "BR_ELOADER" and "batch 2" in str(e.value)
+        with pytest.raises(batchring.Stopped) as e:
+            next(g)                 # stopped after the error, which it names
+        assert e.value.name == "BR_ESTOPPED" and e.value.code == -30004
         g.close()
     finally:
         s.stop()
@@ -369,3 +374,234 @@ def test_pin_attached_ring(plugin, cuda):
             del b
     finally:
         s.stop()
+
+
+def test_batch_as_context_manager_epoch_batch_and_stopped(data):
+    """`with b:` gives the slot back at its end; .epoch and .batch count
+    within the epochs (1000 samples in batches of 64: 16 per epoch, the
+    last one of 40); a closed generator raises Stopped with its code."""
+    d, raw, _ = data
+    g = batchring.open_records(os.path.join(d, "records.bin"), REC, batch_size=64, workers=1,
+                               hold=2, epochs=2)
+    got = []
+    for _ in range(32):
+        with next(g) as b:
+            assert b.held
+            got.append((b.seq, b.epoch, b.batch, b.count))
+        assert not b.held           # released by the with, not by the next batch
+    assert got == [(s, s // 16, s % 16, 40 if s % 16 == 15 else 64) for s in range(32)]
+    with pytest.raises(StopIteration):
+        next(g)
+    g.close()
+    with pytest.raises(batchring.Stopped) as e:
+        next(g)
+    assert (e.value.code, e.value.name) == (-30004, "BR_ESTOPPED")
+
+
+def test_attached_ring_of_hold_1_refuses_next_while_views_live(plugin):
+    """A ring served with the default hold of 1: the next batch gives the
+    previous one back, so next() refuses (HoldLimit) while an array of it
+    lives, instead of letting the ring load into memory it still sees; a
+    batch without views is given back (and no longer readable)."""
+    name = "/br-py-%d-1" % os.getpid()
+    s = Served(name, "samples=64,bytes=256")
+    try:
+        with batchring.attach(name, timeout=WAIT_S) as g:
+            assert g.hold == 1
+            b = next(g)
+            v = b.numpy()
+            want = v.copy()
+            with pytest.raises(batchring.HoldLimit) as e:
+                next(g)
+            assert e.value.name == "BR_EHELD" and "batch 0 still has views" in str(e.value)
+            assert np.array_equal(v, want)
+            del v
+            c = next(g)
+            assert c.seq == 1 and not b.held
+            with pytest.raises(ValueError):
+                b.numpy()
+    finally:
+        s.stop()
+
+
+def test_waits_release_the_gil_and_ctrl_c_ends_them(plugin):
+    """While next() waits (batch 2 never loads), another thread runs Python:
+    it watches the ring with `batchring stat` until this consumer waits,
+    then interrupts this process, as Ctrl-C would. The wait ends with
+    KeyboardInterrupt, well within SLICE_MS of the signal (50 ms; bounded
+    at 2 s here, so that a slower poll fails); the consumer stays attached."""
+    name = "/br-py-%d-g" % os.getpid()
+    s = Served(name, "samples=64,bytes=256,block=2")
+    seen, sent = [], []
+
+    def watcher():
+        s.wait_consumer_waiting(2)
+        seen.append(True)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        with batchring.attach(name, timeout=WAIT_S) as g:
+            next(g), next(g)
+            t = threading.Thread(target=watcher)
+            t.start()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    next(g)
+                ended = time.monotonic()
+            finally:
+                t.join()
+            assert seen == [True]
+            assert ended - sent[0] < 2.0
+            assert s.stat()["consumer_pid"] == os.getpid()   # still attached
+    finally:
+        s.stop()
+
+
+def mkdata(d, *args):
+    subprocess.run([CLI, "mkdata", "--dir", str(d), "-q", *args], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def samples_of(g):
+    """{id: (bytes, label or None)} of every sample of every batch, each id
+    once, the bytes cut at .offsets."""
+    got = {}
+    for b in g:
+        data = bytes(b.data)
+        labels = b.labels
+        for i, sid in enumerate(b.ids):
+            assert int(sid) not in got
+            got[int(sid)] = (data[b.offsets[i]:b.offsets[i + 1]],
+                             None if labels is None else int(labels[i]))
+    return got
+
+
+def indexed_samples(data_path, index_path):
+    blob = open(data_path, "rb").read()
+    idx = np.fromfile(index_path, dtype="<u8").reshape(-1, 2)
+    return [blob[o:o + n] for o, n in idx]
+
+
+def test_variable_size_layouts_every_sample(plugin, tmp_path):
+    """open_indexed, open_files, open_files_glob and open_indexed_shards:
+    every sample's bytes (cut at .offsets, of varying size) and label,
+    shuffled, 2 workers, each id once."""
+    d = tmp_path
+    mkdata(d / "i", "--layout", "indexed", "--samples", "300", "--min-bytes", "1",
+           "--max-bytes", "3000", "--seed", "3")
+    want = indexed_samples(d / "i" / "data.bin", d / "i" / "index.bin")
+    lab = np.fromfile(d / "i" / "labels.bin", dtype="<i4")
+    kw = dict(batch_size=16, workers=2, shuffle=True, seed=9)
+    with batchring.open_indexed(d / "i" / "data.bin", d / "i" / "index.bin",
+                                labels=d / "i" / "labels.bin", **kw) as g:
+        got = samples_of(g)
+    assert len({len(b) for b in want}) > 50              # sizes do vary
+    assert got == {i: (want[i], int(lab[i])) for i in range(300)}
+
+    mkdata(d / "f", "--layout", "files", "--samples", "40", "--min-bytes", "1",
+           "--max-bytes", "5000")
+    names = [ln.strip() for ln in open(d / "f" / "files.txt") if ln.strip()]
+    want = [open(os.path.join(d / "f", n) if not os.path.isabs(n) else n, "rb").read()
+            for n in names]
+    lab = np.fromfile(d / "f" / "labels.bin", dtype="<i4")
+    with batchring.open_files(d / "f" / "files.txt", labels=d / "f" / "labels.bin", **kw) as g:
+        assert samples_of(g) == {i: (want[i], int(lab[i])) for i in range(40)}
+    files = sorted(os.listdir(d / "f" / "files"))
+    want = [open(d / "f" / "files" / n, "rb").read() for n in files]
+    with batchring.open_files_glob(str(d / "f" / "files" / "*.bin"), **kw) as g:
+        assert samples_of(g) == {i: (want[i], None) for i in range(len(files))}
+
+    mkdata(d / "s", "--layout", "indexed", "--samples", "200", "--shards", "3",
+           "--min-bytes", "1", "--max-bytes", "2000")
+    shards = sorted(n for n in os.listdir(d / "s") if n.startswith("data_") and
+                    n.endswith(".bin"))
+    assert len(shards) == 3
+    want = sum((indexed_samples(d / "s" / n, d / "s" / (n + ".idx")) for n in shards), [])
+    with batchring.open_indexed_shards(str(d / "s" / "data_*.bin"), **kw) as g:
+        assert samples_of(g) == {i: (want[i], None) for i in range(200)}
+
+
+def test_record_shards_and_packed_every_sample(plugin, tmp_path):
+    """open_record_shards over 3 shard files and open_packed over what
+    `batchring pack` wrote of the same records: every sample and label."""
+    d = tmp_path
+    mkdata(d, "--layout", "records", "--samples", "500", "--sample-bytes", "512",
+           "--shards", "3")
+    shards = sorted(n for n in os.listdir(d) if n.startswith("records_"))
+    assert len(shards) == 3
+    blob = b"".join(open(d / n, "rb").read() for n in shards)
+    lab = np.fromfile(d / "labels.bin", dtype="<i4")
+    want = {i: (blob[i * 512:(i + 1) * 512], int(lab[i])) for i in range(500)}
+    kw = dict(batch_size=32, workers=2, shuffle=True, seed=4)
+    with batchring.open_record_shards(str(d / "records_*.bin"), 512, labels=d / "labels.bin",
+                                      **kw) as g:
+        assert samples_of(g) == want
+    with open(d / "all.bin", "wb") as f:
+        f.write(blob)
+    subprocess.run([CLI, "pack", str(d / "packed"), "--records", str(d / "all.bin"),
+                    "--record-size", "512", "--labels", str(d / "labels.bin"),
+                    "--shard-size", "64K"], check=True, capture_output=True)
+    assert len([n for n in os.listdir(d / "packed") if n.endswith(".brp")]) > 1
+    with batchring.open_packed(d / "packed", **kw) as g:
+        assert samples_of(g) == want
+    with pytest.raises(batchring.Error) as e:
+        batchring.open_packed(d / "all.bin")
+    assert e.value.name in ("EINVAL", "BR_EBADMSG", "EBADMSG") and "all.bin" in str(e.value)
+
+
+def test_tokens_and_packed_tokens_windows(plugin, tmp_path):
+    """open_tokens over llm.c shards: each window of seq_len + 1 tokens of
+    one shard, as int32 inputs[B][T] then targets[B][T]; open_packed_tokens
+    over `batchring pack --tokens` of them gives the same batches."""
+    d, T = tmp_path, 16
+    mkdata(d, "--layout", "tokens", "--samples", "3000", "--shards", "2")
+    shards = sorted(n for n in os.listdir(d) if n.startswith("tokens_"))
+    toks = [np.fromfile(d / n, dtype="<u2", offset=1024).astype(np.int32) for n in shards]
+    windows = [t[j * T:j * T + T + 1] for t in toks for j in range((len(t) - 1) // T)]
+    kw = dict(batch_size=8, workers=2, shuffle=True, seed=2)
+
+    def check(g):
+        seen, batches = set(), []
+        for b in g:
+            x = b.numpy("int32", (2, b.count, T))
+            assert b.offsets is None and b.labels is None
+            for i, sid in enumerate(b.ids):
+                w = windows[int(sid)]
+                assert np.array_equal(x[0, i], w[:-1]) and np.array_equal(x[1, i], w[1:])
+                seen.add(int(sid))
+            batches.append((list(b.ids), bytes(b.data)))
+        assert seen == set(range(len(windows)))
+        return batches
+
+    with batchring.open_tokens(str(d / "tokens_*.bin"), T, **kw) as g:
+        a = check(g)
+    subprocess.run([CLI, "pack", str(d / "packed"), "--tokens", str(d / "tokens_*.bin")],
+                   check=True, capture_output=True)
+    with batchring.open_packed_tokens(d / "packed", T, **kw) as g:
+        assert check(g) == a
+    with pytest.raises(batchring.Error) as e:
+        batchring.open_tokens(str(d / "nothing_*.bin"), T)
+    assert e.value.name == "ENOENT" and "nothing_" in str(e.value)
+
+
+def test_rank_world_and_from_env(data, monkeypatch):
+    """Two ranks of one world read disjoint halves that cover every sample;
+    from_env=True takes RANK and WORLD_SIZE as a launcher sets them."""
+    d, _, _ = data
+    path = os.path.join(d, "records.bin")
+
+    def ids(**kw):
+        with batchring.open_records(path, REC, batch_size=50, shuffle=True, seed=8, **kw) as g:
+            return [int(i) for b in g for i in b.ids]
+
+    r0, r1 = ids(rank=0, world=2), ids(rank=1, world=2)
+    assert not set(r0) & set(r1) and sorted(r0 + r1) == list(range(N))
+    assert len(r0) == len(r1) == N // 2
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert ids(from_env=True) == r1
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(batchring.Error) as e:
+        ids(from_env=True)
+    assert e.value.name == "EINVAL" and "RANK" in str(e.value)

@@ -162,3 +162,56 @@ def test_torch_ring_iterable(data):
         assert any(np.array_equal(x[0].numpy(), raw[r]) for r in rows)
         n += x.shape[0]
     assert n == N
+
+
+def serve_records(name, d, hold):
+    """batchring serve of the mkdata records, one epoch in file order."""
+    p = subprocess.Popen([os.environ["BR_CLI"], "serve", "--name", name,
+                          "--records", os.path.join(d, "records.bin"), "--record-size", str(REC),
+                          "--labels", os.path.join(d, "labels.bin"), "--batch", "64",
+                          "--workers", "1", "--hold", str(hold), "--epochs", "1",
+                          "--exit-on-detach"],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == name
+    return p
+
+
+def test_ring_iterable_on_served_rings(data):
+    """RingIterable(attach=) on a ring served with --hold 2, as a plain
+    iterator and through a DataLoader: every row and label of every batch;
+    on a ring of hold 1 it says so before the first batch, and it refuses
+    options only a ring's producer chooses."""
+    from batchring.torch import RingIterable
+    d, raw, lab = data
+    name = "/br-py-%d-ri" % os.getpid()
+    for through_loader in (False, True):
+        p = serve_records(name, d, hold=2)
+        try:
+            ds = RingIterable(attach=name, shape=(-1, REC), timeout=WAIT_S)
+            it = (torch.utils.data.DataLoader(ds, batch_size=None, num_workers=0)
+                  if through_loader else ds)
+            n, prev = 0, None
+            for x, y in it:
+                assert x.dtype == torch.uint8 and y.dtype == torch.int32
+                assert np.array_equal(x.numpy(), raw[n:n + x.shape[0]])
+                assert np.array_equal(y.numpy(), lab[n:n + x.shape[0]])
+                if prev is not None:        # the batch before is still whole
+                    assert np.array_equal(prev.numpy(), raw[n - prev.shape[0]:n])
+                prev = x
+                n += x.shape[0]
+            assert n == N
+            del prev, x, y
+        finally:
+            p.send_signal(2)
+            assert p.wait(timeout=WAIT_S) == 0
+    p = serve_records(name, d, hold=1)
+    try:
+        with pytest.raises(batchring.HoldLimit) as e:
+            next(iter(RingIterable(attach=name, timeout=WAIT_S)))
+        assert e.value.name == "BR_EHELD" and "--hold 2" in str(e.value)
+    finally:
+        p.send_signal(2)
+        p.wait(timeout=WAIT_S)
+    with pytest.raises(TypeError) as e:
+        RingIterable(attach=name, batch_size=64)
+    assert "batch_size" in str(e.value)
