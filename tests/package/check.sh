@@ -15,7 +15,11 @@
 #               --help` run from another directory (RPATH)
 #   5 deb       `cpack -G DEB`, dpkg -i, consumer built against /usr and run,
 #               dpkg -P (root only: SKIPPED otherwise)
-#   6 libonly   the library-only build with no C++ compiler
+#   6 python    the installed Python package imported from the moved
+#               prefix by Debian's python3 (PYTHONPATH only: the extension
+#               finds libbatchring by its relative RPATH) and run on a file
+#               (SKIPPED where python3-dev left it unbuilt)
+#   7 libonly   the library-only build with no C++ compiler
 #
 # Ends with "package-check: N passed, N failed, N skipped"; exit 1 if any
 # step failed. BR_PACKAGE_KEEP=1 keeps the scratch directory.
@@ -164,6 +168,34 @@ step_deb() {
     [ ! -e /usr/bin/batchring ] || { echo "dpkg -P left /usr/bin/batchring"; return 1; }
 }
 
+step_python() {
+    py=/usr/bin/python3
+    site=$(cd "$moved" && ls -d lib/python3*/dist-packages lib/python3*/site-packages \
+           2>/dev/null | head -n 1)
+    if [ -z "$site" ] || [ ! -d "$moved/$site/batchring" ]; then
+        grep -q 'BR_BUILD_PYTHON:BOOL=ON' "$build/CMakeCache.txt" && {
+            echo "the Python package was built but not installed"; return 1; }
+        echo "SKIPPED: the Python package was not built (python3-dev missing)"; return 77
+    fi
+    ls "$moved/$site/batchring"/__init__.py "$moved/$site/batchring"/torch.py \
+       "$moved/$site/batchring"/_batchring*.so || return 1
+    head -c 65536 /dev/urandom >"$work/records.bin" || return 1
+    # From another directory, with nothing but PYTHONPATH: the extension
+    # and libbatchring must both come from the moved prefix.
+    (cd / && run env -u LD_LIBRARY_PATH PYTHONPATH="$moved/$site" "$py" -c '
+import sys, batchring
+mod = batchring._batchring.__file__
+assert mod.startswith(sys.argv[1]), mod
+lib = [l.split()[-1] for l in open("/proc/self/maps") if "libbatchring.so" in l]
+assert lib and all(p.startswith(sys.argv[1]) for p in lib), lib
+data = open(sys.argv[2], "rb").read()
+with batchring.open_records(sys.argv[2], 4096, batch_size=4, workers=1) as g:
+    got = b"".join(bytes(b.data) for b in g)
+assert got == data, "the batches are not the file"
+print("installed batchring", batchring.__version__, "from", mod)
+' "$moved" "$work/records.bin") || return 1
+}
+
 step_libonly() {
     # No C++ compiler: CXX points at `false`, which fails any compiler test,
     # so the build succeeds only if nothing enables C++.
@@ -183,9 +215,10 @@ if [ $failed = 0 ]; then
     step cmake
     step pkgconfig
     step deb
+    step python
 else
-    echo "(install failed: abi, cmake, pkgconfig, deb not run)"
-    failed=$((failed + 4))
+    echo "(install failed: abi, cmake, pkgconfig, deb, python not run)"
+    failed=$((failed + 5))
 fi
 step libonly
 echo "package-check: $(( $(date +%s) - start ))s"
