@@ -121,7 +121,8 @@ if [ -s "$results/peers.dat" ]; then
         }
         res[$1] = $10
         if ($13 != "NaN" && $14 != "NaN")
-            py[$1] = sprintf("%s: %.1fx the DataLoader (a record per `__getitem__`), %.2fx the C consumer", $1, $13, $14)
+            py[$1] = sprintf("%s: %.1fx the DataLoader (a record per `__getitem__`; %s), %.2fx the C consumer (%s)", $1, $13,
+                ($13 >= 50 ? "met" : "MISS"), $14, ($14 >= 0.5 ? "met" : "MISS"))
     }
     END {
         print ""

@@ -158,8 +158,8 @@ def test_torch_ring_iterable(data):
     n = 0
     for x, y in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=0):
         assert x.dtype == torch.uint8 and x.shape[1] == REC
-        rows = np.nonzero((lab == y[0].item()))[0]
-        assert any(np.array_equal(x[0].numpy(), raw[r]) for r in rows)
+        assert np.array_equal(x.numpy(), raw[n:n + x.shape[0]])     # file order
+        assert np.array_equal(y.numpy(), lab[n:n + x.shape[0]])
         n += x.shape[0]
     assert n == N
 
