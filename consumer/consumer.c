@@ -488,7 +488,9 @@ void br__consumer_take(struct br_consumer *c, uint64_t seq, const struct br_slot
     if (c->cursor < c->skip_end)
         br__consumer_skip_released(c);
     /* Release: the supervisor (seq_done) and observers read the cursor.
-     * Never below skip_end, the highest cursor any consumer reached: while
+     * Never below skip_end, the highest cursor any consumer reached (on a
+     * ring of hold >= 2; on one of hold 1 skip_end is where this consumer
+     * started, and the cursor it found was at most one above): while
      * this one re-delivers a dead consumer's held batches, a consumer that
      * takes over from it must still know which ones were released out of
      * order (model_slots_hold_takeover2 found the hang when it did not). */

@@ -24,7 +24,9 @@ struct br_consumer {
      * cursor; the slot word is the record of what is held). */
     uint32_t hold, nheld;
     /* After a takeover: the batches below skip_end that the consumer before
-     * released out of order are skipped, not delivered again. */
+     * released out of order are skipped, not delivered again. On a ring of
+     * hold 1, where nothing is released out of order, skip_end is the
+     * first unreleased batch (br_attach): nothing is skipped. */
     uint64_t skip_end;
     int timeout_ms;         /* -1: wait forever */
     uint32_t kick_every;    /* releases between wake-ups of sleeping workers */

@@ -47,17 +47,26 @@ _batchring._set_numpy(_np.frombuffer, _np.dtype(_np.uint8), _np.dtype(_np.uint64
 _batchring._set_batch_type(Batch)
 
 
-def _open(layout, a, b=None, labels=None, record_size=0, *, batch_size=32, workers=1,
-          shuffle=False, seed=0, epochs=1, drop_last=False, rank=0, world=1, from_env=False,
-          hold=2, pin=None, timeout=None, slots=None, slot_bytes=0, start_seq=0,
-          max_restarts=3, direct=False, cpus=None, ids=None, token_bytes=0):
+# The keywords every open_* takes, and their defaults (br_options).
+_KEYWORDS = dict(batch_size=32, workers=1, shuffle=False, seed=0, epochs=1, drop_last=False,
+                 rank=0, world=1, from_env=False, hold=2, pin=None, timeout=None, slots=None,
+                 slot_bytes=0, start_seq=0, max_restarts=3, direct=False, cpus=None, ids=None)
+
+
+def _open(fn, layout, a, b, labels, record_size, token_bytes, kw):
+    unknown = sorted(set(kw) - set(_KEYWORDS))
+    if unknown:
+        raise TypeError("%s() got unexpected keyword argument%s %s" % (
+            fn, "s" if len(unknown) > 1 else "", ", ".join(map(repr, unknown))))
+    o = dict(_KEYWORDS, **kw)
+    ids = o["ids"]
     return _batchring._open_dataset(
         layout, str(a), None if b is None else str(b),
-        None if labels is None else str(labels), int(record_size), bool(direct),
-        batch_size, workers, 0xFFFFFFFF if slots is None else slots, slot_bytes,
-        bool(shuffle), seed, epochs, bool(drop_last), rank, world, bool(from_env), hold, pin,
-        timeout,
-        start_seq, max_restarts, cpus,
+        None if labels is None else str(labels), int(record_size), bool(o["direct"]),
+        o["batch_size"], o["workers"], 0xFFFFFFFF if o["slots"] is None else o["slots"],
+        o["slot_bytes"], bool(o["shuffle"]), o["seed"], o["epochs"], bool(o["drop_last"]),
+        o["rank"], o["world"], bool(o["from_env"]), o["hold"], o["pin"], o["timeout"],
+        o["start_seq"], o["max_restarts"], o["cpus"],
         None if ids is None else _np.ascontiguousarray(ids, dtype=_np.uint64), token_bytes)
 
 
@@ -70,17 +79,17 @@ def open_records(path, record_size, labels=None, **kw):
     "cuda": or raise CudaError), timeout (seconds per batch, None: forever), slots,
     slot_bytes, start_seq, max_restarts, direct, cpus, and ids (the samples,
     in this order, instead of all of them: a sequence of uint64)."""
-    return _open("records", path, None, labels, record_size, **kw)
+    return _open("open_records", "records", path, None, labels, record_size, 0, kw)
 
 
 def open_files(list_path, labels=None, **kw):
     """A generator over a list of files, one sample per file (see open_records)."""
-    return _open("files", list_path, None, labels, 0, **kw)
+    return _open("open_files", "files", list_path, None, labels, 0, 0, kw)
 
 
 def open_indexed(data_path, index_path, labels=None, **kw):
     """A generator over variable-size samples of a data file and its index."""
-    return _open("indexed", data_path, index_path, labels, 0, **kw)
+    return _open("open_indexed", "indexed", data_path, index_path, labels, 0, 0, kw)
 
 
 def open_tokens(pattern, seq_len, token_bytes=0, **kw):
@@ -90,38 +99,40 @@ def open_tokens(pattern, seq_len, token_bytes=0, **kw):
     seq_len + 1 tokens; a batch of B windows is int32 inputs[B][seq_len]
     then targets[B][seq_len] (b.torch("int32", (2, b.count, seq_len))).
     Keywords as open_records (direct excepted)."""
-    return _open("tokens", pattern, None, None, seq_len, token_bytes=token_bytes, **kw)
+    return _open("open_tokens", "tokens", pattern, None, None, seq_len, token_bytes, kw)
 
 
 def open_record_shards(pattern, record_size, labels=None, **kw):
     """The records layout over shards (a glob, sorted by name, or "@LIST"):
     sample ids run through the shards in order. Keywords as open_records
     (direct excepted)."""
-    return _open("record_shards", pattern, None, labels, record_size, **kw)
+    return _open("open_record_shards", "record_shards", pattern, None, labels, record_size, 0,
+                 kw)
 
 
 def open_indexed_shards(pattern, index_suffix=None, labels=None, **kw):
     """The indexed layout over shards, each indexed by the file of its name
     plus index_suffix (None: ".idx"). Keywords as open_records (direct
     excepted)."""
-    return _open("indexed_shards", pattern, index_suffix, labels, 0, **kw)
+    return _open("open_indexed_shards", "indexed_shards", pattern, index_suffix, labels, 0, 0,
+                 kw)
 
 
 def open_files_glob(pattern, labels=None, **kw):
     """One sample per file, the files a glob (sorted by name) or "@LIST".
     Keywords as open_records (direct excepted)."""
-    return _open("files_glob", pattern, None, labels, 0, **kw)
+    return _open("open_files_glob", "files_glob", pattern, None, labels, 0, 0, kw)
 
 
 def open_packed(path, **kw):
     """A packed dataset (`batchring pack`): its directory, a glob of its
     shards, or its one shard; record size, labels and index come from the
     checked headers. Keywords as open_records (direct excepted)."""
-    return _open("packed", path, None, None, 0, **kw)
+    return _open("open_packed", "packed", path, None, None, 0, 0, kw)
 
 
 def open_packed_tokens(path, seq_len, **kw):
     """A packed dataset of tokens (`batchring pack --tokens`) as windows of
     seq_len + 1 tokens, batches as open_tokens'. Keywords as open_records
     (direct excepted)."""
-    return _open("packed_tokens", path, None, None, seq_len, **kw)
+    return _open("open_packed_tokens", "packed_tokens", path, None, None, seq_len, 0, kw)

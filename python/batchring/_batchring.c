@@ -1211,6 +1211,39 @@ static PyObject *mod_attach(PyObject *m, PyObject *args, PyObject *kw)
 }
 
 /* _open(layout, paths tuple, labels, record_size, flags, options dict) */
+/* PyArg "O&" converters: a Python int in range, else OverflowError (a
+ * negative or too large value) or TypeError (not an int). */
+static int uint_arg(PyObject *o, unsigned long long max, unsigned long long *v)
+{
+    PyObject *i = PyNumber_Index(o);
+    if (!i)
+        return 0;
+    *v = PyLong_AsUnsignedLongLong(i);
+    int bad = *v == (unsigned long long)-1 && PyErr_Occurred();
+    Py_DECREF(i);
+    if (bad || *v > max) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_OverflowError, "%R is out of range: expected an int from 0 to %llu", o,
+                     max);
+        return 0;
+    }
+    return 1;
+}
+
+static int u32_arg(PyObject *o, void *out)
+{
+    unsigned long long v;
+    if (!uint_arg(o, UINT32_MAX, &v))
+        return 0;
+    *(unsigned int *)out = (unsigned int)v;
+    return 1;
+}
+
+static int u64_arg(PyObject *o, void *out)
+{
+    return uint_arg(o, UINT64_MAX, out);
+}
+
 static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
 {
     (void)m;
@@ -1227,11 +1260,14 @@ static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
     unsigned long long slot_bytes = 0, seed = 0, epochs = 1, start_seq = 0;
     PyObject *timeout = Py_None, *ids = Py_None, *pin = Py_None;
     int pin_mode;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|zznpIIIKpKKpIIpIOOKIzOI", kwlist, &layout,
-                                     &a, &b, &labels, &record_size, &direct, &batch_size,
-                                     &workers, &slots, &slot_bytes, &shuffle, &seed, &epochs,
-                                     &drop_last, &rank, &world, &from_env, &hold, &pin, &timeout,
-                                     &start_seq, &max_restarts, &cpus, &ids, &token_bytes) ||
+    /* O& with range-checked converters: "I" and "K" would wrap -1 or 2**32
+     * + 2 into a valid-looking value. */
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "ss|zznpO&O&O&O&pO&O&pO&O&pO&OOO&O&zOO&", kwlist, &layout, &a, &b,
+            &labels, &record_size, &direct, u32_arg, &batch_size, u32_arg, &workers, u32_arg,
+            &slots, u64_arg, &slot_bytes, &shuffle, u64_arg, &seed, u64_arg, &epochs, &drop_last,
+            u32_arg, &rank, u32_arg, &world, &from_env, u32_arg, &hold, &pin, &timeout, u64_arg,
+            &start_seq, u32_arg, &max_restarts, &cpus, &ids, u32_arg, &token_bytes) ||
         pin_arg(pin, &pin_mode))
         return NULL;
     if (hold < 2) {

@@ -169,11 +169,13 @@ step_deb() {
 }
 
 step_python() {
-    py=/usr/bin/python3
+    # The interpreter the extension was built for.
+    py=$(sed -n 's/^_\{0,1\}Python3_EXECUTABLE:[A-Z]*=//p' "$build/CMakeCache.txt" | head -n 1)
+    [ -n "$py" ] || py=/usr/bin/python3
     site=$(cd "$moved" && ls -d lib/python3*/dist-packages lib/python3*/site-packages \
            2>/dev/null | head -n 1)
     if [ -z "$site" ] || [ ! -d "$moved/$site/batchring" ]; then
-        grep -q 'BR_BUILD_PYTHON:BOOL=ON' "$build/CMakeCache.txt" && {
+        grep -Eqi '^BR_BUILD_PYTHON:BOOL=(ON|TRUE|YES|Y|1)$' "$build/CMakeCache.txt" && {
             echo "the Python package was built but not installed"; return 1; }
         echo "SKIPPED: the Python package was not built (python3-dev missing)"; return 77
     fi

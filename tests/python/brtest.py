@@ -77,6 +77,6 @@ class Served:
 
     def stop(self):
         self.p.send_signal(signal.SIGINT)
-        self.p.wait(timeout=30)     # its status: the run may have stopped on an error
+        self.p.wait(timeout=WAIT_S)     # its status: the run may have stopped on an error
         assert not os.path.exists("/dev/shm" + self.name)
 

@@ -23,7 +23,7 @@ class Skips:
         self.n = 0
 
     def pytest_runtest_logreport(self, report):
-        if report.skipped:
+        if report.skipped and not hasattr(report, "wasxfail"):
             self.n += 1
 
     def pytest_collectreport(self, report):

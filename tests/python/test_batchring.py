@@ -110,6 +110,19 @@ def test_errors(data):
     assert e.value.name == "ENOENT"
     with pytest.raises(ValueError):
         batchring.open_records(os.path.join(d, "records.bin"), REC, hold=1)
+    # Out of range is refused, never wrapped into a valid-looking value.
+    for kw in ({"hold": 2**32 + 2}, {"batch_size": -1}, {"seed": -5}, {"workers": 2**32}):
+        with pytest.raises(OverflowError) as e:
+            batchring.open_records(os.path.join(d, "records.bin"), REC, **kw)
+        assert repr(list(kw.values())[0]) in str(e.value)
+    with pytest.raises(TypeError) as e:
+        batchring.open_records(os.path.join(d, "records.bin"), REC, batch_size="64")
+    with pytest.raises(TypeError) as e:
+        batchring.open_files(os.path.join(d, "records.bin"), token_bytes=4)
+    assert "open_files() got unexpected keyword argument 'token_bytes'" in str(e.value)
+    with pytest.raises(TypeError) as e:
+        batchring.open_packed(d, labels=os.path.join(d, "labels.bin"))
+    assert "open_packed()" in str(e.value) and "'labels'" in str(e.value)
 
 
 
@@ -118,12 +131,17 @@ def test_attach_served_ring_and_errors(plugin):
     name = "/br-py-%d-a" % os.getpid()
     s = Served(name, "samples=64,bytes=256,block=5,fail=1000")
     try:
-        with batchring.attach(name, timeout=0.3) as g:
+        with batchring.attach(name, timeout=WAIT_S) as g:
             got = [next(g).seq for _ in range(5)]
             assert got == [0, 1, 2, 3, 4]
             assert s.stat()["consumer_pid"] == os.getpid()
-            with pytest.raises(batchring.Timeout):
-                next(g)
+        # Batch 5 never loads: a short timeout ends the wait, and the
+        # generator stays usable (the same error again, same batch).
+        with batchring.attach(name, timeout=0.3) as g:
+            for _ in range(2):
+                with pytest.raises(batchring.Timeout) as e:
+                    next(g)
+                assert e.value.name == "ETIMEDOUT"
     finally:
         s.stop()
     name = "/br-py-%d-f" % os.getpid()
@@ -431,7 +449,7 @@ def test_waits_release_the_gil_and_ctrl_c_ends_them(plugin):
     KeyboardInterrupt, well within SLICE_MS of the signal (50 ms; bounded
     at 2 s x BR_TEST_TIME_SCALE here, so that a slow poll fails); the
     consumer stays attached."""
-    name = "/br-py-%d-g" % os.getpid()
+    name = "/br-py-%d-gil" % os.getpid()
     s = Served(name, "samples=64,bytes=256,block=2")
     seen, sent = [], []
 
