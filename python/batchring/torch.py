@@ -42,8 +42,12 @@ warnings.filterwarnings("ignore", message="The given buffer is not writable",
 _DLPACK = {_torch.uint8: (1, 8), _torch.int8: (0, 8), _torch.int16: (0, 16),
            _torch.int32: (0, 32), _torch.int64: (0, 64), _torch.float16: (2, 16),
            _torch.float32: (2, 32), _torch.float64: (2, 64), _torch.bfloat16: (4, 16)}
+# from_dlpack first asks its argument for __dlpack__, which a capsule does
+# not have: an AttributeError made and dropped per batch (~0.15 us). The
+# capsule goes straight to the function it then calls, where torch has it.
+_FROM_CAPSULE = getattr(_dlpack, "_from_dlpack", None) or _dlpack.from_dlpack
 _br._batchring._set_torch(_torch.frombuffer, _torch.dtype, _DTYPES,
-                          _dlpack.from_dlpack, _DLPACK)
+                          _FROM_CAPSULE, _DLPACK)
 
 
 class RingIterable(_torch.utils.data.IterableDataset):
