@@ -1210,7 +1210,6 @@ static PyObject *mod_attach(PyObject *m, PyObject *args, PyObject *kw)
     return (PyObject *)self;
 }
 
-/* _open(layout, paths tuple, labels, record_size, flags, options dict) */
 /* PyArg "O&" converters: a Python int in range, else OverflowError (a
  * negative or too large value) or TypeError (not an int). */
 static int uint_arg(PyObject *o, unsigned long long max, unsigned long long *v)
@@ -1244,6 +1243,9 @@ static int u64_arg(PyObject *o, void *out)
     return uint_arg(o, UINT64_MAX, out);
 }
 
+/* _open_dataset(layout, a, b, labels, record_size, direct, <br_options
+ * fields>, ids, token_bytes): batchring._open's one call, in the order of
+ * kwlist. */
 static PyObject *mod_open_dataset(PyObject *m, PyObject *args, PyObject *kw)
 {
     (void)m;
