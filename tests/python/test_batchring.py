@@ -566,7 +566,7 @@ def test_record_shards_and_packed_every_sample(plugin, tmp_path):
         assert samples_of(g) == want
     with pytest.raises(batchring.Error) as e:
         batchring.open_packed(d / "all.bin")
-    assert e.value.name in ("EINVAL", "BR_EBADMSG", "EBADMSG") and "all.bin" in str(e.value)
+    assert e.value.name == "EBADMSG" and "all.bin" in str(e.value) and "magic" in str(e.value)
 
 
 def test_tokens_and_packed_tokens_windows(plugin, tmp_path):
