@@ -24,7 +24,9 @@
  *
  * The peers run in rounds, each for PEER_PHASE_NS of wall time per round,
  * in turn, so the machine's noise hits all of them alike; each turn starts
- * once the one before it has stopped using the CPUs (settle). The Python child
+ * once the one before it has stopped using the CPUs (settle), and is timed
+ * after PEER_WARMUP_NS of untimed batches (the figures are the peers'
+ * steady rates; the *_whole_turn figures count the warm-up too). The Python child
  * is started once per run and waits on its stdin between phases; its
  * figures are measured inside it (time.process_time of the main process:
  * never its DataLoader workers). Each peer's trainer CPU per batch is the
@@ -63,6 +65,22 @@
 /* Wall time of each peer's turn in a round. The DataLoader delivers a
  * batch every ~1-2 ms, so a turn holds a hundred of its batches. */
 #define PEER_PHASE_NS UINT64_C(200000000)
+/*
+ * Untimed batches at the start of each turn. A peer's rate climbs for the
+ * first 40-80 ms of a turn that follows the others' turns: batches per 10
+ * ms of the Python peer's turns in this case went 26k, 33k, 40k, 41k,
+ * 46k/s ... to 50-53k/s from 60 ms on, the C consumer's 24k, 34k, 37k,
+ * 45k, then 51-57k/s; the DataLoader's stayed flat. perf sampling of both
+ * CPUs showed the workers running the same code in the ramp as after it
+ * (memmove, copy_resident) with 2% idle: the same copies, from memory
+ * that is slower at first (docs/perf/notes.md, "The turn's ramp"). A
+ * trainer that runs for hours sees the steady rate, and a timed turn
+ * that starts in the ramp measures the bench's interleaving instead: 25%
+ * of the Python peer's rate, 12% of the C one's. Every peer gets the same
+ * warm-up; the whole-turn figures stay in the results beside the steady
+ * ones.
+ */
+#define PEER_WARMUP_NS UINT64_C(100000000)
 /* How long the Python child may take to start (import torch, fork its
  * workers, deliver its first batches) or to answer a turn. */
 #define PEER_CHILD_TIMEOUT_MS 120000
@@ -201,12 +219,24 @@ static uint64_t cpu_ns_self(void)
            (uint64_t)ru.ru_stime.tv_sec * 1000000000u + (uint64_t)ru.ru_stime.tv_usec * 1000u;
 }
 
-/* One peer's totals over the run's rounds. */
+/* One peer's totals over the run's rounds: its timed stretches, and with
+ * `whole` its whole turns (warm-up included). */
 struct peer_total {
     uint64_t batches;
     uint64_t ns;
     uint64_t cpu_ns;
 };
+
+struct peer_totals {
+    struct peer_total timed, whole;
+};
+
+static void peer_add(struct peer_total *t, uint64_t batches, uint64_t ns, uint64_t cpu_ns)
+{
+    t->batches += batches;
+    t->ns += ns;
+    t->cpu_ns += cpu_ns;
+}
 
 static double per_s(const struct peer_total *t)
 {
@@ -226,7 +256,7 @@ struct torch_peer {
     int from;  /* its stdout */
     char line[1024];
     size_t have; /* bytes in line not yet returned */
-    struct peer_total total;
+    struct peer_totals total;
     char note[160]; /* why it did not run */
 };
 
@@ -391,23 +421,26 @@ fail:
     torch_stop(t);
 }
 
-/* One turn of the child: "run S", its figures added to t->total. */
+/* One turn of the child: "run S W" (perf/peers/turns.py), its figures
+ * added to t->total. */
 static int torch_turn(struct torch_peer *t, struct bench_result *out)
 {
-    char cmd[48];
-    int n = snprintf(cmd, sizeof cmd, "run %.3f\n", (double)PEER_PHASE_NS / 1e9);
+    char cmd[64];
+    int n = snprintf(cmd, sizeof cmd, "run %.3f %.3f\n", (double)PEER_PHASE_NS / 1e9,
+                     (double)PEER_WARMUP_NS / 1e9);
     if (write_all(t->to, cmd, (size_t)n))
         return bench__fail(out, -EPIPE, "the torch peer (pid %d) is gone", (int)t->pid);
     int rc = torch_read_line(t);
     if (rc)
         return bench__fail(out, rc, "the torch peer did not answer: %s", strerror(-rc));
     double batches = json_number(t->line, "batches"), ns = json_number(t->line, "ns"),
-           cpu = json_number(t->line, "cpu_ns");
-    if (!(batches >= 0 && ns > 0 && cpu >= 0))
+           cpu = json_number(t->line, "cpu_ns"), wb = json_number(t->line, "warm_batches"),
+           wns = json_number(t->line, "warm_ns"), wcpu = json_number(t->line, "warm_cpu_ns");
+    if (!(batches >= 0 && ns > 0 && cpu >= 0 && wb >= 0 && wns >= 0 && wcpu >= 0))
         return bench__fail(out, -EPROTO, "the torch peer said: %.160s", t->line);
-    t->total.batches += (uint64_t)batches;
-    t->total.ns += (uint64_t)ns;
-    t->total.cpu_ns += (uint64_t)cpu;
+    peer_add(&t->total.timed, (uint64_t)batches, (uint64_t)ns, (uint64_t)cpu);
+    peer_add(&t->total.whole, (uint64_t)(batches + wb), (uint64_t)(ns + wns),
+             (uint64_t)(cpu + wcpu));
     torch_line_done(t);
     return 0;
 }
@@ -488,11 +521,12 @@ struct pread_peer {
     uint8_t *dst;
 };
 
-static int pread_turn(struct pread_peer *pp, struct peer_total *total)
+/* Batches for `ns` of wall time, added to *total. */
+static int pread_stretch(struct pread_peer *pp, uint64_t ns, struct peer_total *total)
 {
     const uint64_t cpu0 = cpu_ns_self(), t0 = br_util_now_ns();
     uint64_t t = t0, n = 0;
-    while (t - t0 < PEER_PHASE_NS) {
+    while (t - t0 < ns) {
         if (pp->next + pp->per_batch > pp->records)
             pp->next = 0;
         for (uint32_t i = 0; i < pp->per_batch; i++) {
@@ -505,33 +539,58 @@ static int pread_turn(struct pread_peer *pp, struct peer_total *total)
         n++;
         t = br_util_now_ns();
     }
-    total->cpu_ns += cpu_ns_self() - cpu0;
-    total->ns += t - t0;
-    total->batches += n;
+    peer_add(total, n, t - t0, cpu_ns_self() - cpu0);
     return 0;
 }
 
-static int batchring_turn(br_gen *g, uint32_t per_batch, struct peer_total *total,
-                          uint64_t *bytes, struct bench_result *out)
+/* Batches for `ns` of wall time, added to *total. */
+static int batchring_stretch(br_gen *g, uint32_t per_batch, uint64_t ns, struct peer_total *total,
+                             uint64_t *bytes, struct bench_result *out)
 {
     const uint64_t cpu0 = cpu_ns_self(), t0 = br_util_now_ns();
     uint64_t t = t0, n = 0;
     br_batch b;
-    while (t - t0 < PEER_PHASE_NS) {
+    while (t - t0 < ns) {
         int rc = bench__next_batch(g, &b, out);
         if (rc)
             return rc;
         if (b.count != per_batch || b.size != (size_t)per_batch * IO_RECORD_BYTES)
             return bench__fail(out, -EPROTO, "batch %llu: %u records, %zu bytes",
                                (unsigned long long)b.seq, b.count, b.size);
-        *bytes += b.size;
+        if (bytes)
+            *bytes += b.size;
         n++;
         t = br_util_now_ns();
     }
-    total->cpu_ns += cpu_ns_self() - cpu0;
-    total->ns += t - t0;
-    total->batches += n;
+    peer_add(total, n, t - t0, cpu_ns_self() - cpu0);
     return 0;
+}
+
+/* One turn of a C peer: the warm-up, then the timed stretch; both go
+ * into total->whole. */
+static int pread_turn(struct pread_peer *pp, struct peer_totals *total)
+{
+    struct peer_total warm = {0}, timed = {0};
+    int rc = pread_stretch(pp, PEER_WARMUP_NS, &warm);
+    if (!rc)
+        rc = pread_stretch(pp, PEER_PHASE_NS, &timed);
+    peer_add(&total->timed, timed.batches, timed.ns, timed.cpu_ns);
+    peer_add(&total->whole, warm.batches + timed.batches, warm.ns + timed.ns,
+             warm.cpu_ns + timed.cpu_ns);
+    return rc;
+}
+
+static int batchring_turn(br_gen *g, uint32_t per_batch, struct peer_totals *total,
+                          uint64_t *bytes, struct bench_result *out)
+{
+    struct peer_total warm = {0}, timed = {0};
+    int rc = batchring_stretch(g, per_batch, PEER_WARMUP_NS, &warm, NULL, out);
+    if (!rc)
+        rc = batchring_stretch(g, per_batch, PEER_PHASE_NS, &timed, bytes, out);
+    peer_add(&total->timed, timed.batches, timed.ns, timed.cpu_ns);
+    peer_add(&total->whole, warm.batches + timed.batches, warm.ns + timed.ns,
+             warm.cpu_ns + timed.cpu_ns);
+    return rc;
 }
 
 static int peers_run(struct bench_loop *loop, const struct bench_params *p,
@@ -542,7 +601,7 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
     struct peer_file file;
     /* [0] item (the row's baseline), [1] batch, [2] batchring from Python */
     struct torch_peer torch[3];
-    struct peer_total ring = {0}, loop_total = {0};
+    struct peer_totals ring = {0}, loop_total = {0};
     struct pread_peer pp = {-1, NULL, 0, 0, per_batch, NULL};
     br_dataset *ds = NULL;
     br_gen *g = NULL;
@@ -591,7 +650,7 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
                 goto done;
     }
     while (loop->keep_running(loop)) {
-        uint64_t before = ring.ns, units = ring.batches;
+        uint64_t before = ring.timed.ns, units = ring.timed.batches;
         settle();
         if ((rc = batchring_turn(g, per_batch, &ring, &out->bytes, out)))
             goto done;
@@ -605,28 +664,35 @@ static int peers_run(struct bench_loop *loop, const struct bench_params *p,
             if (torch[k].pid > 0 && (rc = torch_turn(&torch[k], out)))
                 goto done;
         }
-        loop->iteration_done(loop, ring.ns - before, ring.batches - units);
+        loop->iteration_done(loop, ring.timed.ns - before, ring.timed.batches - units);
     }
     resident = resident_fraction(file.path);
-    out->units = ring.batches;
-    out->seconds = (double)ring.ns / 1e9;
-    out->value = per_s(&ring);
-    out->baseline = per_s(&torch[0].total);
+    out->units = ring.timed.batches;
+    out->seconds = (double)ring.timed.ns / 1e9;
+    out->value = per_s(&ring.timed);
+    out->baseline = per_s(&torch[0].total.timed);
     out->ratio = out->value / out->baseline;
-    bench__add_figure(out, "pread_batches_per_s", per_s(&loop_total));
-    bench__add_figure(out, "vs_pread", out->value / per_s(&loop_total));
-    bench__add_figure(out, "batchring_cpu_us_per_batch", cpu_us(&ring));
-    bench__add_figure(out, "pread_cpu_us_per_batch", cpu_us(&loop_total));
-    bench__add_figure(out, "cpu_vs_pread", cpu_us(&ring) / cpu_us(&loop_total));
-    bench__add_figure(out, "torch_cpu_us_per_batch", cpu_us(&torch[0].total));
-    bench__add_figure(out, "torch_batched_batches_per_s", per_s(&torch[1].total));
-    bench__add_figure(out, "torch_batched_cpu_us_per_batch", cpu_us(&torch[1].total));
+    bench__add_figure(out, "pread_batches_per_s", per_s(&loop_total.timed));
+    bench__add_figure(out, "vs_pread", out->value / per_s(&loop_total.timed));
+    bench__add_figure(out, "batchring_cpu_us_per_batch", cpu_us(&ring.timed));
+    bench__add_figure(out, "pread_cpu_us_per_batch", cpu_us(&loop_total.timed));
+    bench__add_figure(out, "cpu_vs_pread", cpu_us(&ring.timed) / cpu_us(&loop_total.timed));
+    bench__add_figure(out, "torch_cpu_us_per_batch", cpu_us(&torch[0].total.timed));
+    bench__add_figure(out, "torch_batched_batches_per_s", per_s(&torch[1].total.timed));
+    bench__add_figure(out, "torch_batched_cpu_us_per_batch", cpu_us(&torch[1].total.timed));
     /* Issue 15: batchring from Python >= 50x the DataLoader and >= 0.5x
      * the C consumer (these two ratios). */
-    bench__add_figure(out, "python_batches_per_s", per_s(&torch[2].total));
-    bench__add_figure(out, "python_cpu_us_per_batch", cpu_us(&torch[2].total));
-    bench__add_figure(out, "python_vs_torch", per_s(&torch[2].total) / per_s(&torch[0].total));
-    bench__add_figure(out, "python_vs_batchring", per_s(&torch[2].total) / per_s(&ring));
+    bench__add_figure(out, "python_batches_per_s", per_s(&torch[2].total.timed));
+    bench__add_figure(out, "python_cpu_us_per_batch", cpu_us(&torch[2].total.timed));
+    bench__add_figure(out, "python_vs_torch",
+                      per_s(&torch[2].total.timed) / per_s(&torch[0].total.timed));
+    bench__add_figure(out, "python_vs_batchring",
+                      per_s(&torch[2].total.timed) / per_s(&ring.timed));
+    /* The same ratios over whole turns, the warm-up counted (PEER_WARMUP_NS). */
+    bench__add_figure(out, "vs_torch_whole_turn",
+                      per_s(&ring.whole) / per_s(&torch[0].total.whole));
+    bench__add_figure(out, "python_vs_torch_whole_turn",
+                      per_s(&torch[2].total.whole) / per_s(&torch[0].total.whole));
     bench__add_figure(out, "resident_fraction", resident);
     {
         br_worker_stats ws;

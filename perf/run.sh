@@ -86,12 +86,12 @@ function n(v) { return (v ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/) ? v : "NaN" }
     split("", v)
     k = split($15, kv, " ")
     for (i = 1; i <= k; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
-    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ($1 == "peers" ? "shuffled" : "file-order"),
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ($1 == "peers" ? "shuffled" : "file-order"),
         n($7), n(v["torch_batched_batches_per_s"]), n(v["pread_batches_per_s"]), n($5),
         n(v["torch_cpu_us_per_batch"]), n(v["torch_batched_cpu_us_per_batch"]),
         n(v["pread_cpu_us_per_batch"]), n(v["batchring_cpu_us_per_batch"]), n(v["resident_fraction"]),
         n(v["python_batches_per_s"]), n(v["python_cpu_us_per_batch"]), n(v["python_vs_torch"]),
-        n(v["python_vs_batchring"])
+        n(v["python_vs_batchring"]), n(v["vs_torch_whole_turn"]), n(v["python_vs_torch_whole_turn"])
 }' "$results/summary.tsv" | sort -r >"$results/peers.dat"
 peers_floor=$(awk -F '\t' '$1 == "floor" && $13 != "failed" { printf "%.0f ns", $5 }' "$results/summary.tsv")
 peers_cpus=$(awk -F '\t' '$1 == "#" && $2 == "online_cpus" { c = $3 } $1 == "#" && $2 == "cpu_model" { m = $3 }
@@ -123,6 +123,8 @@ if [ -s "$results/peers.dat" ]; then
         if ($13 != "NaN" && $14 != "NaN")
             py[$1] = sprintf("%s: %.1fx the DataLoader (a record per `__getitem__`; %s), %.2fx the C consumer (%s)", $1, $13,
                 ($13 >= 50 ? "met" : "MISS"), $14, ($14 >= 0.5 ? "met" : "MISS"))
+        if ($15 != "NaN" || $16 != "NaN")
+            whole[$1] = sprintf("%s: C %s, Python %s", $1, f($15, "%.1fx"), f($16, "%.1fx"))
     }
     END {
         print ""
@@ -130,9 +132,13 @@ if [ -s "$results/peers.dat" ]; then
         for (o in py) line = line (line == "" ? "" : "; ") py[o]
         if (line != "")
             printf "batchring from Python (`perf/peers/batchring_py.py`, the `batchring` package: a zero-copy uint8 tensor [64, 4096] of each slot), medians of the per-repetition ratios: %s (targets: >= 50x, >= 0.5x).\n\n", line
+        line = ""
+        for (o in whole) line = line (line == "" ? "" : "; ") whole[o]
+        if (line != "")
+            printf "The same ratios to the DataLoader over whole turns, the 100 ms warm-up of each turn counted: %s.\n\n", line
         resident = ""
         for (o in res) resident = resident (resident == "" ? "" : ", ") o " " (res[o] == "NaN" ? "unknown" : sprintf("%.0f%%", res[o] * 100))
-        printf "64 x 4 KiB records per batch, 2 workers for batchring and for each DataLoader, one 128 MiB file written just before (its share in the page cache at the end, mincore: %s). Medians of %s repetitions; each repetition runs the peers in turns of 200 ms. Trainer CPU: getrusage of the trainer process (for torch, time.process_time of the main process), never the workers'"'"'. %s.\n", resident, reps, sub_
+        printf "64 x 4 KiB records per batch, 2 workers for batchring and for each DataLoader, one 128 MiB file written just before (its share in the page cache at the end, mincore: %s). Medians of %s repetitions; each repetition runs the peers in turns, each turn 100 ms of untimed batches and then 200 ms timed (case_peers.c: a peer'"'"'s rate climbs for the first 40-80 ms of a turn). Trainer CPU: getrusage of the trainer process (for torch, time.process_time of the main process), never the workers'"'"'. %s.\n", resident, reps, sub_
     }' "$results/peers.dat" >"$results/peers.md"
 fi
 

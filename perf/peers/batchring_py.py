@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 """batchring from Python, the peers cases' Python trainer on batchring.
 
-The same records file, order and protocol as torch_loader.py (its
-docstring has the --serve protocol): batchring.open_records with `workers`
+The same records file, order and --serve protocol (perf/peers/turns.py)
+as torch_loader.py: batchring.open_records with `workers`
 C worker processes and the order given by --ids, and per batch what a
 PyTorch trainer does with it: a zero-copy uint8 tensor [batch,
 record_bytes] of the slot (Batch.torch), dropped before the next batch.
@@ -19,6 +19,8 @@ import argparse
 import json
 import sys
 import time
+
+import turns
 
 
 def skip(msg):
@@ -84,14 +86,7 @@ def main():
         r.update(info)
         print(json.dumps(r), flush=True)
         return
-    print(json.dumps({"ready": info}), flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if not words or words[0] == "quit":
-            break
-        if words[0] != "run" or len(words) != 2:
-            raise SystemExit("batchring_py.py: unknown command %r" % line)
-        print(json.dumps(phase(gen, float(words[1]), a)), flush=True)
+    turns.serve(lambda seconds: phase(gen, seconds, a), info, "batchring_py.py")
     gen.close()
 
 

@@ -30,10 +30,10 @@ Usage:
       prints one JSON line: {"batches", "seconds", "batches_per_s",
       "bytes_per_s", "trainer_cpu_us_per_batch", ...}
   torch_loader.py PATH ... --serve
-      the C driver's protocol (perf/case_peers.c): prints {"ready": ...}
-      once the workers delivered their first batches, then for each line
-      "run SECONDS" on stdin one JSON line with that phase's figures;
-      "quit" or end of input ends it.
+      the C driver's protocol (perf/case_peers.c, perf/peers/turns.py):
+      prints {"ready": ...} once the workers delivered their first
+      batches, then for each line "run SECONDS [WARMUP]" on stdin one JSON
+      line with that turn's figures; "quit" or end of input ends it.
 Without torch it prints {"skip": "python3-torch not installed ..."} and
 exits with status 3.
 """
@@ -42,6 +42,8 @@ import json
 import os
 import sys
 import time
+
+import turns
 
 
 def skip(msg):
@@ -196,14 +198,7 @@ def main():
         r.update(info)
         print(json.dumps(r), flush=True)
         return
-    print(json.dumps({"ready": info}), flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if not words or words[0] == "quit":
-            break
-        if words[0] != "run" or len(words) != 2:
-            raise SystemExit("torch_loader.py: unknown command %r" % line)
-        print(json.dumps(phase(it, float(words[1]), a)), flush=True)
+    turns.serve(lambda seconds: phase(it, seconds, a), info, "torch_loader.py")
 
 
 if __name__ == "__main__":
