@@ -63,6 +63,7 @@ static PyObject *torch_frombuffer, *torch_dtype_type, *torch_dtypes, *torch_i32;
  * numpy.ndarray + torch.from_numpy did, and a third of frombuffer + view
  * (see shaped_tensor). */
 static PyObject *torch_from_dlpack, *torch_dl_dtypes;
+static PyObject *torch_size_type; /* torch.Size, a shape the fast paths read */
 static PyObject *str_dtype_kw; /* ("dtype",): the keyword both frombuffers take */
 static PyObject *str_reshape, *str_view;
 
@@ -363,15 +364,18 @@ static PyObject *Batch_offsets(BatchObject *self, void *c)
 /* Most dimensions of a shape the fast paths take (numpy allows 64). */
 #define SHAPE_MAX_DIMS 8
 
-/* The dimensions of `shape`, a tuple or list of ints with at most one -1
- * (resolved here), if it covers `size` bytes of `itemsize`-byte items
- * exactly: their number, 1 to SHAPE_MAX_DIMS. 0 for any other shape,
- * without an exception: the caller then goes through numpy's or torch's
- * own reshape, and its errors. */
+/* The dimensions of `shape`, a tuple, a torch.Size (a shape often comes
+ * from x.shape; its items are its tuple's) or a list of ints with at
+ * most one -1 (resolved here), if it covers `size` bytes of
+ * `itemsize`-byte items exactly: their number, 1 to SHAPE_MAX_DIMS. 0 for
+ * any other shape, without an exception: the caller then goes through
+ * numpy's or torch's own reshape, and its errors. */
 static Py_ssize_t shape_covering(PyObject *shape, size_t size, Py_ssize_t itemsize,
                                  int64_t *dims)
 {
-    if (!(PyTuple_CheckExact(shape) || PyList_CheckExact(shape)) || itemsize <= 0 ||
+    if (!(PyTuple_CheckExact(shape) || PyList_CheckExact(shape) ||
+          (torch_size_type && Py_IS_TYPE(shape, (PyTypeObject *)torch_size_type))) ||
+        itemsize <= 0 ||
         size % (size_t)itemsize)
         return 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(shape), free_dim = -1, known = 1;
@@ -1431,23 +1435,29 @@ static PyObject *mod_set_numpy(PyObject *m, PyObject *args)
 }
 
 /* _set_torch(torch.frombuffer, torch.dtype, {name: torch dtype},
- *            torch.utils.dlpack.from_dlpack, {torch dtype: (DLPack code, bits)}) */
+ *            torch.utils.dlpack.from_dlpack, {torch dtype: (DLPack code, bits)},
+ *            torch.Size) */
 static PyObject *mod_set_torch(PyObject *m, PyObject *args)
 {
     (void)m;
-    PyObject *fb, *type, *names, *i32, *from_dlpack, *dl_dtypes;
-    if (!PyArg_ParseTuple(args, "OO!O!OO!", &fb, &PyType_Type, &type, &PyDict_Type, &names,
-                          &from_dlpack, &PyDict_Type, &dl_dtypes))
+    PyObject *fb, *type, *names, *i32, *from_dlpack, *dl_dtypes, *size_type;
+    if (!PyArg_ParseTuple(args, "OO!O!OO!O!", &fb, &PyType_Type, &type, &PyDict_Type, &names,
+                          &from_dlpack, &PyDict_Type, &dl_dtypes, &PyType_Type, &size_type))
         return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)size_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "torch.Size must be a tuple type");
+        return NULL;
+    }
     if (!(i32 = PyDict_GetItemString(names, "int32")) ||
         !PyDict_GetItemString(names, "uint8")) {
         PyErr_SetString(PyExc_ValueError, "the dtype names need int32 and uint8");
         return NULL;
     }
-    PyObject **const slots[] = {&torch_frombuffer, &torch_dtype_type, &torch_dtypes, &torch_i32,
-                                &torch_from_dlpack, &torch_dl_dtypes};
-    PyObject *const values[] = {fb, type, names, i32, from_dlpack, dl_dtypes};
-    keep_all(slots, values, 6);
+    PyObject **const slots[] = {&torch_frombuffer, &torch_dtype_type, &torch_dtypes,
+                                &torch_i32,        &torch_from_dlpack, &torch_dl_dtypes,
+                                &torch_size_type};
+    PyObject *const values[] = {fb, type, names, i32, from_dlpack, dl_dtypes, size_type};
+    keep_all(slots, values, 7);
     Py_RETURN_NONE;
 }
 

@@ -47,7 +47,7 @@ _DLPACK = {_torch.uint8: (1, 8), _torch.int8: (0, 8), _torch.int16: (0, 16),
 # capsule goes straight to the function it then calls, where torch has it.
 _FROM_CAPSULE = getattr(_dlpack, "_from_dlpack", None) or _dlpack.from_dlpack
 _br._batchring._set_torch(_torch.frombuffer, _torch.dtype, _DTYPES,
-                          _FROM_CAPSULE, _DLPACK)
+                          _FROM_CAPSULE, _DLPACK, _torch.Size)
 
 
 class RingIterable(_torch.utils.data.IterableDataset):

@@ -87,6 +87,12 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
         assert b.torch().dtype == torch.uint8 and b.torch().numel() == b.size
         assert b.torch(torch.bfloat16, [b.count, -1]).shape == (b.count, REC // 2)  # no numpy dtype
         assert torch.equal(b.torch("uint8", [b.count, REC]), torch.from_numpy(want))
+        # A shape from x.shape (torch.Size) takes the one-call DLPack path, as
+        # a tuple does; torch's frombuffer + view would leave a _base.
+        z = b.torch(torch.uint8, torch.Size((b.count, REC)))
+        assert z._base is None and torch.equal(z, torch.from_numpy(want))
+        assert b.torch(torch.uint8, (b.count, REC))._base is None
+        del z
         with pytest.raises(ValueError) as e:
             b.torch("uint128")
         assert "uint128" in str(e.value)
