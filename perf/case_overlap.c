@@ -162,8 +162,11 @@ bool bench__slow_trainer_target(const struct bench_params *p, double *limit, boo
     return true;
 }
 
+/* >= 0.9 of the ideal, and >= 0.8 at 4 KiB, where a batch is a
+ * microsecond of load and the handoff's line transfers are a large part
+ * of it (issue 12). */
 bool bench__overlap_target(const struct bench_params *p, double *limit, bool *at_least)
 {
-    *limit = 0.90, *at_least = true;
+    *limit = p->batch_bytes <= 4096 ? 0.80 : 0.90, *at_least = true;
     return p->workers == 1;
 }

@@ -22,11 +22,11 @@
  * a file, given to all of them: batchring as its ids, the pread loop, the
  * DataLoader's sampler); peers-seq reads them in file order.
  *
- * The peers run in rounds, each for PEER_PHASE_NS of wall time per round,
- * in turn, so the machine's noise hits all of them alike; each turn starts
- * once the one before it has stopped using the CPUs (settle), and is timed
- * after PEER_WARMUP_NS of untimed batches (the figures are the peers'
- * steady rates; the *_whole_turn figures count the warm-up too). The Python child
+ * The peers run in rounds, one turn each per round, so the machine's
+ * noise hits all of them alike; each turn starts once the one before it
+ * has stopped using the CPUs (settle), takes PEER_WARMUP_NS of untimed
+ * batches and then PEER_PHASE_NS of timed ones (the figures are the
+ * peers' steady rates; the *_whole_turn figures count the warm-up too). The Python child
  * is started once per run and waits on its stdin between phases; its
  * figures are measured inside it (time.process_time of the main process:
  * never its DataLoader workers). Each peer's trainer CPU per batch is the
@@ -36,7 +36,9 @@
  *
  * Needs only <batchring.h> and libc (perf/README.md); a missing torch,
  * Python or script makes the torch figures NaN with a note, and the rest
- * still runs.
+ * still runs. A child that starts but then breaks the protocol
+ * (perf/peers/turns.py: a line that is not its figures, a warm-up shorter
+ * than asked) fails the case.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -62,23 +64,25 @@
 /* The file: as in the records cases, big enough that shuffled records
  * miss the CPU caches; written just before, so it is cached. */
 #define PEER_FILE_BYTES (128 * MIB)
-/* Wall time of each peer's turn in a round. The DataLoader delivers a
- * batch every ~1-2 ms, so a turn holds a hundred of its batches. */
+/* Wall time of the timed part of each peer's turn in a round. The
+ * DataLoader delivers a batch every ~1-2 ms, so it holds a hundred of its
+ * batches. */
 #define PEER_PHASE_NS UINT64_C(200000000)
 /*
- * Untimed batches at the start of each turn. A peer's rate climbs for the
- * first 40-80 ms of a turn that follows the others' turns: batches per 10
- * ms of the Python peer's turns in this case went 26k, 33k, 40k, 41k,
- * 46k/s ... to 50-53k/s from 60 ms on, the C consumer's 24k, 34k, 37k,
- * 45k, then 51-57k/s; the DataLoader's stayed flat. perf sampling of both
- * CPUs showed the workers running the same code in the ramp as after it
- * (memmove, copy_resident) with 2% idle: the same copies, from memory
- * that is slower at first (docs/perf/notes.md, "The turn's ramp"). A
- * trainer that runs for hours sees the steady rate, and a timed turn
- * that starts in the ramp measures the bench's interleaving instead: 25%
- * of the Python peer's rate, 12% of the C one's. Every peer gets the same
- * warm-up; the whole-turn figures stay in the results beside the steady
- * ones.
+ * Untimed batches at the start of each turn. A ring peer's rate climbs
+ * for the first 40-80 ms of a turn that follows the others' turns:
+ * batches per 10 ms of the Python peer's turns in this case went 26k,
+ * 33k, 40k, 41k, 46k/s ... to 50-53k/s from 60 ms on, the C consumer's
+ * 24k, 34k, 37k, 45k, then 51-57k/s, about 9% of a 200 ms turn; the
+ * DataLoader's per 20 ms looked flat, though the warm-up raises its timed
+ * rate 2-6% too. perf sampling of both CPUs showed the workers running
+ * the same code in the ramp as after it (memmove, copy_resident) with 2%
+ * idle: the same copies, from memory that is slower at first
+ * (docs/perf/notes.md, "The turn's ramp"). A trainer that runs for hours
+ * sees the steady rate, and a timed turn that starts in the ramp measures
+ * the bench's interleaving instead. Every peer gets the same warm-up (a
+ * child must report at least this much of it); the whole-turn figures
+ * stay in the results beside the steady ones.
  */
 #define PEER_WARMUP_NS UINT64_C(100000000)
 /* How long the Python child may take to start (import torch, fork its
@@ -436,7 +440,9 @@ static int torch_turn(struct torch_peer *t, struct bench_result *out)
     double batches = json_number(t->line, "batches"), ns = json_number(t->line, "ns"),
            cpu = json_number(t->line, "cpu_ns"), wb = json_number(t->line, "warm_batches"),
            wns = json_number(t->line, "warm_ns"), wcpu = json_number(t->line, "warm_cpu_ns");
-    if (!(batches >= 0 && ns > 0 && cpu >= 0 && wb >= 0 && wns >= 0 && wcpu >= 0))
+    /* A child that skipped the warm-up would be timed from its ramp. */
+    if (!(batches >= 0 && ns > 0 && cpu >= 0 && wb >= 0 && wns >= (double)PEER_WARMUP_NS &&
+          wcpu >= 0))
         return bench__fail(out, -EPROTO, "the torch peer said: %.160s", t->line);
     peer_add(&t->total.timed, (uint64_t)batches, (uint64_t)ns, (uint64_t)cpu);
     peer_add(&t->total.whole, (uint64_t)(batches + wb), (uint64_t)(ns + wns),

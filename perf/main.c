@@ -190,7 +190,8 @@ static void register_all(void)
 
     /* The peers: batchring's records path, the trainer's own pread loop
      * and PyTorch's DataLoader, 64 x 4 KiB records per batch, 2 workers.
-     * An iteration is one round, each peer 200 ms in turn. */
+     * An iteration is one round, each peer in turn: 100 ms untimed, then
+     * 200 ms timed (case_peers.c). */
     b = family("peers", 6);
     ROW(b, 64 * 4096, 2);
     b = family("peers-seq", 6);

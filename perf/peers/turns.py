@@ -27,8 +27,15 @@ def serve(phase, info, prog):
             break
         if words[0] != "run" or len(words) not in (2, 3):
             raise SystemExit("%s: unknown command %r" % (prog, line))
-        warm = float(words[2]) if len(words) == 3 else 0.0
+        try:
+            seconds = float(words[1])
+            warm = float(words[2]) if len(words) == 3 else 0.0
+        except ValueError:
+            raise SystemExit("%s: not a number of seconds in %r" % (prog, line))
+        # NaN compares false both ways: refused with the negatives.
+        if not (seconds > 0 and warm >= 0):
+            raise SystemExit("%s: seconds must be > 0 and the warm-up >= 0: %r" % (prog, line))
         w = phase(warm) if warm > 0 else {"batches": 0, "ns": 0, "cpu_ns": 0}
-        r = phase(float(words[1]))
+        r = phase(seconds)
         r.update({"warm_batches": w["batches"], "warm_ns": w["ns"], "warm_cpu_ns": w["cpu_ns"]})
         print(json.dumps(r), flush=True)

@@ -92,7 +92,13 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
         z = b.torch(torch.uint8, torch.Size((b.count, REC)))
         assert z._base is None and torch.equal(z, torch.from_numpy(want))
         assert b.torch(torch.uint8, (b.count, REC))._base is None
-        del z
+        z = b.torch(torch.int32, torch.Size((b.count, -1)))
+        assert z._base is None and z.shape == (b.count, REC // 4)
+        # numpy's one-call path leaves the batch's view as the base; its
+        # fallback, frombuffer + reshape, an array.
+        a = b.numpy(np.uint8, torch.Size((b.count, -1)))
+        assert not isinstance(a.base, np.ndarray) and np.array_equal(a, want)
+        del z, a
         with pytest.raises(ValueError) as e:
             b.torch("uint128")
         assert "uint128" in str(e.value)
