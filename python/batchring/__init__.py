@@ -17,7 +17,8 @@ import numpy as _np
 
 from . import _batchring
 from ._batchring import (Error, LoaderError, WorkerError, ProducerGone, Timeout, BadRing,
-                         HoldLimit, Stopped, CudaError, Generator, attach, strerror,
+                         HoldLimit, Stopped, CudaError, InvalidArgument, NotFound,
+                         Generator, attach, strerror,
                          PIN_NONE, PIN_CUDA, PIN_CUDA_IF_AVAILABLE)
 
 __version__ = _batchring.version
@@ -25,7 +26,7 @@ __all__ = ["attach", "open_records", "open_files", "open_indexed", "open_tokens"
            "open_record_shards", "open_indexed_shards", "open_files_glob", "open_packed",
            "open_packed_tokens", "Batch", "Generator",
            "Error", "LoaderError", "WorkerError", "ProducerGone", "Timeout", "BadRing",
-           "HoldLimit", "Stopped", "CudaError"]
+           "HoldLimit", "Stopped", "CudaError", "InvalidArgument", "NotFound"]
 
 
 class Batch(_batchring._Batch):

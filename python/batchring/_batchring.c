@@ -42,7 +42,7 @@
 #define SLICE_MS 50
 
 static PyObject *Error, *LoaderError, *WorkerError, *ProducerGone, *Timeout, *BadRing,
-    *HoldLimit, *Stopped, *CudaError;
+    *HoldLimit, *Stopped, *CudaError, *InvalidArgument, *NotFound;
 static PyTypeObject *BatchType; /* set by _set_batch_type: batchring.Batch */
 
 /* What turns a view into an array, looked up once instead of per batch
@@ -149,6 +149,8 @@ static PyObject *raise_code(int rc, const char *msg)
     case BR_ESTOPPED: cls = Stopped; break;
     case BR_ECUDA: cls = CudaError; break;
     case -ETIMEDOUT: cls = Timeout; break;
+    case -EINVAL: cls = InvalidArgument; break;
+    case -ENOENT: cls = NotFound; break;
     default: break;
     }
     const char *text = msg && msg[0] ? msg : br_strerror(rc);
@@ -159,6 +161,12 @@ static PyObject *raise_code(int rc, const char *msg)
     PyObject *code = PyLong_FromLong(rc), *name = PyUnicode_FromString(br_err_name(rc));
     int bad = !code || !name || PyObject_SetAttrString(e, "code", code) ||
               PyObject_SetAttrString(e, "name", name);
+    /* The OSError ones (Timeout, NotFound) carry errno as the builtins do. */
+    if (!bad && PyObject_IsInstance(e, PyExc_OSError) == 1) {
+        PyObject *no = PyLong_FromLong(-rc);
+        bad = !no || PyObject_SetAttrString(e, "errno", no);
+        Py_XDECREF(no);
+    }
     Py_XDECREF(code);
     Py_XDECREF(name);
     if (bad) {
@@ -1533,19 +1541,30 @@ PyMODINIT_FUNC PyInit__batchring(void)
     }
     BatchType = &BaseBatchType;
     Py_INCREF(BatchType);
-    PyObject *timeout_bases = NULL;
+    /* Timeout, InvalidArgument and NotFound are also the builtin error a
+     * Python caller catches for them: TimeoutError, ValueError (as
+     * Python's own checks of the same arguments raise), FileNotFoundError. */
+    PyObject *timeout_bases = NULL, *invalid_bases = NULL, *missing_bases = NULL;
     if (add_exc(m, &Error, "Error", NULL) || add_exc(m, &LoaderError, "LoaderError", Error) ||
         add_exc(m, &WorkerError, "WorkerError", Error) ||
         add_exc(m, &ProducerGone, "ProducerGone", Error) ||
         add_exc(m, &BadRing, "BadRing", Error) || add_exc(m, &HoldLimit, "HoldLimit", Error) ||
         add_exc(m, &Stopped, "Stopped", Error) || add_exc(m, &CudaError, "CudaError", Error) ||
         !(timeout_bases = PyTuple_Pack(2, Error, PyExc_TimeoutError)) ||
-        add_exc(m, &Timeout, "Timeout", timeout_bases)) {
+        add_exc(m, &Timeout, "Timeout", timeout_bases) ||
+        !(invalid_bases = PyTuple_Pack(2, Error, PyExc_ValueError)) ||
+        add_exc(m, &InvalidArgument, "InvalidArgument", invalid_bases) ||
+        !(missing_bases = PyTuple_Pack(2, Error, PyExc_FileNotFoundError)) ||
+        add_exc(m, &NotFound, "NotFound", missing_bases)) {
         Py_XDECREF(timeout_bases);
+        Py_XDECREF(invalid_bases);
+        Py_XDECREF(missing_bases);
         Py_DECREF(m);
         return NULL;
     }
     Py_DECREF(timeout_bases);
+    Py_DECREF(invalid_bases);
+    Py_DECREF(missing_bases);
     Py_INCREF(&BaseBatchType);
     PyModule_AddObject(m, "_Batch", (PyObject *)&BaseBatchType);
     Py_INCREF(&GenType);

@@ -7,6 +7,7 @@ stub CUDA runtime; after each test, no process or /dev/shm entry of ours
 is left. Environment (set by CTest): PYTHONPATH=<build>/python,
 BR_CLI=<batchring>, BR_TEST_PLUGIN=<test_named_plugin.so>,
 BR_CUDA_STUB=<libcudart_stub.so>."""
+import errno
 import os
 import re
 import signal
@@ -99,13 +100,16 @@ def test_hold_limit(data):
 
 def test_errors(data):
     d, _, _ = data
-    with pytest.raises(batchring.Error) as e:
+    # Each also the builtin a Python caller catches for it.
+    with pytest.raises(FileNotFoundError) as e:
         batchring.open_records(os.path.join(d, "nope.bin"), REC)
-    assert e.value.name == "ENOENT" and "nope.bin" in str(e.value)
-    with pytest.raises(batchring.Error) as e:
+    assert isinstance(e.value, batchring.NotFound) and isinstance(e.value, batchring.Error)
+    assert e.value.name == "ENOENT" and e.value.errno == errno.ENOENT
+    assert "nope.bin" in str(e.value)
+    with pytest.raises(ValueError) as e:
         batchring.open_records(os.path.join(d, "records.bin"), 4095)
-    assert e.value.name == "EINVAL"
-    with pytest.raises(batchring.Error) as e:
+    assert isinstance(e.value, batchring.InvalidArgument) and e.value.name == "EINVAL"
+    with pytest.raises(batchring.NotFound) as e:
         batchring.attach("/br-py-none-%d" % os.getpid())
     assert e.value.name == "ENOENT"
     with pytest.raises(ValueError):
@@ -139,9 +143,10 @@ def test_attach_served_ring_and_errors(plugin):
         # generator stays usable (the same error again, same batch).
         with batchring.attach(name, timeout=0.3) as g:
             for _ in range(2):
-                with pytest.raises(batchring.Timeout) as e:
+                with pytest.raises(TimeoutError) as e:
                     next(g)
-                assert e.value.name == "ETIMEDOUT"
+                assert isinstance(e.value, batchring.Timeout)
+                assert e.value.name == "ETIMEDOUT" and e.value.errno == errno.ETIMEDOUT
     finally:
         s.stop()
     name = "/br-py-%d-f" % os.getpid()
