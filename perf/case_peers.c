@@ -26,13 +26,14 @@
  * noise hits all of them alike; each turn starts once the one before it
  * has stopped using the CPUs (settle), takes PEER_WARMUP_NS of untimed
  * batches and then PEER_PHASE_NS of timed ones (the figures are the
- * peers' steady rates; the *_whole_turn figures count the warm-up too). The Python child
- * is started once per run and waits on its stdin between phases; its
- * figures are measured inside it (time.process_time of the main process:
- * never its DataLoader workers). Each peer's trainer CPU per batch is the
- * getrusage(RUSAGE_SELF) (process_time) of the trainer's process over its
- * phases, divided by its batches; batchring's and the DataLoader's
- * workers are other processes and are not counted.
+ * peers' steady rates; the *_whole_turn figures count the warm-up too).
+ * The Python children are started once per run and wait on their stdin
+ * between turns; their figures are measured inside them
+ * (time.process_time of the main process: never its DataLoader workers).
+ * Each peer's trainer CPU per batch is the getrusage(RUSAGE_SELF)
+ * (process_time) of the trainer's process over its timed stretches,
+ * divided by their batches; batchring's and the DataLoader's workers are
+ * other processes and are not counted.
  *
  * Needs only <batchring.h> and libc (perf/README.md); a missing torch,
  * Python or script makes the torch figures NaN with a note, and the rest
@@ -223,14 +224,15 @@ static uint64_t cpu_ns_self(void)
            (uint64_t)ru.ru_stime.tv_sec * 1000000000u + (uint64_t)ru.ru_stime.tv_usec * 1000u;
 }
 
-/* One peer's totals over the run's rounds: its timed stretches, and with
- * `whole` its whole turns (warm-up included). */
+/* Batches, wall time and trainer CPU added up over stretches of a run. */
 struct peer_total {
     uint64_t batches;
     uint64_t ns;
     uint64_t cpu_ns;
 };
 
+/* One peer's totals over the run's rounds: its timed stretches, and its
+ * whole turns (warm-up included). */
 struct peer_totals {
     struct peer_total timed, whole;
 };
@@ -572,8 +574,8 @@ static int batchring_stretch(br_gen *g, uint32_t per_batch, uint64_t ns, struct 
     return 0;
 }
 
-/* One turn of a C peer: the warm-up, then the timed stretch; both go
- * into total->whole. */
+/* One turn of a C peer: the warm-up, then the timed stretch, which alone
+ * goes into total->timed; both go into total->whole. */
 static int pread_turn(struct pread_peer *pp, struct peer_totals *total)
 {
     struct peer_total warm = {0}, timed = {0};
