@@ -383,8 +383,7 @@ static Py_ssize_t shape_covering(PyObject *shape, size_t size, Py_ssize_t itemsi
 {
     if (!(PyTuple_CheckExact(shape) || PyList_CheckExact(shape) ||
           (torch_size_type && Py_IS_TYPE(shape, (PyTypeObject *)torch_size_type))) ||
-        itemsize <= 0 ||
-        size % (size_t)itemsize)
+        itemsize <= 0 || size % (size_t)itemsize)
         return 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(shape), free_dim = -1, known = 1;
     if (n < 1 || n > SHAPE_MAX_DIMS)
