@@ -3,6 +3,7 @@
 (slices, other threads, interpreter exit) and batchring.torch.RingIterable.
 Skipped as a whole, visibly, where torch is missing (run.py)."""
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -123,6 +124,45 @@ def test_batch_arrays_dtypes_shapes_and_bad_arguments(data):
         assert torch.equal(y, torch.from_numpy(lab[want_ids]))
         del y
         next(g).release()
+
+
+def test_shapes_read_as_numpy_and_torch_read_them(data):
+    """The one-call paths (shape_covering) read a shape exactly as numpy's
+    reshape and torch's do, or give way to them: random shapes as tuples,
+    lists and torch.Size, with -1, other negatives, zeros and sizes past
+    int64, against each library reshaping a copy of the bytes."""
+    d, _, _ = data
+    dtypes = [(torch.uint8, np.uint8), (torch.int16, np.int16), (torch.int32, np.int32),
+              (torch.float32, np.float32), (torch.int64, np.int64)]
+    dims = [-1, -1, -2, 0, 1, 2, 3, 4, 8, 16, REC, REC // 4, 2**40, 2**63 - 1, 2**64]
+    rng = random.Random(15)
+
+    def reshaped(f):
+        try:
+            return f()
+        except (ValueError, RuntimeError, TypeError, OverflowError):
+            return None
+
+    with batchring.open_records(os.path.join(d, "records.bin"), REC, batch_size=4,
+                                hold=2) as g, next(g) as b:
+        raw = np.frombuffer(bytes(b.data), np.uint8)
+        for _ in range(1500):
+            td, nd = rng.choice(dtypes)
+            shape = [rng.choice(dims) for _ in range(rng.randint(1, 4))]
+            kind = rng.choice([tuple, list, torch.Size])
+            try:
+                arg = kind(shape)
+            except (ValueError, RuntimeError, TypeError, OverflowError):
+                continue  # torch.Size of a size past int64
+            for ours, theirs in (
+                    (lambda: b.torch(td, arg).numpy(),
+                     lambda: torch.from_numpy(raw.view(nd).copy()).reshape(shape).numpy()),
+                    (lambda: b.numpy(nd, arg), lambda: raw.view(nd).reshape(shape))):
+                got, want = reshaped(ours), reshaped(theirs)
+                assert (got is None) == (want is None), (kind, shape, td)
+                if want is not None:
+                    assert got.shape == want.shape and got.tobytes() == want.tobytes(), \
+                        (kind, shape, td)
 
 
 def test_tensor_slices_hold_the_batch_and_may_die_in_any_thread(data):
