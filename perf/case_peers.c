@@ -244,6 +244,16 @@ static void peer_add(struct peer_total *t, uint64_t batches, uint64_t ns, uint64
     t->cpu_ns += cpu_ns;
 }
 
+/* One turn's warm-up and timed stretch: the timed one alone into
+ * total->timed, both into total->whole. */
+static void peer_turn_add(struct peer_totals *total, const struct peer_total *warm,
+                          const struct peer_total *timed)
+{
+    peer_add(&total->timed, timed->batches, timed->ns, timed->cpu_ns);
+    peer_add(&total->whole, warm->batches + timed->batches, warm->ns + timed->ns,
+             warm->cpu_ns + timed->cpu_ns);
+}
+
 static double per_s(const struct peer_total *t)
 {
     return t->ns ? (double)t->batches * 1e9 / (double)t->ns : NAN;
@@ -446,9 +456,9 @@ static int torch_turn(struct torch_peer *t, struct bench_result *out)
     if (!(batches >= 0 && ns > 0 && cpu >= 0 && wb >= 0 && wns >= (double)PEER_WARMUP_NS &&
           wcpu >= 0))
         return bench__fail(out, -EPROTO, "the torch peer said: %.160s", t->line);
-    peer_add(&t->total.timed, (uint64_t)batches, (uint64_t)ns, (uint64_t)cpu);
-    peer_add(&t->total.whole, (uint64_t)(batches + wb), (uint64_t)(ns + wns),
-             (uint64_t)(cpu + wcpu));
+    const struct peer_total warm = {(uint64_t)wb, (uint64_t)wns, (uint64_t)wcpu},
+                            timed = {(uint64_t)batches, (uint64_t)ns, (uint64_t)cpu};
+    peer_turn_add(&t->total, &warm, &timed);
     torch_line_done(t);
     return 0;
 }
@@ -574,17 +584,14 @@ static int batchring_stretch(br_gen *g, uint32_t per_batch, uint64_t ns, struct 
     return 0;
 }
 
-/* One turn of a C peer: the warm-up, then the timed stretch, which alone
- * goes into total->timed; both go into total->whole. */
+/* One turn of a C peer: the warm-up, then the timed stretch. */
 static int pread_turn(struct pread_peer *pp, struct peer_totals *total)
 {
     struct peer_total warm = {0}, timed = {0};
     int rc = pread_stretch(pp, PEER_WARMUP_NS, &warm);
     if (!rc)
         rc = pread_stretch(pp, PEER_PHASE_NS, &timed);
-    peer_add(&total->timed, timed.batches, timed.ns, timed.cpu_ns);
-    peer_add(&total->whole, warm.batches + timed.batches, warm.ns + timed.ns,
-             warm.cpu_ns + timed.cpu_ns);
+    peer_turn_add(total, &warm, &timed);
     return rc;
 }
 
@@ -595,9 +602,7 @@ static int batchring_turn(br_gen *g, uint32_t per_batch, struct peer_totals *tot
     int rc = batchring_stretch(g, per_batch, PEER_WARMUP_NS, &warm, NULL, out);
     if (!rc)
         rc = batchring_stretch(g, per_batch, PEER_PHASE_NS, &timed, bytes, out);
-    peer_add(&total->timed, timed.batches, timed.ns, timed.cpu_ns);
-    peer_add(&total->whole, warm.batches + timed.batches, warm.ns + timed.ns,
-             warm.cpu_ns + timed.cpu_ns);
+    peer_turn_add(total, &warm, &timed);
     return rc;
 }
 
